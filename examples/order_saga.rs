@@ -1,0 +1,148 @@
+//! Order fulfilment: reserve inventory, charge payment, send the confirmation email.
+//!
+//! `cargo run --example order_saga` completes an order; `cargo run --example order_saga --
+//! --fail-payment` makes the payment fail for good and shows the compensation.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use saga_runtime::{saga, saga_step, SagaEventKind, SagaOutcome, StepCx, StepError};
+use serde::{Deserialize, Serialize};
+
+/// The order: what is persisted.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct OrderCtx {
+    order_id: String,
+    amount_cents: u64,
+    reservation: Option<String>,
+    payment: Option<String>,
+    email_sent: bool,
+}
+
+/// Clients of the inventory, payment and email services; never persisted.
+#[derive(Debug, Default)]
+pub struct Services {
+    fail_payment: bool,
+    payment_calls: AtomicU32,
+}
+
+#[saga_step(compensate = release_inventory, timeout = "5s", retries = 2, backoff = "50ms")]
+async fn reserve_inventory(ctx: &mut OrderCtx, cx: &StepCx<Services>) -> Result<(), StepError> {
+    ctx.reservation = Some(format!("res-{}", cx.idempotency_key()));
+    println!("  reserve_inventory: reserved stock for {}", ctx.order_id);
+    Ok(())
+}
+
+async fn release_inventory(ctx: &mut OrderCtx, _cx: &StepCx<Services>) -> Result<(), StepError> {
+    println!(
+        "  release_inventory: released {}",
+        ctx.reservation.take().unwrap_or_default()
+    );
+    Ok(())
+}
+
+#[saga_step(compensate = refund_payment, timeout = "10s", retries = 2, backoff = "50ms")]
+async fn charge_payment(ctx: &mut OrderCtx, cx: &StepCx<Services>) -> Result<(), StepError> {
+    let call = cx.deps().payment_calls.fetch_add(1, Ordering::SeqCst) + 1;
+    if cx.deps().fail_payment {
+        println!("  charge_payment: attempt {} declined", cx.attempt());
+        // The first declines look transient; the last one is final.
+        return Err(if call < 3 {
+            StepError::transient("payment gateway unavailable")
+        } else {
+            StepError::permanent("card declined")
+        });
+    }
+    ctx.payment = Some(format!("pay-{}", ctx.order_id));
+    println!("  charge_payment: charged {} cents", ctx.amount_cents);
+    Ok(())
+}
+
+async fn refund_payment(ctx: &mut OrderCtx, _cx: &StepCx<Services>) -> Result<(), StepError> {
+    println!(
+        "  refund_payment: refunded {}",
+        ctx.payment.take().unwrap_or_default()
+    );
+    Ok(())
+}
+
+#[saga_step(timeout = "5s", retries = 3)]
+async fn send_confirmation_email(ctx: &mut OrderCtx) -> Result<(), StepError> {
+    ctx.email_sent = true;
+    println!("  send_confirmation_email: sent for {}", ctx.order_id);
+    Ok(())
+}
+
+saga! {
+    /// Order fulfilment.
+    pub OrderSaga(OrderCtx, Services) {
+        reserve_inventory,
+        charge_payment,
+        send_confirmation_email,
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), saga_runtime::SagaError> {
+    let fail_payment = std::env::args().any(|a| a == "--fail-payment");
+    print!("{}", OrderSaga::description());
+
+    let ctx = OrderCtx {
+        order_id: "order-42".into(),
+        amount_cents: 4_200,
+        ..Default::default()
+    };
+    let services = Services {
+        fail_payment,
+        ..Default::default()
+    };
+    println!(
+        "running OrderSaga{}",
+        if fail_payment {
+            " (payment will fail)"
+        } else {
+            ""
+        }
+    );
+    let outcome = OrderSaga::run_with(ctx, services).await?;
+    match &outcome {
+        SagaOutcome::Completed { id, ctx } => {
+            println!("order completed (saga {id}): {ctx:?}");
+        }
+        SagaOutcome::Compensated { id, cause, ctx } => {
+            println!("order compensated (saga {id}): {cause}");
+            println!("final context: {ctx:?}");
+        }
+        other => println!("order needs attention: {other:?}"),
+    }
+    println!("timeline:");
+    for event in OrderSaga::on(saga_runtime::Engine::global())
+        .history(outcome.id())
+        .await?
+    {
+        match event.kind {
+            SagaEventKind::StepStarted {
+                step,
+                phase,
+                attempt,
+            } => {
+                println!("  {phase:?} {step} started (attempt {attempt})")
+            }
+            SagaEventKind::RetryScheduled {
+                step,
+                attempt,
+                delay,
+                error,
+                ..
+            } => {
+                println!("  {step} attempt {attempt} failed ({error}); retry in {delay:?}")
+            }
+            SagaEventKind::StepFailed { step, error, .. } => println!("  {step} failed: {error}"),
+            SagaEventKind::CompensationStarted { .. } => println!("  compensation started"),
+            SagaEventKind::StepCompensated { step, .. } => println!("  {step} compensated"),
+            other => println!("  {other:?}"),
+        }
+    }
+    let status = OrderSaga::status(outcome.id()).await?;
+    println!("status: {status}");
+    Ok(())
+}

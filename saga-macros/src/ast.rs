@@ -1,0 +1,107 @@
+//! The IR: what `#[saga_step]` and `saga!` say, borrowed from syn with spans kept so that
+//! validation can point at the user's tokens.
+
+use std::time::Duration;
+
+use proc_macro2::Span;
+use syn::punctuated::Punctuated;
+use syn::{Attribute, Ident, ItemFn, Path, Token, Type, Visibility};
+
+/// A value with the span of the tokens it came from.
+#[derive(Clone)]
+pub(crate) struct Sp<T> {
+    /// The value.
+    pub(crate) value: T,
+    /// Where it was written.
+    pub(crate) span: Span,
+}
+
+/// `compensation_retries = N | "forever"`.
+#[derive(Clone, Copy)]
+pub(crate) enum CompensationRetries {
+    /// N retries.
+    Limited(u32),
+    /// Until it succeeds.
+    Forever,
+}
+
+/// The arguments of one `#[saga_step(...)]`, each with its span.
+#[derive(Default)]
+pub(crate) struct StepArgs {
+    /// `compensate = path`.
+    pub(crate) compensate: Option<Path>,
+    /// `timeout = "5s"`.
+    pub(crate) timeout: Option<Sp<Duration>>,
+    /// `retries = N`.
+    pub(crate) retries: Option<Sp<u32>>,
+    /// `backoff = "100ms"`.
+    pub(crate) backoff: Option<Sp<Duration>>,
+    /// `pivot`: the span of the word.
+    pub(crate) pivot: Option<Span>,
+    /// `nothing_to_undo`: the span of the word.
+    pub(crate) nothing_to_undo: Option<Span>,
+    /// `fallback = path`.
+    pub(crate) fallback: Option<Path>,
+    /// `compensation_retries = N | "forever"`.
+    pub(crate) compensation_retries: Option<Sp<CompensationRetries>>,
+    /// `compensate_on_timeout`: the span of the word.
+    pub(crate) compensate_on_timeout: Option<Span>,
+}
+
+/// A `#[saga_step]` function.
+pub(crate) struct Step<'a> {
+    /// The function as the user wrote it; re-emitted unchanged.
+    pub(crate) original: &'a ItemFn,
+    /// Its name, which is also the step's name.
+    pub(crate) name: &'a Ident,
+    /// `T` of the first parameter `&mut T`.
+    pub(crate) ctx_ty: &'a Type,
+    /// `H` of the optional second parameter `&H` (the step handle, `StepCx<D>`).
+    pub(crate) handle_ty: Option<&'a Type>,
+    /// The return type, for placing type errors about it.
+    pub(crate) output: &'a syn::ReturnType,
+    /// Its arguments.
+    pub(crate) args: StepArgs,
+}
+
+/// The arguments of `#[saga(...)]` inside `saga!`.
+#[derive(Default)]
+pub(crate) struct SagaArgs {
+    /// `best_effort_rollback`.
+    pub(crate) best_effort_rollback: Option<Span>,
+    /// `deadline = "30s"`.
+    pub(crate) deadline: Option<Sp<Duration>>,
+    /// `crate = "path"`: where the runtime is, for crates that re-export it.
+    pub(crate) krate: Option<Path>,
+}
+
+/// A `saga!` invocation.
+pub(crate) struct Saga {
+    /// Doc comments and other attributes for the saga type (`#[saga]` removed).
+    pub(crate) attrs: Vec<Attribute>,
+    /// Saga-wide options.
+    pub(crate) args: SagaArgs,
+    /// The saga type's visibility.
+    pub(crate) vis: Visibility,
+    /// The saga type's name.
+    pub(crate) name: Ident,
+    /// The context type.
+    pub(crate) ctx_ty: Type,
+    /// The dependencies type; `()` when omitted.
+    pub(crate) deps_ty: Option<Type>,
+    /// The steps, in order.
+    pub(crate) steps: Punctuated<Path, Token![,]>,
+    /// The braces around the steps, for errors about the list as a whole.
+    pub(crate) brace_span: Span,
+}
+
+impl Saga {
+    /// The step's name: the last segment of its path.
+    pub(crate) fn step_name(path: &Path) -> &Ident {
+        &path
+            .segments
+            .last()
+            .expect("a parsed path has a segment")
+            .ident
+    }
+}

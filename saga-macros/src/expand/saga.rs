@@ -1,0 +1,271 @@
+//! Expansion of `saga!`.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::Ident;
+
+use super::{duration, private};
+use crate::ast::Saga;
+
+// Input:
+//
+//     /// Order fulfilment.
+//     pub OrderSaga(OrderCtx, Services) { reserve_inventory, charge_payment }
+//
+// Output:
+//
+//     /// Order fulfilment.
+//     pub struct OrderSaga;
+//     pub enum OrderSagaStep { ReserveInventory, ChargePayment }   // + Display, ALL, name, index
+//     pub type OrderSagaStatus = SagaStatus<OrderSagaStep>;
+//     pub type OrderSagaOutcome = SagaOutcome<OrderCtx, OrderSagaStep>;
+//     const _: () = {
+//         type __SagaStep0 = reserve_inventory;  // the only place each step path is named, so a
+//         ...                                    // bad path gives one error, not one per use
+//         impl Saga for OrderSaga { ... }
+//         assert_context::<OrderCtx>();
+//         assert_declares_undo::<__SagaStep0>(); // every step but the last
+//     };
+//     impl OrderSaga { run, run_with, start, start_with, status, cancel, request, on, description }
+pub(crate) fn expand(saga: &Saga) -> TokenStream {
+    let rt = private(saga.args.krate.as_ref());
+    let name = &saga.name;
+    let vis = &saga.vis;
+    let attrs = &saga.attrs;
+    let ctx_ty = &saga.ctx_ty;
+    let deps_ty = match &saga.deps_ty {
+        Some(ty) => quote!(#ty),
+        None => quote!(()),
+    };
+    let step_enum = format_ident!("{}Step", name);
+    let status = format_ident!("{}Status", name);
+    let outcome = format_ident!("{}Outcome", name);
+    let name_str = name.to_string();
+
+    let paths: Vec<_> = saga.steps.iter().collect();
+    let count = paths.len();
+    let step_names: Vec<String> = paths
+        .iter()
+        .map(|p| Saga::step_name(p).to_string())
+        .collect();
+    let variants: Vec<Ident> = paths
+        .iter()
+        .map(|p| {
+            let ident = Saga::step_name(p);
+            Ident::new(&camel_case(&ident.to_string()), ident.span())
+        })
+        .collect();
+    let aliases: Vec<Ident> = (0..count)
+        .map(|i| Ident::new(&format!("__SagaStep{i}"), Span::call_site()))
+        .collect();
+
+    let alias_items = paths
+        .iter()
+        .zip(&aliases)
+        .map(|(path, alias)| quote_spanned!(path.span()=> type #alias = #path;));
+    let step_defs = paths.iter().zip(&aliases).map(|(path, alias)| {
+        quote_spanned!(path.span()=> #rt::StepDef::<#ctx_ty, #deps_ty>::of::<#alias>())
+    });
+    let undo_asserts = paths
+        .iter()
+        .zip(&aliases)
+        .take(count.saturating_sub(1))
+        .map(|(path, alias)| quote_spanned!(path.span()=> #rt::assert_declares_undo::<#alias>();));
+    let context_assert = quote_spanned!(ctx_ty.span()=> #rt::assert_context::<#ctx_ty>(););
+
+    let best_effort = saga.args.best_effort_rollback.is_some();
+    let deadline = match &saga.args.deadline {
+        Some(d) => {
+            let d = duration(&rt, d.value);
+            quote!(#rt::Some(#d))
+        }
+        None => quote!(#rt::None),
+    };
+
+    let step_doc = format!("The steps of [`{name}`], in order; displayed as the step's name.");
+    let status_doc = format!("The status of a [`{name}`].");
+    let outcome_doc = format!("How a [`{name}`] ended.");
+    let variant_docs = step_names.iter().map(|s| format!("`{s}`"));
+    let methods = methods(&rt, name, ctx_ty, &deps_ty, &status, &outcome);
+
+    quote! {
+        #(#attrs)*
+        #vis struct #name;
+
+        #[doc = #step_doc]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #vis enum #step_enum {
+            #(
+                #[doc = #variant_docs]
+                #variants,
+            )*
+        }
+
+        impl #step_enum {
+            /// Every step, in order.
+            pub const ALL: [Self; #count] = [#(Self::#variants),*];
+
+            /// The step's name: its function's name.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    #(Self::#variants => #step_names,)*
+                }
+            }
+
+            /// The step's position, from 0.
+            pub const fn index(self) -> usize {
+                self as usize
+            }
+        }
+
+        #[automatically_derived]
+        impl ::core::fmt::Display for #step_enum {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+
+        #[automatically_derived]
+        impl #rt::StepEnum for #step_enum {
+            const ALL: &'static [Self] = &#step_enum::ALL;
+
+            fn index(self) -> usize {
+                #step_enum::index(self)
+            }
+
+            fn name(self) -> &'static str {
+                #step_enum::name(self)
+            }
+        }
+
+        #[doc = #status_doc]
+        #vis type #status = #rt::SagaStatus<#step_enum>;
+
+        #[doc = #outcome_doc]
+        #vis type #outcome = #rt::SagaOutcome<#ctx_ty, #step_enum>;
+
+        #[doc(hidden)]
+        #[allow(non_camel_case_types, clippy::all)]
+        const _: () = {
+            #(#alias_items)*
+
+            #[automatically_derived]
+            impl #rt::Saga for #name {
+                type Context = #ctx_ty;
+                type Deps = #deps_ty;
+                type Step = #step_enum;
+
+                const NAME: &'static str = #name_str;
+
+                const OPTIONS: #rt::SagaOptions = #rt::SagaOptions {
+                    best_effort_rollback: #best_effort,
+                    deadline: #deadline,
+                };
+
+                fn steps() -> &'static [#rt::StepDef<#ctx_ty, #deps_ty>] {
+                    static STEPS: [#rt::StepDef<#ctx_ty, #deps_ty>; #count] = [#(#step_defs),*];
+                    &STEPS
+                }
+            }
+
+            #context_assert
+            #(#undo_asserts)*
+        };
+
+        #methods
+    }
+}
+
+fn methods(
+    rt: &TokenStream,
+    name: &Ident,
+    ctx_ty: &syn::Type,
+    deps_ty: &TokenStream,
+    status: &Ident,
+    outcome: &Ident,
+) -> TokenStream {
+    let client = quote!(#rt::SagaClient::<#name>::global());
+    let result = quote!(#rt::Result);
+    let error = quote!(#rt::SagaError);
+    let id = quote!(#rt::SagaId);
+    let deps_arg = quote!(impl ::core::convert::Into<::std::sync::Arc<#deps_ty>>);
+    quote! {
+        impl #name {
+            /// Runs the saga to a terminal state on the global in-memory engine. Needs
+            /// dependencies that are `Default`; otherwise use `run_with`.
+            pub async fn run(ctx: #ctx_ty) -> #result<#outcome, #error>
+            where
+                // Higher-ranked so that the bound is checked where `run` is called, not here.
+                for<'__saga> #deps_ty: ::core::default::Default,
+            {
+                #client.run(ctx).await
+            }
+
+            /// Runs the saga with these dependencies to a terminal state on the global engine.
+            pub async fn run_with(ctx: #ctx_ty, deps: #deps_arg) -> #result<#outcome, #error> {
+                #client.run_with(ctx, deps).await
+            }
+
+            /// Records the saga on the global engine and runs it in the background; returns its id.
+            pub async fn start(ctx: #ctx_ty) -> #result<#id, #error>
+            where
+                for<'__saga> #deps_ty: ::core::default::Default,
+            {
+                #client.start(ctx).await
+            }
+
+            /// Like `start`, with these dependencies.
+            pub async fn start_with(ctx: #ctx_ty, deps: #deps_arg) -> #result<#id, #error> {
+                #client.start_with(ctx, deps).await
+            }
+
+            /// The status of a saga of this type on the global engine.
+            pub async fn status(id: #id) -> #result<#status, #error> {
+                #client.status(id).await
+            }
+
+            /// Waits until a saga of this type on the global engine is terminal.
+            pub async fn wait(id: #id) -> #result<#status, #error> {
+                #client.wait(id).await
+            }
+
+            /// Asks a running saga of this type on the global engine to stop at its next step
+            /// boundary and compensate.
+            pub fn cancel(id: #id) -> #result<(), #error> {
+                #client.cancel(id)
+            }
+
+            /// A run with options (id, idempotency key, deadline, dependencies) on the global
+            /// engine.
+            pub fn request(ctx: #ctx_ty) -> #rt::SagaRequest<'static, #name> {
+                #client.request(ctx)
+            }
+
+            /// This saga type on another engine.
+            pub fn on(engine: &#rt::Engine) -> #rt::SagaClient<'_, #name> {
+                engine.saga::<#name>()
+            }
+
+            /// The saga's static description: its steps and their policies.
+            pub fn description() -> #rt::SagaDescription {
+                <#name as #rt::Saga>::description()
+            }
+        }
+    }
+}
+
+/// `reserve_inventory` to `ReserveInventory`.
+fn camel_case(snake: &str) -> String {
+    snake
+        .split('_')
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            let mut chars = part.chars();
+            match chars.next() {
+                Some(first) => first.to_uppercase().chain(chars).collect::<String>(),
+                None => String::new(),
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,165 @@
+//! Building the IR from syntax: the `saga!` grammar and the shape of a `#[saga_step]` function.
+
+use proc_macro2::TokenStream;
+use syn::parse::{Parse, ParseStream};
+use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
+use syn::{braced, parenthesized, Attribute, FnArg, ItemFn, Token, Type};
+
+use crate::ast::{Saga, SagaArgs, Step};
+use crate::attr;
+use crate::ctxt::Ctxt;
+
+// Input:
+//
+//     /// Docs.
+//     #[saga(best_effort_rollback)]
+//     pub OrderSaga(OrderCtx, Services) {
+//         reserve_inventory,
+//         charge_payment,
+//     }
+impl Parse for Saga {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let attrs = input.call(Attribute::parse_outer)?;
+        let vis = input.parse()?;
+        let name: syn::Ident = input.parse()?;
+        let types;
+        parenthesized!(types in input);
+        let types: Punctuated<Type, Token![,]> = types.parse_terminated(Type::parse, Token![,])?;
+        let mut types = types.into_pairs().map(|p| p.into_value());
+        let ctx_ty = types.next().ok_or_else(|| {
+            syn::Error::new(
+                name.span(),
+                "expected the context type: `Name(Ctx)` or `Name(Ctx, Deps)`",
+            )
+        })?;
+        let deps_ty = types.next();
+        if let Some(extra) = types.next() {
+            return Err(syn::Error::new_spanned(
+                extra,
+                "a saga has a context type and, optionally, a dependencies type: `Name(Ctx, Deps)`",
+            ));
+        }
+        let steps;
+        let brace = braced!(steps in input);
+        let steps = steps.parse_terminated(syn::Path::parse_mod_style, Token![,])?;
+        if !input.is_empty() {
+            return Err(input.error("expected the end of `saga!`; one saga per invocation"));
+        }
+        Ok(Saga {
+            attrs,
+            args: SagaArgs::default(),
+            vis,
+            name,
+            ctx_ty,
+            deps_ty,
+            steps,
+            brace_span: brace.span.join(),
+        })
+    }
+}
+
+impl Saga {
+    /// Parses `saga!`'s input and its `#[saga(...)]` options.
+    pub(crate) fn from_syn(cx: &Ctxt, input: TokenStream) -> Option<Saga> {
+        let mut saga: Saga = match syn::parse2(input) {
+            Ok(saga) => saga,
+            Err(error) => {
+                cx.syn_error(error);
+                return None;
+            }
+        };
+        let (options, attrs): (Vec<_>, Vec<_>) = saga
+            .attrs
+            .drain(..)
+            .partition(|a| a.path().is_ident("saga"));
+        saga.attrs = attrs;
+        for attr in &options {
+            attr::saga_args(cx, &mut saga.args, attr);
+        }
+        Some(saga)
+    }
+}
+
+impl<'a> Step<'a> {
+    /// Reads a `#[saga_step]` function's shape: `async fn name(ctx: &mut Ctx[, cx: &StepCx<D>])`.
+    /// Returns `None` (with errors recorded) when the shape is wrong.
+    pub(crate) fn from_syn(cx: &Ctxt, args: TokenStream, item: &'a ItemFn) -> Option<Step<'a>> {
+        let args = attr::step_args(cx, args);
+        let sig = &item.sig;
+        if sig.asyncness.is_none() {
+            cx.error_spanned_by(sig.fn_token, "a saga step must be an `async fn`");
+        }
+        if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+            cx.error_spanned_by(&sig.generics, "a saga step cannot be generic");
+        }
+        if let Some(variadic) = &sig.variadic {
+            cx.error_spanned_by(variadic, "a saga step cannot be variadic");
+        }
+        if matches!(sig.output, syn::ReturnType::Default) {
+            cx.error_spanned_by(
+                &sig.ident,
+                "a saga step returns `Result<(), StepError>`; add `-> Result<(), StepError>`",
+            );
+        }
+        let mut inputs = sig.inputs.iter();
+        let ctx_ty = match inputs.next() {
+            None => {
+                cx.error_at(
+                    sig.paren_token.span.join(),
+                    "a saga step takes the saga context: `(ctx: &mut Ctx)` or `(ctx: &mut Ctx, cx: &StepCx<Deps>)`",
+                );
+                None
+            }
+            Some(FnArg::Receiver(receiver)) => {
+                cx.error_spanned_by(receiver, "a saga step is a free function, not a method");
+                None
+            }
+            Some(FnArg::Typed(arg)) => match &*arg.ty {
+                Type::Reference(r) if r.mutability.is_some() => Some(&*r.elem),
+                other => {
+                    cx.error_spanned_by(
+                        other,
+                        "the first parameter of a saga step is the context, by mutable reference: `&mut Ctx`",
+                    );
+                    None
+                }
+            },
+        };
+        let handle_ty = match inputs.next() {
+            None => None,
+            Some(FnArg::Receiver(receiver)) => {
+                cx.error_spanned_by(receiver, "a saga step is a free function, not a method");
+                None
+            }
+            Some(FnArg::Typed(arg)) => match &*arg.ty {
+                Type::Reference(r) if r.mutability.is_none() => Some(&*r.elem),
+                other => {
+                    cx.error_spanned_by(
+                        other,
+                        "the second parameter of a saga step is the step handle, by shared reference: `&StepCx<Deps>`",
+                    );
+                    None
+                }
+            },
+        };
+        if let Some(extra) = inputs.next() {
+            cx.error_at(
+                extra.span(),
+                "a saga step takes at most two parameters: `(ctx: &mut Ctx, cx: &StepCx<Deps>)`",
+            );
+        }
+        let ctx_ty = ctx_ty?;
+        if sig.inputs.len() == 2 && handle_ty.is_none() {
+            return None;
+        }
+        Some(Step {
+            original: item,
+            name: &sig.ident,
+            ctx_ty,
+            handle_ty,
+            output: &sig.output,
+            args,
+        })
+    }
+}

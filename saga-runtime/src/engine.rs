@@ -1,0 +1,399 @@
+//! The engine: where sagas are recorded, how they are observed, and the typed client the
+//! generated `OrderSaga::run`/`start`/`status` go through.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+use tracing::Instrument;
+
+use crate::event::{EventBus, SagaEvent};
+use crate::executor::{self, CancelState};
+use crate::retry::Backoff;
+use crate::store::{Created, MemoryStore, NewSaga, SagaStore, StoredContext};
+use crate::{Saga, SagaError, SagaId, SagaOutcome, SagaStatus, StepEnum};
+
+/// Runs sagas against one store and publishes their events.
+///
+/// Cheap to clone. [`Engine::global`] is the in-memory engine the generated `OrderSaga::run` and
+/// friends use; `OrderSaga::on(&engine)` picks another.
+#[derive(Clone)]
+pub struct Engine {
+    pub(crate) inner: Arc<EngineInner>,
+}
+
+pub(crate) struct EngineInner {
+    pub(crate) store: Arc<dyn SagaStore>,
+    pub(crate) events: EventBus,
+    pub(crate) backoff: Backoff,
+    pub(crate) running: Mutex<HashMap<SagaId, Arc<CancelState>>>,
+}
+
+impl Engine {
+    /// An engine on a fresh in-memory store with default settings.
+    pub fn in_memory() -> Self {
+        Engine::builder().build()
+    }
+
+    /// Configures an engine.
+    pub fn builder() -> EngineBuilder {
+        EngineBuilder {
+            store: None,
+            backoff: Backoff::default(),
+            event_capacity: 1024,
+        }
+    }
+
+    /// The process-wide default engine, in memory, created on first use.
+    pub fn global() -> &'static Engine {
+        static GLOBAL: OnceLock<Engine> = OnceLock::new();
+        GLOBAL.get_or_init(Engine::in_memory)
+    }
+
+    /// A typed client for saga type `S` on this engine.
+    pub fn saga<S: Saga>(&self) -> SagaClient<'_, S> {
+        SagaClient {
+            engine: self,
+            _saga: std::marker::PhantomData,
+        }
+    }
+
+    /// Subscribes to every saga's events from now on.
+    ///
+    /// A subscriber that falls more than the channel capacity behind loses the oldest events
+    /// (`RecvError::Lagged`); the history in the store keeps them all.
+    pub fn subscribe(&self) -> broadcast::Receiver<SagaEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Asks a running saga to stop at its next step boundary and compensate.
+    ///
+    /// Fails when the saga has passed its pivot (it can no longer be rolled back), or is not
+    /// running on this engine.
+    pub fn cancel(&self, id: SagaId) -> Result<(), SagaError> {
+        let state = self
+            .inner
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .cloned();
+        match state {
+            Some(state) => state.cancel(id),
+            None => Err(SagaError::NotCancellable {
+                id,
+                reason: "it is not running on this engine",
+            }),
+        }
+    }
+
+    /// A saga's history: every event it emitted, oldest first.
+    pub async fn history(&self, id: SagaId) -> Result<Vec<SagaEvent>, SagaError> {
+        self.inner
+            .store
+            .history(id)
+            .await?
+            .ok_or(SagaError::NotFound(id))
+    }
+}
+
+/// Builds an [`Engine`].
+#[must_use]
+pub struct EngineBuilder {
+    store: Option<Arc<dyn SagaStore>>,
+    backoff: Backoff,
+    event_capacity: usize,
+}
+
+impl EngineBuilder {
+    /// The store sagas are recorded in. Default: a new [`MemoryStore`].
+    pub fn store(mut self, store: impl SagaStore) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// Backoff cap and jitter for every step (each step sets its own base with `backoff`).
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// How many events a subscriber may fall behind before it loses the oldest. Default 1024.
+    pub fn event_capacity(mut self, capacity: usize) -> Self {
+        self.event_capacity = capacity.max(1);
+        self
+    }
+
+    /// The engine.
+    pub fn build(self) -> Engine {
+        Engine {
+            inner: Arc::new(EngineInner {
+                store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
+                events: EventBus::new(self.event_capacity),
+                backoff: self.backoff,
+                running: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+}
+
+/// Options for one saga run, built by [`SagaClient::request`] or the generated
+/// `OrderSaga::request(ctx)`.
+#[must_use]
+pub struct SagaRequest<'e, S: Saga> {
+    engine: &'e Engine,
+    ctx: S::Context,
+    deps: Option<Arc<S::Deps>>,
+    id: Option<SagaId>,
+    idempotency_key: Option<String>,
+    deadline: Option<Duration>,
+}
+
+impl<'e, S: Saga> SagaRequest<'e, S> {
+    /// The dependencies handed to steps. Required unless `S::Deps: Default`.
+    pub fn deps(mut self, deps: impl Into<Arc<S::Deps>>) -> Self {
+        self.deps = Some(deps.into());
+        self
+    }
+
+    /// Runs under this id. If a saga with this id exists, it is returned instead of started
+    /// again.
+    pub fn id(mut self, id: SagaId) -> Self {
+        self.id = Some(id);
+        self
+    }
+
+    /// Deduplicates on this key: starting a second saga with the same key returns the first.
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+
+    /// A deadline for the whole saga, overriding `#[saga(deadline = ...)]`. Past it the saga stops
+    /// at the next step boundary and compensates.
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    fn take_deps(&mut self) -> Result<Arc<S::Deps>, SagaError> {
+        self.deps
+            .take()
+            .ok_or(SagaError::MissingDeps { saga_type: S::NAME })
+    }
+
+    /// Records the saga, or finds the existing one with the same id or key.
+    async fn create(&self, id: SagaId) -> Result<Created, SagaError> {
+        let new = NewSaga {
+            id,
+            saga_type: S::NAME,
+            steps: S::steps().iter().map(|s| s.name()).collect(),
+            context: StoredContext::live(Arc::new(self.ctx.clone())),
+            idempotency_key: self.idempotency_key.clone(),
+        };
+        Ok(self.engine.inner.store.create(new).await?)
+    }
+
+    /// Runs the saga to a terminal state.
+    ///
+    /// With an id or key that already exists, waits for that saga instead and returns its
+    /// outcome as far as the store knows it (see [`SagaClient::status`]).
+    pub async fn run(mut self) -> Result<SagaOutcome<S::Context, S::Step>, SagaError> {
+        let deps = self.take_deps()?;
+        let id = self.id.unwrap_or_default();
+        match self.create(id).await? {
+            Created::New => {}
+            Created::Existing(record) => {
+                return Err(SagaError::AlreadyExists { id: record.id });
+            }
+        }
+        let deadline = self.deadline.or(S::OPTIONS.deadline);
+        let engine = self.engine.clone();
+        let span = executor::span::<S>(id);
+        executor::run::<S>(engine, id, self.ctx, deps, deadline)
+            .instrument(span)
+            .await
+    }
+
+    /// Records the saga and runs it in the background on the current tokio runtime; returns its
+    /// id once it is recorded. A second start with the same id or key returns the first saga's
+    /// id and starts nothing.
+    pub async fn start(mut self) -> Result<SagaId, SagaError> {
+        let deps = self.take_deps()?;
+        let id = self.id.unwrap_or_default();
+        if let Created::Existing(record) = self.create(id).await? {
+            return Ok(record.id);
+        }
+        let deadline = self.deadline.or(S::OPTIONS.deadline);
+        let engine = self.engine.clone();
+        let span = executor::span::<S>(id);
+        let ctx = self.ctx;
+        tokio::spawn(
+            async move {
+                if let Err(error) = executor::run::<S>(engine, id, ctx, deps, deadline).await {
+                    tracing::error!(%error, "saga stopped");
+                }
+            }
+            .instrument(span),
+        );
+        Ok(id)
+    }
+}
+
+/// The typed view of one saga type on one engine. The generated `OrderSaga::on(&engine)` returns
+/// one; the generated `OrderSaga::run` etc. use the one on [`Engine::global`].
+pub struct SagaClient<'e, S> {
+    engine: &'e Engine,
+    _saga: std::marker::PhantomData<fn() -> S>,
+}
+
+impl<S> Clone for SagaClient<'_, S> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<S> Copy for SagaClient<'_, S> {}
+
+impl<'e, S: Saga> SagaClient<'e, S> {
+    /// The client on the global in-memory engine.
+    pub fn global() -> SagaClient<'static, S> {
+        Engine::global().saga()
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &'e Engine {
+        self.engine
+    }
+
+    /// Starts building a run with options (id, idempotency key, deadline, deps).
+    pub fn request(&self, ctx: S::Context) -> SagaRequest<'e, S> {
+        SagaRequest {
+            engine: self.engine,
+            ctx,
+            deps: None,
+            id: None,
+            idempotency_key: None,
+            deadline: None,
+        }
+    }
+
+    fn request_default(&self, ctx: S::Context) -> SagaRequest<'e, S>
+    where
+        S::Deps: Default,
+    {
+        self.request(ctx).deps(Arc::new(S::Deps::default()))
+    }
+
+    /// Runs a saga whose dependencies are `Default` (e.g. `()`) to a terminal state.
+    pub async fn run(&self, ctx: S::Context) -> Result<SagaOutcome<S::Context, S::Step>, SagaError>
+    where
+        S::Deps: Default,
+    {
+        self.request_default(ctx).run().await
+    }
+
+    /// Runs a saga with these dependencies to a terminal state.
+    pub async fn run_with(
+        &self,
+        ctx: S::Context,
+        deps: impl Into<Arc<S::Deps>>,
+    ) -> Result<SagaOutcome<S::Context, S::Step>, SagaError> {
+        self.request(ctx).deps(deps).run().await
+    }
+
+    /// Starts a saga whose dependencies are `Default` in the background; returns its id.
+    pub async fn start(&self, ctx: S::Context) -> Result<SagaId, SagaError>
+    where
+        S::Deps: Default,
+    {
+        self.request_default(ctx).start().await
+    }
+
+    /// Starts a saga with these dependencies in the background; returns its id.
+    pub async fn start_with(
+        &self,
+        ctx: S::Context,
+        deps: impl Into<Arc<S::Deps>>,
+    ) -> Result<SagaId, SagaError> {
+        self.request(ctx).deps(deps).start().await
+    }
+
+    /// The saga's current status.
+    pub async fn status(&self, id: SagaId) -> Result<SagaStatus<S::Step>, SagaError> {
+        let record = self
+            .engine
+            .inner
+            .store
+            .load(id)
+            .await?
+            .ok_or(SagaError::NotFound(id))?;
+        if record.saga_type != S::NAME {
+            return Err(SagaError::WrongType {
+                id,
+                expected: S::NAME,
+                actual: record.saga_type,
+            });
+        }
+        let status = record.status;
+        // A position outside the step list can only come from a record written under another
+        // definition; report it rather than guess.
+        if let SagaStatus::Running { step }
+        | SagaStatus::Compensating { step }
+        | SagaStatus::CompensationFailed { step }
+        | SagaStatus::Failed { step } = status
+        {
+            if S::Step::from_index(step).is_none() {
+                return Err(SagaError::IncompatibleDefinition {
+                    id,
+                    message: format!("step position {step} does not exist in `{}`", S::NAME),
+                });
+            }
+        }
+        Ok(status.map(|i| S::Step::from_index(i).expect("checked above")))
+    }
+
+    /// Waits until the saga is terminal and returns its final status.
+    pub async fn wait(&self, id: SagaId) -> Result<SagaStatus<S::Step>, SagaError> {
+        let mut events = self.engine.subscribe();
+        loop {
+            let status = self.status(id).await?;
+            if status.is_terminal() {
+                return Ok(status);
+            }
+            // Any event of this saga may be its last; a lagging receiver just re-reads the store.
+            loop {
+                match events.recv().await {
+                    Ok(event) if event.saga_id == id => break,
+                    Ok(_) => continue,
+                    Err(broadcast::error::RecvError::Lagged(_)) => break,
+                    Err(broadcast::error::RecvError::Closed) => return self.status(id).await,
+                }
+            }
+        }
+    }
+
+    /// Asks a running saga to stop at its next step boundary and compensate.
+    pub fn cancel(&self, id: SagaId) -> Result<(), SagaError> {
+        self.engine.cancel(id)
+    }
+
+    /// Retries the compensation of a compensation-failed saga: compensation continues in order
+    /// from the step that failed.
+    pub async fn retry_compensation(
+        &self,
+        id: SagaId,
+        deps: impl Into<Arc<S::Deps>>,
+    ) -> Result<SagaOutcome<S::Context, S::Step>, SagaError> {
+        let span = executor::span::<S>(id);
+        executor::retry_compensation::<S>(self.engine.clone(), id, deps.into())
+            .instrument(span)
+            .await
+    }
+
+    /// A saga's history: every event it emitted, oldest first.
+    pub async fn history(&self, id: SagaId) -> Result<Vec<SagaEvent>, SagaError> {
+        self.engine.history(id).await
+    }
+}

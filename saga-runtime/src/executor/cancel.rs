@@ -1,0 +1,94 @@
+//! Cancellation of a running saga, and its deadline.
+
+use std::sync::Mutex;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::{SagaError, SagaId};
+
+/// Shared between a running saga and whoever may cancel it.
+#[derive(Debug, Default)]
+pub(crate) struct CancelState {
+    flags: Mutex<Flags>,
+    notify: Notify,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Flags {
+    requested: bool,
+    past_pivot: bool,
+}
+
+/// Why a saga is asked to stop going forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stop {
+    Cancelled,
+    DeadlineExceeded,
+}
+
+impl CancelState {
+    fn flags(&self) -> std::sync::MutexGuard<'_, Flags> {
+        self.flags.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Requests cancellation, unless the saga has passed its pivot.
+    pub(crate) fn cancel(&self, id: SagaId) -> Result<(), SagaError> {
+        let mut flags = self.flags();
+        if flags.past_pivot {
+            return Err(SagaError::NotCancellable {
+                id,
+                reason: "it has passed its pivot step and can no longer be rolled back",
+            });
+        }
+        flags.requested = true;
+        drop(flags);
+        self.notify.notify_waiters();
+        Ok(())
+    }
+
+    /// From now on cancellation is refused.
+    pub(crate) fn pass_pivot(&self) {
+        self.flags().past_pivot = true;
+    }
+
+    fn is_requested(&self) -> bool {
+        let flags = self.flags();
+        flags.requested && !flags.past_pivot
+    }
+
+    /// Whether the saga must stop before its next step.
+    pub(crate) fn check(&self, deadline: Option<Instant>) -> Option<Stop> {
+        if self.is_requested() {
+            return Some(Stop::Cancelled);
+        }
+        match deadline {
+            Some(d) if Instant::now() >= d && !self.flags().past_pivot => {
+                Some(Stop::DeadlineExceeded)
+            }
+            _ => None,
+        }
+    }
+
+    /// Sleeps for `delay`, waking early when the saga is cancelled or its deadline passes.
+    pub(crate) async fn sleep(
+        &self,
+        delay: std::time::Duration,
+        deadline: Option<Instant>,
+    ) -> Option<Stop> {
+        let notified = self.notify.notified();
+        if let Some(stop) = self.check(deadline) {
+            return Some(stop);
+        }
+        let wake = Instant::now() + delay;
+        let until = match deadline {
+            Some(d) if d < wake => d,
+            _ => wake,
+        };
+        tokio::select! {
+            _ = tokio::time::sleep_until(until) => {}
+            _ = notified => {}
+        }
+        self.check(deadline)
+    }
+}

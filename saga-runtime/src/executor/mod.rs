@@ -1,0 +1,391 @@
+//! The executor: drives one saga through its steps, then either to completion, to failure after
+//! the pivot, or back through the compensations.
+
+mod attempt;
+mod cancel;
+mod rollback;
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+
+pub(crate) use cancel::CancelState;
+
+use self::attempt::{AttemptPlan, Attempts, AttemptsEnded};
+use self::cancel::Stop;
+use crate::engine::Engine;
+use crate::event::{self, SagaEvent, SagaEventKind};
+use crate::outcome::RollbackCause;
+use crate::step::{Phase, StepDef};
+use crate::store::{CompletedStep, Progress, StoredContext, Write};
+use crate::{Saga, SagaError, SagaId, SagaOutcome, SagaStatus, StepEnum, StepError, Undo};
+
+/// The tracing span of one saga.
+pub(crate) fn span<S: Saga>(id: SagaId) -> tracing::Span {
+    tracing::info_span!("saga", saga.id = %id, saga.r#type = S::NAME)
+}
+
+/// One saga being executed.
+pub(crate) struct Run<S: Saga> {
+    engine: Engine,
+    id: SagaId,
+    deps: Arc<S::Deps>,
+    /// The last committed context: each attempt starts from a copy of it.
+    committed: Arc<S::Context>,
+    /// Completed steps in completion order, as the store has them.
+    completed: Vec<CompletedStep>,
+    past_pivot: bool,
+    cancel: Arc<CancelState>,
+    deadline: Option<Instant>,
+    started: Instant,
+}
+
+/// How one step (with its retries) ended.
+enum StepEnd {
+    Completed,
+    Failed(StepError),
+    Stopped(Stop),
+}
+
+/// Removes a saga from the engine's running set however its run ends.
+struct Registration {
+    engine: Engine,
+    id: SagaId,
+}
+
+impl Registration {
+    fn new(engine: &Engine, id: SagaId) -> (Self, Arc<CancelState>) {
+        let state = Arc::new(CancelState::default());
+        engine
+            .inner
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, state.clone());
+        (
+            Registration {
+                engine: engine.clone(),
+                id,
+            },
+            state,
+        )
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.engine
+            .inner
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.id);
+    }
+}
+
+/// Runs a freshly recorded saga to a terminal state.
+pub(crate) async fn run<S: Saga>(
+    engine: Engine,
+    id: SagaId,
+    ctx: S::Context,
+    deps: Arc<S::Deps>,
+    deadline: Option<Duration>,
+) -> Result<SagaOutcome<S::Context, S::Step>, SagaError> {
+    let (_registration, cancel) = Registration::new(&engine, id);
+    let started = Instant::now();
+    let mut run = Run::<S> {
+        engine,
+        id,
+        deps,
+        committed: Arc::new(ctx),
+        completed: Vec::new(),
+        past_pivot: false,
+        cancel,
+        deadline: deadline.map(|d| started + d),
+        started,
+    };
+    let steps = S::steps().iter().map(|s| Cow::Borrowed(s.name())).collect();
+    run.record(
+        SagaEventKind::SagaStarted { steps },
+        Some(SagaStatus::Running { step: 0 }),
+    )
+    .await?;
+    run.forward().await
+}
+
+/// Resumes the rollback of a compensation-failed saga.
+pub(crate) async fn retry_compensation<S: Saga>(
+    engine: Engine,
+    id: SagaId,
+    deps: Arc<S::Deps>,
+) -> Result<SagaOutcome<S::Context, S::Step>, SagaError> {
+    let record = engine
+        .inner
+        .store
+        .load(id)
+        .await?
+        .ok_or(SagaError::NotFound(id))?;
+    if record.saga_type != S::NAME {
+        return Err(SagaError::WrongType {
+            id,
+            expected: S::NAME,
+            actual: record.saga_type,
+        });
+    }
+    let names: Vec<&str> = S::steps().iter().map(|s| s.name()).collect();
+    if record.steps != names {
+        return Err(SagaError::IncompatibleDefinition {
+            id,
+            message: format!(
+                "it was started with steps {:?}, this program has {names:?}",
+                record.steps
+            ),
+        });
+    }
+    let (SagaStatus::CompensationFailed { .. }, Some(cause)) = (&record.status, record.rollback)
+    else {
+        return Err(SagaError::InvalidState {
+            id,
+            operation: "retrying compensation",
+            needed: "compensation_failed",
+            status: record.status.to_string(),
+        });
+    };
+    let ctx = record
+        .context
+        .decode::<S::Context>()
+        .map_err(|message| SagaError::CorruptContext { id, message })?;
+    let (_registration, cancel) = Registration::new(&engine, id);
+    let mut run = Run::<S> {
+        engine,
+        id,
+        deps,
+        committed: Arc::new(ctx),
+        completed: record.completed,
+        past_pivot: false,
+        cancel,
+        deadline: None,
+        started: Instant::now(),
+    };
+    run.resume_rollback(cause).await
+}
+
+impl<S: Saga> Run<S> {
+    /// Runs the steps in order; the first that fails for good (or a stop request) turns the saga
+    /// back.
+    async fn forward(&mut self) -> Result<SagaOutcome<S::Context, S::Step>, SagaError> {
+        let steps = S::steps();
+        for (index, def) in steps.iter().enumerate() {
+            if let Some(stop) = self.cancel.check(self.deadline) {
+                return self.rollback(stop.into()).await;
+            }
+            let error = match self.run_step(index, def, false).await? {
+                StepEnd::Completed => continue,
+                StepEnd::Stopped(stop) => return self.rollback(stop.into()).await,
+                StepEnd::Failed(error) => error,
+            };
+            if let Some(fallback) = def.fallback {
+                let fallback = fallback();
+                self.record(
+                    SagaEventKind::FallbackStarted {
+                        step: def.name().into(),
+                        fallback: fallback.name().into(),
+                    },
+                    None,
+                )
+                .await?;
+                match self.run_step(index, &fallback, true).await? {
+                    StepEnd::Completed => continue,
+                    StepEnd::Stopped(stop) => return self.rollback(stop.into()).await,
+                    // The outcome keeps the step's own error, not the fallback's.
+                    StepEnd::Failed(_) => {}
+                }
+            }
+            if self.past_pivot {
+                return self.fail(index, error).await;
+            }
+            return self
+                .rollback(RollbackCause::StepFailed { step: index, error })
+                .await;
+        }
+        let duration = self.started.elapsed();
+        self.record(
+            SagaEventKind::SagaCompleted { duration },
+            Some(SagaStatus::Completed),
+        )
+        .await?;
+        Ok(SagaOutcome::Completed {
+            id: self.id,
+            ctx: self.take_ctx(),
+        })
+    }
+
+    /// Runs the action of step `index` (its own, or its fallback's when `via_fallback`) with its
+    /// retries, and commits the context when it succeeds.
+    async fn run_step(
+        &mut self,
+        index: usize,
+        def: &StepDef<S::Context, S::Deps>,
+        via_fallback: bool,
+    ) -> Result<StepEnd, SagaError> {
+        let policy = *def.policy();
+        let plan = AttemptPlan {
+            name: def.name(),
+            phase: Phase::Action,
+            func: def.action,
+            timeout: policy.timeout,
+            backoff: policy.backoff,
+            attempts: Attempts::retries(policy.retries),
+            status: SagaStatus::Running { step: index },
+        };
+        let (stop, error, attempt) = match self.attempts(&plan).await? {
+            AttemptsEnded::Succeeded(ctx, attempt, duration) => {
+                self.committed = Arc::new(ctx);
+                let done = CompletedStep {
+                    step: index,
+                    via_fallback,
+                    compensated: false,
+                };
+                self.completed.push(done);
+                let next = index + 1;
+                let status =
+                    (next < S::steps().len()).then_some(SagaStatus::Running { step: next });
+                self.write(
+                    SagaEventKind::StepCompleted {
+                        step: def.name().into(),
+                        attempt,
+                        duration,
+                    },
+                    status,
+                    true,
+                    Some(Progress::Completed(done)),
+                )
+                .await?;
+                if policy.undo == Undo::Pivot {
+                    self.past_pivot = true;
+                    self.cancel.pass_pivot();
+                }
+                return Ok(StepEnd::Completed);
+            }
+            AttemptsEnded::Failed(error, attempt) => (None, error, attempt),
+            AttemptsEnded::Stopped(stop, error, attempt) => (Some(stop), error, attempt),
+        };
+        // A timed-out action may have had effects; a step that says so is compensated too.
+        let progress = (error.is_timeout()
+            && policy.compensate_on_timeout
+            && def.compensate.is_some()
+            && !self.past_pivot)
+            .then(|| {
+                let done = CompletedStep {
+                    step: index,
+                    via_fallback,
+                    compensated: false,
+                };
+                self.completed.push(done);
+                Progress::Completed(done)
+            });
+        self.write(
+            SagaEventKind::StepFailed {
+                step: def.name().into(),
+                attempt,
+                error: error.clone(),
+            },
+            None,
+            false,
+            progress,
+        )
+        .await?;
+        Ok(match stop {
+            Some(stop) => StepEnd::Stopped(stop),
+            None => StepEnd::Failed(error),
+        })
+    }
+
+    /// A step after the pivot failed for good: the saga ends failed, nothing compensated.
+    async fn fail(
+        &mut self,
+        index: usize,
+        error: StepError,
+    ) -> Result<SagaOutcome<S::Context, S::Step>, SagaError> {
+        self.record(
+            SagaEventKind::SagaFailed {
+                step: S::steps()[index].name().into(),
+                error: error.clone(),
+                compensation: false,
+            },
+            Some(SagaStatus::Failed { step: index }),
+        )
+        .await?;
+        Ok(SagaOutcome::Failed {
+            id: self.id,
+            step: step_at::<S>(index),
+            error,
+            ctx: self.take_ctx(),
+        })
+    }
+
+    /// Records an event without a context change.
+    async fn record(
+        &mut self,
+        kind: SagaEventKind,
+        status: Option<SagaStatus<usize>>,
+    ) -> Result<(), SagaError> {
+        self.write(kind, status, false, None).await
+    }
+
+    /// Records a transition: to the store first (it is what survives), then to tracing and to
+    /// subscribers.
+    async fn write(
+        &mut self,
+        kind: SagaEventKind,
+        status: Option<SagaStatus<usize>>,
+        context: bool,
+        progress: Option<Progress>,
+    ) -> Result<(), SagaError> {
+        event::trace(&kind);
+        let event = SagaEvent {
+            saga_id: self.id,
+            saga_type: Cow::Borrowed(S::NAME),
+            at: SystemTime::now(),
+            kind,
+        };
+        let published = self
+            .engine
+            .inner
+            .events
+            .has_subscribers()
+            .then(|| event.clone());
+        let write = Write {
+            event,
+            status,
+            context: context.then(|| StoredContext::live(Arc::clone(&self.committed))),
+            progress,
+        };
+        self.engine.inner.store.write(self.id, write).await?;
+        if let Some(event) = published {
+            self.engine.inner.events.publish(event);
+        }
+        Ok(())
+    }
+
+    /// A copy of the committed context for the outcome (the store may still share the original).
+    fn take_ctx(&self) -> S::Context {
+        (*self.committed).clone()
+    }
+}
+
+/// The generated step enum's variant at a position the executor produced itself.
+fn step_at<S: Saga>(index: usize) -> S::Step {
+    S::Step::from_index(index).expect("the executor only produces positions of existing steps")
+}
+
+impl From<Stop> for RollbackCause<usize> {
+    fn from(stop: Stop) -> Self {
+        match stop {
+            Stop::Cancelled => RollbackCause::Cancelled,
+            Stop::DeadlineExceeded => RollbackCause::DeadlineExceeded,
+        }
+    }
+}

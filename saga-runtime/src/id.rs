@@ -1,0 +1,55 @@
+//! Saga identifiers.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The identity of one saga instance: a random UUID unless the caller chose one.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SagaId(Uuid);
+
+impl SagaId {
+    /// A fresh random id.
+    pub fn new() -> Self {
+        SagaId(Uuid::new_v4())
+    }
+
+    /// Wraps an existing UUID.
+    pub const fn from_uuid(uuid: Uuid) -> Self {
+        SagaId(uuid)
+    }
+
+    /// The underlying UUID.
+    pub const fn as_uuid(&self) -> &Uuid {
+        &self.0
+    }
+}
+
+impl Default for SagaId {
+    fn default() -> Self {
+        SagaId::new()
+    }
+}
+
+impl fmt::Display for SagaId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Debug for SagaId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SagaId({})", self.0)
+    }
+}
+
+impl FromStr for SagaId {
+    type Err = uuid::Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uuid::from_str(s).map(SagaId)
+    }
+}

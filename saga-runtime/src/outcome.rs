@@ -1,0 +1,132 @@
+//! What `run` returns: how a saga ended.
+
+use std::fmt;
+
+use crate::{SagaId, StepError};
+
+/// Why a saga rolled back.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RollbackCause<S> {
+    /// A step failed for good; `error` is its last error, never replaced by later errors.
+    StepFailed {
+        /// The step that failed.
+        step: S,
+        /// Its error.
+        error: StepError,
+    },
+    /// The saga was cancelled.
+    Cancelled,
+    /// The saga's deadline passed.
+    DeadlineExceeded,
+}
+
+impl<S: fmt::Display> fmt::Display for RollbackCause<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RollbackCause::StepFailed { step, error } => write!(f, "step `{step}` failed: {error}"),
+            RollbackCause::Cancelled => f.write_str("cancelled"),
+            RollbackCause::DeadlineExceeded => f.write_str("deadline exceeded"),
+        }
+    }
+}
+
+/// A compensation that failed for good.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompensationFailure<S> {
+    /// The step whose compensation failed.
+    pub step: S,
+    /// The compensation's last error.
+    pub error: StepError,
+}
+
+/// How a saga ended. Every variant carries the saga's id and its last committed context.
+#[derive(Debug, Clone, PartialEq)]
+#[must_use = "a saga may end compensated or failed: look at the outcome"]
+pub enum SagaOutcome<C, S> {
+    /// Every step completed.
+    Completed {
+        /// The saga's id.
+        id: SagaId,
+        /// The final context.
+        ctx: C,
+    },
+    /// The saga rolled back: every completed step that has a compensation was compensated.
+    Compensated {
+        /// The saga's id.
+        id: SagaId,
+        /// Why it rolled back.
+        cause: RollbackCause<S>,
+        /// The context after the compensations.
+        ctx: C,
+    },
+    /// A compensation failed for good. The saga needs an operator, who can retry it.
+    CompensationFailed {
+        /// The saga's id.
+        id: SagaId,
+        /// Why it rolled back in the first place.
+        cause: RollbackCause<S>,
+        /// The compensations that failed: one, or under best-effort rollback, every one.
+        failures: Vec<CompensationFailure<S>>,
+        /// Completed steps whose compensation has not succeeded, latest first.
+        uncompensated: Vec<S>,
+        /// The last committed context.
+        ctx: C,
+    },
+    /// A step after the pivot failed for good; nothing was compensated. Needs attention.
+    Failed {
+        /// The saga's id.
+        id: SagaId,
+        /// The step that failed.
+        step: S,
+        /// Its error.
+        error: StepError,
+        /// The last committed context.
+        ctx: C,
+    },
+}
+
+impl<C, S> SagaOutcome<C, S> {
+    /// The saga's id.
+    pub fn id(&self) -> SagaId {
+        match self {
+            SagaOutcome::Completed { id, .. }
+            | SagaOutcome::Compensated { id, .. }
+            | SagaOutcome::CompensationFailed { id, .. }
+            | SagaOutcome::Failed { id, .. } => *id,
+        }
+    }
+
+    /// The last committed context.
+    pub fn ctx(&self) -> &C {
+        match self {
+            SagaOutcome::Completed { ctx, .. }
+            | SagaOutcome::Compensated { ctx, .. }
+            | SagaOutcome::CompensationFailed { ctx, .. }
+            | SagaOutcome::Failed { ctx, .. } => ctx,
+        }
+    }
+
+    /// Takes the last committed context.
+    pub fn into_ctx(self) -> C {
+        match self {
+            SagaOutcome::Completed { ctx, .. }
+            | SagaOutcome::Compensated { ctx, .. }
+            | SagaOutcome::CompensationFailed { ctx, .. }
+            | SagaOutcome::Failed { ctx, .. } => ctx,
+        }
+    }
+
+    /// `true` when every step completed.
+    pub fn is_completed(&self) -> bool {
+        matches!(self, SagaOutcome::Completed { .. })
+    }
+
+    /// The rollback cause, for compensated and compensation-failed outcomes.
+    pub fn cause(&self) -> Option<&RollbackCause<S>> {
+        match self {
+            SagaOutcome::Compensated { cause, .. }
+            | SagaOutcome::CompensationFailed { cause, .. } => Some(cause),
+            _ => None,
+        }
+    }
+}

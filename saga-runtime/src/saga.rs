@@ -1,0 +1,146 @@
+//! Saga definitions: the trait `saga!` implements, the generated step enum's trait, and the
+//! static description of a saga.
+//!
+//! # Order
+//!
+//! Steps run one after another in declaration order. When a step fails for good (after its
+//! retries, and after its fallback if it has one), the steps that completed are compensated in
+//! reverse order: the most recent first, because later undos may depend on earlier ones. Steps
+//! without a compensation (a pivot, a `nothing_to_undo` step, the last step) are skipped.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::step::{StepDef, StepDescription};
+
+/// What a saga's context must be: it is the saga's persisted state, cloned before each attempt
+/// so that a failed attempt's changes can be discarded.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a saga context",
+    label = "this type is not `Clone + Serialize + DeserializeOwned + Send + Sync + 'static`",
+    note = "the context is what a saga persists: derive `Clone, serde::Serialize, serde::Deserialize` on it"
+)]
+pub trait SagaContext: Clone + Serialize + DeserializeOwned + Send + Sync + 'static {}
+
+impl<T> SagaContext for T where T: Clone + Serialize + DeserializeOwned + Send + Sync + 'static {}
+
+/// The step enum `saga!` generates (`OrderSagaStep`): one variant per step, displayed as the
+/// step's name.
+pub trait StepEnum: Copy + Eq + fmt::Debug + fmt::Display + Send + Sync + 'static {
+    /// Every step, in declaration order.
+    const ALL: &'static [Self];
+
+    /// The step's position in the saga, from 0.
+    fn index(self) -> usize;
+
+    /// The step's name: its function's name.
+    fn name(self) -> &'static str;
+
+    /// The step at a position.
+    fn from_index(index: usize) -> Option<Self> {
+        Self::ALL.get(index).copied()
+    }
+}
+
+/// Saga-wide options, from `#[saga(...)]` inside `saga!`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SagaOptions {
+    /// `#[saga(best_effort_rollback)]`: when a compensation fails for good, go on compensating
+    /// the older steps and report every failure, instead of stopping.
+    pub best_effort_rollback: bool,
+    /// `#[saga(deadline = "30s")]`: the whole saga's deadline; past it the saga stops at the
+    /// next step boundary and compensates, like a cancellation.
+    pub deadline: Option<Duration>,
+}
+
+impl SagaOptions {
+    /// No deadline, stop compensating at the first compensation that fails for good.
+    pub const DEFAULT: SagaOptions = SagaOptions {
+        best_effort_rollback: false,
+        deadline: None,
+    };
+}
+
+impl Default for SagaOptions {
+    fn default() -> Self {
+        SagaOptions::DEFAULT
+    }
+}
+
+/// Implemented by `saga!` for the saga type (`OrderSaga`). The runtime's executor is generic over
+/// it; the generated inherent methods (`run`, `start`, `status`, ...) call into the runtime with
+/// it.
+pub trait Saga: Send + Sync + 'static {
+    /// The persisted context.
+    type Context: SagaContext;
+    /// The shared, non-persisted dependencies handed to steps through [`StepCx`](crate::StepCx).
+    type Deps: Send + Sync + 'static;
+    /// The generated step enum.
+    type Step: StepEnum;
+
+    /// The saga's type name, e.g. `"OrderSaga"`.
+    const NAME: &'static str;
+    /// Saga-wide options.
+    const OPTIONS: SagaOptions;
+
+    /// The steps, in declaration order.
+    fn steps() -> &'static [StepDef<Self::Context, Self::Deps>];
+
+    /// The static description: name, options, steps and their policies.
+    fn description() -> SagaDescription {
+        SagaDescription {
+            name: Self::NAME,
+            options: Self::OPTIONS,
+            steps: Self::steps().iter().map(|s| s.description).collect(),
+        }
+    }
+}
+
+/// A saga's static description, for events, persistence, documentation and diagrams.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SagaDescription {
+    /// The saga's type name.
+    pub name: &'static str,
+    /// Saga-wide options.
+    pub options: SagaOptions,
+    /// Every step in order.
+    pub steps: Vec<StepDescription>,
+}
+
+impl SagaDescription {
+    /// The step names in order.
+    pub fn step_names(&self) -> Vec<&'static str> {
+        self.steps.iter().map(|s| s.name).collect()
+    }
+}
+
+impl fmt::Display for SagaDescription {
+    /// One line per step: name, then its policy.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}", self.name)?;
+        for (i, step) in self.steps.iter().enumerate() {
+            let p = &step.policy;
+            write!(f, "  {}. {}", i + 1, step.name)?;
+            match (p.undo, step.compensation) {
+                (crate::Undo::Compensate, Some(c)) => write!(f, ", compensate = {c}")?,
+                (crate::Undo::Pivot, _) => write!(f, ", pivot")?,
+                (crate::Undo::NothingToUndo, _) => write!(f, ", nothing_to_undo")?,
+                _ => {}
+            }
+            if let Some(t) = p.timeout {
+                write!(f, ", timeout = {t:?}")?;
+            }
+            if p.retries > 0 {
+                write!(f, ", retries = {}", p.retries)?;
+            }
+            if let Some(fb) = step.fallback {
+                write!(f, ", fallback = {fb}")?;
+            }
+            writeln!(f)?;
+        }
+        Ok(())
+    }
+}

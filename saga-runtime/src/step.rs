@@ -1,0 +1,270 @@
+//! Steps: the handle a step receives, its declared policy, and the trait `#[saga_step]`
+//! implements.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::{SagaId, StepError};
+
+/// The future of one step, compensation or fallback attempt.
+pub type StepFuture<'a> = Pin<Box<dyn Future<Output = Result<(), StepError>> + Send + 'a>>;
+
+/// A step action or compensation as a plain function pointer, as the executor calls it.
+pub type StepFn<C, D> = for<'a> fn(&'a mut C, &'a StepCx<D>) -> StepFuture<'a>;
+
+/// What a step is doing when its handle is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// The step's action (or a fallback's action standing in for it).
+    Action,
+    /// The step's compensation.
+    Compensation,
+}
+
+/// The step handle: who is running, which attempt this is, and the saga's shared,
+/// non-persisted dependencies (clients, pools), like axum's `State`.
+///
+/// A step takes it as its optional second parameter:
+///
+/// ```
+/// # use saga_runtime::{StepCx, StepError};
+/// # struct Ctx; struct Services;
+/// async fn charge(ctx: &mut Ctx, cx: &StepCx<Services>) -> Result<(), StepError> {
+///     let key = cx.idempotency_key(); // "{saga_id}:charge", stable across attempts and restarts
+///     # let _ = key;
+///     Ok(())
+/// }
+/// ```
+pub struct StepCx<D = ()> {
+    saga_id: SagaId,
+    saga_type: &'static str,
+    step: &'static str,
+    attempt: u32,
+    phase: Phase,
+    deps: Arc<D>,
+}
+
+impl<D> StepCx<D> {
+    pub(crate) fn new(
+        saga_id: SagaId,
+        saga_type: &'static str,
+        step: &'static str,
+        attempt: u32,
+        phase: Phase,
+        deps: Arc<D>,
+    ) -> Self {
+        StepCx {
+            saga_id,
+            saga_type,
+            step,
+            attempt,
+            phase,
+            deps,
+        }
+    }
+
+    /// The id of the running saga.
+    pub fn saga_id(&self) -> SagaId {
+        self.saga_id
+    }
+
+    /// The saga's type name, e.g. `"OrderSaga"`.
+    pub fn saga_type(&self) -> &'static str {
+        self.saga_type
+    }
+
+    /// The step's name: its function's name.
+    pub fn step(&self) -> &'static str {
+        self.step
+    }
+
+    /// The attempt number, starting at 1.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// Whether this is the step's action or its compensation.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// A key that is the same on every attempt of this step in this saga, and different for its
+    /// compensation: `"{saga_id}:{step}"` for the action, `"{saga_id}:{step}:compensate"` for the
+    /// compensation. Pass it to the remote side so that a step run again (after a retry or a
+    /// crash) takes effect once.
+    pub fn idempotency_key(&self) -> String {
+        match self.phase {
+            Phase::Action => format!("{}:{}", self.saga_id, self.step),
+            Phase::Compensation => format!("{}:{}:compensate", self.saga_id, self.step),
+        }
+    }
+
+    /// The saga's shared dependencies.
+    pub fn deps(&self) -> &D {
+        &self.deps
+    }
+}
+
+impl<D> fmt::Debug for StepCx<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StepCx")
+            .field("saga_id", &self.saga_id)
+            .field("saga_type", &self.saga_type)
+            .field("step", &self.step)
+            .field("attempt", &self.attempt)
+            .field("phase", &self.phase)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a step declares what happens to it when the saga rolls back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Undo {
+    /// `compensate = path`: the compensation runs during rollback.
+    Compensate,
+    /// `pivot`: the point of no return; once it completed, later failures are not rolled back.
+    Pivot,
+    /// `nothing_to_undo`: a read-only check or a notification that cannot be unsent.
+    NothingToUndo,
+    /// Nothing declared; only allowed for the last step of a saga.
+    Unspecified,
+}
+
+/// How often a failing compensation is retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CompensationRetries {
+    /// `compensation_retries = N`: N + 1 attempts.
+    Limited(u32),
+    /// `compensation_retries = "forever"`: until it succeeds (still with backoff).
+    Forever,
+}
+
+/// The policy a step declared in `#[saga_step(...)]`, with defaults filled in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StepPolicy {
+    /// `timeout`: limit of each attempt (action, fallback and compensation). `None`: no limit.
+    pub timeout: Option<Duration>,
+    /// `retries`: attempts after the first. Default 0.
+    pub retries: u32,
+    /// `backoff`: base of the exponential backoff between attempts. Default 100 ms.
+    pub backoff: Duration,
+    /// What rollback does with this step.
+    pub undo: Undo,
+    /// `compensation_retries`: default 4 (5 attempts).
+    pub compensation_retries: CompensationRetries,
+    /// `compensate_on_timeout`: when the step fails for good by timing out, run its own
+    /// compensation too, since a timed-out action may have had effects.
+    pub compensate_on_timeout: bool,
+}
+
+impl StepPolicy {
+    /// The defaults: no timeout, no retries, 100 ms backoff base, undo unspecified, 4
+    /// compensation retries.
+    pub const DEFAULT: StepPolicy = StepPolicy {
+        timeout: None,
+        retries: 0,
+        backoff: Duration::from_millis(100),
+        undo: Undo::Unspecified,
+        compensation_retries: CompensationRetries::Limited(4),
+        compensate_on_timeout: false,
+    };
+}
+
+impl Default for StepPolicy {
+    fn default() -> Self {
+        StepPolicy::DEFAULT
+    }
+}
+
+/// The static description of one step: its name, policy, and the names of its compensation and
+/// fallback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StepDescription {
+    /// The step's name (its function's name).
+    pub name: &'static str,
+    /// Its declared policy.
+    pub policy: StepPolicy,
+    /// The compensation function's name.
+    pub compensation: Option<&'static str>,
+    /// The fallback step's name.
+    pub fallback: Option<&'static str>,
+}
+
+/// Implemented by `#[saga_step]` for the hidden type that shares the step function's name.
+///
+/// Not meant to be implemented by hand.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a saga step over context `{C}` and dependencies `{D}`",
+    label = "not a `#[saga_step]` for this saga",
+    note = "every step of a saga is an `async fn` marked `#[saga_step]` taking `&mut {C}` and, optionally, `&StepCx<{D}>`"
+)]
+pub trait SagaStep<C, D>: 'static {
+    /// The step's static description.
+    const DESCRIPTION: StepDescription;
+
+    /// How to build the fallback's table, when the step has a `fallback`.
+    const FALLBACK: Option<fn() -> StepDef<C, D>>;
+
+    /// Runs one attempt of the action.
+    fn action<'a>(ctx: &'a mut C, cx: &'a StepCx<D>) -> StepFuture<'a>;
+
+    /// Runs one attempt of the compensation. Only called when `DESCRIPTION.policy.undo` is
+    /// [`Undo::Compensate`].
+    fn compensate<'a>(ctx: &'a mut C, cx: &'a StepCx<D>) -> StepFuture<'a>;
+}
+
+/// A step as the executor sees it: its description and function pointers.
+pub struct StepDef<C, D> {
+    /// Name and policy.
+    pub description: StepDescription,
+    /// The action.
+    pub action: StepFn<C, D>,
+    /// The compensation, when declared.
+    pub compensate: Option<StepFn<C, D>>,
+    /// The fallback step, when declared.
+    pub fallback: Option<fn() -> StepDef<C, D>>,
+}
+
+impl<C, D> StepDef<C, D> {
+    /// The table of a `#[saga_step]`.
+    pub const fn of<S: SagaStep<C, D>>() -> Self {
+        let compensate: Option<StepFn<C, D>> = match S::DESCRIPTION.policy.undo {
+            Undo::Compensate => Some(S::compensate),
+            _ => None,
+        };
+        StepDef {
+            description: S::DESCRIPTION,
+            action: S::action,
+            compensate,
+            fallback: S::FALLBACK,
+        }
+    }
+
+    /// The step's name.
+    pub fn name(&self) -> &'static str {
+        self.description.name
+    }
+
+    /// The step's policy.
+    pub fn policy(&self) -> &StepPolicy {
+        &self.description.policy
+    }
+}
+
+impl<C, D> Clone for StepDef<C, D> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<C, D> Copy for StepDef<C, D> {}
+
+impl<C, D> fmt::Debug for StepDef<C, D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.description, f)
+    }
+}

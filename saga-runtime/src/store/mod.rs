@@ -1,0 +1,183 @@
+//! Where sagas are recorded: the [`SagaStore`] trait and its in-memory implementation.
+//!
+//! The executor writes one [`Write`] per transition: the event (appended to the saga's history),
+//! the new status, and, when a step committed, the new context. A store applies each write
+//! atomically. The in-memory store keeps contexts as live values; a durable store serializes them.
+
+mod context;
+mod memory;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+pub use context::StoredContext;
+pub use memory::MemoryStore;
+
+use crate::event::SagaEvent;
+use crate::outcome::RollbackCause;
+use crate::{SagaId, SagaStatus};
+
+/// The future a store method returns.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// A store failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct StoreError {
+    message: String,
+}
+
+impl StoreError {
+    /// A store error with a message.
+    pub fn new(message: impl Into<String>) -> Self {
+        StoreError {
+            message: message.into(),
+        }
+    }
+}
+
+/// A step that completed, as the record keeps it for rollback and recovery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct CompletedStep {
+    /// The step's position.
+    pub step: usize,
+    /// `true` when the step's fallback completed in its place (its compensation is then the
+    /// fallback's).
+    pub via_fallback: bool,
+    /// `true` once its compensation succeeded.
+    pub compensated: bool,
+}
+
+/// A change to a saga's progress that comes with a write.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Progress {
+    /// A step completed (or a timed-out step is to be compensated: see `compensate_on_timeout`).
+    Completed(CompletedStep),
+    /// Rollback starts for this reason.
+    RollbackStarted(RollbackCause<usize>),
+    /// The compensation of the completed step at this position of `completed` succeeded.
+    Compensated(usize),
+    /// A compensation-failed saga is being retried by an operator.
+    RollbackResumed,
+}
+
+/// One transition of one saga.
+#[derive(Debug, Clone)]
+pub struct Write {
+    /// The event, appended to the history.
+    pub event: SagaEvent,
+    /// The new status, when it changes.
+    pub status: Option<SagaStatus<usize>>,
+    /// The new committed context, when a step or compensation committed.
+    pub context: Option<StoredContext>,
+    /// The progress change, if any.
+    pub progress: Option<Progress>,
+}
+
+/// A new saga to record.
+#[derive(Debug, Clone)]
+pub struct NewSaga {
+    /// Its id.
+    pub id: SagaId,
+    /// The saga type's name.
+    pub saga_type: &'static str,
+    /// The step names of the definition it starts under.
+    pub steps: Vec<&'static str>,
+    /// The initial context.
+    pub context: StoredContext,
+    /// An idempotency key: a second saga with the same key is not created.
+    pub idempotency_key: Option<String>,
+}
+
+/// Whether [`SagaStore::create`] created the saga or found it already there.
+#[derive(Debug, Clone)]
+pub enum Created {
+    /// Recorded now.
+    New,
+    /// A saga with the same id or idempotency key exists; here it is.
+    Existing(Box<SagaRecord>),
+}
+
+/// Everything a store keeps about one saga, but its history.
+#[derive(Debug, Clone)]
+pub struct SagaRecord {
+    /// Its id.
+    pub id: SagaId,
+    /// The saga type's name.
+    pub saga_type: String,
+    /// The step names it was started with.
+    pub steps: Vec<String>,
+    /// Its status, with step positions.
+    pub status: SagaStatus<usize>,
+    /// The last committed context.
+    pub context: StoredContext,
+    /// Completed steps, in completion order.
+    pub completed: Vec<CompletedStep>,
+    /// Why it is rolling back, once it is.
+    pub rollback: Option<RollbackCause<usize>>,
+    /// Its idempotency key.
+    pub idempotency_key: Option<String>,
+    /// When it was recorded.
+    pub created_at: SystemTime,
+    /// When it last changed.
+    pub updated_at: SystemTime,
+}
+
+impl SagaRecord {
+    pub(crate) fn new(saga: NewSaga) -> Self {
+        let now = SystemTime::now();
+        SagaRecord {
+            id: saga.id,
+            saga_type: saga.saga_type.to_owned(),
+            steps: saga.steps.iter().map(|s| (*s).to_owned()).collect(),
+            status: SagaStatus::Pending,
+            context: saga.context,
+            completed: Vec::new(),
+            rollback: None,
+            idempotency_key: saga.idempotency_key,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    /// Applies one write's status, context and progress (not its event).
+    pub fn apply(&mut self, write: &Write) {
+        if let Some(status) = &write.status {
+            self.status = status.clone();
+        }
+        if let Some(context) = &write.context {
+            self.context = context.clone();
+        }
+        match &write.progress {
+            Some(Progress::Completed(step)) => self.completed.push(*step),
+            Some(Progress::RollbackStarted(cause)) => self.rollback = Some(cause.clone()),
+            Some(Progress::Compensated(i)) => {
+                if let Some(step) = self.completed.get_mut(*i) {
+                    step.compensated = true;
+                }
+            }
+            Some(Progress::RollbackResumed) | None => {}
+        }
+        self.updated_at = write.event.at;
+    }
+}
+
+/// Where sagas are recorded.
+///
+/// Implementations apply each [`Write`] atomically and in order per saga.
+pub trait SagaStore: Send + Sync + 'static {
+    /// Records a new saga, or returns the existing one with the same id or idempotency key.
+    fn create(&self, saga: NewSaga) -> StoreFuture<'_, Created>;
+
+    /// Records one transition.
+    fn write(&self, id: SagaId, write: Write) -> StoreFuture<'_, ()>;
+
+    /// Reads a saga's record.
+    fn load(&self, id: SagaId) -> StoreFuture<'_, Option<SagaRecord>>;
+
+    /// Reads a saga's history, oldest first.
+    fn history(&self, id: SagaId) -> StoreFuture<'_, Option<Vec<SagaEvent>>>;
+}
