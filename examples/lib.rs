@@ -1,1 +1,1 @@
-
+//! Shared pieces of the example programs (none yet).

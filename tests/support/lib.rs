@@ -1,1 +1,1 @@
-
+//! Helpers shared by the behaviour tests.

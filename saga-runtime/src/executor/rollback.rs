@@ -21,6 +21,10 @@ use crate::{Saga, SagaError, SagaOutcome, SagaStatus, StepEnum};
 
 type Outcome<S> = SagaOutcome<<S as Saga>::Context, <S as Saga>::Step>;
 
+/// A completed step still to compensate: its position in `completed`, its step position, and its
+/// compensation.
+type Pending<S> = (usize, usize, StepFn<<S as Saga>::Context, <S as Saga>::Deps>);
+
 impl<S: Saga> Run<S> {
     /// Starts rolling back for `cause`.
     pub(super) async fn rollback(
@@ -62,15 +66,13 @@ impl<S: Saga> Run<S> {
         self.compensate(cause).await
     }
 
-    /// The latest completed step still to compensate: its position in `completed`, its step
-    /// position, and its compensation.
-    fn next_to_compensate(&self) -> Option<(usize, usize, StepFn<S::Context, S::Deps>)> {
+    /// The latest completed step still to compensate.
+    fn next_to_compensate(&self) -> Option<Pending<S>> {
         self.pending_compensations().next()
     }
 
-    fn pending_compensations(
-        &self,
-    ) -> impl Iterator<Item = (usize, usize, StepFn<S::Context, S::Deps>)> + '_ {
+    /// Completed steps still to compensate, latest first.
+    fn pending_compensations(&self) -> impl Iterator<Item = Pending<S>> + '_ {
         self.completed
             .iter()
             .enumerate()
