@@ -41,10 +41,16 @@ impl Backoff {
     pub fn delay(&self, base: Duration, attempt: u32) -> Duration {
         let exponent = attempt.saturating_sub(1).min(31);
         let nominal = base.saturating_mul(1u32 << exponent).min(self.cap);
-        match self.jitter {
-            Jitter::None => nominal,
+        let jittered = match self.jitter {
+            Jitter::None => return nominal,
             Jitter::Equal => nominal / 2 + nominal.mul_f64(fastrand::f64() / 2.0),
             Jitter::Full => nominal.mul_f64(fastrand::f64()),
+        };
+        // Timers have millisecond resolution: announce the wait that will actually happen.
+        if nominal >= Duration::from_millis(1) {
+            Duration::from_millis(jittered.as_millis() as u64)
+        } else {
+            jittered
         }
     }
 }

@@ -23,7 +23,11 @@ type Outcome<S> = SagaOutcome<<S as Saga>::Context, <S as Saga>::Step>;
 
 /// A completed step still to compensate: its position in `completed`, its step position, and its
 /// compensation.
-type Pending<S> = (usize, usize, StepFn<<S as Saga>::Context, <S as Saga>::Deps>);
+type Pending<S> = (
+    usize,
+    usize,
+    StepFn<<S as Saga>::Context, <S as Saga>::Deps>,
+);
 
 impl<S: Saga> Run<S> {
     /// Starts rolling back for `cause`.
