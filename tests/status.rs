@@ -1,0 +1,187 @@
+//! `start`, `status` and `wait`: statuses only move forward; explicit ids and idempotency keys
+//! never create a duplicate; lookups of unknown or foreign sagas give clear errors.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use saga_runtime::{saga, saga_step, SagaError, SagaId, SagaStatus};
+use saga_tests::{engine, scripted, Plan, Script, Trail};
+
+scripted!(
+    #[saga_step(compensate = undo_a)]
+    a
+);
+scripted!(undo_a as "undo:a");
+scripted!(
+    #[saga_step]
+    b
+);
+
+saga! { Tracked(Trail, Script) { a, b } }
+saga! { Other(Trail, Script) { a, b } }
+
+/// Polls the status every 100 ms (tokio's clock) until terminal; returns each distinct status.
+async fn observe(
+    client: saga_runtime::SagaClient<'_, Tracked>,
+    id: SagaId,
+) -> Vec<SagaStatus<TrackedStep>> {
+    let mut seen: Vec<SagaStatus<TrackedStep>> = Vec::new();
+    loop {
+        let status = client.status(id).await.unwrap();
+        if seen.last() != Some(&status) {
+            seen.push(status.clone());
+        }
+        if status.is_terminal() {
+            return seen;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn statuses_move_forward_through_the_steps() {
+    let script = Arc::new(
+        Script::new()
+            .plan("a", [Plan::Sleep(Duration::from_secs(1))])
+            .plan("b", [Plan::Sleep(Duration::from_secs(1))]),
+    );
+    let engine = engine();
+    let client = Tracked::on(&engine);
+    let id = client.start_with(Trail::default(), script).await.unwrap();
+    assert_eq!(
+        observe(client, id).await,
+        [
+            SagaStatus::Pending,
+            SagaStatus::Running {
+                step: TrackedStep::A
+            },
+            SagaStatus::Running {
+                step: TrackedStep::B
+            },
+            SagaStatus::Completed,
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn statuses_move_forward_through_compensation() {
+    let script = Arc::new(
+        Script::new()
+            .plan("b", [Plan::SlowTransient(Duration::from_secs(1), "no")])
+            .plan("undo:a", [Plan::Sleep(Duration::from_secs(1))]),
+    );
+    let engine = engine();
+    let client = Tracked::on(&engine);
+    let id = client.start_with(Trail::default(), script).await.unwrap();
+    assert_eq!(
+        observe(client, id).await,
+        [
+            SagaStatus::Pending,
+            SagaStatus::Running {
+                step: TrackedStep::B
+            },
+            SagaStatus::Compensating {
+                step: TrackedStep::A
+            },
+            SagaStatus::Compensated,
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_explicit_id_or_key_returns_the_existing_saga() {
+    let engine = engine();
+    let client = Tracked::on(&engine);
+    let script = Arc::new(Script::new());
+    let id = SagaId::new();
+    let first = client
+        .request(Trail::default())
+        .deps(script.clone())
+        .id(id)
+        .start()
+        .await
+        .unwrap();
+    let second = client
+        .request(Trail::default())
+        .deps(script.clone())
+        .id(id)
+        .start()
+        .await
+        .unwrap();
+    assert_eq!((first, second), (id, id));
+
+    let k1 = client
+        .request(Trail::default())
+        .deps(script.clone())
+        .idempotency_key("order-7");
+    let k1 = k1.start().await.unwrap();
+    let k2 = client
+        .request(Trail::default())
+        .deps(script.clone())
+        .idempotency_key("order-7");
+    let k2 = k2.start().await.unwrap();
+    assert_eq!(k1, k2);
+
+    client.wait(id).await.unwrap();
+    client.wait(k1).await.unwrap();
+    assert_eq!(script.keys(), ["a", "b", "a", "b"], "each saga ran once");
+
+    let rerun = client
+        .request(Trail::default())
+        .deps(script.clone())
+        .id(id)
+        .run()
+        .await;
+    assert!(matches!(rerun, Err(SagaError::AlreadyExists { id: existing }) if existing == id));
+}
+
+#[tokio::test(start_paused = true)]
+async fn unknown_and_foreign_ids_are_clear_errors() {
+    let engine = engine();
+    let unknown = SagaId::new();
+    let err = Tracked::on(&engine).status(unknown).await.unwrap_err();
+    assert_eq!(err.to_string(), format!("no saga with id {unknown}"));
+
+    let outcome = Other::on(&engine)
+        .run_with(Trail::default(), Arc::new(Script::new()))
+        .await
+        .unwrap();
+    let err = Tracked::on(&engine).status(outcome.id()).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("saga {} is a `Other`, not a `Tracked`", outcome.id())
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn missing_dependencies_are_a_clear_error() {
+    let err = Tracked::on(&engine())
+        .request(Trail::default())
+        .run()
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        SagaError::MissingDeps {
+            saga_type: "Tracked"
+        }
+    ));
+    assert!(err.to_string().contains("run_with"), "{err}");
+}
+
+#[saga_step]
+async fn unit(ctx: &mut Trail) -> Result<(), saga_runtime::StepError> {
+    ctx.push("unit");
+    Ok(())
+}
+
+saga! { NoDeps(Trail) { unit } }
+
+#[tokio::test]
+async fn the_global_engine_runs_and_tracks_sagas_with_zero_setup() {
+    let outcome = NoDeps::run(Trail::default()).await.unwrap();
+    assert_eq!(outcome.ctx().entries, ["unit"]);
+    let id = NoDeps::start(Trail::default()).await.unwrap();
+    assert_eq!(NoDeps::wait(id).await.unwrap(), SagaStatus::Completed);
+    assert_eq!(NoDeps::status(id).await.unwrap(), SagaStatus::Completed);
+}
