@@ -1,0 +1,457 @@
+// @generated: the expansion of `order_saga.rs` by `#[saga_step]` and `saga!`.
+// Checked by `cargo test -p saga-macros`; regenerate with
+// `SAGA_EXPAND=overwrite cargo test -p saga-macros` and review the diff.
+
+//! Order fulfilment: reserve inventory, charge payment, send the confirmation email.
+//!
+//! `cargo run --example order_saga` completes an order; `cargo run --example order_saga --
+//! --fail-payment` makes the payment fail for good and shows the compensation.
+#![allow(unused_imports)]
+use std::sync::atomic::{AtomicU32, Ordering};
+use saga_runtime::{saga, saga_step, SagaEventKind, SagaOutcome, StepCx, StepError};
+use serde::{Deserialize, Serialize};
+/// The order: what is persisted.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct OrderCtx {
+    order_id: String,
+    amount_cents: u64,
+    reservation: Option<String>,
+    payment: Option<String>,
+    email_sent: bool,
+}
+/// Clients of the inventory, payment and email services; never persisted.
+#[derive(Debug, Default)]
+pub struct Services {
+    fail_payment: bool,
+    payment_calls: AtomicU32,
+}
+async fn reserve_inventory(
+    ctx: &mut OrderCtx,
+    cx: &StepCx<Services>,
+) -> Result<(), StepError> {
+    ctx.reservation = Some(format!("res-{}", cx.idempotency_key()));
+    println!("  reserve_inventory: reserved stock for {}", ctx.order_id);
+    Ok(())
+}
+#[doc(hidden)]
+#[allow(non_camel_case_types, dead_code)]
+struct reserve_inventory {
+    _private: (),
+}
+#[automatically_derived]
+impl ::saga_runtime::__private::SagaStep<
+    OrderCtx,
+    <StepCx<Services> as ::saga_runtime::__private::StepHandle>::Deps,
+> for reserve_inventory {
+    const DESCRIPTION: ::saga_runtime::__private::StepDescription = ::saga_runtime::__private::StepDescription {
+        name: "reserve_inventory",
+        policy: ::saga_runtime::__private::StepPolicy {
+            timeout: ::saga_runtime::__private::Some(
+                ::saga_runtime::__private::Duration::from_secs(5u64),
+            ),
+            retries: 2u32,
+            backoff: ::saga_runtime::__private::Duration::from_millis(50u64),
+            undo: ::saga_runtime::__private::Undo::Compensate,
+            ..::saga_runtime::__private::StepPolicy::DEFAULT
+        },
+        compensation: ::saga_runtime::__private::Some("release_inventory"),
+        fallback: ::saga_runtime::__private::None,
+    };
+    const FALLBACK: ::saga_runtime::__private::Option<
+        fn() -> ::saga_runtime::__private::StepDef<
+            OrderCtx,
+            <StepCx<Services> as ::saga_runtime::__private::StepHandle>::Deps,
+        >,
+    > = ::saga_runtime::__private::None;
+    fn action<'a>(
+        ctx: &'a mut OrderCtx,
+        cx: &'a ::saga_runtime::__private::StepCx<
+            <StepCx<Services> as ::saga_runtime::__private::StepHandle>::Deps,
+        >,
+    ) -> ::saga_runtime::__private::StepFuture<'a> {
+        ::saga_runtime::__private::Box::pin(reserve_inventory(ctx, cx))
+    }
+    fn compensate<'a>(
+        ctx: &'a mut OrderCtx,
+        cx: &'a ::saga_runtime::__private::StepCx<
+            <StepCx<Services> as ::saga_runtime::__private::StepHandle>::Deps,
+        >,
+    ) -> ::saga_runtime::__private::StepFuture<'a> {
+        ::saga_runtime::__private::Box::pin(release_inventory(ctx, cx))
+    }
+}
+#[automatically_derived]
+impl ::saga_runtime::__private::DeclaresUndo for reserve_inventory {}
+async fn release_inventory(
+    ctx: &mut OrderCtx,
+    _cx: &StepCx<Services>,
+) -> Result<(), StepError> {
+    println!(
+        "  release_inventory: released {}", ctx.reservation.take().unwrap_or_default()
+    );
+    Ok(())
+}
+async fn charge_payment(
+    ctx: &mut OrderCtx,
+    cx: &StepCx<Services>,
+) -> Result<(), StepError> {
+    let call = cx.deps().payment_calls.fetch_add(1, Ordering::SeqCst) + 1;
+    if cx.deps().fail_payment {
+        println!("  charge_payment: attempt {} declined", cx.attempt());
+        return Err(
+            if call < 3 {
+                StepError::transient("payment gateway unavailable")
+            } else {
+                StepError::permanent("card declined")
+            },
+        );
+    }
+    ctx.payment = Some(format!("pay-{}", ctx.order_id));
+    println!("  charge_payment: charged {} cents", ctx.amount_cents);
+    Ok(())
+}
+#[doc(hidden)]
+#[allow(non_camel_case_types, dead_code)]
+struct charge_payment {
+    _private: (),
+}
+#[automatically_derived]
+impl ::saga_runtime::__private::SagaStep<
+    OrderCtx,
+    <StepCx<Services> as ::saga_runtime::__private::StepHandle>::Deps,
+> for charge_payment {
+    const DESCRIPTION: ::saga_runtime::__private::StepDescription = ::saga_runtime::__private::StepDescription {
+        name: "charge_payment",
+        policy: ::saga_runtime::__private::StepPolicy {
+            timeout: ::saga_runtime::__private::Some(
+                ::saga_runtime::__private::Duration::from_secs(10u64),
+            ),
+            retries: 2u32,
+            backoff: ::saga_runtime::__private::Duration::from_millis(50u64),
+            undo: ::saga_runtime::__private::Undo::Compensate,
+            ..::saga_runtime::__private::StepPolicy::DEFAULT
+        },
+        compensation: ::saga_runtime::__private::Some("refund_payment"),
+        fallback: ::saga_runtime::__private::None,
+    };
+    const FALLBACK: ::saga_runtime::__private::Option<
+        fn() -> ::saga_runtime::__private::StepDef<
+            OrderCtx,
+            <StepCx<Services> as ::saga_runtime::__private::StepHandle>::Deps,
+        >,
+    > = ::saga_runtime::__private::None;
+    fn action<'a>(
+        ctx: &'a mut OrderCtx,
+        cx: &'a ::saga_runtime::__private::StepCx<
+            <StepCx<Services> as ::saga_runtime::__private::StepHandle>::Deps,
+        >,
+    ) -> ::saga_runtime::__private::StepFuture<'a> {
+        ::saga_runtime::__private::Box::pin(charge_payment(ctx, cx))
+    }
+    fn compensate<'a>(
+        ctx: &'a mut OrderCtx,
+        cx: &'a ::saga_runtime::__private::StepCx<
+            <StepCx<Services> as ::saga_runtime::__private::StepHandle>::Deps,
+        >,
+    ) -> ::saga_runtime::__private::StepFuture<'a> {
+        ::saga_runtime::__private::Box::pin(refund_payment(ctx, cx))
+    }
+}
+#[automatically_derived]
+impl ::saga_runtime::__private::DeclaresUndo for charge_payment {}
+async fn refund_payment(
+    ctx: &mut OrderCtx,
+    _cx: &StepCx<Services>,
+) -> Result<(), StepError> {
+    println!("  refund_payment: refunded {}", ctx.payment.take().unwrap_or_default());
+    Ok(())
+}
+async fn send_confirmation_email(ctx: &mut OrderCtx) -> Result<(), StepError> {
+    ctx.email_sent = true;
+    println!("  send_confirmation_email: sent for {}", ctx.order_id);
+    Ok(())
+}
+#[doc(hidden)]
+#[allow(non_camel_case_types, dead_code)]
+struct send_confirmation_email {
+    _private: (),
+}
+#[automatically_derived]
+impl<
+    __D: ::core::marker::Send + ::core::marker::Sync + 'static,
+> ::saga_runtime::__private::SagaStep<OrderCtx, __D> for send_confirmation_email {
+    const DESCRIPTION: ::saga_runtime::__private::StepDescription = ::saga_runtime::__private::StepDescription {
+        name: "send_confirmation_email",
+        policy: ::saga_runtime::__private::StepPolicy {
+            timeout: ::saga_runtime::__private::Some(
+                ::saga_runtime::__private::Duration::from_secs(5u64),
+            ),
+            retries: 3u32,
+            undo: ::saga_runtime::__private::Undo::Unspecified,
+            ..::saga_runtime::__private::StepPolicy::DEFAULT
+        },
+        compensation: ::saga_runtime::__private::None,
+        fallback: ::saga_runtime::__private::None,
+    };
+    const FALLBACK: ::saga_runtime::__private::Option<
+        fn() -> ::saga_runtime::__private::StepDef<OrderCtx, __D>,
+    > = ::saga_runtime::__private::None;
+    fn action<'a>(
+        ctx: &'a mut OrderCtx,
+        _cx: &'a ::saga_runtime::__private::StepCx<__D>,
+    ) -> ::saga_runtime::__private::StepFuture<'a> {
+        ::saga_runtime::__private::Box::pin(send_confirmation_email(ctx))
+    }
+    fn compensate<'a>(
+        _ctx: &'a mut OrderCtx,
+        _cx: &'a ::saga_runtime::__private::StepCx<__D>,
+    ) -> ::saga_runtime::__private::StepFuture<'a> {
+        ::saga_runtime::__private::no_compensation()
+    }
+}
+/// Order fulfilment.
+pub struct OrderSaga;
+///The steps of [`OrderSaga`], in order; displayed as the step's name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum OrderSagaStep {
+    ///`reserve_inventory`
+    ReserveInventory,
+    ///`charge_payment`
+    ChargePayment,
+    ///`send_confirmation_email`
+    SendConfirmationEmail,
+}
+impl OrderSagaStep {
+    /// Every step, in order.
+    pub const ALL: [Self; 3usize] = [
+        Self::ReserveInventory,
+        Self::ChargePayment,
+        Self::SendConfirmationEmail,
+    ];
+    /// The step's name: its function's name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::ReserveInventory => "reserve_inventory",
+            Self::ChargePayment => "charge_payment",
+            Self::SendConfirmationEmail => "send_confirmation_email",
+        }
+    }
+    /// The step's position, from 0.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+}
+#[automatically_derived]
+impl ::core::fmt::Display for OrderSagaStep {
+    fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+#[automatically_derived]
+impl ::saga_runtime::__private::StepEnum for OrderSagaStep {
+    const ALL: &'static [Self] = &OrderSagaStep::ALL;
+    fn index(self) -> usize {
+        OrderSagaStep::index(self)
+    }
+    fn name(self) -> &'static str {
+        OrderSagaStep::name(self)
+    }
+}
+///The status of a [`OrderSaga`].
+pub type OrderSagaStatus = ::saga_runtime::__private::SagaStatus<OrderSagaStep>;
+///How a [`OrderSaga`] ended.
+pub type OrderSagaOutcome = ::saga_runtime::__private::SagaOutcome<
+    OrderCtx,
+    OrderSagaStep,
+>;
+#[doc(hidden)]
+#[allow(non_camel_case_types, clippy::all)]
+const _: () = {
+    type __SagaStep0 = reserve_inventory;
+    type __SagaStep1 = charge_payment;
+    type __SagaStep2 = send_confirmation_email;
+    #[automatically_derived]
+    impl ::saga_runtime::__private::Saga for OrderSaga {
+        type Context = OrderCtx;
+        type Deps = Services;
+        type Step = OrderSagaStep;
+        const NAME: &'static str = "OrderSaga";
+        const OPTIONS: ::saga_runtime::__private::SagaOptions = ::saga_runtime::__private::SagaOptions {
+            best_effort_rollback: false,
+            deadline: ::saga_runtime::__private::None,
+        };
+        fn steps() -> &'static [::saga_runtime::__private::StepDef<OrderCtx, Services>] {
+            static STEPS: [::saga_runtime::__private::StepDef<
+                OrderCtx,
+                Services,
+            >; 3usize] = [
+                ::saga_runtime::__private::StepDef::<
+                    OrderCtx,
+                    Services,
+                >::of::<__SagaStep0>(),
+                ::saga_runtime::__private::StepDef::<
+                    OrderCtx,
+                    Services,
+                >::of::<__SagaStep1>(),
+                ::saga_runtime::__private::StepDef::<
+                    OrderCtx,
+                    Services,
+                >::of::<__SagaStep2>(),
+            ];
+            &STEPS
+        }
+    }
+    ::saga_runtime::__private::assert_context::<OrderCtx>();
+    ::saga_runtime::__private::assert_declares_undo::<__SagaStep0>();
+    ::saga_runtime::__private::assert_declares_undo::<__SagaStep1>();
+};
+impl OrderSaga {
+    /// Runs the saga to a terminal state on the global in-memory engine. Needs
+    /// dependencies that are `Default`; otherwise use `run_with`.
+    pub async fn run(
+        ctx: OrderCtx,
+    ) -> ::saga_runtime::__private::Result<
+        OrderSagaOutcome,
+        ::saga_runtime::__private::SagaError,
+    >
+    where
+        for<'__saga> Services: ::core::default::Default,
+    {
+        ::saga_runtime::__private::SagaClient::<OrderSaga>::global().run(ctx).await
+    }
+    /// Runs the saga with these dependencies to a terminal state on the global engine.
+    pub async fn run_with(
+        ctx: OrderCtx,
+        deps: impl ::core::convert::Into<::std::sync::Arc<Services>>,
+    ) -> ::saga_runtime::__private::Result<
+        OrderSagaOutcome,
+        ::saga_runtime::__private::SagaError,
+    > {
+        ::saga_runtime::__private::SagaClient::<OrderSaga>::global()
+            .run_with(ctx, deps)
+            .await
+    }
+    /// Records the saga on the global engine and runs it in the background; returns its id.
+    pub async fn start(
+        ctx: OrderCtx,
+    ) -> ::saga_runtime::__private::Result<
+        ::saga_runtime::__private::SagaId,
+        ::saga_runtime::__private::SagaError,
+    >
+    where
+        for<'__saga> Services: ::core::default::Default,
+    {
+        ::saga_runtime::__private::SagaClient::<OrderSaga>::global().start(ctx).await
+    }
+    /// Like `start`, with these dependencies.
+    pub async fn start_with(
+        ctx: OrderCtx,
+        deps: impl ::core::convert::Into<::std::sync::Arc<Services>>,
+    ) -> ::saga_runtime::__private::Result<
+        ::saga_runtime::__private::SagaId,
+        ::saga_runtime::__private::SagaError,
+    > {
+        ::saga_runtime::__private::SagaClient::<OrderSaga>::global()
+            .start_with(ctx, deps)
+            .await
+    }
+    /// The status of a saga of this type on the global engine.
+    pub async fn status(
+        id: ::saga_runtime::__private::SagaId,
+    ) -> ::saga_runtime::__private::Result<
+        OrderSagaStatus,
+        ::saga_runtime::__private::SagaError,
+    > {
+        ::saga_runtime::__private::SagaClient::<OrderSaga>::global().status(id).await
+    }
+    /// Waits until a saga of this type on the global engine is terminal.
+    pub async fn wait(
+        id: ::saga_runtime::__private::SagaId,
+    ) -> ::saga_runtime::__private::Result<
+        OrderSagaStatus,
+        ::saga_runtime::__private::SagaError,
+    > {
+        ::saga_runtime::__private::SagaClient::<OrderSaga>::global().wait(id).await
+    }
+    /// Asks a running saga of this type on the global engine to stop at its next step
+    /// boundary and compensate.
+    pub fn cancel(
+        id: ::saga_runtime::__private::SagaId,
+    ) -> ::saga_runtime::__private::Result<(), ::saga_runtime::__private::SagaError> {
+        ::saga_runtime::__private::SagaClient::<OrderSaga>::global().cancel(id)
+    }
+    /// A run with options (id, idempotency key, deadline, dependencies) on the global
+    /// engine.
+    pub fn request(
+        ctx: OrderCtx,
+    ) -> ::saga_runtime::__private::SagaRequest<'static, OrderSaga> {
+        ::saga_runtime::__private::SagaClient::<OrderSaga>::global().request(ctx)
+    }
+    /// This saga type on another engine.
+    pub fn on(
+        engine: &::saga_runtime::__private::Engine,
+    ) -> ::saga_runtime::__private::SagaClient<'_, OrderSaga> {
+        engine.saga::<OrderSaga>()
+    }
+    /// The saga's static description: its steps and their policies.
+    pub fn description() -> ::saga_runtime::__private::SagaDescription {
+        <OrderSaga as ::saga_runtime::__private::Saga>::description()
+    }
+}
+#[tokio::main]
+async fn main() -> Result<(), saga_runtime::SagaError> {
+    let fail_payment = std::env::args().any(|a| a == "--fail-payment");
+    print!("{}", OrderSaga::description());
+    let ctx = OrderCtx {
+        order_id: "order-42".into(),
+        amount_cents: 4_200,
+        ..Default::default()
+    };
+    let services = Services {
+        fail_payment,
+        ..Default::default()
+    };
+    println!(
+        "running OrderSaga{}", if fail_payment { " (payment will fail)" } else { "" }
+    );
+    let outcome = OrderSaga::run_with(ctx, services).await?;
+    match &outcome {
+        SagaOutcome::Completed { id, ctx } => {
+            println!("order completed (saga {id}): {ctx:?}");
+        }
+        SagaOutcome::Compensated { id, cause, ctx } => {
+            println!("order compensated (saga {id}): {cause}");
+            println!("final context: {ctx:?}");
+        }
+        other => println!("order needs attention: {other:?}"),
+    }
+    println!("timeline:");
+    for event in OrderSaga::on(saga_runtime::Engine::global())
+        .history(outcome.id())
+        .await?
+    {
+        match event.kind {
+            SagaEventKind::StepStarted { step, phase, attempt } => {
+                println!("  {phase:?} {step} started (attempt {attempt})")
+            }
+            SagaEventKind::RetryScheduled { step, attempt, delay, error, .. } => {
+                println!(
+                    "  {step} attempt {attempt} failed ({error}); retry in {delay:?}"
+                )
+            }
+            SagaEventKind::StepFailed { step, error, .. } => {
+                println!("  {step} failed: {error}")
+            }
+            SagaEventKind::CompensationStarted { .. } => {
+                println!("  compensation started")
+            }
+            SagaEventKind::StepCompensated { step, .. } => {
+                println!("  {step} compensated")
+            }
+            other => println!("  {other:?}"),
+        }
+    }
+    let status = OrderSaga::status(outcome.id()).await?;
+    println!("status: {status}");
+    Ok(())
+}
