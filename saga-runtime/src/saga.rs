@@ -118,8 +118,9 @@ impl SagaDescription {
 }
 
 impl fmt::Display for SagaDescription {
-    /// One line per step: name, then its policy.
+    /// One line per step: its name, then every key that differs from the default.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let defaults = crate::StepPolicy::DEFAULT;
         writeln!(f, "{}", self.name)?;
         for (i, step) in self.steps.iter().enumerate() {
             let p = &step.policy;
@@ -133,11 +134,27 @@ impl fmt::Display for SagaDescription {
             if let Some(t) = p.timeout {
                 write!(f, ", timeout = {t:?}")?;
             }
-            if p.retries > 0 {
+            if p.retries != defaults.retries {
                 write!(f, ", retries = {}", p.retries)?;
+            }
+            if p.backoff != defaults.backoff {
+                write!(f, ", backoff = {:?}", p.backoff)?;
             }
             if let Some(fb) = step.fallback {
                 write!(f, ", fallback = {fb}")?;
+            }
+            if p.compensation_retries != defaults.compensation_retries {
+                match p.compensation_retries {
+                    crate::CompensationRetries::Forever => {
+                        write!(f, ", compensation_retries = forever")?
+                    }
+                    crate::CompensationRetries::Limited(n) => {
+                        write!(f, ", compensation_retries = {n}")?
+                    }
+                }
+            }
+            if p.compensate_on_timeout {
+                write!(f, ", compensate_on_timeout")?;
             }
             writeln!(f)?;
         }
