@@ -7,6 +7,7 @@
 //! `cargo run --example order_saga` completes an order; `cargo run --example order_saga --
 //! --fail-payment` makes the payment fail for good and shows the compensation.
 #![allow(unused_imports)]
+#![cfg_attr(rustfmt, rustfmt::skip)]
 use std::sync::atomic::{AtomicU32, Ordering};
 use saga_runtime::{saga, saga_step, SagaEventKind, SagaOutcome, StepCx, StepError};
 use serde::{Deserialize, Serialize};
@@ -39,10 +40,7 @@ struct reserve_inventory {
     _private: (),
 }
 #[automatically_derived]
-impl ::saga_runtime::__private::SagaStep<
-    OrderCtx,
-    <StepCx<Services> as ::saga_runtime::__private::StepHandle>::Deps,
-> for reserve_inventory {
+impl ::saga_runtime::__private::SagaStep<OrderCtx, Services> for reserve_inventory {
     const DESCRIPTION: ::saga_runtime::__private::StepDescription = ::saga_runtime::__private::StepDescription {
         name: "reserve_inventory",
         policy: ::saga_runtime::__private::StepPolicy {
@@ -58,26 +56,27 @@ impl ::saga_runtime::__private::SagaStep<
         fallback: ::saga_runtime::__private::None,
     };
     const FALLBACK: ::saga_runtime::__private::Option<
-        fn() -> ::saga_runtime::__private::StepDef<
-            OrderCtx,
-            <StepCx<Services> as ::saga_runtime::__private::StepHandle>::Deps,
-        >,
+        fn() -> ::saga_runtime::__private::StepDef<OrderCtx, Services>,
     > = ::saga_runtime::__private::None;
     fn action<'a>(
         ctx: &'a mut OrderCtx,
-        cx: &'a ::saga_runtime::__private::StepCx<
-            <StepCx<Services> as ::saga_runtime::__private::StepHandle>::Deps,
-        >,
+        cx: &'a ::saga_runtime::__private::StepCx<Services>,
     ) -> ::saga_runtime::__private::StepFuture<'a> {
-        ::saga_runtime::__private::Box::pin(reserve_inventory(ctx, cx))
+        ::saga_runtime::__private::action::<
+            Result<(), StepError>,
+            _,
+        >(reserve_inventory(ctx, cx))
     }
     fn compensate<'a>(
         ctx: &'a mut OrderCtx,
-        cx: &'a ::saga_runtime::__private::StepCx<
-            <StepCx<Services> as ::saga_runtime::__private::StepHandle>::Deps,
-        >,
+        cx: &'a ::saga_runtime::__private::StepCx<Services>,
     ) -> ::saga_runtime::__private::StepFuture<'a> {
-        ::saga_runtime::__private::Box::pin(release_inventory(ctx, cx))
+        ::saga_runtime::__private::compensation_with::<
+            reserve_inventory,
+            OrderCtx,
+            StepCx<Services>,
+            _,
+        >(release_inventory, ctx, cx)
     }
 }
 #[automatically_derived]
@@ -116,10 +115,7 @@ struct charge_payment {
     _private: (),
 }
 #[automatically_derived]
-impl ::saga_runtime::__private::SagaStep<
-    OrderCtx,
-    <StepCx<Services> as ::saga_runtime::__private::StepHandle>::Deps,
-> for charge_payment {
+impl ::saga_runtime::__private::SagaStep<OrderCtx, Services> for charge_payment {
     const DESCRIPTION: ::saga_runtime::__private::StepDescription = ::saga_runtime::__private::StepDescription {
         name: "charge_payment",
         policy: ::saga_runtime::__private::StepPolicy {
@@ -135,26 +131,27 @@ impl ::saga_runtime::__private::SagaStep<
         fallback: ::saga_runtime::__private::None,
     };
     const FALLBACK: ::saga_runtime::__private::Option<
-        fn() -> ::saga_runtime::__private::StepDef<
-            OrderCtx,
-            <StepCx<Services> as ::saga_runtime::__private::StepHandle>::Deps,
-        >,
+        fn() -> ::saga_runtime::__private::StepDef<OrderCtx, Services>,
     > = ::saga_runtime::__private::None;
     fn action<'a>(
         ctx: &'a mut OrderCtx,
-        cx: &'a ::saga_runtime::__private::StepCx<
-            <StepCx<Services> as ::saga_runtime::__private::StepHandle>::Deps,
-        >,
+        cx: &'a ::saga_runtime::__private::StepCx<Services>,
     ) -> ::saga_runtime::__private::StepFuture<'a> {
-        ::saga_runtime::__private::Box::pin(charge_payment(ctx, cx))
+        ::saga_runtime::__private::action::<
+            Result<(), StepError>,
+            _,
+        >(charge_payment(ctx, cx))
     }
     fn compensate<'a>(
         ctx: &'a mut OrderCtx,
-        cx: &'a ::saga_runtime::__private::StepCx<
-            <StepCx<Services> as ::saga_runtime::__private::StepHandle>::Deps,
-        >,
+        cx: &'a ::saga_runtime::__private::StepCx<Services>,
     ) -> ::saga_runtime::__private::StepFuture<'a> {
-        ::saga_runtime::__private::Box::pin(refund_payment(ctx, cx))
+        ::saga_runtime::__private::compensation_with::<
+            charge_payment,
+            OrderCtx,
+            StepCx<Services>,
+            _,
+        >(refund_payment, ctx, cx)
     }
 }
 #[automatically_derived]
@@ -200,7 +197,10 @@ impl<
         ctx: &'a mut OrderCtx,
         _cx: &'a ::saga_runtime::__private::StepCx<__D>,
     ) -> ::saga_runtime::__private::StepFuture<'a> {
-        ::saga_runtime::__private::Box::pin(send_confirmation_email(ctx))
+        ::saga_runtime::__private::action::<
+            Result<(), StepError>,
+            _,
+        >(send_confirmation_email(ctx))
     }
     fn compensate<'a>(
         _ctx: &'a mut OrderCtx,
@@ -301,7 +301,6 @@ const _: () = {
             &STEPS
         }
     }
-    ::saga_runtime::__private::assert_context::<OrderCtx>();
     ::saga_runtime::__private::assert_declares_undo::<__SagaStep0>();
     ::saga_runtime::__private::assert_declares_undo::<__SagaStep1>();
 };

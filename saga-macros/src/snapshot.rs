@@ -51,9 +51,12 @@ fn expand_file(source: &str) -> String {
             other => items.push(other),
         }
     }
-    // The macros' own imports are unused once the macros are expanded.
+    // The macros' own imports are unused once the macros are expanded. The file is prettyplease's
+    // output, compared byte for byte: `cargo fmt` must leave it alone (`#![rustfmt::skip]` is
+    // unstable as an inner attribute; this spelling is not).
     let mut attrs = file.attrs;
     attrs.push(syn::parse_quote!(#![allow(unused_imports)]));
+    attrs.push(syn::parse_quote!(#![cfg_attr(rustfmt, rustfmt::skip)]));
     let expanded = syn::File {
         shebang: None,
         attrs,
@@ -84,10 +87,7 @@ fn order_saga_expansion_is_reviewed() {
             .lines()
             .zip(actual.lines())
             .position(|(e, a)| e != a)
-            .map_or_else(
-                || expected.lines().count().min(actual.lines().count()),
-                |i| i,
-            )
+            .unwrap_or_else(|| expected.lines().count().min(actual.lines().count()))
             + 1;
         panic!(
             "the expansion of examples/order_saga.rs changed (first difference at line \

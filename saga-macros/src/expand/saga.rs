@@ -1,6 +1,6 @@
 //! Expansion of `saga!`.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::Ident;
@@ -23,8 +23,7 @@ use crate::ast::Saga;
 //     const _: () = {
 //         type __SagaStep0 = reserve_inventory;  // the only place each step path is named, so a
 //         ...                                    // bad path gives one error, not one per use
-//         impl Saga for OrderSaga { ... }
-//         assert_context::<OrderCtx>();
+//         impl Saga for OrderSaga { ... }      // `type Context = OrderCtx` checks the context
 //         assert_declares_undo::<__SagaStep0>(); // every step but the last
 //     };
 //     impl OrderSaga { run, run_with, start, start_with, status, cancel, request, on, description }
@@ -56,8 +55,12 @@ pub(crate) fn expand(saga: &Saga) -> TokenStream {
             Ident::new(&camel_case(&ident.to_string()), ident.span())
         })
         .collect();
-    let aliases: Vec<Ident> = (0..count)
-        .map(|i| Ident::new(&format!("__SagaStep{i}"), Span::call_site()))
+    // Each alias is spanned at its step's name, so that a type error about the step (not a step
+    // of this saga, says nothing about compensation) is reported there, and not on all of `saga!`.
+    let aliases: Vec<Ident> = paths
+        .iter()
+        .enumerate()
+        .map(|(i, p)| Ident::new(&format!("__SagaStep{i}"), Saga::step_name(p).span()))
         .collect();
 
     let alias_items = paths
@@ -72,7 +75,16 @@ pub(crate) fn expand(saga: &Saga) -> TokenStream {
         .zip(&aliases)
         .take(count.saturating_sub(1))
         .map(|(path, alias)| quote_spanned!(path.span()=> #rt::assert_declares_undo::<#alias>();));
-    let context_assert = quote_spanned!(ctx_ty.span()=> #rt::assert_context::<#ctx_ty>(););
+
+    // Spanned at the types, so that an error about one (not a valid context, private in a public
+    // saga) is reported at it.
+    let context_item = quote_spanned!(ctx_ty.span()=> type Context = #ctx_ty;);
+    let deps_item = match &saga.deps_ty {
+        Some(ty) => quote_spanned!(ty.span()=> type Deps = #ty;),
+        None => quote!(
+            type Deps = ();
+        ),
+    };
 
     let best_effort = saga.args.best_effort_rollback.is_some();
     let deadline = match &saga.args.deadline {
@@ -152,8 +164,8 @@ pub(crate) fn expand(saga: &Saga) -> TokenStream {
 
             #[automatically_derived]
             impl #rt::Saga for #name {
-                type Context = #ctx_ty;
-                type Deps = #deps_ty;
+                #context_item
+                #deps_item
                 type Step = #step_enum;
 
                 const NAME: &'static str = #name_str;
@@ -169,7 +181,6 @@ pub(crate) fn expand(saga: &Saga) -> TokenStream {
                 }
             }
 
-            #context_assert
             #(#undo_asserts)*
         };
 

@@ -2,7 +2,6 @@
 
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned, ToTokens};
-use syn::spanned::Spanned;
 
 use super::{duration, private};
 use crate::ast::{CompensationRetries, Step};
@@ -20,8 +19,16 @@ use crate::ast::{CompensationRetries, Step};
 //     // step's policy and function pointers (functions live in the value namespace, so the two
 //     // do not clash).
 //     struct reserve { _private: () }
-//     impl SagaStep<Ctx, <StepCx<Deps> as StepHandle>::Deps> for reserve { ... }
+//     impl SagaStep<Ctx, Deps> for reserve {
+//         fn action(ctx, cx) { action::<Result<(), StepError>, _>(reserve(ctx, cx)) }
+//         fn compensate(ctx, cx) { compensation_with::<reserve, Ctx, StepCx<Deps>, _>(release, ctx, cx) }
+//         ...
+//     }
 //     impl DeclaresUndo for reserve {}
+//
+// Type errors are placed on the user's tokens by the hidden helpers' bounds: a wrong return type
+// on the return type, a future that is not `Send` on the name, a compensation that does not fit
+// on the `compensate` path, a bad fallback on the `fallback` path.
 pub(crate) fn expand(step: &Step) -> TokenStream {
     let rt = private(None);
     let item = step.original;
@@ -29,48 +36,84 @@ pub(crate) fn expand(step: &Step) -> TokenStream {
     let ctx_ty = step.ctx_ty;
     let args = &step.args;
 
-    let (impl_generics, deps_ty, call) = match step.handle_ty {
-        Some(handle) => (
-            quote!(),
-            quote_spanned!(handle.span()=> <#handle as #rt::StepHandle>::Deps),
-            quote!((ctx, cx)),
-        ),
+    let handle = step.handle_ty.map(|ty| Handle::of(&rt, ty));
+    let (impl_generics, where_clause, deps_ty) = match &handle {
+        // No handle: the step fits a saga over any dependencies.
         None => (
             quote!(<__D: ::core::marker::Send + ::core::marker::Sync + 'static>),
+            quote!(),
             quote!(__D),
-            quote!((ctx)),
+        ),
+        Some(Handle::StepCx { deps, .. }) => (quote!(), quote!(), deps.clone()),
+        // An alias, or not a handle at all. The bound is higher-ranked so that it is not checked
+        // where it is written: `assert_step_handle` reports a bad handle type once, at the type.
+        // (It is global, so rustc still normalizes `Deps` through the impl for an alias.)
+        Some(Handle::Other { ty, .. }) => (
+            quote!(),
+            quote!(where for<'__saga> #ty: #rt::StepHandle),
+            quote!(<#ty as #rt::StepHandle>::Deps),
         ),
     };
-    let cx_param = if step.handle_ty.is_some() {
+    let cx_param = if handle.is_some() {
         quote!(cx)
     } else {
         quote!(_cx)
     };
-
-    // Type errors about what the function returns (or about its future not being `Send`) are
-    // placed on its return type.
-    let output_span = match step.output {
-        syn::ReturnType::Type(_, ty) => ty.span(),
-        syn::ReturnType::Default => name.span(),
+    let call_args = match &handle {
+        Some(handle) => {
+            let arg = handle.arg();
+            quote!((ctx, #arg))
+        }
+        None => quote!((ctx)),
     };
-    let action = quote_spanned!(output_span=> #rt::Box::pin(#name #call));
+    // Reported at the user's type, the explicit generic argument.
+    let handle_check = match &handle {
+        Some(Handle::Other { ty, .. }) => Some(quote! {
+            const _: () = #rt::assert_step_handle::<#ty>();
+        }),
+        _ => None,
+    };
+
+    let output_ty = match step.output {
+        syn::ReturnType::Type(_, ty) => quote!(#ty),
+        syn::ReturnType::Default => quote!(()),
+    };
+    let infer_at_name = quote_spanned!(name.span()=> _);
+    let action = quote!(#rt::action::<#output_ty, #infer_at_name>(#name #call_args));
 
     let (compensate_params, compensate_body) = match &args.compensate {
-        Some(path) => (
-            quote!(ctx: &'a mut #ctx_ty, #cx_param: &'a #rt::StepCx<#deps_ty>),
-            quote_spanned!(path.span()=> #rt::Box::pin(#path #call)),
-        ),
+        Some(path) => {
+            // Only the inferred `_` (the compensation's type, whose bound fails on a mismatch)
+            // carries the user's span: `ctx` and `cx` keep the macro's, so that they resolve to
+            // the parameters even when `#[saga_step]` is written inside a `macro_rules!`.
+            let infer = quote_spanned!(last_segment_span(path)=> _);
+            let body = match &handle {
+                Some(handle) => {
+                    let ty = handle.ty();
+                    let arg = handle.arg();
+                    quote! {
+                        #rt::compensation_with::<#name, #ctx_ty, #ty, #infer>(#path, ctx, #arg)
+                    }
+                }
+                None => quote! {
+                    #rt::compensation::<#name, #ctx_ty, #infer>(#path, ctx)
+                },
+            };
+            (
+                quote!(ctx: &'a mut #ctx_ty, #cx_param: &'a #rt::StepCx<#deps_ty>),
+                body,
+            )
+        }
         None => (
             quote!(_ctx: &'a mut #ctx_ty, _cx: &'a #rt::StepCx<#deps_ty>),
             quote!(#rt::no_compensation()),
         ),
     };
 
+    // rustc reports an unmet bound of an explicit generic argument at the argument: here, the
+    // user's own `fallback` path.
     let fallback = match &args.fallback {
-        Some(path) => {
-            let of = quote_spanned!(path.span()=> #rt::StepDef::<#ctx_ty, #deps_ty>::of::<#path>);
-            quote!(#rt::Some(#of))
-        }
+        Some(path) => quote!(#rt::fallback::<#path, #name, #ctx_ty, #deps_ty>()),
         None => quote!(#rt::None),
     };
 
@@ -91,7 +134,7 @@ pub(crate) fn expand(step: &Step) -> TokenStream {
         #marker
 
         #[automatically_derived]
-        impl #impl_generics #rt::SagaStep<#ctx_ty, #deps_ty> for #name {
+        impl #impl_generics #rt::SagaStep<#ctx_ty, #deps_ty> for #name #where_clause {
             const DESCRIPTION: #rt::StepDescription = #description;
 
             const FALLBACK: #rt::Option<fn() -> #rt::StepDef<#ctx_ty, #deps_ty>> = #fallback;
@@ -109,7 +152,82 @@ pub(crate) fn expand(step: &Step) -> TokenStream {
         }
 
         #declares_undo
+        #handle_check
     }
+}
+
+/// The step handle parameter `&H`.
+enum Handle<'a> {
+    /// Written `StepCx` or `StepCx<D>`: the dependencies type is read from the tokens.
+    StepCx {
+        /// `StepCx<D>` as written.
+        ty: &'a syn::Type,
+        /// `D`, or `()` when omitted.
+        deps: TokenStream,
+    },
+    /// Anything else: an alias of `StepCx<D>`, whose `D` comes from `StepHandle`, or a mistake,
+    /// which `assert_step_handle` reports.
+    Other {
+        /// The type as written.
+        ty: &'a syn::Type,
+        /// How to turn the executor's `&StepCx<D>` into `&H`.
+        arg: TokenStream,
+    },
+}
+
+impl<'a> Handle<'a> {
+    fn of(rt: &TokenStream, ty: &'a syn::Type) -> Self {
+        if let syn::Type::Path(syn::TypePath { qself: None, path }) = ty {
+            let last = path.segments.last().expect("a parsed path has a segment");
+            if last.ident == "StepCx" {
+                match &last.arguments {
+                    syn::PathArguments::None => {
+                        return Handle::StepCx {
+                            ty,
+                            deps: quote!(()),
+                        }
+                    }
+                    syn::PathArguments::AngleBracketed(generics) if generics.args.len() == 1 => {
+                        if let Some(syn::GenericArgument::Type(deps)) = generics.args.first() {
+                            return Handle::StepCx {
+                                ty,
+                                deps: deps.to_token_stream(),
+                            };
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Handle::Other {
+            ty,
+            arg: quote!(<#ty as #rt::StepHandle>::from_cx(cx)),
+        }
+    }
+
+    fn ty(&self) -> &'a syn::Type {
+        match self {
+            Handle::StepCx { ty, .. } | Handle::Other { ty, .. } => ty,
+        }
+    }
+
+    /// The handle argument of a call to the step or its compensation.
+    fn arg(&self) -> TokenStream {
+        match self {
+            Handle::StepCx { .. } => quote!(cx),
+            Handle::Other { arg, .. } => arg.clone(),
+        }
+    }
+}
+
+/// Where to report a type error about a path: its last segment, the function's name. (Spans
+/// cannot be joined on stable, so a whole `a::b` cannot be underlined from generated code.)
+fn last_segment_span(path: &syn::Path) -> proc_macro2::Span {
+    path.segments
+        .last()
+        .expect("a parsed path has a segment")
+        .ident
+        .span()
 }
 
 /// The hidden type sharing the function's name (see the comment on [`expand`]).
