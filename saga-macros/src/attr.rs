@@ -38,26 +38,47 @@ fn parse_args(input: ParseStream) -> syn::Result<Punctuated<Arg, Token![,]>> {
     })
 }
 
-/// Records a value once; a second occurrence is an error at the second key.
-fn set<T>(cx: &Ctxt, slot: &mut Option<T>, key: &Ident, value: Option<T>) {
-    let Some(value) = value else { return };
-    if slot.is_some() {
-        cx.error_spanned_by(key, format!("duplicate saga_step argument `{key}`"));
-    } else {
-        *slot = Some(value);
+/// The keys of one attribute seen so far: the one place where duplicates are caught, before the
+/// value is looked at, so that a repeated key is reported even when one of its values is bad.
+struct Seen {
+    attribute: &'static str,
+    keys: Vec<String>,
+}
+
+impl Seen {
+    fn new(attribute: &'static str) -> Self {
+        Seen {
+            attribute,
+            keys: Vec::new(),
+        }
+    }
+
+    /// Whether `key` is new; a repeat is an error at the repeat.
+    fn first(&mut self, cx: &Ctxt, key: &Ident) -> bool {
+        let name = key.to_string();
+        if self.keys.contains(&name) {
+            cx.error_spanned_by(
+                key,
+                format!("duplicate {} argument `{name}`", self.attribute),
+            );
+            false
+        } else {
+            self.keys.push(name);
+            true
+        }
     }
 }
 
-/// Records a flag once.
-fn set_flag(cx: &Ctxt, slot: &mut Option<Span>, arg: &Arg) {
+/// A flag: `key` alone, without a value.
+fn flag(cx: &Ctxt, arg: &Arg) -> Option<Span> {
     if let Some(value) = &arg.value {
         cx.error_spanned_by(
             value,
             format!("`{}` takes no value; write just `{}`", arg.key, arg.key),
         );
-        return;
+        return None;
     }
-    set(cx, slot, &arg.key, Some(arg.key.span()));
+    Some(arg.key.span())
 }
 
 /// Parses `#[saga_step(...)]`'s arguments.
@@ -70,72 +91,83 @@ pub(crate) fn step_args(cx: &Ctxt, tokens: TokenStream) -> StepArgs {
             return args;
         }
     };
+    let mut seen = Seen::new("saga_step");
     for arg in &parsed {
         let key = &arg.key;
-        if key == &COMPENSATE {
-            set(cx, &mut args.compensate, key, path_value(cx, arg));
+        if !STEP_KEYS.iter().any(|k| key == k) {
+            unknown(cx, key, "saga_step", STEP_KEYS);
+        } else if !seen.first(cx, key) {
+            // Reported; the first occurrence stands.
+        } else if key == &COMPENSATE {
+            args.compensate = path_value(cx, arg);
         } else if key == &TIMEOUT {
-            let value = duration_value(cx, arg).and_then(|d| {
+            args.timeout = duration_value(cx, arg).and_then(|d| {
                 if d.value.is_zero() {
-                    cx.error_at(d.span, "timeout must be greater than zero");
+                    cx.error_at(
+                        d.span,
+                        "`timeout` must be greater than zero; remove it for no time limit",
+                    );
                     None
                 } else {
                     Some(d)
                 }
             });
-            set(cx, &mut args.timeout, key, value);
         } else if key == &RETRIES {
-            set(cx, &mut args.retries, key, count_value(cx, arg));
+            args.retries = count_value(cx, arg);
         } else if key == &BACKOFF {
-            set(cx, &mut args.backoff, key, duration_value(cx, arg));
+            args.backoff = duration_value(cx, arg);
         } else if key == &PIVOT {
-            set_flag(cx, &mut args.pivot, arg);
+            args.pivot = flag(cx, arg);
         } else if key == &NOTHING_TO_UNDO {
-            set_flag(cx, &mut args.nothing_to_undo, arg);
+            args.nothing_to_undo = flag(cx, arg);
         } else if key == &FALLBACK {
-            set(cx, &mut args.fallback, key, path_value(cx, arg));
+            args.fallback = path_value(cx, arg);
         } else if key == &COMPENSATION_RETRIES {
-            set(
-                cx,
-                &mut args.compensation_retries,
-                key,
-                compensation_retries_value(cx, arg),
-            );
+            args.compensation_retries = compensation_retries_value(cx, arg);
         } else if key == &COMPENSATE_ON_TIMEOUT {
-            set_flag(cx, &mut args.compensate_on_timeout, arg);
-        } else {
-            unknown(cx, key, "saga_step", STEP_KEYS);
+            args.compensate_on_timeout = flag(cx, arg);
         }
     }
     args
 }
 
-/// Parses `#[saga(...)]`'s arguments into `args`.
-pub(crate) fn saga_args(cx: &Ctxt, args: &mut SagaArgs, attr: &syn::Attribute) {
-    let parsed = match attr.parse_args_with(parse_args) {
-        Ok(parsed) => parsed,
-        Err(error) => {
-            cx.syn_error(error);
-            return;
+/// Parses the arguments of every `#[saga(...)]` (one, usually) of a `saga!`.
+pub(crate) fn saga_args(cx: &Ctxt, attrs: &[syn::Attribute]) -> SagaArgs {
+    let mut args = SagaArgs::default();
+    let mut seen = Seen::new("saga");
+    for attr in attrs {
+        match attr.parse_args_with(parse_args) {
+            Ok(parsed) => saga_arg_list(cx, &mut args, &mut seen, &parsed),
+            Err(error) => cx.syn_error(error),
         }
-    };
-    for arg in &parsed {
+    }
+    args
+}
+
+fn saga_arg_list(
+    cx: &Ctxt,
+    args: &mut SagaArgs,
+    seen: &mut Seen,
+    parsed: &Punctuated<Arg, Token![,]>,
+) {
+    for arg in parsed {
         let key = &arg.key;
-        if key == &BEST_EFFORT_ROLLBACK {
-            set_flag(cx, &mut args.best_effort_rollback, arg);
+        if !SAGA_KEYS.iter().any(|k| key == k) {
+            unknown(cx, key, "saga", SAGA_KEYS);
+        } else if !seen.first(cx, key) {
+            // Reported; the first occurrence stands.
+        } else if key == &BEST_EFFORT_ROLLBACK {
+            args.best_effort_rollback = flag(cx, arg);
         } else if key == &DEADLINE {
-            set(cx, &mut args.deadline, key, duration_value(cx, arg));
+            args.deadline = duration_value(cx, arg);
         } else if key == &CRATE {
-            let value = string_value(cx, arg).and_then(|s| match syn::parse_str::<Path>(&s) {
+            args.krate = string_value(cx, arg).and_then(|s| match syn::parse_str::<Path>(&s) {
                 Ok(path) => Some(path),
                 Err(_) => {
                     cx.error_spanned_by(&arg.value, "expected a path, e.g. `crate = \"my::saga\"`");
                     None
                 }
             });
-            set(cx, &mut args.krate, key, value);
-        } else {
-            unknown(cx, key, "saga", SAGA_KEYS);
         }
     }
 }
@@ -310,7 +342,8 @@ fn compensation_retries_value(cx: &Ctxt, arg: &Arg) -> Option<Sp<CompensationRet
             cx.error_spanned_by(
                 s,
                 format!(
-                    "expected a whole number or \"forever\", found \"{}\"",
+                    "`{}` takes a whole number or \"forever\", not \"{}\"",
+                    arg.key,
                     s.value()
                 ),
             );

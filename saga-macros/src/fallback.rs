@@ -1,8 +1,9 @@
 //! What to emit when there are errors: the errors, plus enough of the intended output that the
 //! rest of the crate still type-checks, so the user sees the one real mistake and not a cascade.
 
-use proc_macro2::TokenStream;
+use proc_macro2::{Span, TokenStream};
 use quote::quote;
+use syn::Item;
 
 use crate::expand::{private, step::marker};
 
@@ -17,6 +18,10 @@ pub(crate) fn step(item: &syn::ItemFn, errors: syn::Error) -> TokenStream {
     let name = &item.sig.ident;
     let name_str = name.to_string();
     let errors = errors.to_compile_error();
+    if item.sig.receiver().is_some() {
+        // A method: the function is inside an `impl`, where a struct and impls cannot go.
+        return quote!(#errors #item);
+    }
     let marker = marker(item);
     quote! {
         #errors
@@ -45,4 +50,28 @@ pub(crate) fn step(item: &syn::ItemFn, errors: syn::Error) -> TokenStream {
         #[automatically_derived]
         impl #rt::DeclaresUndo for #name {}
     }
+}
+
+/// `#[saga_step]` on something other than a function: the error, at the item's keyword, and the
+/// item unchanged.
+pub(crate) fn not_a_function(input: TokenStream) -> TokenStream {
+    let (what, span) = match syn::parse2::<Item>(input.clone()) {
+        Ok(Item::Struct(item)) => ("a struct", item.struct_token.span),
+        Ok(Item::Enum(item)) => ("an enum", item.enum_token.span),
+        Ok(Item::Union(item)) => ("a union", item.union_token.span),
+        Ok(Item::Trait(item)) => ("a trait", item.trait_token.span),
+        Ok(Item::Impl(item)) => ("an `impl` block", item.impl_token.span),
+        Ok(Item::Mod(item)) => ("a module", item.mod_token.span),
+        Ok(Item::Const(item)) => ("a const", item.const_token.span),
+        Ok(Item::Static(item)) => ("a static", item.static_token.span),
+        Ok(Item::Type(item)) => ("a type alias", item.type_token.span),
+        Ok(Item::Use(item)) => ("a `use`", item.use_token.span),
+        _ => ("this item", Span::call_site()),
+    };
+    let error = syn::Error::new(
+        span,
+        format!("`#[saga_step]` goes on an `async fn`, not on {what}"),
+    )
+    .to_compile_error();
+    quote!(#error #input)
 }

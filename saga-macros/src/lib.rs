@@ -37,14 +37,7 @@ pub fn saga(input: TokenStream) -> TokenStream {
 pub(crate) fn step(args: TokenStream2, input: TokenStream2) -> TokenStream2 {
     let item: syn::ItemFn = match syn::parse2(input.clone()) {
         Ok(item) => item,
-        Err(_) => {
-            let error = syn::Error::new(
-                proc_macro2::Span::call_site(),
-                "#[saga_step] goes on an `async fn`",
-            )
-            .to_compile_error();
-            return quote::quote!(#error #input);
-        }
+        Err(_) => return fallback::not_a_function(input),
     };
     let cx = ctxt::Ctxt::new();
     let step = ast::Step::from_syn(&cx, args, &item);

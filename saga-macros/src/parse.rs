@@ -24,13 +24,13 @@ impl Parse for Saga {
         let vis = input.parse()?;
         let name: syn::Ident = input.parse()?;
         let types;
-        parenthesized!(types in input);
+        let paren = parenthesized!(types in input);
         let types: Punctuated<Type, Token![,]> = types.parse_terminated(Type::parse, Token![,])?;
         let mut types = types.into_pairs().map(|p| p.into_value());
         let ctx_ty = types.next().ok_or_else(|| {
             syn::Error::new(
-                name.span(),
-                "expected the context type: `Name(Ctx)` or `Name(Ctx, Deps)`",
+                paren.span.join(),
+                format!("expected the context type: `{name}(Ctx)` or `{name}(Ctx, Deps)`"),
             )
         })?;
         let deps_ty = types.next();
@@ -74,9 +74,7 @@ impl Saga {
             .drain(..)
             .partition(|a| a.path().is_ident("saga"));
         saga.attrs = attrs;
-        for attr in &options {
-            attr::saga_args(cx, &mut saga.args, attr);
-        }
+        saga.args = attr::saga_args(cx, &options);
         Some(saga)
     }
 }
@@ -102,6 +100,14 @@ impl<'a> Step<'a> {
                 "a saga step returns `Result<(), StepError>`; add `-> Result<(), StepError>`",
             );
         }
+        if let Some(FnArg::Receiver(receiver)) = sig.inputs.first() {
+            // Inside an `impl`: the rest of the signature says nothing more worth reporting.
+            cx.error_spanned_by(
+                receiver,
+                "a saga step is a free function, not a method; move it out of the `impl`",
+            );
+            return None;
+        }
         let mut inputs = sig.inputs.iter();
         let ctx_ty = match inputs.next() {
             None => {
@@ -111,10 +117,8 @@ impl<'a> Step<'a> {
                 );
                 None
             }
-            Some(FnArg::Receiver(receiver)) => {
-                cx.error_spanned_by(receiver, "a saga step is a free function, not a method");
-                None
-            }
+            // Reported above.
+            Some(FnArg::Receiver(_)) => None,
             Some(FnArg::Typed(arg)) => match &*arg.ty {
                 Type::Reference(r) if r.mutability.is_some() => Some(&*r.elem),
                 other => {
