@@ -1,0 +1,23 @@
+use saga_runtime::{saga, saga_step, StepError};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Default, Serialize, Deserialize)]
+pub struct Ctx;
+
+#[saga_step(nothing_to_undo)]
+async fn reserve(_ctx: &mut Ctx) -> Result<(), StepError> {
+    Ok(())
+}
+
+async fn send_receipt(_ctx: &mut Ctx) -> Result<(), StepError> {
+    Ok(())
+}
+
+saga! {
+    pub OrderSaga(Ctx) {
+        reserve,
+        send_receipt,
+    }
+}
+
+fn main() {}

@@ -1,0 +1,25 @@
+use saga_runtime::{saga, saga_step, StepError};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Default, Serialize, Deserialize)]
+pub struct Ctx;
+
+#[saga_step(nothing_to_undo)]
+async fn reserve(_ctx: &mut Ctx) -> Result<(), StepError> {
+    Ok(())
+}
+
+#[saga_step]
+async fn charge(_ctx: &mut Ctx) -> Result<(), StepError> {
+    Ok(())
+}
+
+saga! {
+    pub OrderSaga(Ctx) {
+        reserve,
+        reserve,
+        charge,
+    }
+}
+
+fn main() {}

@@ -1,0 +1,16 @@
+use saga_runtime::{saga_step, StepError};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Serialize, Deserialize)]
+struct Ctx;
+
+#[saga_step(compensate = "release")]
+async fn reserve(_ctx: &mut Ctx) -> Result<(), StepError> {
+    Ok(())
+}
+
+async fn release(_ctx: &mut Ctx) -> Result<(), StepError> {
+    Ok(())
+}
+
+fn main() {}

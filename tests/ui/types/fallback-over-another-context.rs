@@ -1,0 +1,20 @@
+use saga_runtime::{saga_step, StepError};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Default, Serialize, Deserialize)]
+struct Ctx;
+
+#[derive(Clone, Default, Serialize, Deserialize)]
+struct OtherCtx;
+
+#[saga_step(nothing_to_undo, fallback = reserve_elsewhere)]
+async fn reserve(_ctx: &mut Ctx) -> Result<(), StepError> {
+    Ok(())
+}
+
+#[saga_step(nothing_to_undo)]
+async fn reserve_elsewhere(_ctx: &mut OtherCtx) -> Result<(), StepError> {
+    Ok(())
+}
+
+fn main() {}

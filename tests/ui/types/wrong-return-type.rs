@@ -1,0 +1,12 @@
+use saga_runtime::saga_step;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Default, Serialize, Deserialize)]
+struct Ctx;
+
+#[saga_step(nothing_to_undo)]
+async fn reserve(_ctx: &mut Ctx) -> Result<(), String> {
+    Ok(())
+}
+
+fn main() {}
