@@ -6,9 +6,12 @@ use std::sync::{Arc, Mutex};
 use saga_runtime::{saga, saga_step, Phase, StepCx, StepError};
 use saga_tests::{engine, Trail};
 
+/// What one call saw: saga id, saga type, step, attempt, phase, idempotency key.
+type Handle = (String, String, String, u32, Phase, String);
+
 #[derive(Default)]
 struct Seen {
-    handles: Mutex<Vec<(String, String, String, u32, Phase, String)>>,
+    handles: Mutex<Vec<Handle>>,
     deps_addr: Mutex<Vec<usize>>,
 }
 

@@ -24,11 +24,14 @@ scripted!(
 
 saga! { Evented(Trail, Script) { a, b, c } }
 
+/// A span's or event's fields, as `(name, debug-formatted value)`.
+type Fields = Vec<(String, String)>;
+
 /// Records, for every tracing event, the fields of the `saga` span it happened in.
 #[derive(Clone, Default)]
 struct SpanRecorder {
-    spans: Arc<Mutex<std::collections::HashMap<u64, Vec<(String, String)>>>>,
-    events: Arc<Mutex<Vec<(String, Vec<(String, String)>)>>>,
+    spans: Arc<Mutex<std::collections::HashMap<u64, Fields>>>,
+    events: Arc<Mutex<Vec<(String, Fields)>>>,
 }
 
 struct FieldVisitor<'a>(&'a mut Vec<(String, String)>);

@@ -11,7 +11,7 @@
 //! use saga_runtime::{saga, saga_step, StepCx, StepError, SagaOutcome};
 //! use serde::{Deserialize, Serialize};
 //!
-//! #[derive(Clone, Default, Serialize, Deserialize)]
+//! #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 //! struct OrderCtx {
 //!     reservation: Option<u32>,
 //!     charged: bool,
