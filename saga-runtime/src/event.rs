@@ -7,6 +7,8 @@
 //! compensated step, latest first), saga compensated.
 
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -151,21 +153,29 @@ pub enum SagaEventKind {
 #[derive(Debug, Clone)]
 pub(crate) struct EventBus {
     sender: broadcast::Sender<SagaEvent>,
+    /// Set before the first subscriber is created, never cleared. Until then there is no receiver
+    /// and publishing is skipped without asking the channel, whose receiver count sits behind the
+    /// lock every sender and subscriber of the engine shares.
+    subscribed: Arc<AtomicBool>,
 }
 
 impl EventBus {
     pub(crate) fn new(capacity: usize) -> Self {
         EventBus {
             sender: broadcast::channel(capacity).0,
+            subscribed: Arc::new(AtomicBool::new(false)),
         }
     }
 
     pub(crate) fn subscribe(&self) -> broadcast::Receiver<SagaEvent> {
+        // Before the receiver exists: whoever does not see the flag yet would not have seen the
+        // receiver either.
+        self.subscribed.store(true, Ordering::SeqCst);
         self.sender.subscribe()
     }
 
     pub(crate) fn has_subscribers(&self) -> bool {
-        self.sender.receiver_count() > 0
+        self.subscribed.load(Ordering::SeqCst) && self.sender.receiver_count() > 0
     }
 
     pub(crate) fn publish(&self, event: SagaEvent) {
@@ -234,5 +244,22 @@ pub(crate) fn trace(kind: &SagaEventKind) {
         } => {
             tracing::error!(%step, %error, compensation, "saga failed")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subscribers_are_counted_while_they_live() {
+        let bus = EventBus::new(4);
+        assert!(!bus.has_subscribers());
+        let rx = bus.subscribe();
+        assert!(bus.has_subscribers());
+        drop(rx);
+        assert!(!bus.has_subscribers());
+        let _rx = bus.clone().subscribe();
+        assert!(bus.has_subscribers(), "clones share the subscribers");
     }
 }

@@ -1,9 +1,14 @@
 //! The in-memory store: the default, for tests and for sagas that need not survive a restart.
 
+use std::collections::hash_map;
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Mutex;
+use std::task::{Context, Poll};
 
 use super::{Created, NewSaga, SagaRecord, SagaStore, StoreError, StoreFuture, Write};
+use crate::engine::IdMap;
 use crate::event::SagaEvent;
 use crate::SagaId;
 
@@ -17,15 +22,60 @@ pub struct MemoryStore {
 
 #[derive(Debug, Default)]
 struct Inner {
-    sagas: HashMap<SagaId, Entry>,
+    /// Boxed: the table stays small (a few hundred KB for the default retention rather than
+    /// megabytes, most of it empty buckets), so lookups and the table's periodic rehashes touch
+    /// little memory.
+    sagas: IdMap<Box<Entry>>,
     by_key: HashMap<String, SagaId>,
     finished: VecDeque<SagaId>,
 }
 
 #[derive(Debug)]
 struct Entry {
+    /// The record, but for its type name and step names, which stay empty here: they are the
+    /// definition's `&'static str`s below, turned into strings only when the record is read.
     record: SagaRecord,
+    saga_type: &'static str,
+    steps: Vec<&'static str>,
     history: Vec<SagaEvent>,
+}
+
+impl Entry {
+    fn new(saga: NewSaga) -> Self {
+        let NewSaga {
+            id,
+            saga_type,
+            steps,
+            context,
+            idempotency_key,
+        } = saga;
+        // Empty names allocate nothing.
+        let record = SagaRecord::new(NewSaga {
+            id,
+            saga_type: "",
+            steps: Vec::new(),
+            context,
+            idempotency_key,
+        });
+        // A saga whose steps all succeed at their first attempt emits two events per step, plus
+        // "saga started" and its end.
+        let history = Vec::with_capacity(2 * steps.len() + 2);
+        Entry {
+            record,
+            saga_type,
+            steps,
+            history,
+        }
+    }
+
+    /// The full record, as [`SagaRecord::new`] and the writes since would have made it.
+    fn record(&self) -> SagaRecord {
+        SagaRecord {
+            saga_type: self.saga_type.to_owned(),
+            steps: self.steps.iter().map(|s| (*s).to_owned()).collect(),
+            ..self.record.clone()
+        }
+    }
 }
 
 impl MemoryStore {
@@ -58,6 +108,48 @@ impl Default for MemoryStore {
     }
 }
 
+impl Inner {
+    /// Forgets the oldest terminal sagas beyond `retention`.
+    fn evict(&mut self, retention: usize) {
+        while self.finished.len() > retention {
+            let Some(old) = self.finished.pop_front() else {
+                break;
+            };
+            // A retried saga is listed twice; only forget it once it is terminal.
+            if let hash_map::Entry::Occupied(entry) = self.sagas.entry(old) {
+                if entry.get().record.status.is_terminal() {
+                    if let Some(key) = entry.remove().record.idempotency_key {
+                        self.by_key.remove(&key);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The future of a write that succeeded. Zero-sized, so boxing it does not allocate: the store
+/// answers every transition of every saga, and most answers are this one.
+struct Written;
+
+impl Future for Written {
+    type Output = Result<(), StoreError>;
+
+    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Self::Output> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// The future of a create that recorded a new saga; zero-sized like [`Written`].
+struct CreatedNew;
+
+impl Future for CreatedNew {
+    type Output = Result<Created, StoreError>;
+
+    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Self::Output> {
+        Poll::Ready(Ok(Created::New))
+    }
+}
+
 impl SagaStore for MemoryStore {
     fn create(&self, saga: NewSaga) -> StoreFuture<'_, Created> {
         let mut inner = self.lock();
@@ -66,67 +158,176 @@ impl SagaStore for MemoryStore {
                 .as_ref()
                 .and_then(|k| inner.by_key.get(k).copied())
         });
-        let result = match existing.and_then(|id| inner.sagas.get(&id)) {
-            Some(entry) => Created::Existing(Box::new(entry.record.clone())),
-            None => {
-                if let Some(key) = &saga.idempotency_key {
-                    inner.by_key.insert(key.clone(), saga.id);
-                }
-                let id = saga.id;
-                inner.sagas.insert(
-                    id,
-                    Entry {
-                        record: SagaRecord::new(saga),
-                        history: Vec::new(),
-                    },
-                );
-                Created::New
-            }
-        };
-        Box::pin(std::future::ready(Ok(result)))
+        if let Some(entry) = existing.and_then(|id| inner.sagas.get(&id)) {
+            let record = Box::new(entry.record());
+            return Box::pin(std::future::ready(Ok(Created::Existing(record))));
+        }
+        if let Some(key) = &saga.idempotency_key {
+            inner.by_key.insert(key.clone(), saga.id);
+        }
+        inner.sagas.insert(saga.id, Box::new(Entry::new(saga)));
+        Box::pin(CreatedNew)
     }
 
     fn write(&self, id: SagaId, write: Write) -> StoreFuture<'_, ()> {
         let mut inner = self.lock();
-        let result = match inner.sagas.get_mut(&id) {
-            Some(entry) => {
-                entry.record.apply(&write);
-                let terminal = entry.record.status.is_terminal() && write.status.is_some();
-                entry.history.push(write.event);
-                if terminal {
-                    inner.finished.push_back(id);
-                    while inner.finished.len() > self.retention {
-                        let Some(old) = inner.finished.pop_front() else {
-                            break;
-                        };
-                        // A retried saga is listed twice; only forget it once it is terminal.
-                        if inner
-                            .sagas
-                            .get(&old)
-                            .is_some_and(|e| e.record.status.is_terminal())
-                        {
-                            if let Some(e) = inner.sagas.remove(&old) {
-                                if let Some(key) = e.record.idempotency_key {
-                                    inner.by_key.remove(&key);
-                                }
-                            }
-                        }
-                    }
-                }
-                Ok(())
-            }
-            None => Err(StoreError::new(format!("no saga with id {id}"))),
+        let Some(entry) = inner.sagas.get_mut(&id) else {
+            let error = StoreError::new(format!("no saga with id {id}"));
+            return Box::pin(std::future::ready(Err(error)));
         };
-        Box::pin(std::future::ready(result))
+        entry.record.apply(&write);
+        let terminal = entry.record.status.is_terminal() && write.status.is_some();
+        entry.history.push(write.event);
+        if terminal {
+            inner.finished.push_back(id);
+            inner.evict(self.retention);
+        }
+        Box::pin(Written)
     }
 
     fn load(&self, id: SagaId) -> StoreFuture<'_, Option<SagaRecord>> {
-        let record = self.lock().sagas.get(&id).map(|e| e.record.clone());
+        let record = self.lock().sagas.get(&id).map(|e| e.record());
         Box::pin(std::future::ready(Ok(record)))
     }
 
     fn history(&self, id: SagaId) -> StoreFuture<'_, Option<Vec<SagaEvent>>> {
         let history = self.lock().sagas.get(&id).map(|e| e.history.clone());
         Box::pin(std::future::ready(Ok(history)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+    use std::sync::Arc;
+    use std::time::SystemTime;
+
+    use futures_util::FutureExt;
+
+    use super::*;
+    use crate::event::SagaEventKind;
+    use crate::store::{CompletedStep, Progress, StoredContext};
+    use crate::SagaStatus;
+
+    fn new_saga(key: Option<&str>) -> NewSaga {
+        NewSaga {
+            id: SagaId::new(),
+            saga_type: "OrderSaga",
+            steps: vec!["reserve", "charge"],
+            context: StoredContext::live(Arc::new(7u32)),
+            idempotency_key: key.map(str::to_owned),
+        }
+    }
+
+    fn write(id: SagaId, status: Option<SagaStatus<usize>>, progress: Option<Progress>) -> Write {
+        Write {
+            event: SagaEvent {
+                saga_id: id,
+                saga_type: Cow::Borrowed("OrderSaga"),
+                at: SystemTime::now(),
+                kind: SagaEventKind::SagaCompleted {
+                    duration: Default::default(),
+                },
+            },
+            status,
+            context: Some(StoredContext::live(Arc::new(8u32))),
+            progress,
+        }
+    }
+
+    fn create(store: &MemoryStore, saga: NewSaga) -> Created {
+        store.create(saga).now_or_never().unwrap().unwrap()
+    }
+
+    fn load(store: &MemoryStore, id: SagaId) -> Option<SagaRecord> {
+        store.load(id).now_or_never().unwrap().unwrap()
+    }
+
+    fn finish(store: &MemoryStore, id: SagaId) {
+        let w = write(id, Some(SagaStatus::Completed), None);
+        store.write(id, w).now_or_never().unwrap().unwrap();
+    }
+
+    #[test]
+    fn a_loaded_record_has_the_names_and_every_write() {
+        let store = MemoryStore::new();
+        let saga = new_saga(Some("k"));
+        let id = saga.id;
+        assert!(matches!(create(&store, saga), Created::New));
+        let done = CompletedStep {
+            step: 0,
+            via_fallback: false,
+            compensated: false,
+        };
+        let w = write(
+            id,
+            Some(SagaStatus::Running { step: 1 }),
+            Some(Progress::Completed(done)),
+        );
+        let at = w.event.at;
+        store.write(id, w).now_or_never().unwrap().unwrap();
+
+        let record = load(&store, id).unwrap();
+        assert_eq!(record.id, id);
+        assert_eq!(record.saga_type, "OrderSaga");
+        assert_eq!(record.steps, ["reserve", "charge"]);
+        assert_eq!(record.status, SagaStatus::Running { step: 1 });
+        assert_eq!(record.completed, [done]);
+        assert_eq!(record.context.decode::<u32>(), Ok(8));
+        assert_eq!(record.idempotency_key.as_deref(), Some("k"));
+        assert_eq!(record.updated_at, at);
+        let history = store.history(id).now_or_never().unwrap().unwrap().unwrap();
+        assert_eq!(history.len(), 1);
+
+        // The same id or key finds the record, names included.
+        let again = NewSaga {
+            id,
+            ..new_saga(None)
+        };
+        match create(&store, again) {
+            Created::Existing(r) => assert_eq!((r.id, r.steps.len()), (id, 2)),
+            Created::New => panic!("created twice"),
+        }
+        match create(&store, new_saga(Some("k"))) {
+            Created::Existing(r) => assert_eq!(r.saga_type, "OrderSaga"),
+            Created::New => panic!("created twice"),
+        }
+    }
+
+    #[test]
+    fn writing_to_an_unknown_saga_fails() {
+        let store = MemoryStore::new();
+        let id = SagaId::new();
+        let result = store
+            .write(id, write(id, None, None))
+            .now_or_never()
+            .unwrap();
+        assert!(result.is_err());
+    }
+
+    #[test]
+    fn the_oldest_terminal_sagas_are_forgotten_with_their_keys() {
+        let store = MemoryStore::with_retention(2);
+        let sagas: Vec<NewSaga> = ["a", "b", "c"].map(|k| new_saga(Some(k))).into();
+        let ids: Vec<SagaId> = sagas.iter().map(|s| s.id).collect();
+        let running = new_saga(None);
+        let running_id = running.id;
+        create(&store, running);
+        for saga in sagas {
+            create(&store, saga);
+        }
+        for &id in &ids {
+            finish(&store, id);
+        }
+        assert!(load(&store, ids[0]).is_none());
+        assert!(load(&store, ids[1]).is_some());
+        assert!(load(&store, ids[2]).is_some());
+        assert!(load(&store, running_id).is_some(), "running sagas are kept");
+        // The forgotten saga's key is free again; the kept ones' are not.
+        assert!(matches!(create(&store, new_saga(Some("a"))), Created::New));
+        assert!(matches!(
+            create(&store, new_saga(Some("b"))),
+            Created::Existing(_)
+        ));
     }
 }
