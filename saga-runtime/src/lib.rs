@@ -37,7 +37,7 @@
 //!
 //! saga! {
 //!     /// Order fulfilment.
-//!     pub OrderSaga(OrderCtx, ()) {
+//!     OrderSaga(OrderCtx, ()) {
 //!         reserve_inventory,
 //!         charge_payment,
 //!     }
