@@ -267,61 +267,87 @@ impl<'e, S: Saga> SagaRequest<'e, S> {
             .ok_or(SagaError::MissingDeps { saga_type: S::NAME })
     }
 
-    /// Records the saga, or finds the existing one with the same id or key.
-    async fn create(&self, id: SagaId) -> Result<Created, SagaError> {
+    /// Records the saga (with its "saga started" event), or finds the existing one with the same
+    /// id or key. Returns what the run needs when it is new.
+    async fn create(self) -> Result<Result<Prepared<S>, SagaId>, SagaError> {
+        let mut this = self;
+        let deps = this.take_deps()?;
+        let id = this.id.unwrap_or_default();
+        let ctx = Arc::new(this.ctx);
+        let started = executor::started_event::<S>(id);
         let new = NewSaga {
             id,
             saga_type: S::NAME,
             steps: S::steps().iter().map(|s| s.name()).collect(),
-            context: StoredContext::live(Arc::new(self.ctx.clone())),
-            idempotency_key: self.idempotency_key.clone(),
+            context: StoredContext::live(Arc::clone(&ctx)),
+            idempotency_key: this.idempotency_key,
+            started: started.clone(),
         };
-        Ok(self.engine.inner.store.create(new).await?)
+        match this.engine.inner.store.create(new).await? {
+            Created::Existing(record) => Ok(Err(record.id)),
+            Created::New => Ok(Ok(Prepared {
+                engine: this.engine.clone(),
+                id,
+                ctx,
+                deps,
+                deadline: this.deadline.or(S::OPTIONS.deadline),
+                started,
+            })),
+        }
     }
 
     /// Runs the saga to a terminal state.
     ///
-    /// With an id or key that already exists, waits for that saga instead and returns its
-    /// outcome as far as the store knows it (see [`SagaClient::status`]).
-    pub async fn run(mut self) -> Result<SagaOutcome<S::Context, S::Step>, SagaError> {
-        let deps = self.take_deps()?;
-        let id = self.id.unwrap_or_default();
-        match self.create(id).await? {
-            Created::New => {}
-            Created::Existing(record) => {
-                return Err(SagaError::AlreadyExists { id: record.id });
-            }
+    /// With an id or key that is already taken, nothing runs and the error is
+    /// [`SagaError::AlreadyExists`]; use [`SagaRequest::start`] for "start unless it exists".
+    pub async fn run(self) -> Result<SagaOutcome<S::Context, S::Step>, SagaError> {
+        match self.create().await? {
+            Ok(prepared) => prepared.run().await,
+            Err(id) => Err(SagaError::AlreadyExists { id }),
         }
-        let deadline = self.deadline.or(S::OPTIONS.deadline);
-        let engine = self.engine.clone();
-        let span = executor::span::<S>(id);
-        executor::run::<S>(engine, id, self.ctx, deps, deadline)
-            .instrument(span)
-            .await
     }
 
     /// Records the saga and runs it in the background on the current tokio runtime; returns its
-    /// id once it is recorded. A second start with the same id or key returns the first saga's
-    /// id and starts nothing.
-    pub async fn start(mut self) -> Result<SagaId, SagaError> {
-        let deps = self.take_deps()?;
-        let id = self.id.unwrap_or_default();
-        if let Created::Existing(record) = self.create(id).await? {
-            return Ok(record.id);
-        }
-        let deadline = self.deadline.or(S::OPTIONS.deadline);
-        let engine = self.engine.clone();
-        let span = executor::span::<S>(id);
-        let ctx = self.ctx;
-        tokio::spawn(
-            async move {
-                if let Err(error) = executor::run::<S>(engine, id, ctx, deps, deadline).await {
-                    tracing::error!(%error, "saga stopped");
-                }
+    /// id once it is recorded (durably, on a durable store). A second start with the same id or
+    /// key returns the first saga's id and starts nothing.
+    pub async fn start(self) -> Result<SagaId, SagaError> {
+        let prepared = match self.create().await? {
+            Ok(prepared) => prepared,
+            Err(existing) => return Ok(existing),
+        };
+        let id = prepared.id;
+        tokio::spawn(async move {
+            if let Err(error) = prepared.run().await {
+                tracing::error!(saga.id = %id, %error, "saga stopped");
             }
-            .instrument(span),
-        );
+        });
         Ok(id)
+    }
+}
+
+/// A recorded saga, ready to run.
+struct Prepared<S: Saga> {
+    engine: Engine,
+    id: SagaId,
+    ctx: Arc<S::Context>,
+    deps: Arc<S::Deps>,
+    deadline: Option<Duration>,
+    started: SagaEvent,
+}
+
+impl<S: Saga> Prepared<S> {
+    async fn run(self) -> Result<SagaOutcome<S::Context, S::Step>, SagaError> {
+        let span = executor::span::<S>(self.id);
+        executor::run::<S>(
+            self.engine,
+            self.id,
+            self.ctx,
+            self.deps,
+            self.deadline,
+            self.started,
+        )
+        .instrument(span)
+        .await
     }
 }
 

@@ -5,7 +5,8 @@ use std::fmt;
 use crate::{SagaId, StepError};
 
 /// Why a saga rolled back.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "cause", rename_all = "snake_case")]
 pub enum RollbackCause<S> {
     /// A step failed for good; `error` is its last error, never replaced by later errors.
     StepFailed {

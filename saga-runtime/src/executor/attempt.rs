@@ -105,8 +105,9 @@ impl<S: Saga> Run<S> {
                     attempt,
                 },
                 status,
-            )
-            .await?;
+            );
+            // The intent is durable before the step runs (write-ahead).
+            self.flush().await?;
             let mut work = (*self.committed).clone();
             let cx = StepCx::new(
                 self.id,
@@ -134,8 +135,8 @@ impl<S: Saga> Run<S> {
                     error: error.clone(),
                 },
                 None,
-            )
-            .await?;
+            );
+            self.flush().await?;
             // Compensations are never cut short: a rollback must finish.
             let stop = match plan.phase {
                 Phase::Action => self.cancel.sleep(delay, self.deadline).await,

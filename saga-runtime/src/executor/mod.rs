@@ -40,6 +40,9 @@ pub(crate) struct Run<S: Saga> {
     cancel: Arc<CancelState>,
     deadline: Option<Instant>,
     started: Instant,
+    /// Transitions recorded but not yet handed to the store: flushed before user code runs,
+    /// before a retry wait, and at the end (see the store module).
+    pending: Vec<Write>,
 }
 
 /// How one step (with its retries) ended.
@@ -85,34 +88,30 @@ impl Drop for Registration {
     }
 }
 
-/// Runs a freshly recorded saga to a terminal state.
+/// The "saga started" event, recorded with the saga itself.
+pub(crate) fn started_event<S: Saga>(id: SagaId) -> SagaEvent {
+    let steps = S::steps().iter().map(|s| Cow::Borrowed(s.name())).collect();
+    SagaEvent {
+        saga_id: id,
+        saga_type: Cow::Borrowed(S::NAME),
+        at: SystemTime::now(),
+        kind: SagaEventKind::SagaStarted { steps },
+    }
+}
+
+/// Runs a freshly recorded saga to a terminal state. `started` is the event recorded with it.
 pub(crate) async fn run<S: Saga>(
     engine: Engine,
     id: SagaId,
-    ctx: S::Context,
+    ctx: Arc<S::Context>,
     deps: Arc<S::Deps>,
     deadline: Option<Duration>,
+    started: SagaEvent,
 ) -> Result<SagaOutcome<S::Context, S::Step>, SagaError> {
     let (_registration, cancel) = Registration::new(&engine, id);
-    let started = Instant::now();
-    let mut run = Run::<S> {
-        engine,
-        id,
-        deps,
-        committed: Arc::new(ctx),
-        completed: Vec::new(),
-        past_pivot: false,
-        cancel,
-        deadline: deadline.map(|d| started + d),
-        started,
-    };
-    let steps = S::steps().iter().map(|s| Cow::Borrowed(s.name())).collect();
-    run.record(
-        SagaEventKind::SagaStarted { steps },
-        Some(SagaStatus::Running { step: 0 }),
-    )
-    .await?;
-    run.forward().await
+    let mut run = Run::<S>::new(engine, id, ctx, deps, cancel, deadline);
+    run.announce(started);
+    run.forward(0).await
 }
 
 /// Resumes the rollback of a compensation-failed saga.
@@ -158,26 +157,51 @@ pub(crate) async fn retry_compensation<S: Saga>(
         .decode::<S::Context>()
         .map_err(|message| SagaError::CorruptContext { id, message })?;
     let (_registration, cancel) = Registration::new(&engine, id);
-    let mut run = Run::<S> {
-        engine,
-        id,
-        deps,
-        committed: Arc::new(ctx),
-        completed: record.completed,
-        past_pivot: false,
-        cancel,
-        deadline: None,
-        started: Instant::now(),
-    };
+    let mut run = Run::<S>::new(engine, id, Arc::new(ctx), deps, cancel, None);
+    run.completed = record.completed;
     run.resume_rollback(cause).await
 }
 
 impl<S: Saga> Run<S> {
-    /// Runs the steps in order; the first that fails for good (or a stop request) turns the saga
-    /// back.
-    async fn forward(&mut self) -> Result<SagaOutcome<S::Context, S::Step>, SagaError> {
+    fn new(
+        engine: Engine,
+        id: SagaId,
+        ctx: Arc<S::Context>,
+        deps: Arc<S::Deps>,
+        cancel: Arc<CancelState>,
+        deadline: Option<Duration>,
+    ) -> Self {
+        let started = Instant::now();
+        Run {
+            engine,
+            id,
+            deps,
+            committed: ctx,
+            completed: Vec::new(),
+            past_pivot: false,
+            cancel,
+            deadline: deadline.map(|d| started + d),
+            started,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Traces and publishes an event the store already has.
+    fn announce(&self, event: SagaEvent) {
+        event::trace(&event.kind);
+        if self.engine.inner.events.has_subscribers() {
+            self.engine.inner.events.publish(event);
+        }
+    }
+
+    /// Runs the steps in order from `from`; the first that fails for good (or a stop request)
+    /// turns the saga back.
+    async fn forward(
+        &mut self,
+        from: usize,
+    ) -> Result<SagaOutcome<S::Context, S::Step>, SagaError> {
         let steps = S::steps();
-        for (index, def) in steps.iter().enumerate() {
+        for (index, def) in steps.iter().enumerate().skip(from) {
             if let Some(stop) = self.cancel.check(self.deadline) {
                 return self.rollback(stop.into()).await;
             }
@@ -194,8 +218,7 @@ impl<S: Saga> Run<S> {
                         fallback: fallback.name().into(),
                     },
                     None,
-                )
-                .await?;
+                );
                 match self.run_step(index, &fallback, true).await? {
                     StepEnd::Completed => continue,
                     StepEnd::Stopped(stop) => return self.rollback(stop.into()).await,
@@ -214,8 +237,8 @@ impl<S: Saga> Run<S> {
         self.record(
             SagaEventKind::SagaCompleted { duration },
             Some(SagaStatus::Completed),
-        )
-        .await?;
+        );
+        self.flush().await?;
         Ok(SagaOutcome::Completed {
             id: self.id,
             ctx: self.take_ctx(),
@@ -247,6 +270,7 @@ impl<S: Saga> Run<S> {
                     step: index,
                     via_fallback,
                     compensated: false,
+                    timed_out: false,
                 };
                 self.completed.push(done);
                 let next = index + 1;
@@ -261,8 +285,7 @@ impl<S: Saga> Run<S> {
                     status,
                     true,
                     Some(Progress::Completed(done)),
-                )
-                .await?;
+                );
                 if policy.undo == Undo::Pivot {
                     self.past_pivot = true;
                     self.cancel.pass_pivot();
@@ -282,6 +305,7 @@ impl<S: Saga> Run<S> {
                     step: index,
                     via_fallback,
                     compensated: false,
+                    timed_out: true,
                 };
                 self.completed.push(done);
                 Progress::Completed(done)
@@ -295,8 +319,7 @@ impl<S: Saga> Run<S> {
             None,
             false,
             progress,
-        )
-        .await?;
+        );
         Ok(match stop {
             Some(stop) => StepEnd::Stopped(stop),
             None => StepEnd::Failed(error),
@@ -316,8 +339,8 @@ impl<S: Saga> Run<S> {
                 compensation: false,
             },
             Some(SagaStatus::Failed { step: index }),
-        )
-        .await?;
+        );
+        self.flush().await?;
         Ok(SagaOutcome::Failed {
             id: self.id,
             step: step_at::<S>(index),
@@ -327,45 +350,49 @@ impl<S: Saga> Run<S> {
     }
 
     /// Records an event without a context change.
-    async fn record(
-        &mut self,
-        kind: SagaEventKind,
-        status: Option<SagaStatus<usize>>,
-    ) -> Result<(), SagaError> {
-        self.write(kind, status, false, None).await
+    fn record(&mut self, kind: SagaEventKind, status: Option<SagaStatus<usize>>) {
+        self.write(kind, status, false, None);
     }
 
-    /// Records a transition: to the store first (it is what survives), then to tracing and to
-    /// subscribers.
-    async fn write(
+    /// Records a transition: traced now, handed to the store at the next [`Run::flush`].
+    fn write(
         &mut self,
         kind: SagaEventKind,
         status: Option<SagaStatus<usize>>,
         context: bool,
         progress: Option<Progress>,
-    ) -> Result<(), SagaError> {
+    ) {
         event::trace(&kind);
-        let event = SagaEvent {
-            saga_id: self.id,
-            saga_type: Cow::Borrowed(S::NAME),
-            at: SystemTime::now(),
-            kind,
-        };
-        let published = self
-            .engine
-            .inner
-            .events
-            .has_subscribers()
-            .then(|| event.clone());
-        let write = Write {
-            event,
+        self.pending.push(Write {
+            event: SagaEvent {
+                saga_id: self.id,
+                saga_type: Cow::Borrowed(S::NAME),
+                at: SystemTime::now(),
+                kind,
+            },
             status,
             context: context.then(|| StoredContext::live(Arc::clone(&self.committed))),
             progress,
-        };
-        self.engine.inner.store.write(self.id, write).await?;
-        if let Some(event) = published {
-            self.engine.inner.events.publish(event);
+        });
+    }
+
+    /// Hands the recorded transitions to the store, then to subscribers: a subscriber only ever
+    /// sees what the store has.
+    async fn flush(&mut self) -> Result<(), SagaError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let events = &self.engine.inner.events;
+        let published: Option<Vec<SagaEvent>> = events
+            .has_subscribers()
+            .then(|| self.pending.iter().map(|w| w.event.clone()).collect());
+        self.engine
+            .inner
+            .store
+            .write(self.id, &mut self.pending)
+            .await?;
+        for event in published.into_iter().flatten() {
+            events.publish(event);
         }
         Ok(())
     }

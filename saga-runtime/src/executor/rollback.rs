@@ -45,8 +45,7 @@ impl<S: Saga> Run<S> {
             status,
             false,
             Some(Progress::RollbackStarted(cause.clone())),
-        )
-        .await?;
+        );
         self.compensate(cause).await
     }
 
@@ -65,8 +64,7 @@ impl<S: Saga> Run<S> {
             status,
             false,
             Some(Progress::RollbackResumed),
-        )
-        .await?;
+        );
         self.compensate(cause).await
     }
 
@@ -120,8 +118,7 @@ impl<S: Saga> Run<S> {
                         status,
                         true,
                         Some(Progress::Compensated(pos)),
-                    )
-                    .await?;
+                    );
                 }
                 AttemptsEnded::Failed(error, attempt)
                 | AttemptsEnded::Stopped(_, error, attempt) => {
@@ -132,8 +129,7 @@ impl<S: Saga> Run<S> {
                             error: error.clone(),
                         },
                         None,
-                    )
-                    .await?;
+                    );
                     failures.push(CompensationFailure {
                         step: step_at::<S>(step),
                         error,
@@ -151,8 +147,8 @@ impl<S: Saga> Run<S> {
             self.record(
                 SagaEventKind::SagaCompensated { duration },
                 Some(SagaStatus::Compensated),
-            )
-            .await?;
+            );
+            self.flush().await?;
             return Ok(SagaOutcome::Compensated {
                 id: self.id,
                 cause,
@@ -168,8 +164,8 @@ impl<S: Saga> Run<S> {
             Some(SagaStatus::CompensationFailed {
                 step: first.step.index(),
             }),
-        )
-        .await?;
+        );
+        self.flush().await?;
         Ok(SagaOutcome::CompensationFailed {
             id: self.id,
             cause,

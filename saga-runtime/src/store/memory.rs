@@ -7,7 +7,9 @@ use std::pin::Pin;
 use std::sync::Mutex;
 use std::task::{Context, Poll};
 
-use super::{Created, NewSaga, SagaRecord, SagaStore, StoreError, StoreFuture, Write};
+use super::{
+    CorruptRecord, Created, NewSaga, SagaRecord, SagaStore, StoreError, StoreFuture, Write,
+};
 use crate::engine::IdMap;
 use crate::event::SagaEvent;
 use crate::SagaId;
@@ -48,6 +50,7 @@ impl Entry {
             steps,
             context,
             idempotency_key,
+            started,
         } = saga;
         // Empty names allocate nothing.
         let record = SagaRecord::new(NewSaga {
@@ -56,10 +59,12 @@ impl Entry {
             steps: Vec::new(),
             context,
             idempotency_key,
+            started: started.clone(),
         });
         // A saga whose steps all succeed at their first attempt emits two events per step, plus
         // "saga started" and its end.
-        let history = Vec::with_capacity(2 * steps.len() + 2);
+        let mut history = Vec::with_capacity(2 * steps.len() + 2);
+        history.push(started);
         Entry {
             record,
             saga_type,
@@ -169,15 +174,19 @@ impl SagaStore for MemoryStore {
         Box::pin(CreatedNew)
     }
 
-    fn write(&self, id: SagaId, write: Write) -> StoreFuture<'_, ()> {
+    fn write<'a>(&'a self, id: SagaId, writes: &mut Vec<Write>) -> StoreFuture<'a, ()> {
         let mut inner = self.lock();
         let Some(entry) = inner.sagas.get_mut(&id) else {
+            writes.clear();
             let error = StoreError::new(format!("no saga with id {id}"));
             return Box::pin(std::future::ready(Err(error)));
         };
-        entry.record.apply(&write);
-        let terminal = entry.record.status.is_terminal() && write.status.is_some();
-        entry.history.push(write.event);
+        let mut terminal = false;
+        for write in writes.drain(..) {
+            entry.record.apply(&write);
+            terminal |= entry.record.status.is_terminal() && write.status.is_some();
+            entry.history.push(write.event);
+        }
         if terminal {
             inner.finished.push_back(id);
             inner.evict(self.retention);
@@ -193,6 +202,35 @@ impl SagaStore for MemoryStore {
     fn history(&self, id: SagaId) -> StoreFuture<'_, Option<Vec<SagaEvent>>> {
         let history = self.lock().sagas.get(&id).map(|e| e.history.clone());
         Box::pin(std::future::ready(Ok(history)))
+    }
+
+    fn unfinished(
+        &self,
+        after: Option<SagaId>,
+        limit: usize,
+    ) -> StoreFuture<'_, Vec<Result<SagaRecord, CorruptRecord>>> {
+        let inner = self.lock();
+        let mut ids: Vec<SagaId> = inner
+            .sagas
+            .iter()
+            .filter(|(id, e)| !e.record.status.is_terminal() && after.is_none_or(|a| **id > a))
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable();
+        ids.truncate(limit);
+        let page = ids.iter().map(|id| Ok(inner.sagas[id].record())).collect();
+        Box::pin(std::future::ready(Ok(page)))
+    }
+
+    fn begin_recovery(&self, id: SagaId) -> StoreFuture<'_, u32> {
+        let result = match self.lock().sagas.get_mut(&id) {
+            Some(entry) => {
+                entry.record.recovery_attempts += 1;
+                Ok(entry.record.recovery_attempts)
+            }
+            None => Err(StoreError::new(format!("no saga with id {id}"))),
+        };
+        Box::pin(std::future::ready(result))
     }
 }
 
@@ -216,6 +254,16 @@ mod tests {
             steps: vec!["reserve", "charge"],
             context: StoredContext::live(Arc::new(7u32)),
             idempotency_key: key.map(str::to_owned),
+            started: event(SagaEventKind::SagaStarted { steps: Vec::new() }),
+        }
+    }
+
+    fn event(kind: SagaEventKind) -> SagaEvent {
+        SagaEvent {
+            saga_id: SagaId::new(),
+            saga_type: Cow::Borrowed("OrderSaga"),
+            at: SystemTime::now(),
+            kind,
         }
     }
 
@@ -245,7 +293,11 @@ mod tests {
 
     fn finish(store: &MemoryStore, id: SagaId) {
         let w = write(id, Some(SagaStatus::Completed), None);
-        store.write(id, w).now_or_never().unwrap().unwrap();
+        store
+            .write(id, &mut vec![w])
+            .now_or_never()
+            .unwrap()
+            .unwrap();
     }
 
     #[test]
@@ -258,6 +310,7 @@ mod tests {
             step: 0,
             via_fallback: false,
             compensated: false,
+            timed_out: false,
         };
         let w = write(
             id,
@@ -265,7 +318,11 @@ mod tests {
             Some(Progress::Completed(done)),
         );
         let at = w.event.at;
-        store.write(id, w).now_or_never().unwrap().unwrap();
+        store
+            .write(id, &mut vec![w])
+            .now_or_never()
+            .unwrap()
+            .unwrap();
 
         let record = load(&store, id).unwrap();
         assert_eq!(record.id, id);
@@ -277,7 +334,7 @@ mod tests {
         assert_eq!(record.idempotency_key.as_deref(), Some("k"));
         assert_eq!(record.updated_at, at);
         let history = store.history(id).now_or_never().unwrap().unwrap().unwrap();
-        assert_eq!(history.len(), 1);
+        assert_eq!(history.len(), 2, "saga started, then the write");
 
         // The same id or key finds the record, names included.
         let again = NewSaga {
@@ -299,7 +356,7 @@ mod tests {
         let store = MemoryStore::new();
         let id = SagaId::new();
         let result = store
-            .write(id, write(id, None, None))
+            .write(id, &mut vec![write(id, None, None)])
             .now_or_never()
             .unwrap();
         assert!(result.is_err());

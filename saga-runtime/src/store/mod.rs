@@ -1,11 +1,16 @@
 //! Where sagas are recorded: the [`SagaStore`] trait and its in-memory implementation.
 //!
-//! The executor writes one [`Write`] per transition: the event (appended to the saga's history),
-//! the new status, and, when a step committed, the new context. A store applies each write
-//! atomically. The in-memory store keeps contexts as live values; a durable store serializes them.
+//! The executor describes each transition as a [`Write`]: the event (appended to the saga's
+//! history), the new status, and, when a step committed, the new context. It hands the store the
+//! writes of several transitions at once (everything since the last time user code was about to
+//! run), and a store applies them atomically, in order. So a step's completion and the next
+//! step's intent share one commit, and the intent is always durable before the step runs.
+//!
+//! The in-memory store keeps contexts as live values; the SQLite store serializes them.
 
 mod context;
 mod memory;
+mod sqlite;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -15,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 pub use context::StoredContext;
 pub use memory::MemoryStore;
+pub use sqlite::{Durability, SqliteStore, SCHEMA_VERSION};
 
 use crate::event::SagaEvent;
 use crate::outcome::RollbackCause;
@@ -49,6 +55,34 @@ pub struct CompletedStep {
     pub via_fallback: bool,
     /// `true` once its compensation succeeded.
     pub compensated: bool,
+    /// `true` when the step did not complete but timed out for good and asked to be compensated
+    /// anyway (`compensate_on_timeout`); such an entry is not progress.
+    #[serde(default)]
+    pub timed_out: bool,
+}
+
+/// Applies a progress change to a list of completed steps.
+pub(crate) fn apply_progress(completed: &mut Vec<CompletedStep>, progress: Option<&Progress>) {
+    match progress {
+        Some(Progress::Completed(step)) => completed.push(*step),
+        Some(Progress::Compensated(i)) => {
+            if let Some(step) = completed.get_mut(*i) {
+                step.compensated = true;
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A stored saga whose fields do not decode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorruptRecord {
+    /// Its id, as stored.
+    pub id: String,
+    /// Its saga type, as stored.
+    pub saga_type: String,
+    /// What does not decode.
+    pub message: String,
 }
 
 /// A change to a saga's progress that comes with a write.
@@ -77,6 +111,20 @@ pub struct Write {
     pub progress: Option<Progress>,
 }
 
+impl Write {
+    /// Whether the saga made progress: a step or a compensation committed. Recovery counts the
+    /// times it resumed a saga without progress in between.
+    pub fn is_progress(&self) -> bool {
+        matches!(
+            self.progress,
+            Some(Progress::Completed(CompletedStep {
+                timed_out: false,
+                ..
+            })) | Some(Progress::Compensated(_))
+        )
+    }
+}
+
 /// A new saga to record.
 #[derive(Debug, Clone)]
 pub struct NewSaga {
@@ -90,6 +138,8 @@ pub struct NewSaga {
     pub context: StoredContext,
     /// An idempotency key: a second saga with the same key is not created.
     pub idempotency_key: Option<String>,
+    /// The "saga started" event, the first of its history.
+    pub started: SagaEvent,
 }
 
 /// Whether [`SagaStore::create`] created the saga or found it already there.
@@ -120,6 +170,8 @@ pub struct SagaRecord {
     pub rollback: Option<RollbackCause<usize>>,
     /// Its idempotency key.
     pub idempotency_key: Option<String>,
+    /// How many times recovery has resumed it since it last made progress.
+    pub recovery_attempts: u32,
     /// When it was recorded.
     pub created_at: SystemTime,
     /// When it last changed.
@@ -138,6 +190,7 @@ impl SagaRecord {
             completed: Vec::new(),
             rollback: None,
             idempotency_key: saga.idempotency_key,
+            recovery_attempts: 0,
             created_at: now,
             updated_at: now,
         }
@@ -151,16 +204,13 @@ impl SagaRecord {
         if let Some(context) = &write.context {
             self.context = context.clone();
         }
-        match &write.progress {
-            Some(Progress::Completed(step)) => self.completed.push(*step),
-            Some(Progress::RollbackStarted(cause)) => self.rollback = Some(cause.clone()),
-            Some(Progress::Compensated(i)) => {
-                if let Some(step) = self.completed.get_mut(*i) {
-                    step.compensated = true;
-                }
-            }
-            Some(Progress::RollbackResumed) | None => {}
+        if let Some(Progress::RollbackStarted(cause)) = &write.progress {
+            self.rollback = Some(cause.clone());
         }
+        if write.is_progress() {
+            self.recovery_attempts = 0;
+        }
+        apply_progress(&mut self.completed, write.progress.as_ref());
         self.updated_at = write.event.at;
     }
 }
@@ -172,12 +222,26 @@ pub trait SagaStore: Send + Sync + 'static {
     /// Records a new saga, or returns the existing one with the same id or idempotency key.
     fn create(&self, saga: NewSaga) -> StoreFuture<'_, Created>;
 
-    /// Records one transition.
-    fn write(&self, id: SagaId, write: Write) -> StoreFuture<'_, ()>;
+    /// Records the transitions in `writes`, in order and atomically, taking them out of the
+    /// vector (which is left empty, for reuse).
+    fn write<'a>(&'a self, id: SagaId, writes: &mut Vec<Write>) -> StoreFuture<'a, ()>;
 
     /// Reads a saga's record.
     fn load(&self, id: SagaId) -> StoreFuture<'_, Option<SagaRecord>>;
 
     /// Reads a saga's history, oldest first.
     fn history(&self, id: SagaId) -> StoreFuture<'_, Option<Vec<SagaEvent>>>;
+
+    /// Reads up to `limit` sagas that are not terminal, with ids greater than `after`, in id
+    /// order: recovery reads a backlog page by page. A record that does not decode comes back as
+    /// [`CorruptRecord`], so that one bad record stops nothing else.
+    fn unfinished(
+        &self,
+        after: Option<SagaId>,
+        limit: usize,
+    ) -> StoreFuture<'_, Vec<Result<SagaRecord, CorruptRecord>>>;
+
+    /// Counts one more recovery of a saga (reset whenever it makes progress) and returns the
+    /// count, durably, before the saga is resumed.
+    fn begin_recovery(&self, id: SagaId) -> StoreFuture<'_, u32>;
 }

@@ -1,0 +1,596 @@
+//! The SQLite store: durable, embedded, one file.
+//!
+//! Writes go to one writer thread, which takes every write queued at that moment and commits
+//! them in one transaction (group commit): many concurrent sagas share each fsync, so durable
+//! throughput grows with concurrency instead of being capped at one fsync per transition. Each
+//! request is applied inside its own savepoint, so one bad request fails alone. Reads use a
+//! second connection (WAL mode lets it read while the writer writes).
+//!
+//! The schema carries a version (`PRAGMA user_version`); a database written by a newer version
+//! of this library is refused before anything is written.
+
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use tokio::sync::oneshot;
+
+use super::{
+    CompletedStep, CorruptRecord, Created, NewSaga, Progress, SagaRecord, SagaStore, StoreError,
+    StoreFuture, StoredContext, Write,
+};
+use crate::event::SagaEvent;
+use crate::{SagaId, SagaStatus};
+
+/// The schema version this library writes.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// The most requests one transaction takes; bounds the latency of the first in a large batch.
+const MAX_BATCH: usize = 4096;
+
+/// How much a commit survives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Durability {
+    /// Every acknowledged transition survives a crash of the process and of the machine
+    /// (`synchronous = FULL`). The default.
+    #[default]
+    Full,
+    /// Survives a crash of the process; the last transitions may be lost on power loss, never
+    /// corrupting the file (`synchronous = NORMAL`).
+    Normal,
+    /// No fsync at all (`synchronous = OFF`): for tests and throwaway data.
+    Off,
+}
+
+impl Durability {
+    fn pragma(self) -> &'static str {
+        match self {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+            Durability::Off => "OFF",
+        }
+    }
+}
+
+/// A durable store in one SQLite file.
+pub struct SqliteStore {
+    path: PathBuf,
+    requests: Mutex<mpsc::Sender<Request>>,
+    reader: Arc<Mutex<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+enum Request {
+    Create(
+        NewSaga,
+        Vec<u8>,
+        oneshot::Sender<Result<Created, StoreError>>,
+    ),
+    Write(
+        SagaId,
+        Vec<EncodedWrite>,
+        oneshot::Sender<Result<(), StoreError>>,
+    ),
+    BeginRecovery(SagaId, oneshot::Sender<Result<u32, StoreError>>),
+}
+
+/// A write with its JSON already encoded, on the caller's thread rather than the writer's.
+struct EncodedWrite {
+    event: String,
+    at: i64,
+    status: Option<(String, bool)>,
+    context: Option<Vec<u8>>,
+    progress: Option<Progress>,
+    resets_recovery: bool,
+}
+
+fn store_error(error: impl std::fmt::Display) -> StoreError {
+    StoreError::new(error.to_string())
+}
+
+fn millis(at: SystemTime) -> i64 {
+    at.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` with full durability.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with(path, Durability::Full)
+    }
+
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open_with(path: impl AsRef<Path>, durability: Durability) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_owned();
+        let mut writer = connect(&path, durability)?;
+        migrate(&mut writer)?;
+        let reader = connect(&path, durability)?;
+        let (sender, receiver) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("saga-sqlite-writer".into())
+            .spawn(move || write_loop(writer, receiver))
+            .map_err(store_error)?;
+        Ok(SqliteStore {
+            path,
+            requests: Mutex::new(sender),
+            reader: Arc::new(Mutex::new(reader)),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn send<T: Send + 'static>(
+        &self,
+        request: Request,
+        reply: oneshot::Receiver<Result<T, StoreError>>,
+    ) -> StoreFuture<'_, T> {
+        let sent = self
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send(request);
+        Box::pin(async move {
+            sent.map_err(|_| StoreError::new("the SQLite writer thread has stopped"))?;
+            reply
+                .await
+                .map_err(|_| StoreError::new("the SQLite writer thread has stopped"))?
+        })
+    }
+
+    fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> StoreFuture<'_, T> {
+        let reader = self.reader.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                f(&reader.lock().unwrap_or_else(|e| e.into_inner()))
+            })
+            .await
+            .map_err(store_error)?
+        })
+    }
+}
+
+fn connect(path: &Path, durability: Durability) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path).map_err(store_error)?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))
+        .map_err(store_error)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(store_error)?;
+    conn.pragma_update(None, "synchronous", durability.pragma())
+        .map_err(store_error)?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(store_error)?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::new(format!(
+            "the database schema is version {version}, newer than this library's version \
+             {SCHEMA_VERSION}; upgrade the library (nothing was written)"
+        )));
+    }
+    if version == SCHEMA_VERSION {
+        return Ok(());
+    }
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(store_error)?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS sagas (
+             id                TEXT PRIMARY KEY,
+             saga_type         TEXT NOT NULL,
+             steps             TEXT NOT NULL,
+             status            TEXT NOT NULL,
+             terminal          INTEGER NOT NULL DEFAULT 0,
+             context           BLOB NOT NULL,
+             completed         TEXT NOT NULL DEFAULT '[]',
+             rollback          TEXT,
+             idempotency_key   TEXT UNIQUE,
+             recovery_attempts INTEGER NOT NULL DEFAULT 0,
+             created_at        INTEGER NOT NULL,
+             updated_at        INTEGER NOT NULL
+         );
+         CREATE INDEX IF NOT EXISTS sagas_unfinished ON sagas (id) WHERE terminal = 0;
+         CREATE TABLE IF NOT EXISTS saga_history (
+             seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+             saga_id TEXT NOT NULL,
+             event   TEXT NOT NULL
+         );
+         CREATE INDEX IF NOT EXISTS saga_history_by_saga ON saga_history (saga_id, seq);",
+    )
+    .map_err(store_error)?;
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+        .map_err(store_error)?;
+    tx.commit().map_err(store_error)
+}
+
+/// The writer thread: takes everything queued, applies each request in a savepoint, commits
+/// once, then answers every request.
+fn write_loop(mut conn: Connection, requests: mpsc::Receiver<Request>) {
+    while let Ok(first) = requests.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match requests.try_recv() {
+                Ok(request) => batch.push(request),
+                Err(_) => break,
+            }
+        }
+        let mut replies = Vec::with_capacity(batch.len());
+        let result = (|| -> rusqlite::Result<()> {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            for request in batch {
+                replies.push(apply(&tx, request));
+            }
+            tx.commit()
+        })();
+        for reply in replies {
+            reply.send(result.as_ref().map(|_| ()).map_err(store_error));
+        }
+    }
+}
+
+/// The answer to one request, sent once the batch's commit is known.
+enum Reply {
+    Create(
+        oneshot::Sender<Result<Created, StoreError>>,
+        Result<Created, StoreError>,
+    ),
+    Write(
+        oneshot::Sender<Result<(), StoreError>>,
+        Result<(), StoreError>,
+    ),
+    BeginRecovery(
+        oneshot::Sender<Result<u32, StoreError>>,
+        Result<u32, StoreError>,
+    ),
+}
+
+impl Reply {
+    /// Sends the request's own result, or the commit's error.
+    fn send(self, commit: Result<(), StoreError>) {
+        fn pick<T>(
+            own: Result<T, StoreError>,
+            commit: Result<(), StoreError>,
+        ) -> Result<T, StoreError> {
+            commit.and(own)
+        }
+        // A requester that went away no longer needs its answer.
+        match self {
+            Reply::Create(tx, own) => drop(tx.send(pick(own, commit))),
+            Reply::Write(tx, own) => drop(tx.send(pick(own, commit))),
+            Reply::BeginRecovery(tx, own) => drop(tx.send(pick(own, commit))),
+        }
+    }
+}
+
+fn apply(tx: &rusqlite::Transaction<'_>, request: Request) -> Reply {
+    fn savepoint<T>(
+        tx: &rusqlite::Transaction<'_>,
+        f: impl FnOnce() -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        tx.execute_batch("SAVEPOINT request").map_err(store_error)?;
+        match f() {
+            Ok(value) => {
+                tx.execute_batch("RELEASE request").map_err(store_error)?;
+                Ok(value)
+            }
+            Err(error) => {
+                tx.execute_batch("ROLLBACK TO request; RELEASE request")
+                    .map_err(store_error)?;
+                Err(error)
+            }
+        }
+    }
+    match request {
+        Request::Create(saga, started, reply) => {
+            Reply::Create(reply, savepoint(tx, || create(tx, saga, &started)))
+        }
+        Request::Write(id, writes, reply) => Reply::Write(
+            reply,
+            savepoint(tx, || writes.into_iter().try_for_each(|w| write(tx, id, w))),
+        ),
+        Request::BeginRecovery(id, reply) => {
+            Reply::BeginRecovery(reply, savepoint(tx, || begin_recovery(tx, id)))
+        }
+    }
+}
+
+fn create(
+    tx: &rusqlite::Transaction<'_>,
+    saga: NewSaga,
+    started: &[u8],
+) -> Result<Created, StoreError> {
+    let existing: Option<String> = tx
+        .query_row(
+            "SELECT id FROM sagas WHERE id = ?1 OR (?2 IS NOT NULL AND idempotency_key = ?2)",
+            params![saga.id.to_string(), saga.idempotency_key],
+            |row| row.get(0),
+        )
+        .optional()
+        .map_err(store_error)?;
+    if let Some(existing) = existing {
+        let record = load_record(tx, &existing)?
+            .ok_or_else(|| StoreError::new("saga vanished during create"))?
+            .map_err(|corrupt| StoreError::new(corrupt.message))?;
+        return Ok(Created::Existing(Box::new(record)));
+    }
+    let context = saga.context.to_json().map_err(store_error)?;
+    let steps = serde_json::to_string(&saga.steps).map_err(store_error)?;
+    let status = serde_json::to_string(&SagaStatus::<usize>::Pending).map_err(store_error)?;
+    let now = millis(SystemTime::now());
+    tx.execute(
+        "INSERT INTO sagas (id, saga_type, steps, status, context, idempotency_key, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+        params![saga.id.to_string(), saga.saga_type, steps, status, &context[..], saga.idempotency_key, now],
+    )
+    .map_err(store_error)?;
+    tx.execute(
+        "INSERT INTO saga_history (saga_id, event) VALUES (?1, ?2)",
+        params![saga.id.to_string(), started],
+    )
+    .map_err(store_error)?;
+    Ok(Created::New)
+}
+
+fn write(
+    tx: &rusqlite::Transaction<'_>,
+    id: SagaId,
+    write: EncodedWrite,
+) -> Result<(), StoreError> {
+    let id = id.to_string();
+    let changed = match &write.status {
+        Some((status, terminal)) => tx.execute(
+            "UPDATE sagas SET status = ?2, terminal = ?3, updated_at = ?4 WHERE id = ?1",
+            params![id, status, terminal, write.at],
+        ),
+        None => tx.execute(
+            "UPDATE sagas SET updated_at = ?2 WHERE id = ?1",
+            params![id, write.at],
+        ),
+    }
+    .map_err(store_error)?;
+    if changed == 0 {
+        return Err(StoreError::new(format!("no saga with id {id}")));
+    }
+    if write.resets_recovery {
+        tx.execute(
+            "UPDATE sagas SET recovery_attempts = 0 WHERE id = ?1",
+            [&id],
+        )
+        .map_err(store_error)?;
+    }
+    if let Some(context) = &write.context {
+        tx.execute(
+            "UPDATE sagas SET context = ?2 WHERE id = ?1",
+            params![id, context],
+        )
+        .map_err(store_error)?;
+    }
+    match &write.progress {
+        Some(Progress::Completed(_)) | Some(Progress::Compensated(_)) => {
+            let completed: String = tx
+                .query_row("SELECT completed FROM sagas WHERE id = ?1", [&id], |row| {
+                    row.get(0)
+                })
+                .map_err(store_error)?;
+            let mut completed: Vec<CompletedStep> =
+                serde_json::from_str(&completed).map_err(store_error)?;
+            super::apply_progress(&mut completed, write.progress.as_ref());
+            let completed = serde_json::to_string(&completed).map_err(store_error)?;
+            tx.execute(
+                "UPDATE sagas SET completed = ?2 WHERE id = ?1",
+                params![id, completed],
+            )
+            .map_err(store_error)?;
+        }
+        Some(Progress::RollbackStarted(cause)) => {
+            let cause = serde_json::to_string(cause).map_err(store_error)?;
+            tx.execute(
+                "UPDATE sagas SET rollback = ?2 WHERE id = ?1",
+                params![id, cause],
+            )
+            .map_err(store_error)?;
+        }
+        Some(Progress::RollbackResumed) | None => {}
+    }
+    tx.execute(
+        "INSERT INTO saga_history (saga_id, event) VALUES (?1, ?2)",
+        params![id, write.event],
+    )
+    .map_err(store_error)?;
+    Ok(())
+}
+
+fn begin_recovery(tx: &rusqlite::Transaction<'_>, id: SagaId) -> Result<u32, StoreError> {
+    tx.query_row(
+        "UPDATE sagas SET recovery_attempts = recovery_attempts + 1 WHERE id = ?1
+         RETURNING recovery_attempts",
+        [id.to_string()],
+        |row| row.get(0),
+    )
+    .optional()
+    .map_err(store_error)?
+    .ok_or_else(|| StoreError::new(format!("no saga with id {id}")))
+}
+
+const RECORD_COLUMNS: &str = "id, saga_type, steps, status, context, completed, rollback, \
+     idempotency_key, recovery_attempts, created_at, updated_at";
+
+/// Reads one record; `Err(CorruptRecord)` when its stored fields do not decode.
+fn load_record(
+    conn: &Connection,
+    id: &str,
+) -> Result<Option<Result<SagaRecord, CorruptRecord>>, StoreError> {
+    conn.query_row(
+        &format!("SELECT {RECORD_COLUMNS} FROM sagas WHERE id = ?1"),
+        [id],
+        row_to_record,
+    )
+    .optional()
+    .map_err(store_error)
+}
+
+fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<SagaRecord, CorruptRecord>> {
+    let id: String = row.get(0)?;
+    let saga_type: String = row.get(1)?;
+    let steps: String = row.get(2)?;
+    let status: String = row.get(3)?;
+    let context: Vec<u8> = row.get(4)?;
+    let completed: String = row.get(5)?;
+    let rollback: Option<String> = row.get(6)?;
+    let idempotency_key: Option<String> = row.get(7)?;
+    let recovery_attempts: u32 = row.get(8)?;
+    let created_at: i64 = row.get(9)?;
+    let updated_at: i64 = row.get(10)?;
+    let decode = || -> Result<SagaRecord, String> {
+        let time = |ms: i64| UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+        Ok(SagaRecord {
+            id: id.parse().map_err(|e| format!("bad id: {e}"))?,
+            saga_type: saga_type.clone(),
+            steps: serde_json::from_str(&steps).map_err(|e| format!("bad step list: {e}"))?,
+            status: serde_json::from_str::<SagaStatus<usize>>(&status)
+                .map_err(|e| format!("bad status: {e}"))?,
+            context: StoredContext::json(context),
+            completed: serde_json::from_str(&completed)
+                .map_err(|e| format!("bad completed steps: {e}"))?,
+            rollback: rollback
+                .map(|r| serde_json::from_str(&r))
+                .transpose()
+                .map_err(|e| format!("bad rollback cause: {e}"))?,
+            idempotency_key,
+            recovery_attempts,
+            created_at: time(created_at),
+            updated_at: time(updated_at),
+        })
+    };
+    Ok(decode().map_err(|message| CorruptRecord {
+        id: id.clone(),
+        saga_type,
+        message,
+    }))
+}
+
+impl SagaStore for SqliteStore {
+    fn create(&self, saga: NewSaga) -> StoreFuture<'_, Created> {
+        let started = match serde_json::to_vec(&saga.started) {
+            Ok(started) => started,
+            Err(error) => return Box::pin(std::future::ready(Err(store_error(error)))),
+        };
+        let (reply, receiver) = oneshot::channel();
+        self.send(Request::Create(saga, started, reply), receiver)
+    }
+
+    fn write<'a>(&'a self, id: SagaId, writes: &mut Vec<Write>) -> StoreFuture<'a, ()> {
+        let encoded: Result<Vec<EncodedWrite>, StoreError> = writes
+            .drain(..)
+            .map(|w| {
+                Ok(EncodedWrite {
+                    event: serde_json::to_string(&w.event).map_err(store_error)?,
+                    at: millis(w.event.at),
+                    status: w
+                        .status
+                        .as_ref()
+                        .map(|s| serde_json::to_string(s).map(|json| (json, s.is_terminal())))
+                        .transpose()
+                        .map_err(store_error)?,
+                    context: w
+                        .context
+                        .as_ref()
+                        .map(|c| c.to_json().map(|j| j.to_vec()))
+                        .transpose()
+                        .map_err(|e| {
+                            StoreError::new(format!("the context does not serialize: {e}"))
+                        })?,
+                    resets_recovery: w.is_progress(),
+                    progress: w.progress,
+                })
+            })
+            .collect();
+        let encoded = match encoded {
+            Ok(encoded) => encoded,
+            Err(error) => return Box::pin(std::future::ready(Err(error))),
+        };
+        let (reply, receiver) = oneshot::channel();
+        self.send(Request::Write(id, encoded, reply), receiver)
+    }
+
+    fn load(&self, id: SagaId) -> StoreFuture<'_, Option<SagaRecord>> {
+        self.read(move |conn| {
+            load_record(conn, &id.to_string())?
+                .transpose()
+                .map_err(|corrupt| {
+                    StoreError::new(format!("saga {}: {}", corrupt.id, corrupt.message))
+                })
+        })
+    }
+
+    fn history(&self, id: SagaId) -> StoreFuture<'_, Option<Vec<SagaEvent>>> {
+        self.read(move |conn| {
+            let id = id.to_string();
+            let exists: bool = conn
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM sagas WHERE id = ?1)",
+                    [&id],
+                    |row| row.get(0),
+                )
+                .map_err(store_error)?;
+            if !exists {
+                return Ok(None);
+            }
+            let mut statement = conn
+                .prepare_cached("SELECT event FROM saga_history WHERE saga_id = ?1 ORDER BY seq")
+                .map_err(store_error)?;
+            let rows = statement
+                .query_map([&id], |row| row.get::<_, String>(0))
+                .map_err(store_error)?;
+            let mut events = Vec::new();
+            for row in rows {
+                let json = row.map_err(store_error)?;
+                events.push(serde_json::from_str(&json).map_err(|e| {
+                    StoreError::new(format!("saga {id}: unreadable history entry: {e}"))
+                })?);
+            }
+            Ok(Some(events))
+        })
+    }
+
+    fn unfinished(
+        &self,
+        after: Option<SagaId>,
+        limit: usize,
+    ) -> StoreFuture<'_, Vec<Result<SagaRecord, CorruptRecord>>> {
+        self.read(move |conn| {
+            let mut statement = conn
+                .prepare_cached(&format!(
+                    "SELECT {RECORD_COLUMNS} FROM sagas WHERE terminal = 0 AND id > ?1 ORDER BY id LIMIT ?2"
+                ))
+                .map_err(store_error)?;
+            let after = after.map(|id| id.to_string()).unwrap_or_default();
+            let rows = statement
+                .query_map(params![after, limit as i64], row_to_record)
+                .map_err(store_error)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(store_error)
+        })
+    }
+
+    fn begin_recovery(&self, id: SagaId) -> StoreFuture<'_, u32> {
+        let (reply, receiver) = oneshot::channel();
+        self.send(Request::BeginRecovery(id, reply), receiver)
+    }
+}
