@@ -20,10 +20,10 @@ pub(crate) fn private(krate: Option<&syn::Path>) -> TokenStream {
 /// A `Duration` constant, in the largest whole unit for readability of the expansion.
 pub(crate) fn duration(rt: &TokenStream, d: Duration) -> TokenStream {
     let nanos = d.as_nanos() as u64;
-    if nanos % 1_000_000_000 == 0 {
+    if nanos.is_multiple_of(1_000_000_000) {
         let secs = d.as_secs();
         quote!(#rt::Duration::from_secs(#secs))
-    } else if nanos % 1_000_000 == 0 {
+    } else if nanos.is_multiple_of(1_000_000) {
         let millis = nanos / 1_000_000;
         quote!(#rt::Duration::from_millis(#millis))
     } else {
