@@ -70,7 +70,7 @@ impl std::fmt::Debug for SqliteStore {
 
 enum Request {
     Create(
-        NewSaga,
+        Box<NewSaga>,
         Vec<u8>,
         oneshot::Sender<Result<Created, StoreError>>,
     ),
@@ -299,7 +299,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, request: Request) -> Reply {
     }
     match request {
         Request::Create(saga, started, reply) => {
-            Reply::Create(reply, savepoint(tx, || create(tx, saga, &started)))
+            Reply::Create(reply, savepoint(tx, || create(tx, *saga, &started)))
         }
         Request::Write(id, writes, reply) => Reply::Write(
             reply,
@@ -493,7 +493,7 @@ impl SagaStore for SqliteStore {
             Err(error) => return Box::pin(std::future::ready(Err(store_error(error)))),
         };
         let (reply, receiver) = oneshot::channel();
-        self.send(Request::Create(saga, started, reply), receiver)
+        self.send(Request::Create(Box::new(saga), started, reply), receiver)
     }
 
     fn write<'a>(&'a self, id: SagaId, writes: &mut Vec<Write>) -> StoreFuture<'a, ()> {
