@@ -128,6 +128,16 @@ pub enum SagaEventKind {
         /// Its error.
         error: StepError,
     },
+    /// A worker resumed the saga after its previous worker stopped mid-run.
+    SagaResumed {
+        /// How many times in a row it was resumed without progress (from 1).
+        recovery_attempt: u32,
+    },
+    /// The saga cannot go on under this program and needs attention.
+    SagaParked {
+        /// Why.
+        reason: String,
+    },
     /// Every step completed.
     SagaCompleted {
         /// From start to end.
@@ -235,6 +245,10 @@ pub(crate) fn trace(kind: &SagaEventKind) {
         } => {
             warn!(%step, attempt, %error, "compensation failed")
         }
+        SagaEventKind::SagaResumed { recovery_attempt } => {
+            info!(recovery_attempt, "saga resumed")
+        }
+        SagaEventKind::SagaParked { reason } => tracing::error!(%reason, "saga parked"),
         SagaEventKind::SagaCompleted { duration } => info!(?duration, "saga completed"),
         SagaEventKind::SagaCompensated { duration } => info!(?duration, "saga compensated"),
         SagaEventKind::SagaFailed {

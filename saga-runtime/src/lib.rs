@@ -57,10 +57,13 @@
 
 #![warn(missing_docs)]
 
+mod client;
 mod engine;
 mod error;
 mod event;
 mod executor;
+#[doc(hidden)]
+pub mod failpoint;
 mod id;
 mod outcome;
 mod retry;
@@ -69,7 +72,8 @@ mod status;
 mod step;
 pub mod store;
 
-pub use crate::engine::{Engine, EngineBuilder, SagaClient, SagaRequest};
+pub use crate::client::{SagaClient, SagaRequest};
+pub use crate::engine::{Engine, EngineBuilder, RecoveryReport};
 pub use crate::error::{ErrorKind, ResultExt, SagaError, StepError};
 pub use crate::event::{RollbackReason, SagaEvent, SagaEventKind, StepName};
 pub use crate::id::SagaId;

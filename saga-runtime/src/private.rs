@@ -10,7 +10,7 @@ use std::future::Future;
 
 use crate::StepError;
 
-pub use crate::engine::SagaClient;
+pub use crate::client::SagaClient;
 pub use crate::saga::{Saga, SagaContext, SagaOptions, StepEnum};
 pub use crate::step::{
     CompensationRetries, SagaStep, StepCx, StepDef, StepDescription, StepFuture, StepPolicy, Undo,
@@ -156,7 +156,8 @@ pub const fn fallback<F: FallbackOf<S, C, D>, S, C, D>() -> Option<fn() -> StepD
     Some(StepDef::<C, D>::of::<F>)
 }
 
-pub use crate::engine::{Engine, SagaRequest};
+pub use crate::client::SagaRequest;
+pub use crate::engine::Engine;
 pub use crate::saga::SagaDescription;
 pub use crate::{SagaError, SagaId, SagaOutcome, SagaStatus};
 

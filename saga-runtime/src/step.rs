@@ -25,6 +25,16 @@ pub enum Phase {
     Compensation,
 }
 
+impl Phase {
+    /// The name for this phase among two.
+    pub(crate) fn point(self, action: &'static str, compensation: &'static str) -> &'static str {
+        match self {
+            Phase::Action => action,
+            Phase::Compensation => compensation,
+        }
+    }
+}
+
 /// The step handle: who is running, which attempt this is, and the saga's shared,
 /// non-persisted dependencies (clients, pools), like axum's `State`.
 ///

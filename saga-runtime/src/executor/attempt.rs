@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use super::cancel::Stop;
 use super::Run;
 use crate::event::SagaEventKind;
+use crate::failpoint;
 use crate::step::{Phase, StepFn};
 use crate::{CompensationRetries, Saga, SagaError, SagaStatus, StepCx, StepError};
 
@@ -107,7 +108,17 @@ impl<S: Saga> Run<S> {
                 status,
             );
             // The intent is durable before the step runs (write-ahead).
+            failpoint::hit(
+                plan.phase
+                    .point("before_intent", "before_compensation_intent"),
+                plan.name,
+            );
             self.flush().await?;
+            failpoint::hit(
+                plan.phase
+                    .point("after_intent", "after_compensation_intent"),
+                plan.name,
+            );
             let mut work = (*self.committed).clone();
             let cx = StepCx::new(
                 self.id,
@@ -119,7 +130,14 @@ impl<S: Saga> Run<S> {
             );
             let started = Instant::now();
             let error = match attempt_once(plan.func, &mut work, &cx, plan.timeout).await {
-                Ok(()) => return Ok(AttemptsEnded::Succeeded(work, attempt, started.elapsed())),
+                Ok(()) => {
+                    failpoint::hit(
+                        plan.phase
+                            .point("after_effect", "after_compensation_effect"),
+                        plan.name,
+                    );
+                    return Ok(AttemptsEnded::Succeeded(work, attempt, started.elapsed()));
+                }
                 Err(error) => error,
             };
             if !error.is_retryable() || !plan.attempts.allows(attempt + 1) {

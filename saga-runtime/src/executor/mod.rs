@@ -3,6 +3,7 @@
 
 mod attempt;
 mod cancel;
+mod recovery;
 mod rollback;
 
 use std::borrow::Cow;
@@ -12,6 +13,7 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 pub(crate) use cancel::CancelState;
+pub(crate) use recovery::{park, resume};
 
 use self::attempt::{AttemptPlan, Attempts, AttemptsEnded};
 use self::cancel::Stop;
@@ -43,6 +45,8 @@ pub(crate) struct Run<S: Saga> {
     /// Transitions recorded but not yet handed to the store: flushed before user code runs,
     /// before a retry wait, and at the end (see the store module).
     pending: Vec<Write>,
+    /// Held for the run's whole life; dropping it takes the saga out of the running set.
+    _claim: Claim,
 }
 
 /// How one step (with its retries) ended.
@@ -52,32 +56,36 @@ enum StepEnd {
     Stopped(Stop),
 }
 
-/// Removes a saga from the engine's running set however its run ends.
-struct Registration {
+/// A saga claimed by this engine: in its running set from before it is recorded (or resumed)
+/// until its run ends, so that recovery never resumes a saga this engine is running.
+pub(crate) struct Claim {
     engine: Engine,
     id: SagaId,
+    cancel: Arc<CancelState>,
 }
 
-impl Registration {
-    fn new(engine: &Engine, id: SagaId) -> (Self, Arc<CancelState>) {
-        let state = Arc::new(CancelState::default());
-        engine
+impl Claim {
+    /// Claims `id`, unless this engine is already running it.
+    pub(crate) fn take(engine: &Engine, id: SagaId) -> Option<Claim> {
+        let cancel = Arc::new(CancelState::default());
+        let mut running = engine
             .inner
             .running
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, state.clone());
-        (
-            Registration {
-                engine: engine.clone(),
-                id,
-            },
-            state,
-        )
+            .unwrap_or_else(|e| e.into_inner());
+        if running.contains_key(&id) {
+            return None;
+        }
+        running.insert(id, cancel.clone());
+        Some(Claim {
+            engine: engine.clone(),
+            id,
+            cancel,
+        })
     }
 }
 
-impl Drop for Registration {
+impl Drop for Claim {
     fn drop(&mut self) {
         self.engine
             .inner
@@ -101,15 +109,13 @@ pub(crate) fn started_event<S: Saga>(id: SagaId) -> SagaEvent {
 
 /// Runs a freshly recorded saga to a terminal state. `started` is the event recorded with it.
 pub(crate) async fn run<S: Saga>(
-    engine: Engine,
-    id: SagaId,
+    claim: Claim,
     ctx: Arc<S::Context>,
     deps: Arc<S::Deps>,
     deadline: Option<Duration>,
     started: SagaEvent,
 ) -> Result<SagaOutcome<S::Context, S::Step>, SagaError> {
-    let (_registration, cancel) = Registration::new(&engine, id);
-    let mut run = Run::<S>::new(engine, id, ctx, deps, cancel, deadline);
+    let mut run = Run::<S>::new(claim, ctx, deps, deadline);
     run.announce(started);
     run.forward(0).await
 }
@@ -156,33 +162,37 @@ pub(crate) async fn retry_compensation<S: Saga>(
         .context
         .decode::<S::Context>()
         .map_err(|message| SagaError::CorruptContext { id, message })?;
-    let (_registration, cancel) = Registration::new(&engine, id);
-    let mut run = Run::<S>::new(engine, id, Arc::new(ctx), deps, cancel, None);
+    let claim = Claim::take(&engine, id).ok_or(SagaError::InvalidState {
+        id,
+        operation: "retrying compensation",
+        needed: "not running",
+        status: "running on this engine".into(),
+    })?;
+    let mut run = Run::<S>::new(claim, Arc::new(ctx), deps, None);
     run.completed = record.completed;
     run.resume_rollback(cause).await
 }
 
 impl<S: Saga> Run<S> {
     fn new(
-        engine: Engine,
-        id: SagaId,
+        claim: Claim,
         ctx: Arc<S::Context>,
         deps: Arc<S::Deps>,
-        cancel: Arc<CancelState>,
         deadline: Option<Duration>,
     ) -> Self {
         let started = Instant::now();
         Run {
-            engine,
-            id,
+            engine: claim.engine.clone(),
+            id: claim.id,
             deps,
             committed: ctx,
             completed: Vec::new(),
             past_pivot: false,
-            cancel,
+            cancel: claim.cancel.clone(),
             deadline: deadline.map(|d| started + d),
             started,
             pending: Vec::new(),
+            _claim: claim,
         }
     }
 

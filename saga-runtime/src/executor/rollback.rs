@@ -87,7 +87,10 @@ impl<S: Saga> Run<S> {
             })
     }
 
-    async fn compensate(&mut self, cause: RollbackCause<usize>) -> Result<Outcome<S>, SagaError> {
+    pub(super) async fn compensate(
+        &mut self,
+        cause: RollbackCause<usize>,
+    ) -> Result<Outcome<S>, SagaError> {
         let mut failures = Vec::new();
         let mut uncompensated = Vec::new();
         let pending: Vec<_> = self.pending_compensations().collect();
@@ -178,7 +181,7 @@ impl<S: Saga> Run<S> {
 
 /// The definition whose compensation undoes a completed step: the fallback's when the fallback
 /// completed in the step's place.
-fn def_of<S: Saga>(done: &CompletedStep) -> StepDef<S::Context, S::Deps> {
+pub(super) fn def_of<S: Saga>(done: &CompletedStep) -> StepDef<S::Context, S::Deps> {
     let def = S::steps()[done.step];
     match (done.via_fallback, def.fallback) {
         (true, Some(fallback)) => fallback(),

@@ -10,8 +10,8 @@ use std::task::{Context, Poll};
 use super::{
     CorruptRecord, Created, NewSaga, SagaRecord, SagaStore, StoreError, StoreFuture, Write,
 };
-use crate::engine::IdMap;
 use crate::event::SagaEvent;
+use crate::id::IdMap;
 use crate::SagaId;
 
 /// Keeps sagas in a map. Terminal sagas beyond the retention limit are forgotten oldest first,

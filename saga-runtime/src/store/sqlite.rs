@@ -71,7 +71,7 @@ impl std::fmt::Debug for SqliteStore {
 enum Request {
     Create(
         Box<NewSaga>,
-        Vec<u8>,
+        String,
         oneshot::Sender<Result<Created, StoreError>>,
     ),
     Write(
@@ -166,6 +166,8 @@ impl SqliteStore {
 
 fn connect(path: &Path, durability: Durability) -> Result<Connection, StoreError> {
     let conn = Connection::open(path).map_err(store_error)?;
+    // Before anything that writes (even switching to WAL rewrites the header).
+    check_version(&conn)?;
     conn.busy_timeout(std::time::Duration::from_secs(30))
         .map_err(store_error)?;
     conn.pragma_update(None, "journal_mode", "WAL")
@@ -175,7 +177,8 @@ fn connect(path: &Path, durability: Durability) -> Result<Connection, StoreError
     Ok(conn)
 }
 
-fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+/// Refuses a database written by a newer version of this library; returns its version.
+fn check_version(conn: &Connection) -> Result<i64, StoreError> {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .map_err(store_error)?;
@@ -185,7 +188,11 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
              {SCHEMA_VERSION}; upgrade the library (nothing was written)"
         )));
     }
-    if version == SCHEMA_VERSION {
+    Ok(version)
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    if check_version(conn)? == SCHEMA_VERSION {
         return Ok(());
     }
     let tx = conn
@@ -314,7 +321,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, request: Request) -> Reply {
 fn create(
     tx: &rusqlite::Transaction<'_>,
     saga: NewSaga,
-    started: &[u8],
+    started: &str,
 ) -> Result<Created, StoreError> {
     let existing: Option<String> = tx
         .query_row(
@@ -447,36 +454,58 @@ fn load_record(
 }
 
 fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<SagaRecord, CorruptRecord>> {
-    let id: String = row.get(0)?;
-    let saga_type: String = row.get(1)?;
-    let steps: String = row.get(2)?;
-    let status: String = row.get(3)?;
-    let context: Vec<u8> = row.get(4)?;
-    let completed: String = row.get(5)?;
-    let rollback: Option<String> = row.get(6)?;
-    let idempotency_key: Option<String> = row.get(7)?;
-    let recovery_attempts: u32 = row.get(8)?;
-    let created_at: i64 = row.get(9)?;
-    let updated_at: i64 = row.get(10)?;
+    use rusqlite::types::ValueRef;
+    // Any column may hold anything: a value of the wrong type is a corrupt record, never an
+    // error that would stop the reading of the others.
+    let text = |i: usize| -> Result<String, String> {
+        match row.get_ref(i).map_err(|e| e.to_string())? {
+            ValueRef::Text(t) => String::from_utf8(t.to_vec()).map_err(|e| e.to_string()),
+            other => Err(format!(
+                "column {i} holds {:?}, not text",
+                other.data_type()
+            )),
+        }
+    };
+    let optional_text = |i: usize| -> Result<Option<String>, String> {
+        match row.get_ref(i).map_err(|e| e.to_string())? {
+            ValueRef::Null => Ok(None),
+            _ => text(i).map(Some),
+        }
+    };
+    let integer = |i: usize| -> Result<i64, String> {
+        match row.get_ref(i).map_err(|e| e.to_string())? {
+            ValueRef::Integer(n) => Ok(n),
+            other => Err(format!(
+                "column {i} holds {:?}, not an integer",
+                other.data_type()
+            )),
+        }
+    };
+    let id = text(0).unwrap_or_else(|_| "?".to_owned());
+    let saga_type = text(1).unwrap_or_else(|_| "?".to_owned());
     let decode = || -> Result<SagaRecord, String> {
         let time = |ms: i64| UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+        let context = match row.get_ref(4).map_err(|e| e.to_string())? {
+            ValueRef::Blob(b) | ValueRef::Text(b) => b.to_vec(),
+            other => return Err(format!("the context holds {:?}", other.data_type())),
+        };
         Ok(SagaRecord {
             id: id.parse().map_err(|e| format!("bad id: {e}"))?,
             saga_type: saga_type.clone(),
-            steps: serde_json::from_str(&steps).map_err(|e| format!("bad step list: {e}"))?,
-            status: serde_json::from_str::<SagaStatus<usize>>(&status)
+            steps: serde_json::from_str(&text(2)?).map_err(|e| format!("bad step list: {e}"))?,
+            status: serde_json::from_str::<SagaStatus<usize>>(&text(3)?)
                 .map_err(|e| format!("bad status: {e}"))?,
             context: StoredContext::json(context),
-            completed: serde_json::from_str(&completed)
+            completed: serde_json::from_str(&text(5)?)
                 .map_err(|e| format!("bad completed steps: {e}"))?,
-            rollback: rollback
+            rollback: optional_text(6)?
                 .map(|r| serde_json::from_str(&r))
                 .transpose()
                 .map_err(|e| format!("bad rollback cause: {e}"))?,
-            idempotency_key,
-            recovery_attempts,
-            created_at: time(created_at),
-            updated_at: time(updated_at),
+            idempotency_key: optional_text(7)?,
+            recovery_attempts: u32::try_from(integer(8)?).map_err(|e| e.to_string())?,
+            created_at: time(integer(9)?),
+            updated_at: time(integer(10)?),
         })
     };
     Ok(decode().map_err(|message| CorruptRecord {
@@ -488,7 +517,7 @@ fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<SagaRecord,
 
 impl SagaStore for SqliteStore {
     fn create(&self, saga: NewSaga) -> StoreFuture<'_, Created> {
-        let started = match serde_json::to_vec(&saga.started) {
+        let started = match serde_json::to_string(&saga.started) {
             Ok(started) => started,
             Err(error) => return Box::pin(std::future::ready(Err(store_error(error)))),
         };

@@ -1,0 +1,306 @@
+//! The typed client of one saga type on one engine (what the generated `OrderSaga::run`,
+//! `start`, `status`... go through), and the options of one run.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+use tracing::Instrument;
+
+use crate::engine::Engine;
+use crate::event::SagaEvent;
+use crate::executor::{self, Claim};
+use crate::failpoint;
+use crate::store::{Created, NewSaga, StoredContext};
+use crate::{Saga, SagaError, SagaId, SagaOutcome, SagaStatus, StepEnum};
+
+/// Options for one saga run, built by [`SagaClient::request`] or the generated
+/// `OrderSaga::request(ctx)`.
+#[must_use]
+pub struct SagaRequest<'e, S: Saga> {
+    engine: &'e Engine,
+    ctx: S::Context,
+    deps: Option<Arc<S::Deps>>,
+    id: Option<SagaId>,
+    idempotency_key: Option<String>,
+    deadline: Option<Duration>,
+}
+
+impl<'e, S: Saga> SagaRequest<'e, S> {
+    /// The dependencies handed to steps. Required unless `S::Deps: Default`.
+    pub fn deps(mut self, deps: impl Into<Arc<S::Deps>>) -> Self {
+        self.deps = Some(deps.into());
+        self
+    }
+
+    /// Runs under this id. If a saga with this id exists, it is returned instead of started
+    /// again.
+    pub fn id(mut self, id: SagaId) -> Self {
+        self.id = Some(id);
+        self
+    }
+
+    /// Deduplicates on this key: starting a second saga with the same key returns the first.
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+
+    /// A deadline for the whole saga, overriding `#[saga(deadline = ...)]`. Past it the saga stops
+    /// at the next step boundary and compensates.
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    fn take_deps(&mut self) -> Result<Arc<S::Deps>, SagaError> {
+        self.deps
+            .take()
+            .ok_or(SagaError::MissingDeps { saga_type: S::NAME })
+    }
+
+    /// Records the saga (with its "saga started" event), or finds the existing one with the same
+    /// id or key. Returns what the run needs when it is new.
+    async fn create(self) -> Result<Result<Prepared<S>, SagaId>, SagaError> {
+        let mut this = self;
+        let deps = this.take_deps()?;
+        let id = this.id.unwrap_or_default();
+        let ctx = Arc::new(this.ctx);
+        // Claimed before it is recorded, so that recovery on this engine never resumes it too.
+        let Some(claim) = Claim::take(this.engine, id) else {
+            return Ok(Err(id));
+        };
+        let started = executor::started_event::<S>(id);
+        let new = NewSaga {
+            id,
+            saga_type: S::NAME,
+            steps: S::steps().iter().map(|s| s.name()).collect(),
+            context: StoredContext::live(Arc::clone(&ctx)),
+            idempotency_key: this.idempotency_key,
+            started: started.clone(),
+        };
+        match this.engine.inner.store.create(new).await? {
+            Created::Existing(record) => Ok(Err(record.id)),
+            Created::New => Ok(Ok(Prepared {
+                claim,
+                id,
+                ctx,
+                deps,
+                deadline: this.deadline.or(S::OPTIONS.deadline),
+                started,
+            })),
+        }
+    }
+
+    /// Runs the saga to a terminal state.
+    ///
+    /// With an id or key that is already taken, nothing runs and the error is
+    /// [`SagaError::AlreadyExists`]; use [`SagaRequest::start`] for "start unless it exists".
+    pub async fn run(self) -> Result<SagaOutcome<S::Context, S::Step>, SagaError> {
+        match self.create().await? {
+            Ok(prepared) => prepared.run().await,
+            Err(id) => Err(SagaError::AlreadyExists { id }),
+        }
+    }
+
+    /// Records the saga and runs it in the background on the current tokio runtime; returns its
+    /// id once it is recorded (durably, on a durable store). A second start with the same id or
+    /// key returns the first saga's id and starts nothing.
+    pub async fn start(self) -> Result<SagaId, SagaError> {
+        let prepared = match self.create().await? {
+            Ok(prepared) => prepared,
+            Err(existing) => return Ok(existing),
+        };
+        let id = prepared.id;
+        tokio::spawn(async move {
+            if let Err(error) = prepared.run().await {
+                tracing::error!(saga.id = %id, %error, "saga stopped");
+            }
+        });
+        Ok(id)
+    }
+}
+
+/// A recorded saga, ready to run.
+struct Prepared<S: Saga> {
+    claim: Claim,
+    id: SagaId,
+    ctx: Arc<S::Context>,
+    deps: Arc<S::Deps>,
+    deadline: Option<Duration>,
+    started: SagaEvent,
+}
+
+impl<S: Saga> Prepared<S> {
+    async fn run(self) -> Result<SagaOutcome<S::Context, S::Step>, SagaError> {
+        failpoint::hit("after_start_commit", "saga");
+        let span = executor::span::<S>(self.id);
+        executor::run::<S>(self.claim, self.ctx, self.deps, self.deadline, self.started)
+            .instrument(span)
+            .await
+    }
+}
+
+/// The typed view of one saga type on one engine. The generated `OrderSaga::on(&engine)` returns
+/// one; the generated `OrderSaga::run` etc. use the one on [`Engine::global`].
+pub struct SagaClient<'e, S> {
+    engine: &'e Engine,
+    _saga: std::marker::PhantomData<fn() -> S>,
+}
+
+impl<S> Clone for SagaClient<'_, S> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<S> Copy for SagaClient<'_, S> {}
+
+impl<'e, S: Saga> SagaClient<'e, S> {
+    pub(crate) fn new(engine: &'e Engine) -> Self {
+        SagaClient {
+            engine,
+            _saga: std::marker::PhantomData,
+        }
+    }
+
+    /// The client on the global engine.
+    pub fn global() -> SagaClient<'static, S> {
+        Engine::global().saga()
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &'e Engine {
+        self.engine
+    }
+
+    /// Starts building a run with options (id, idempotency key, deadline, deps).
+    pub fn request(&self, ctx: S::Context) -> SagaRequest<'e, S> {
+        SagaRequest {
+            engine: self.engine,
+            ctx,
+            deps: None,
+            id: None,
+            idempotency_key: None,
+            deadline: None,
+        }
+    }
+
+    fn request_default(&self, ctx: S::Context) -> SagaRequest<'e, S>
+    where
+        S::Deps: Default,
+    {
+        self.request(ctx).deps(Arc::new(S::Deps::default()))
+    }
+
+    /// Runs a saga whose dependencies are `Default` (e.g. `()`) to a terminal state.
+    pub async fn run(&self, ctx: S::Context) -> Result<SagaOutcome<S::Context, S::Step>, SagaError>
+    where
+        S::Deps: Default,
+    {
+        self.request_default(ctx).run().await
+    }
+
+    /// Runs a saga with these dependencies to a terminal state.
+    pub async fn run_with(
+        &self,
+        ctx: S::Context,
+        deps: impl Into<Arc<S::Deps>>,
+    ) -> Result<SagaOutcome<S::Context, S::Step>, SagaError> {
+        self.request(ctx).deps(deps).run().await
+    }
+
+    /// Starts a saga whose dependencies are `Default` in the background; returns its id.
+    pub async fn start(&self, ctx: S::Context) -> Result<SagaId, SagaError>
+    where
+        S::Deps: Default,
+    {
+        self.request_default(ctx).start().await
+    }
+
+    /// Starts a saga with these dependencies in the background; returns its id.
+    pub async fn start_with(
+        &self,
+        ctx: S::Context,
+        deps: impl Into<Arc<S::Deps>>,
+    ) -> Result<SagaId, SagaError> {
+        self.request(ctx).deps(deps).start().await
+    }
+
+    /// The saga's current status.
+    pub async fn status(&self, id: SagaId) -> Result<SagaStatus<S::Step>, SagaError> {
+        let record = self
+            .engine
+            .inner
+            .store
+            .load(id)
+            .await?
+            .ok_or(SagaError::NotFound(id))?;
+        if record.saga_type != S::NAME {
+            return Err(SagaError::WrongType {
+                id,
+                expected: S::NAME,
+                actual: record.saga_type,
+            });
+        }
+        let status = record.status;
+        // A position outside the step list can only come from a record written under another
+        // definition; report it rather than guess.
+        if let SagaStatus::Running { step }
+        | SagaStatus::Compensating { step }
+        | SagaStatus::CompensationFailed { step }
+        | SagaStatus::Failed { step } = status
+        {
+            if S::Step::from_index(step).is_none() {
+                return Err(SagaError::IncompatibleDefinition {
+                    id,
+                    message: format!("step position {step} does not exist in `{}`", S::NAME),
+                });
+            }
+        }
+        Ok(status.map(|i| S::Step::from_index(i).expect("checked above")))
+    }
+
+    /// Waits until the saga is terminal and returns its final status.
+    pub async fn wait(&self, id: SagaId) -> Result<SagaStatus<S::Step>, SagaError> {
+        let mut events = self.engine.subscribe();
+        loop {
+            let status = self.status(id).await?;
+            if status.is_terminal() {
+                return Ok(status);
+            }
+            // Any event of this saga may be its last; a lagging receiver just re-reads the store.
+            loop {
+                match events.recv().await {
+                    Ok(event) if event.saga_id == id => break,
+                    Ok(_) => continue,
+                    Err(broadcast::error::RecvError::Lagged(_)) => break,
+                    Err(broadcast::error::RecvError::Closed) => return self.status(id).await,
+                }
+            }
+        }
+    }
+
+    /// Asks a running saga to stop at its next step boundary and compensate.
+    pub fn cancel(&self, id: SagaId) -> Result<(), SagaError> {
+        self.engine.cancel(id)
+    }
+
+    /// Retries the compensation of a compensation-failed saga: compensation continues in order
+    /// from the step that failed.
+    pub async fn retry_compensation(
+        &self,
+        id: SagaId,
+        deps: impl Into<Arc<S::Deps>>,
+    ) -> Result<SagaOutcome<S::Context, S::Step>, SagaError> {
+        let span = executor::span::<S>(id);
+        executor::retry_compensation::<S>(self.engine.clone(), id, deps.into())
+            .instrument(span)
+            .await
+    }
+
+    /// A saga's history: every event it emitted, oldest first.
+    pub async fn history(&self, id: SagaId) -> Result<Vec<SagaEvent>, SagaError> {
+        self.engine.history(id).await
+    }
+}

@@ -1,0 +1,95 @@
+//! Resuming a saga from its record after a crash, and parking one that cannot be resumed.
+//!
+//! A saga resumes from its last committed state: the completed steps and the context the record
+//! holds. A step whose intent was recorded but whose completion was not runs again, from its
+//! first attempt, with the same idempotency key: steps are at-least-once, effectively-once when
+//! they pass the key on. A saga that had started rolling back only ever finishes rolling back.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::rollback::def_of;
+use super::{Claim, Run};
+use crate::event::{self, SagaEvent, SagaEventKind};
+use crate::store::{SagaRecord, Write};
+use crate::{Engine, Saga, SagaError, SagaId, SagaOutcome, SagaStatus, Undo};
+
+/// Resumes a recorded, non-terminal saga of type `S` that `claim` holds. A context that does not
+/// decode parks the saga.
+pub(crate) async fn resume<S: Saga>(
+    claim: Claim,
+    record: SagaRecord,
+    deps: Arc<S::Deps>,
+) -> Result<SagaOutcome<S::Context, S::Step>, SagaError> {
+    let id = record.id;
+    let ctx = match record.context.decode::<S::Context>() {
+        Ok(ctx) => ctx,
+        Err(message) => {
+            let reason = format!(
+                "its stored context does not decode as `{}`: {message}",
+                S::NAME
+            );
+            park(&claim.engine, id, S::NAME, reason).await?;
+            return Err(SagaError::CorruptContext { id, message });
+        }
+    };
+    let mut run = Run::<S>::new(claim, Arc::new(ctx), deps, None);
+    run.completed = record.completed;
+    run.past_pivot = run
+        .completed
+        .iter()
+        .any(|done| !done.timed_out && def_of::<S>(done).policy().undo == Undo::Pivot);
+    if run.past_pivot {
+        run.cancel.pass_pivot();
+    }
+    run.record(
+        SagaEventKind::SagaResumed {
+            recovery_attempt: record.recovery_attempts,
+        },
+        None,
+    );
+    match record.rollback {
+        Some(cause) => run.compensate(cause).await,
+        None => {
+            let next = run
+                .completed
+                .iter()
+                .filter(|d| !d.timed_out)
+                .map(|d| d.step + 1)
+                .max();
+            run.forward(next.unwrap_or(0)).await
+        }
+    }
+}
+
+/// Parks a saga: it cannot go on under this program and needs attention, for `reason`.
+pub(crate) async fn park(
+    engine: &Engine,
+    id: SagaId,
+    saga_type: &str,
+    reason: String,
+) -> Result<(), SagaError> {
+    let kind = SagaEventKind::SagaParked {
+        reason: reason.clone(),
+    };
+    event::trace(&kind);
+    let event = SagaEvent {
+        saga_id: id,
+        saga_type: Cow::Owned(saga_type.to_owned()),
+        at: SystemTime::now(),
+        kind,
+    };
+    let published = engine.inner.events.has_subscribers().then(|| event.clone());
+    let write = Write {
+        event,
+        status: Some(SagaStatus::Parked { reason }),
+        context: None,
+        progress: None,
+    };
+    engine.inner.store.write(id, &mut vec![write]).await?;
+    if let Some(event) = published {
+        engine.inner.events.publish(event);
+    }
+    Ok(())
+}

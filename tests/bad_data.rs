@@ -1,0 +1,194 @@
+//! Bad stored data gives a clear error or a parked saga, and never stops the other sagas: a
+//! corrupt context, an unknown saga type, a changed step list, a saga that keeps crashing its
+//! worker, and a database from a newer schema.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use saga_runtime::store::SCHEMA_VERSION;
+use saga_runtime::{saga, saga_step, Engine, SagaEventKind, SagaId, SagaStatus};
+use saga_tests::{scripted, Plan, Script, Trail};
+
+scripted!(
+    #[saga_step(compensate = undo_a)]
+    a
+);
+scripted!(undo_a as "undo:a");
+scripted!(
+    #[saga_step]
+    b
+);
+
+saga! { Good(Trail, Script) { a, b } }
+saga! { Gone(Trail, Script) { a, b } }
+
+scripted!(
+    #[saga_step(nothing_to_undo)]
+    b2
+);
+saga! {
+    /// `Good` as a later version of the program defines it: other steps.
+    Evolved(Trail, Script) { a, b2 }
+}
+
+/// Leaves `count` sagas of type `S` interrupted in the file (their step `a` hangs when the
+/// runtime that ran them is dropped).
+fn interrupted<S>(path: &std::path::Path, count: usize) -> Vec<SagaId>
+where
+    S: saga_runtime::Saga<Context = Trail, Deps = Script>,
+{
+    let script = Arc::new(Script::new().plan(
+        "a",
+        std::iter::repeat_n(Plan::Sleep(Duration::from_secs(3600)), count),
+    ));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let engine = Engine::builder().sqlite(path).unwrap().build();
+        let mut ids = Vec::new();
+        for _ in 0..count {
+            ids.push(
+                engine
+                    .saga::<S>()
+                    .start_with(Trail::default(), script.clone())
+                    .await
+                    .unwrap(),
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        ids
+    })
+}
+
+fn sql(path: &std::path::Path, statement: &str, id: SagaId) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.execute(statement, [id.to_string()]).unwrap();
+}
+
+async fn parked_reason(engine: &Engine, id: SagaId) -> String {
+    let history = engine.history(id).await.unwrap();
+    match &history.last().unwrap().kind {
+        SagaEventKind::SagaParked { reason } => reason.clone(),
+        other => panic!("expected parked, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_records_are_parked_with_a_reason_and_the_others_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sagas.db");
+    let good = tokio::task::block_in_place(|| interrupted::<Good>(&path, 3));
+    let gone = tokio::task::block_in_place(|| interrupted::<Gone>(&path, 1));
+    sql(
+        &path,
+        "UPDATE sagas SET context = '{not json' WHERE id = ?1",
+        good[1],
+    );
+
+    // This program knows Good, and Evolved under Good's old name would not fit: register Good
+    // only; `Gone` is unknown to it.
+    let script = Arc::new(Script::new());
+    let engine = Engine::builder()
+        .sqlite(&path)
+        .unwrap()
+        .register::<Good>(script.clone())
+        .build();
+    let report = engine.recover().await.unwrap();
+    assert_eq!(report.parked.len(), 1, "{report:?}");
+    assert_eq!(report.parked[0].0, gone[0]);
+    assert!(
+        report.parked[0]
+            .1
+            .contains("no saga type `Gone` is registered"),
+        "{report:?}"
+    );
+
+    let client = Good::on(&engine);
+    assert_eq!(client.wait(good[0]).await.unwrap(), SagaStatus::Completed);
+    assert_eq!(client.wait(good[2]).await.unwrap(), SagaStatus::Completed);
+    let corrupt = client.wait(good[1]).await.unwrap();
+    assert!(
+        matches!(&corrupt, SagaStatus::Parked { reason } if reason.contains("stored context does not decode")),
+        "{corrupt:?}"
+    );
+    assert!(parked_reason(&engine, gone[0]).await.contains("`Gone`"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_step_list_is_refused_not_guessed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sagas.db");
+    let ids = tokio::task::block_in_place(|| interrupted::<Good>(&path, 1));
+    // The program now calls its saga `Good` but with Evolved's steps.
+    sql(
+        &path,
+        "UPDATE sagas SET saga_type = 'Evolved' WHERE id = ?1",
+        ids[0],
+    );
+    let script = Arc::new(Script::new());
+    let engine = Engine::builder()
+        .sqlite(&path)
+        .unwrap()
+        .register::<Evolved>(script.clone())
+        .build();
+    let report = engine.recover().await.unwrap();
+    assert_eq!(report.parked.len(), 1);
+    assert_eq!(
+        report.parked[0].1,
+        "it was started with steps [\"a\", \"b\"], but this program's `Evolved` has steps [\"a\", \"b2\"]"
+    );
+    assert!(script.keys().is_empty(), "nothing ran");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saga_that_keeps_crashing_its_worker_is_parked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sagas.db");
+    let ids = tokio::task::block_in_place(|| interrupted::<Good>(&path, 1));
+    // Five recoveries already happened, none made progress.
+    sql(
+        &path,
+        "UPDATE sagas SET recovery_attempts = 5 WHERE id = ?1",
+        ids[0],
+    );
+    let script = Arc::new(Script::new());
+    let engine = Engine::builder()
+        .sqlite(&path)
+        .unwrap()
+        .register::<Good>(script.clone())
+        .build();
+    let report = engine.recover().await.unwrap();
+    assert_eq!(report.parked.len(), 1);
+    assert!(report.parked[0]
+        .1
+        .contains("resumed 5 times in a row without making progress"));
+    assert!(script.keys().is_empty());
+}
+
+#[test]
+fn a_database_from_a_newer_version_is_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sagas.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+    }
+    let before = std::fs::read(&path).unwrap();
+    let error = Engine::builder().sqlite(&path).err().expect("refused");
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "the database schema is version {}, newer than this library's version {SCHEMA_VERSION}; \
+             upgrade the library (nothing was written)",
+            SCHEMA_VERSION + 1
+        )
+    );
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        before,
+        "the file is untouched"
+    );
+}

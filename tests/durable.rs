@@ -1,0 +1,197 @@
+//! Durable sagas on SQLite: what is recorded survives the engine, `start` returns once the saga
+//! is recorded, and recovery resumes interrupted sagas from their last committed state.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use saga_runtime::{saga, saga_step, Engine, SagaEventKind, SagaId, SagaStatus};
+use saga_tests::{scripted, Plan, Script, Trail};
+
+scripted!(
+    #[saga_step(compensate = undo_a)]
+    a
+);
+scripted!(undo_a as "undo:a");
+scripted!(
+    #[saga_step(compensate = undo_b, retries = 1, backoff = "0s")]
+    b
+);
+scripted!(undo_b as "undo:b");
+scripted!(
+    #[saga_step]
+    c
+);
+
+saga! { Durable(Trail, Script) { a, b, c } }
+
+fn engine(path: &std::path::Path, script: &Arc<Script>) -> Engine {
+    Engine::builder()
+        .sqlite(path)
+        .unwrap()
+        .register::<Durable>(script.clone())
+        .build()
+}
+
+/// Runs `f` on a runtime that is then dropped with whatever it was running: to the store, the
+/// same as the process dying at that point.
+fn crash_during<F: std::future::Future>(f: impl FnOnce() -> F) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let work = f();
+        tokio::select! {
+            _ = work => panic!("the work was meant to be interrupted"),
+            _ = tokio::time::sleep(Duration::from_millis(300)) => {}
+        }
+    });
+}
+
+#[tokio::test]
+async fn a_completed_saga_is_read_back_by_a_new_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sagas.db");
+    let script = Arc::new(Script::new());
+    let outcome = Durable::on(&engine(&path, &script))
+        .run_with(Trail::default(), script.clone())
+        .await
+        .unwrap();
+    assert!(outcome.is_completed());
+
+    let reopened = engine(&path, &script);
+    let client = Durable::on(&reopened);
+    assert_eq!(
+        client.status(outcome.id()).await.unwrap(),
+        SagaStatus::Completed
+    );
+    let history = client.history(outcome.id()).await.unwrap();
+    assert!(matches!(
+        history.first().unwrap().kind,
+        SagaEventKind::SagaStarted { .. }
+    ));
+    assert!(matches!(
+        history.last().unwrap().kind,
+        SagaEventKind::SagaCompleted { .. }
+    ));
+    assert_eq!(history.len(), 8);
+}
+
+#[tokio::test]
+async fn start_returns_once_the_saga_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sagas.db");
+    let script = Arc::new(Script::new().plan("a", [Plan::Sleep(Duration::from_secs(3600))]));
+    let engine = engine(&path, &script);
+    let id = Durable::on(&engine)
+        .start_with(Trail::default(), script.clone())
+        .await
+        .unwrap();
+    // Another connection to the same file sees it at once.
+    let other = Engine::builder().sqlite(&path).unwrap().build();
+    assert!(Durable::on(&other).status(id).await.is_ok());
+}
+
+#[test]
+fn an_interrupted_step_runs_again_with_the_same_idempotency_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sagas.db");
+    let id = SagaId::new();
+    // b hangs: the process "dies" while b runs.
+    let first = Arc::new(Script::new().plan("b", [Plan::Sleep(Duration::from_secs(3600))]));
+    crash_during(|| {
+        let engine = engine(&path, &first);
+        let deps = first.clone();
+        async move {
+            Durable::on(&engine)
+                .request(Trail::default())
+                .deps(deps)
+                .id(id)
+                .run()
+                .await
+        }
+    });
+    assert_eq!(first.keys(), ["a", "b"]);
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let second = Arc::new(Script::new());
+    runtime.block_on(async {
+        let engine = engine(&path, &second);
+        let report = engine.recover().await.unwrap();
+        assert_eq!(report.resumed, [id]);
+        let client = Durable::on(&engine);
+        assert_eq!(client.wait(id).await.unwrap(), SagaStatus::Completed);
+        let history = client.history(id).await.unwrap();
+        assert!(history
+            .iter()
+            .any(|e| matches!(e.kind, SagaEventKind::SagaResumed { .. })));
+    });
+    assert_eq!(second.keys(), ["b", "c"], "a is not run again; b is");
+    let key = |s: &Script, k: &str| s.calls_of(k)[0].idempotency_key.clone();
+    assert_eq!(key(&first, "b"), key(&second, "b"));
+    assert_eq!(key(&second, "b"), format!("{id}:b"));
+}
+
+#[test]
+fn a_saga_interrupted_while_compensating_only_finishes_compensating() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sagas.db");
+    let id = SagaId::new();
+    // c fails, b is compensated, and the process dies while a's compensation runs.
+    let first = Arc::new(
+        Script::new()
+            .plan("c", [Plan::Permanent("no")])
+            .plan("undo:a", [Plan::Sleep(Duration::from_secs(3600))]),
+    );
+    crash_during(|| {
+        let engine = engine(&path, &first);
+        let deps = first.clone();
+        async move {
+            Durable::on(&engine)
+                .request(Trail::default())
+                .deps(deps)
+                .id(id)
+                .run()
+                .await
+        }
+    });
+    assert_eq!(first.keys(), ["a", "b", "c", "undo:b", "undo:a"]);
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let second = Arc::new(Script::new());
+    runtime.block_on(async {
+        let engine = engine(&path, &second);
+        engine.recover().await.unwrap();
+        assert_eq!(
+            Durable::on(&engine).wait(id).await.unwrap(),
+            SagaStatus::Compensated
+        );
+    });
+    assert_eq!(
+        second.keys(),
+        ["undo:a"],
+        "no step runs forward again; b stays compensated"
+    );
+}
+
+#[tokio::test]
+async fn an_idempotency_key_deduplicates_across_engines() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sagas.db");
+    let script = Arc::new(Script::new());
+    let first = Durable::on(&engine(&path, &script))
+        .request(Trail::default())
+        .deps(script.clone())
+        .idempotency_key("order-1")
+        .start()
+        .await
+        .unwrap();
+    let second = Durable::on(&engine(&path, &script))
+        .request(Trail::default())
+        .deps(script.clone())
+        .idempotency_key("order-1")
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(first, second);
+}
