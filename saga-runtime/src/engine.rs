@@ -44,7 +44,7 @@ pub(crate) struct EngineInner {
     pub(crate) backoff: Backoff,
     pub(crate) running: Mutex<IdMap<Arc<CancelState>>>,
     registry: HashMap<&'static str, Registered>,
-    max_recovery_attempts: u32,
+    pub(crate) max_recovery_attempts: u32,
     recovery_concurrency: Arc<Semaphore>,
 }
 
@@ -214,20 +214,7 @@ impl Engine {
             .acquire_owned()
             .await
             .expect("the semaphore is never closed");
-        let attempts = self.inner.store.begin_recovery(id).await?;
         failpoint::hit("mid_recovery", "saga");
-        if attempts > self.inner.max_recovery_attempts {
-            drop(claim);
-            let reason = format!(
-                "it was resumed {} times in a row without making progress; it may be crashing its worker",
-                attempts - 1
-            );
-            return self.park(report, id, &record.saga_type, reason).await;
-        }
-        let record = SagaRecord {
-            recovery_attempts: attempts,
-            ..record
-        };
         let resume = (registered.resume)(claim, record);
         tokio::spawn(async move {
             resume.await;

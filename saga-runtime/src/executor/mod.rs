@@ -396,11 +396,29 @@ impl<S: Saga> Run<S> {
         let published: Option<Vec<SagaEvent>> = events
             .has_subscribers()
             .then(|| self.pending.iter().map(|w| w.event.clone()).collect());
+        #[cfg(all(feature = "failpoints", debug_assertions))]
+        let checkpoints: Vec<(&'static str, String)> = self
+            .pending
+            .iter()
+            .filter_map(|w| match &w.event.kind {
+                SagaEventKind::StepCompleted { step, .. } => {
+                    Some(("after_checkpoint", step.to_string()))
+                }
+                SagaEventKind::StepCompensated { step, .. } => {
+                    Some(("after_compensation_checkpoint", step.to_string()))
+                }
+                _ => None,
+            })
+            .collect();
         self.engine
             .inner
             .store
             .write(self.id, &mut self.pending)
             .await?;
+        #[cfg(all(feature = "failpoints", debug_assertions))]
+        for (point, step) in checkpoints {
+            crate::failpoint::hit(point, &step);
+        }
         for event in published.into_iter().flatten() {
             events.publish(event);
         }

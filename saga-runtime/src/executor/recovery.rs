@@ -16,13 +16,26 @@ use crate::store::{SagaRecord, Write};
 use crate::{Engine, Saga, SagaError, SagaId, SagaOutcome, SagaStatus, Undo};
 
 /// Resumes a recorded, non-terminal saga of type `S` that `claim` holds. A context that does not
-/// decode parks the saga.
+/// decode parks the saga, and so does one resumed too many times in a row without progress.
+///
+/// The resumption is counted here, as the saga is about to run, and not when recovery finds it:
+/// a saga still waiting its turn when the worker dies was not what crashed it.
 pub(crate) async fn resume<S: Saga>(
     claim: Claim,
     record: SagaRecord,
     deps: Arc<S::Deps>,
-) -> Result<SagaOutcome<S::Context, S::Step>, SagaError> {
+) -> Result<Option<SagaOutcome<S::Context, S::Step>>, SagaError> {
     let id = record.id;
+    let engine = claim.engine.clone();
+    let attempts = engine.inner.store.begin_recovery(id).await?;
+    if attempts > engine.inner.max_recovery_attempts {
+        let reason = format!(
+            "it was resumed {} times in a row without making progress; it may be crashing its worker",
+            attempts - 1
+        );
+        park(&engine, id, S::NAME, reason).await?;
+        return Ok(None);
+    }
     let ctx = match record.context.decode::<S::Context>() {
         Ok(ctx) => ctx,
         Err(message) => {
@@ -45,11 +58,11 @@ pub(crate) async fn resume<S: Saga>(
     }
     run.record(
         SagaEventKind::SagaResumed {
-            recovery_attempt: record.recovery_attempts,
+            recovery_attempt: attempts,
         },
         None,
     );
-    match record.rollback {
+    let outcome = match record.rollback {
         Some(cause) => run.compensate(cause).await,
         None => {
             let next = run
@@ -60,7 +73,8 @@ pub(crate) async fn resume<S: Saga>(
                 .max();
             run.forward(next.unwrap_or(0)).await
         }
-    }
+    };
+    outcome.map(Some)
 }
 
 /// Parks a saga: it cannot go on under this program and needs attention, for `reason`.

@@ -1,0 +1,267 @@
+//! The worker process of the crash tests (`crash.rs`): runs generated sagas on a SQLite store,
+//! recording every effect in a separate ledger keyed by idempotency key, and is killed at random
+//! moments (or aborts at a named failpoint) by the test.
+//!
+//!     crash_worker STORE LEDGER soak SEED FROM TO
+//!         recovers, starts sagas FROM..TO of SEED (printing `ACK i` once each is recorded),
+//!         then waits until every saga in STORE is terminal
+//!     crash_worker STORE LEDGER one ID fail-pivot|no-fail
+//!         recovers, starts the 4-step `Matrix` saga with this id, waits until it is terminal
+
+use std::io::Write as _;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use saga_runtime::{saga, saga_step, Engine, Saga, SagaId, StepCx, StepError};
+use serde::{Deserialize, Serialize};
+
+/// What each step does, by position: the plan is chosen by the test, so a replay with the same
+/// seed runs the same sagas.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct CrashCtx {
+    /// 0 ok, 1 transient once then ok, 2 permanent failure, 3 time out (every attempt), 4 panic.
+    plan: Vec<u8>,
+    /// Milliseconds each step sleeps first, so that kills land mid-step.
+    delays: Vec<u8>,
+}
+
+/// The effects ledger: a separate database where each effect is recorded once per key.
+struct Ledger {
+    conn: Mutex<rusqlite::Connection>,
+}
+
+impl Ledger {
+    fn open(path: &str) -> Ledger {
+        let conn = rusqlite::Connection::open(path).expect("ledger opens");
+        conn.busy_timeout(Duration::from_secs(30)).unwrap();
+        conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+        conn.pragma_update(None, "synchronous", "FULL").unwrap();
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS effects (
+                 seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                 key TEXT NOT NULL UNIQUE,
+                 saga TEXT NOT NULL,
+                 step INTEGER NOT NULL,
+                 kind TEXT NOT NULL,
+                 applied INTEGER NOT NULL DEFAULT 1
+             )",
+        )
+        .unwrap();
+        Ledger {
+            conn: Mutex::new(conn),
+        }
+    }
+
+    /// Applies an effect under its idempotency key: a second application is counted, not
+    /// recorded again.
+    fn apply<D>(&self, cx: &StepCx<D>, step: usize, kind: &str) -> Result<(), StepError> {
+        self.conn
+            .lock()
+            .unwrap()
+            .execute(
+                "INSERT INTO effects (key, saga, step, kind) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (key) DO UPDATE SET applied = applied + 1",
+                rusqlite::params![
+                    cx.idempotency_key(),
+                    cx.saga_id().to_string(),
+                    step as i64,
+                    kind
+                ],
+            )
+            .map(drop)
+            .map_err(StepError::from_error)
+    }
+}
+
+async fn act(ctx: &CrashCtx, cx: &StepCx<Ledger>, step: usize) -> Result<(), StepError> {
+    tokio::time::sleep(Duration::from_millis(u64::from(ctx.delays[step]))).await;
+    match ctx.plan[step] {
+        1 if cx.attempt() == 1 => return Err(StepError::transient("flaky")),
+        2 => return Err(StepError::permanent("refused")),
+        3 => tokio::time::sleep(Duration::from_secs(1)).await,
+        4 => panic!("step {step} panicked"),
+        _ => {}
+    }
+    cx.deps().apply(cx, step, "do")
+}
+
+async fn undo(ctx: &CrashCtx, cx: &StepCx<Ledger>, step: usize) -> Result<(), StepError> {
+    tokio::time::sleep(Duration::from_millis(u64::from(ctx.delays[step]))).await;
+    cx.deps().apply(cx, step, "undo")
+}
+
+macro_rules! steps {
+    ($($n:literal: $step:ident, $pivot:ident, $undo:ident;)*) => {$(
+        #[saga_step(compensate = $undo, timeout = "40ms", retries = 2, backoff = "1ms")]
+        async fn $step(ctx: &mut CrashCtx, cx: &StepCx<Ledger>) -> Result<(), StepError> {
+            act(ctx, cx, $n).await
+        }
+
+        // Not every position has a pivot in some saga.
+        #[allow(dead_code)]
+        #[saga_step(pivot, timeout = "40ms", retries = 2, backoff = "1ms")]
+        async fn $pivot(ctx: &mut CrashCtx, cx: &StepCx<Ledger>) -> Result<(), StepError> {
+            act(ctx, cx, $n).await
+        }
+
+        async fn $undo(ctx: &mut CrashCtx, cx: &StepCx<Ledger>) -> Result<(), StepError> {
+            undo(ctx, cx, $n).await
+        }
+    )*};
+}
+
+steps! {
+    0: step_0, pivot_0, undo_0;
+    1: step_1, pivot_1, undo_1;
+    2: step_2, pivot_2, undo_2;
+    3: step_3, pivot_3, undo_3;
+    4: step_4, pivot_4, undo_4;
+    5: step_5, pivot_5, undo_5;
+    6: step_6, pivot_6, undo_6;
+    7: step_7, pivot_7, undo_7;
+}
+
+saga! { L1(CrashCtx, Ledger) { step_0 } }
+saga! { L2(CrashCtx, Ledger) { step_0, step_1 } }
+saga! { L3(CrashCtx, Ledger) { step_0, step_1, step_2 } }
+saga! { L4(CrashCtx, Ledger) { step_0, step_1, step_2, step_3 } }
+saga! { L5(CrashCtx, Ledger) { step_0, step_1, step_2, step_3, step_4 } }
+saga! { L6(CrashCtx, Ledger) { step_0, step_1, step_2, step_3, step_4, step_5 } }
+saga! { L7(CrashCtx, Ledger) { step_0, step_1, step_2, step_3, step_4, step_5, step_6 } }
+saga! { L8(CrashCtx, Ledger) { step_0, step_1, step_2, step_3, step_4, step_5, step_6, step_7 } }
+saga! { P1of2(CrashCtx, Ledger) { pivot_0, step_1 } }
+saga! { P2of3(CrashCtx, Ledger) { step_0, pivot_1, step_2 } }
+saga! { P3of5(CrashCtx, Ledger) { step_0, step_1, pivot_2, step_3, step_4 } }
+saga! { P4of4(CrashCtx, Ledger) { step_0, step_1, step_2, pivot_3 } }
+saga! { P6of8(CrashCtx, Ledger) { step_0, step_1, step_2, step_3, step_4, pivot_5, step_6, step_7 } }
+saga! {
+    /// The failpoint matrix's saga: a first, a middle, a pivot and a last step.
+    Matrix(CrashCtx, Ledger) { step_0, step_1, pivot_2, step_3 }
+}
+
+/// Starts saga `i` of `seed`: its type, plan and delays follow from the seed alone.
+async fn start_generated(engine: &Engine, ledger: &Arc<Ledger>, seed: u64, i: u64) {
+    let mut rng = fastrand::Rng::with_seed(seed ^ i.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let kind = rng.usize(0..13);
+    let len = [1, 2, 3, 4, 5, 6, 7, 8, 2, 3, 5, 4, 8][kind];
+    let plan = (0..len)
+        .map(|_| match rng.u8(0..100) {
+            0..=79 => 0,
+            80..=89 => 1,
+            90..=94 => 2,
+            95..=97 => 3,
+            _ => 4,
+        })
+        .collect();
+    let delays = (0..len).map(|_| rng.u8(0..6)).collect();
+    let ctx = CrashCtx { plan, delays };
+    let id = SagaId::from_uuid(uuid::Uuid::from_u64_pair(seed, i));
+    let started = match kind {
+        0 => start::<L1>(engine, ledger, ctx, id).await,
+        1 => start::<L2>(engine, ledger, ctx, id).await,
+        2 => start::<L3>(engine, ledger, ctx, id).await,
+        3 => start::<L4>(engine, ledger, ctx, id).await,
+        4 => start::<L5>(engine, ledger, ctx, id).await,
+        5 => start::<L6>(engine, ledger, ctx, id).await,
+        6 => start::<L7>(engine, ledger, ctx, id).await,
+        7 => start::<L8>(engine, ledger, ctx, id).await,
+        8 => start::<P1of2>(engine, ledger, ctx, id).await,
+        9 => start::<P2of3>(engine, ledger, ctx, id).await,
+        10 => start::<P3of5>(engine, ledger, ctx, id).await,
+        11 => start::<P4of4>(engine, ledger, ctx, id).await,
+        _ => start::<P6of8>(engine, ledger, ctx, id).await,
+    };
+    assert_eq!(started, id);
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "ACK {i}").unwrap();
+    out.flush().unwrap();
+}
+
+async fn start<S>(engine: &Engine, ledger: &Arc<Ledger>, ctx: CrashCtx, id: SagaId) -> SagaId
+where
+    S: Saga<Context = CrashCtx, Deps = Ledger>,
+{
+    engine
+        .saga::<S>()
+        .request(ctx)
+        .deps(ledger.clone())
+        .id(id)
+        .start()
+        .await
+        .expect("start")
+}
+
+/// Waits until no saga in the store is left unfinished.
+async fn drain(store: &str) {
+    let conn = rusqlite::Connection::open(store).unwrap();
+    conn.busy_timeout(Duration::from_secs(30)).unwrap();
+    loop {
+        let unfinished: i64 = conn
+            .query_row("SELECT COUNT(*) FROM sagas WHERE terminal = 0", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        if unfinished == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    // Planned panics are part of the test: one line each, not a backtrace.
+    std::panic::set_hook(Box::new(|info| eprintln!("panic: {info}")));
+    let args: Vec<String> = std::env::args().collect();
+    let (store, ledger_path, mode) = (&args[1], &args[2], args[3].as_str());
+    let ledger = Arc::new(Ledger::open(ledger_path));
+    let engine = Engine::builder()
+        .sqlite(store)
+        .expect("store opens")
+        .register::<L1>(ledger.clone())
+        .register::<L2>(ledger.clone())
+        .register::<L3>(ledger.clone())
+        .register::<L4>(ledger.clone())
+        .register::<L5>(ledger.clone())
+        .register::<L6>(ledger.clone())
+        .register::<L7>(ledger.clone())
+        .register::<L8>(ledger.clone())
+        .register::<P1of2>(ledger.clone())
+        .register::<P2of3>(ledger.clone())
+        .register::<P3of5>(ledger.clone())
+        .register::<P4of4>(ledger.clone())
+        .register::<P6of8>(ledger.clone())
+        .register::<Matrix>(ledger.clone())
+        // The test kills the worker every ~60 ms, far more often than any real worker dies: a
+        // slow step is interrupted many times in a row without being at fault. The rule itself
+        // (default 5) is tested in bad_data.rs.
+        .max_recovery_attempts(25)
+        .build();
+    let report = engine.recover().await.expect("recovery");
+    eprintln!(
+        "recovered {} parked {}",
+        report.resumed.len(),
+        report.parked.len()
+    );
+    match mode {
+        "soak" => {
+            let seed: u64 = args[4].parse().unwrap();
+            let (from, to): (u64, u64) = (args[5].parse().unwrap(), args[6].parse().unwrap());
+            for i in from..to {
+                start_generated(&engine, &ledger, seed, i).await;
+            }
+        }
+        "one" => {
+            let id: SagaId = args[4].parse().unwrap();
+            let fail_pivot = args[5] == "fail-pivot";
+            let plan = vec![0, 0, if fail_pivot { 2 } else { 0 }, 0];
+            let ctx = CrashCtx {
+                plan,
+                delays: vec![1; 4],
+            };
+            start::<Matrix>(&engine, &ledger, ctx, id).await;
+        }
+        other => panic!("unknown mode {other}"),
+    }
+    drain(store).await;
+}
