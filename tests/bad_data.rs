@@ -160,11 +160,19 @@ async fn a_saga_that_keeps_crashing_its_worker_is_parked() {
         .register::<Good>(script.clone())
         .build();
     let report = engine.recover().await.unwrap();
-    assert_eq!(report.parked.len(), 1);
-    assert!(report.parked[0]
-        .1
-        .contains("resumed 5 times in a row without making progress"));
-    assert!(script.keys().is_empty());
+    assert_eq!(report.resumed, ids, "found and handed to a worker task");
+    let status = Good::on(&engine).wait(ids[0]).await.unwrap();
+    assert_eq!(
+        status,
+        SagaStatus::Parked {
+            reason: "it was resumed 5 times in a row without making progress; it may be crashing its worker".into()
+        },
+        "parked when about to run a sixth time"
+    );
+    assert!(parked_reason(&engine, ids[0])
+        .await
+        .contains("resumed 5 times"));
+    assert!(script.keys().is_empty(), "it did not run");
 }
 
 #[test]

@@ -21,7 +21,7 @@ use crate::engine::Engine;
 use crate::event::{self, SagaEvent, SagaEventKind};
 use crate::outcome::RollbackCause;
 use crate::step::{Phase, StepDef};
-use crate::store::{CompletedStep, Progress, StoredContext, Write};
+use crate::store::{CompletedStep, Progress, SagaRecord, StoredContext, Write};
 use crate::{Saga, SagaError, SagaId, SagaOutcome, SagaStatus, StepEnum, StepError, Undo};
 
 /// The tracing span of one saga.
@@ -120,12 +120,8 @@ pub(crate) async fn run<S: Saga>(
     run.forward(0).await
 }
 
-/// Resumes the rollback of a compensation-failed saga.
-pub(crate) async fn retry_compensation<S: Saga>(
-    engine: Engine,
-    id: SagaId,
-    deps: Arc<S::Deps>,
-) -> Result<SagaOutcome<S::Context, S::Step>, SagaError> {
+/// Loads saga `id`, checking that it is an `S` started under this program's definition of `S`.
+pub(crate) async fn load<S: Saga>(engine: &Engine, id: SagaId) -> Result<SagaRecord, SagaError> {
     let record = engine
         .inner
         .store
@@ -149,6 +145,16 @@ pub(crate) async fn retry_compensation<S: Saga>(
             ),
         });
     }
+    Ok(record)
+}
+
+/// Resumes the rollback of a compensation-failed saga.
+pub(crate) async fn retry_compensation<S: Saga>(
+    engine: Engine,
+    id: SagaId,
+    deps: Arc<S::Deps>,
+) -> Result<SagaOutcome<S::Context, S::Step>, SagaError> {
+    let record = load::<S>(&engine, id).await?;
     let (SagaStatus::CompensationFailed { .. }, Some(cause)) = (&record.status, record.rollback)
     else {
         return Err(SagaError::InvalidState {

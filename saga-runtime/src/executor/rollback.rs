@@ -35,35 +35,34 @@ impl<S: Saga> Run<S> {
         &mut self,
         cause: RollbackCause<usize>,
     ) -> Result<Outcome<S>, SagaError> {
-        let status = self
-            .next_to_compensate()
-            .map(|(_, step, _)| SagaStatus::Compensating { step });
-        self.write(
-            SagaEventKind::CompensationStarted {
-                reason: reason::<S>(&cause),
-            },
-            status,
-            false,
-            Some(Progress::RollbackStarted(cause.clone())),
-        );
-        self.compensate(cause).await
+        let progress = Progress::RollbackStarted(cause.clone());
+        self.announce_rollback(cause, progress).await
     }
 
-    /// Continues the rollback of a compensation-failed saga.
+    /// Continues the rollback of a compensation-failed saga (an operator's retry).
     pub(super) async fn resume_rollback(
         &mut self,
         cause: RollbackCause<usize>,
     ) -> Result<Outcome<S>, SagaError> {
+        self.announce_rollback(cause, Progress::RollbackResumed)
+            .await
+    }
+
+    /// Records "compensation started" (with `progress`), then compensates.
+    async fn announce_rollback(
+        &mut self,
+        cause: RollbackCause<usize>,
+        progress: Progress,
+    ) -> Result<Outcome<S>, SagaError> {
         let status = self
             .next_to_compensate()
             .map(|(_, step, _)| SagaStatus::Compensating { step });
+        let reason = reason::<S>(&cause);
         self.write(
-            SagaEventKind::CompensationStarted {
-                reason: reason::<S>(&cause),
-            },
+            SagaEventKind::CompensationStarted { reason },
             status,
             false,
-            Some(Progress::RollbackResumed),
+            Some(progress),
         );
         self.compensate(cause).await
     }
