@@ -3,8 +3,9 @@
 //! Writes go to one writer thread, which takes every write queued at that moment and commits
 //! them in one transaction (group commit): many concurrent sagas share each fsync, so durable
 //! throughput grows with concurrency instead of being capped at one fsync per transition. Each
-//! request is applied inside its own savepoint, so one bad request fails alone. Reads use a
-//! second connection (WAL mode lets it read while the writer writes).
+//! request is applied as if in its own savepoint, so one bad request fails alone. Every statement
+//! the writer runs is prepared once. Reads use a second connection (WAL mode lets it read while
+//! the writer writes).
 //!
 //! The schema carries a version (`PRAGMA user_version`); a database written by a newer version
 //! of this library is refused before anything is written.
