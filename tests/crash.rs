@@ -64,6 +64,17 @@ struct Stored {
 
 fn stored(path: &Path) -> BTreeMap<String, Stored> {
     let conn = Connection::open(path).unwrap();
+    // A worker killed in its first milliseconds may not have created the schema yet.
+    let schema: bool = conn
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'sagas')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    if !schema {
+        return BTreeMap::new();
+    }
     let mut statement = conn
         .prepare("SELECT id, steps, status, completed FROM sagas")
         .unwrap();
