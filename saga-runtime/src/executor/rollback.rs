@@ -36,7 +36,7 @@ impl<S: Saga> Run<S> {
         cause: RollbackCause<usize>,
     ) -> Result<Outcome<S>, SagaError> {
         let progress = Progress::RollbackStarted(cause.clone());
-        self.announce_rollback(cause, progress).await
+        self.announce_rollback(cause, Some(progress)).await
     }
 
     /// Continues the rollback of a compensation-failed saga (an operator's retry).
@@ -44,15 +44,14 @@ impl<S: Saga> Run<S> {
         &mut self,
         cause: RollbackCause<usize>,
     ) -> Result<Outcome<S>, SagaError> {
-        self.announce_rollback(cause, Progress::RollbackResumed)
-            .await
+        self.announce_rollback(cause, None).await
     }
 
     /// Records "compensation started" (with `progress`), then compensates.
     async fn announce_rollback(
         &mut self,
         cause: RollbackCause<usize>,
-        progress: Progress,
+        progress: Option<Progress>,
     ) -> Result<Outcome<S>, SagaError> {
         let status = self
             .next_to_compensate()
@@ -62,7 +61,7 @@ impl<S: Saga> Run<S> {
             SagaEventKind::CompensationStarted { reason },
             status,
             false,
-            Some(progress),
+            progress,
         );
         self.compensate(cause).await
     }

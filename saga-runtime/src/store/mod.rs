@@ -94,8 +94,6 @@ pub enum Progress {
     RollbackStarted(RollbackCause<usize>),
     /// The compensation of the completed step at this position of `completed` succeeded.
     Compensated(usize),
-    /// A compensation-failed saga is being retried by an operator.
-    RollbackResumed,
 }
 
 /// One transition of one saga.
