@@ -195,3 +195,105 @@ async fn an_idempotency_key_deduplicates_across_engines() {
         .unwrap();
     assert_eq!(first, second);
 }
+
+/// A database file as schema version 1 left it (see the fixture's header), plus `extra` SQL.
+fn version_1_database(path: &std::path::Path, extra: &str) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.execute_batch(include_str!("fixtures/schema_v1.sql"))
+        .unwrap();
+    conn.execute_batch(extra).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_database_is_migrated_and_its_sagas_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sagas.db");
+    version_1_database(&path, "");
+    let done: SagaId = "0195f3a0-0000-7000-8000-000000000001".parse().unwrap();
+    let hung: SagaId = "0195f3a0-0000-7000-8000-000000000002".parse().unwrap();
+
+    let script = Arc::new(Script::new());
+    let engine = engine(&path, &script);
+    let client = Durable::on(&engine);
+    assert_eq!(client.status(done).await.unwrap(), SagaStatus::Completed);
+    assert_eq!(client.history(done).await.unwrap().len(), 8);
+
+    let report = engine.recover().await.unwrap();
+    assert_eq!(report.resumed, [hung]);
+    assert_eq!(client.wait(hung).await.unwrap(), SagaStatus::Completed);
+    assert_eq!(script.keys(), ["b", "c"], "resumed at the interrupted step");
+    let kinds: Vec<String> = client
+        .history(hung)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!("{:?}", e.kind)
+                .split([' ', '{'])
+                .next()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        kinds[..5],
+        [
+            "SagaStarted",
+            "StepStarted",
+            "StepCompleted",
+            "StepStarted",
+            "SagaResumed"
+        ],
+        "the old history, then the new: {kinds:?}"
+    );
+    assert_eq!(kinds.last().unwrap(), "SagaCompleted");
+
+    // The key recorded by version 1 still finds its saga.
+    let again = client
+        .request(Trail::default())
+        .deps(script.clone())
+        .idempotency_key("order-7")
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(again, hung);
+
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, saga_runtime::store::SCHEMA_VERSION);
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+}
+
+#[test]
+fn a_migration_that_would_drop_history_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sagas.db");
+    version_1_database(
+        &path,
+        "INSERT INTO saga_history (saga_id, event) VALUES ('no-such-saga', '{}');",
+    );
+    let error = Engine::builder().sqlite(&path).err().expect("refused");
+    assert_eq!(
+        error.to_string(),
+        "cannot migrate the database from schema version 1: 1 of its 13 history entries \
+         belong to no saga (nothing was changed)"
+    );
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 1);
+    let rows: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM saga_history WHERE saga_id IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(rows, 13, "still the version 1 table, whole");
+}

@@ -26,7 +26,7 @@ use crate::event::SagaEvent;
 use crate::{SagaId, SagaStatus};
 
 /// The schema version this library writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// The most requests one transaction takes; bounds the latency of the first in a large batch.
 const MAX_BATCH: usize = 4096;
@@ -121,8 +121,9 @@ impl SqliteStore {
         let path = path.as_ref().to_owned();
         let mut writer = connect(&path, durability)?;
         migrate(&mut writer)?;
-        // A group commit touches hundreds of pages (the history index is keyed by random ids):
-        // a page cache that holds the indexes spares re-reading them, and checkpointing every
+        // A group commit touches many pages (the row of every saga in the batch, and the id
+        // index at a random place for ids callers chose): a page cache that holds the indexes
+        // spares re-reading them, and checkpointing every
         // 40 MB of log instead of every 4 MB copies each page rewritten by successive commits
         // once instead of many times. Both only change speed.
         writer
@@ -209,37 +210,93 @@ fn check_version(conn: &Connection) -> Result<i64, StoreError> {
     Ok(version)
 }
 
+/// The current schema, created whole on a new database.
+///
+/// A saga's history is keyed by the saga's `seq` (an integer that grows with each new saga),
+/// not by its id: the history of the sagas running now is then at the end of the history
+/// index, so a commit touches a few pages there instead of one random page per event.
+const SCHEMA: &str = "
+    CREATE TABLE sagas (
+        seq               INTEGER PRIMARY KEY,
+        id                TEXT NOT NULL UNIQUE,
+        saga_type         TEXT NOT NULL,
+        steps             TEXT NOT NULL,
+        status            TEXT NOT NULL,
+        terminal          INTEGER NOT NULL DEFAULT 0,
+        context           BLOB NOT NULL,
+        completed         TEXT NOT NULL DEFAULT '[]',
+        rollback          TEXT,
+        idempotency_key   TEXT UNIQUE,
+        recovery_attempts INTEGER NOT NULL DEFAULT 0,
+        created_at        INTEGER NOT NULL,
+        updated_at        INTEGER NOT NULL
+    );
+    CREATE INDEX sagas_unfinished ON sagas (id) WHERE terminal = 0;
+    CREATE TABLE saga_history (
+        seq   INTEGER PRIMARY KEY,
+        saga  INTEGER NOT NULL,
+        event TEXT NOT NULL
+    );
+    CREATE INDEX saga_history_by_saga ON saga_history (saga, seq);";
+
+/// Version 1 to 2: sagas get an explicit `seq` (their rowid until now, which `VACUUM` may
+/// renumber) and history rows point at it instead of repeating the saga's id.
+const MIGRATE_1_TO_2: &str = "
+    ALTER TABLE sagas RENAME TO sagas_v1;
+    ALTER TABLE saga_history RENAME TO saga_history_v1;
+    DROP INDEX sagas_unfinished;
+    DROP INDEX saga_history_by_saga;
+    {SCHEMA}
+    INSERT INTO sagas (seq, id, saga_type, steps, status, terminal, context, completed, rollback,
+                       idempotency_key, recovery_attempts, created_at, updated_at)
+        SELECT rowid, id, saga_type, steps, status, terminal, context, completed, rollback,
+               idempotency_key, recovery_attempts, created_at, updated_at
+        FROM sagas_v1;
+    INSERT INTO saga_history (seq, saga, event)
+        SELECT h.seq, s.seq, h.event FROM saga_history_v1 h JOIN sagas s ON s.id = h.saga_id;";
+
+/// Creates the schema on a new database, or brings an older one up to this version, in one
+/// transaction: a failure leaves the database as it was.
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    if check_version(conn)? == SCHEMA_VERSION {
+    let version = check_version(conn)?;
+    if version == SCHEMA_VERSION {
         return Ok(());
     }
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(store_error)?;
-    tx.execute_batch(
-        "CREATE TABLE IF NOT EXISTS sagas (
-             id                TEXT PRIMARY KEY,
-             saga_type         TEXT NOT NULL,
-             steps             TEXT NOT NULL,
-             status            TEXT NOT NULL,
-             terminal          INTEGER NOT NULL DEFAULT 0,
-             context           BLOB NOT NULL,
-             completed         TEXT NOT NULL DEFAULT '[]',
-             rollback          TEXT,
-             idempotency_key   TEXT UNIQUE,
-             recovery_attempts INTEGER NOT NULL DEFAULT 0,
-             created_at        INTEGER NOT NULL,
-             updated_at        INTEGER NOT NULL
-         );
-         CREATE INDEX IF NOT EXISTS sagas_unfinished ON sagas (id) WHERE terminal = 0;
-         CREATE TABLE IF NOT EXISTS saga_history (
-             seq     INTEGER PRIMARY KEY AUTOINCREMENT,
-             saga_id TEXT NOT NULL,
-             event   TEXT NOT NULL
-         );
-         CREATE INDEX IF NOT EXISTS saga_history_by_saga ON saga_history (saga_id, seq);",
-    )
-    .map_err(store_error)?;
+    // Another process may have migrated it between the check and the lock.
+    let version = check_version(&tx)?;
+    match version {
+        SCHEMA_VERSION => return Ok(()),
+        0 => tx.execute_batch(SCHEMA).map_err(store_error)?,
+        1 => {
+            tx.execute_batch(&MIGRATE_1_TO_2.replace("{SCHEMA}", SCHEMA))
+                .map_err(store_error)?;
+            let count = |table: &str| -> Result<i64, StoreError> {
+                tx.query_row(&format!("SELECT count(*) FROM {table}"), [], |row| {
+                    row.get(0)
+                })
+                .map_err(store_error)
+            };
+            let (before, after) = (count("saga_history_v1")?, count("saga_history")?);
+            if before != after {
+                // Dropping a row is not a migration: the transaction rolls back.
+                return Err(StoreError::new(format!(
+                    "cannot migrate the database from schema version 1: {} of its {before} \
+                     history entries belong to no saga (nothing was changed)",
+                    before - after
+                )));
+            }
+            tx.execute_batch("DROP TABLE saga_history_v1; DROP TABLE sagas_v1;")
+                .map_err(store_error)?;
+        }
+        other => {
+            return Err(StoreError::new(format!(
+                "the database has schema version {other}, which this library never wrote"
+            )))
+        }
+    }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)
         .map_err(store_error)?;
     tx.commit().map_err(store_error)
@@ -415,15 +472,16 @@ fn create(conn: &Connection, saga: &NewSaga, started: &str) -> Result<Created, S
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
         params![id, saga.saga_type, steps, status, &context[..], saga.idempotency_key, now],
     )?;
-    insert_event(conn, &id, started)?;
+    insert_event(conn, conn.last_insert_rowid(), started)?;
     Ok(Created::New)
 }
 
-fn insert_event(conn: &Connection, id: &str, event: &str) -> Result<(), StoreError> {
+/// Appends to the history of the saga whose `seq` is `saga`.
+fn insert_event(conn: &Connection, saga: i64, event: &str) -> Result<(), StoreError> {
     execute_cached(
         conn,
-        "INSERT INTO saga_history (saga_id, event) VALUES (?1, ?2)",
-        params![id, event],
+        "INSERT INTO saga_history (saga, event) VALUES (?1, ?2)",
+        params![saga, event],
     )
     .map(drop)
 }
@@ -439,8 +497,8 @@ fn write(conn: &Connection, id: SagaId, write: &EncodedWrite) -> Result<(), Stor
         Some(Progress::Completed(_)) | Some(Progress::Compensated(_))
     );
     let terminal = write.status.as_ref().map(|(_, terminal)| *terminal);
-    let (stored, rowid, sets_terminal) = conn
-        .prepare_cached("SELECT completed, rowid, terminal FROM sagas WHERE id = ?1")
+    let (stored, seq, sets_terminal) = conn
+        .prepare_cached("SELECT completed, seq, terminal FROM sagas WHERE id = ?1")
         .and_then(|mut statement| {
             statement
                 .query_row([&id], |row| {
@@ -486,7 +544,7 @@ fn write(conn: &Connection, id: SagaId, write: &EncodedWrite) -> Result<(), Stor
                  completed = coalesce(?6, completed),
                  rollback = coalesce(?7, rollback),
                  terminal = ?8
-             WHERE rowid = ?1"
+             WHERE seq = ?1"
         } else {
             // The row already has this `terminal` (or the write has none).
             "UPDATE sagas SET updated_at = ?2,
@@ -495,10 +553,10 @@ fn write(conn: &Connection, id: SagaId, write: &EncodedWrite) -> Result<(), Stor
                  context = coalesce(?5, context),
                  completed = coalesce(?6, completed),
                  rollback = coalesce(?7, rollback)
-             WHERE rowid = ?1 AND (?8 IS NULL OR terminal = ?8)"
+             WHERE seq = ?1 AND (?8 IS NULL OR terminal = ?8)"
         },
         params![
-            rowid,
+            seq,
             write.at,
             status,
             write.resets_recovery,
@@ -511,7 +569,7 @@ fn write(conn: &Connection, id: SagaId, write: &EncodedWrite) -> Result<(), Stor
     if changed == 0 {
         return Err(missing());
     }
-    insert_event(conn, &id, &write.event)
+    insert_event(conn, seq, &write.event)
 }
 
 fn begin_recovery(conn: &Connection, id: SagaId) -> Result<u32, StoreError> {
@@ -663,21 +721,20 @@ impl SagaStore for SqliteStore {
     fn history(&self, id: SagaId) -> StoreFuture<'_, Option<Vec<SagaEvent>>> {
         self.read(move |conn| {
             let id = id.to_string();
-            let exists: bool = conn
-                .query_row(
-                    "SELECT EXISTS (SELECT 1 FROM sagas WHERE id = ?1)",
-                    [&id],
-                    |row| row.get(0),
-                )
+            let seq: Option<i64> = conn
+                .query_row("SELECT seq FROM sagas WHERE id = ?1", [&id], |row| {
+                    row.get(0)
+                })
+                .optional()
                 .map_err(store_error)?;
-            if !exists {
+            let Some(seq) = seq else {
                 return Ok(None);
-            }
+            };
             let mut statement = conn
-                .prepare_cached("SELECT event FROM saga_history WHERE saga_id = ?1 ORDER BY seq")
+                .prepare_cached("SELECT event FROM saga_history WHERE saga = ?1 ORDER BY seq")
                 .map_err(store_error)?;
             let rows = statement
-                .query_map([&id], |row| row.get::<_, String>(0))
+                .query_map([seq], |row| row.get::<_, String>(0))
                 .map_err(store_error)?;
             let mut events = Vec::new();
             for row in rows {
