@@ -48,10 +48,10 @@ async fn statuses_move_forward_through_the_steps() {
     let engine = engine();
     let client = Tracked::on(&engine);
     let id = client.start_with(Trail::default(), script).await.unwrap();
+    // Recorded with its first step's intent: running at once, never seen pending.
     assert_eq!(
         observe(client, id).await,
         [
-            SagaStatus::Pending,
             SagaStatus::Running {
                 step: TrackedStep::A
             },
@@ -76,7 +76,6 @@ async fn statuses_move_forward_through_compensation() {
     assert_eq!(
         observe(client, id).await,
         [
-            SagaStatus::Pending,
             SagaStatus::Running {
                 step: TrackedStep::B
             },
@@ -133,6 +132,14 @@ async fn an_explicit_id_or_key_returns_the_existing_saga() {
         .run()
         .await;
     assert!(matches!(rerun, Err(SagaError::AlreadyExists { id: existing }) if existing == id));
+    let rerun = client
+        .request(Trail::default())
+        .deps(script.clone())
+        .idempotency_key("order-7")
+        .run()
+        .await;
+    assert!(matches!(rerun, Err(SagaError::AlreadyExists { id: existing }) if existing == k1));
+    assert_eq!(script.keys().len(), 4, "the refused runs ran nothing");
 }
 
 #[tokio::test(start_paused = true)]

@@ -4,14 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, oneshot};
 use tracing::Instrument;
 
 use crate::engine::Engine;
 use crate::event::SagaEvent;
-use crate::executor::{self, Claim};
-use crate::failpoint;
-use crate::store::{Created, NewSaga, StoredContext};
+use crate::executor::{self, Claim, Unrecorded};
+use crate::store::{NewSaga, StoreError, StoredContext};
 use crate::{Saga, SagaError, SagaId, SagaOutcome, SagaStatus, StepEnum};
 
 /// Options for one saga run, built by [`SagaClient::request`] or the generated
@@ -59,9 +58,9 @@ impl<'e, S: Saga> SagaRequest<'e, S> {
             .ok_or(SagaError::MissingDeps { saga_type: S::NAME })
     }
 
-    /// Records the saga (with its "saga started" event), or finds the existing one with the same
-    /// id or key. Returns what the run needs when it is new.
-    async fn create(self) -> Result<Result<Prepared<S>, SagaId>, SagaError> {
+    /// Claims the id and builds what the run records first. `Err(id)` when this engine is
+    /// already running a saga with this id.
+    fn prepare(self) -> Result<Result<Prepared<S>, SagaId>, SagaError> {
         let mut this = self;
         let deps = this.take_deps()?;
         let id = this.id.unwrap_or_default();
@@ -70,35 +69,31 @@ impl<'e, S: Saga> SagaRequest<'e, S> {
         let Some(claim) = Claim::take(this.engine, id) else {
             return Ok(Err(id));
         };
-        let started = executor::started_event::<S>(id);
-        let new = NewSaga {
+        let saga = NewSaga {
             id,
             saga_type: S::NAME,
             steps: S::steps().iter().map(|s| s.name()).collect(),
             context: StoredContext::live(Arc::clone(&ctx)),
             idempotency_key: this.idempotency_key,
-            started: started.clone(),
+            started: executor::started_event::<S>(id),
+            writes: Vec::new(),
         };
-        match this.engine.inner.store.create(new).await? {
-            Created::Existing(record) => Ok(Err(record.id)),
-            Created::New => Ok(Ok(Prepared {
-                claim,
-                id,
-                ctx,
-                deps,
-                deadline: this.deadline.or(S::OPTIONS.deadline),
-                started,
-            })),
-        }
+        Ok(Ok(Prepared {
+            claim,
+            saga,
+            ctx,
+            deps,
+            deadline: this.deadline.or(S::OPTIONS.deadline),
+        }))
     }
 
-    /// Runs the saga to a terminal state.
+    /// Records the saga and runs it to a terminal state.
     ///
     /// With an id or key that is already taken, nothing runs and the error is
     /// [`SagaError::AlreadyExists`]; use [`SagaRequest::start`] for "start unless it exists".
     pub async fn run(self) -> Result<SagaOutcome<S::Context, S::Step>, SagaError> {
-        match self.create().await? {
-            Ok(prepared) => prepared.run().await,
+        match self.prepare()? {
+            Ok(prepared) => prepared.run(None).await,
             Err(id) => Err(SagaError::AlreadyExists { id }),
         }
     }
@@ -107,35 +102,48 @@ impl<'e, S: Saga> SagaRequest<'e, S> {
     /// id once it is recorded (durably, on a durable store). A second start with the same id or
     /// key returns the first saga's id and starts nothing.
     pub async fn start(self) -> Result<SagaId, SagaError> {
-        let prepared = match self.create().await? {
+        let prepared = match self.prepare()? {
             Ok(prepared) => prepared,
             Err(existing) => return Ok(existing),
         };
-        let id = prepared.id;
+        let id = prepared.saga.id;
+        let (recorded, answer) = oneshot::channel();
         tokio::spawn(async move {
-            if let Err(error) = prepared.run().await {
-                tracing::error!(saga.id = %id, %error, "saga stopped");
+            match prepared.run(Some(recorded)).await {
+                // `start` returned the existing saga's id; nothing ran.
+                Ok(_) | Err(SagaError::AlreadyExists { .. }) => {}
+                Err(error) => tracing::error!(saga.id = %id, %error, "saga stopped"),
             }
         });
-        Ok(id)
+        answer.await.unwrap_or_else(|_| {
+            Err(SagaError::Store(StoreError::new(
+                "the saga's task ended before the saga was recorded (is the runtime shutting down?)",
+            )))
+        })
     }
 }
 
-/// A recorded saga, ready to run.
+/// A saga claimed by this engine, recorded by its run's first commit.
 struct Prepared<S: Saga> {
     claim: Claim,
-    id: SagaId,
+    saga: NewSaga,
     ctx: Arc<S::Context>,
     deps: Arc<S::Deps>,
     deadline: Option<Duration>,
-    started: SagaEvent,
 }
 
 impl<S: Saga> Prepared<S> {
-    async fn run(self) -> Result<SagaOutcome<S::Context, S::Step>, SagaError> {
-        failpoint::hit("after_start_commit", "saga");
-        let span = executor::span::<S>(self.id);
-        executor::run::<S>(self.claim, self.ctx, self.deps, self.deadline, self.started)
+    /// Runs it; `recorded` is told which saga holds its id once the store answered.
+    async fn run(
+        self,
+        recorded: Option<oneshot::Sender<Result<SagaId, SagaError>>>,
+    ) -> Result<SagaOutcome<S::Context, S::Step>, SagaError> {
+        let span = executor::span::<S>(self.saga.id);
+        let unrecorded = Unrecorded {
+            saga: self.saga,
+            recorded,
+        };
+        executor::run::<S>(self.claim, self.ctx, self.deps, self.deadline, unrecorded)
             .instrument(span)
             .await
     }

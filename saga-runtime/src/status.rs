@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum SagaStatus<S> {
-    /// Recorded, not started yet.
+    /// Recorded, no step started yet. A saga started by an engine is recorded together with its
+    /// first step's intent, so it is seen running from the start.
     Pending,
     /// Running the action (or fallback) of this step.
     Running {

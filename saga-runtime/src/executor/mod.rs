@@ -10,7 +10,9 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use tokio::sync::oneshot;
 use tokio::time::Instant;
+use tracing::level_filters::LevelFilter;
 
 pub(crate) use cancel::CancelState;
 pub(crate) use recovery::{park, resume};
@@ -21,7 +23,7 @@ use crate::engine::Engine;
 use crate::event::{self, SagaEvent, SagaEventKind};
 use crate::outcome::RollbackCause;
 use crate::step::{Phase, StepDef};
-use crate::store::{CompletedStep, Progress, SagaRecord, StoredContext, Write};
+use crate::store::{CompletedStep, Created, NewSaga, Progress, SagaRecord, StoredContext, Write};
 use crate::{Saga, SagaError, SagaId, SagaOutcome, SagaStatus, StepEnum, StepError, Undo};
 
 /// The tracing span of one saga.
@@ -45,6 +47,8 @@ pub(crate) struct Run<S: Saga> {
     /// Transitions recorded but not yet handed to the store: flushed before user code runs,
     /// before a retry wait, and at the end (see the store module).
     pending: Vec<Write>,
+    /// A new saga not in the store yet: the first flush records it.
+    unrecorded: Option<Unrecorded>,
     /// Held for the run's whole life; dropping it takes the saga out of the running set.
     _claim: Claim,
 }
@@ -96,6 +100,16 @@ impl Drop for Claim {
     }
 }
 
+/// A new saga, recorded by its run's first flush together with the transitions before it (the
+/// first step's intent): starting a saga then costs no commit of its own, and it is still
+/// recorded before any of its steps runs.
+pub(crate) struct Unrecorded {
+    pub(crate) saga: NewSaga,
+    /// Told, once the store answered, which saga holds this id (or idempotency key): this one,
+    /// or one recorded before.
+    pub(crate) recorded: Option<oneshot::Sender<Result<SagaId, SagaError>>>,
+}
+
 /// The "saga started" event, recorded with the saga itself.
 pub(crate) fn started_event<S: Saga>(id: SagaId) -> SagaEvent {
     let steps = S::steps().iter().map(|s| Cow::Borrowed(s.name())).collect();
@@ -107,16 +121,17 @@ pub(crate) fn started_event<S: Saga>(id: SagaId) -> SagaEvent {
     }
 }
 
-/// Runs a freshly recorded saga to a terminal state. `started` is the event recorded with it.
+/// Records a new saga and runs it to a terminal state. With an id or idempotency key already
+/// taken, nothing runs and the error is [`SagaError::AlreadyExists`].
 pub(crate) async fn run<S: Saga>(
     claim: Claim,
     ctx: Arc<S::Context>,
     deps: Arc<S::Deps>,
     deadline: Option<Duration>,
-    started: SagaEvent,
+    unrecorded: Unrecorded,
 ) -> Result<SagaOutcome<S::Context, S::Step>, SagaError> {
     let mut run = Run::<S>::new(claim, ctx, deps, deadline);
-    run.announce(started);
+    run.unrecorded = Some(unrecorded);
     run.forward(0).await
 }
 
@@ -198,15 +213,8 @@ impl<S: Saga> Run<S> {
             deadline: deadline.map(|d| started + d),
             started,
             pending: Vec::new(),
+            unrecorded: None,
             _claim: claim,
-        }
-    }
-
-    /// Traces and publishes an event the store already has.
-    fn announce(&self, event: SagaEvent) {
-        event::trace(&event.kind);
-        if self.engine.inner.events.has_subscribers() {
-            self.engine.inner.events.publish(event);
         }
     }
 
@@ -370,7 +378,8 @@ impl<S: Saga> Run<S> {
         self.write(kind, status, false, None);
     }
 
-    /// Records a transition: traced now, handed to the store at the next [`Run::flush`].
+    /// Records a transition: handed to the store (then traced and published) at the next
+    /// [`Run::flush`].
     fn write(
         &mut self,
         kind: SagaEventKind,
@@ -378,7 +387,6 @@ impl<S: Saga> Run<S> {
         context: bool,
         progress: Option<Progress>,
     ) {
-        event::trace(&kind);
         self.pending.push(Write {
             event: SagaEvent {
                 saga_id: self.id,
@@ -392,16 +400,26 @@ impl<S: Saga> Run<S> {
         });
     }
 
-    /// Hands the recorded transitions to the store, then to subscribers: a subscriber only ever
-    /// sees what the store has.
+    /// Hands the recorded transitions to the store (with the saga itself, the first time), then
+    /// to tracing and subscribers: a subscriber only ever sees what the store has.
     async fn flush(&mut self) -> Result<(), SagaError> {
-        if self.pending.is_empty() {
+        if self.pending.is_empty() && self.unrecorded.is_none() {
             return Ok(());
         }
-        let events = &self.engine.inner.events;
-        let published: Option<Vec<SagaEvent>> = events
-            .has_subscribers()
-            .then(|| self.pending.iter().map(|w| w.event.clone()).collect());
+        let subscribed = self.engine.inner.events.has_subscribers();
+        // Events are traced and published once the store has them; copies are kept for that
+        // only when someone listens.
+        let traced = LevelFilter::current() != LevelFilter::OFF;
+        let announced: Vec<SagaEvent> = match subscribed || traced {
+            true => self
+                .unrecorded
+                .as_ref()
+                .map(|u| u.saga.started.clone())
+                .into_iter()
+                .chain(self.pending.iter().map(|w| w.event.clone()))
+                .collect(),
+            false => Vec::new(),
+        };
         #[cfg(all(feature = "failpoints", debug_assertions))]
         let checkpoints: Vec<(&'static str, String)> = self
             .pending
@@ -416,19 +434,55 @@ impl<S: Saga> Run<S> {
                 _ => None,
             })
             .collect();
-        self.engine
-            .inner
-            .store
-            .write(self.id, &mut self.pending)
-            .await?;
+        match self.unrecorded.take() {
+            Some(unrecorded) => self.create(unrecorded).await?,
+            None => {
+                self.engine
+                    .inner
+                    .store
+                    .write(self.id, &mut self.pending)
+                    .await?
+            }
+        }
         #[cfg(all(feature = "failpoints", debug_assertions))]
         for (point, step) in checkpoints {
             crate::failpoint::hit(point, &step);
         }
-        for event in published.into_iter().flatten() {
-            events.publish(event);
+        for event in announced {
+            if traced {
+                event::trace(&event.kind);
+            }
+            if subscribed {
+                self.engine.inner.events.publish(event);
+            }
         }
         Ok(())
+    }
+
+    /// Records the saga with the pending transitions; tells whoever waits which saga holds
+    /// the id.
+    async fn create(&mut self, mut unrecorded: Unrecorded) -> Result<(), SagaError> {
+        unrecorded.saga.writes = std::mem::take(&mut self.pending);
+        let created = self.engine.inner.store.create(unrecorded.saga).await;
+        let (told, result) = match created {
+            Ok(Created::New) => (Ok(self.id), Ok(())),
+            Ok(Created::Existing(record)) => (
+                Ok(record.id),
+                Err(SagaError::AlreadyExists { id: record.id }),
+            ),
+            Err(error) => (
+                Err(SagaError::Store(error.clone())),
+                Err(SagaError::Store(error)),
+            ),
+        };
+        if let Some(recorded) = unrecorded.recorded {
+            // A caller that went away no longer needs the answer.
+            let _ = recorded.send(told);
+        }
+        if result.is_ok() {
+            crate::failpoint::hit("after_start_commit", "saga");
+        }
+        result
     }
 
     /// A copy of the committed context for the outcome (the store may still share the original).

@@ -51,7 +51,9 @@ impl Entry {
             context,
             idempotency_key,
             started,
+            writes,
         } = saga;
+        debug_assert!(writes.is_empty(), "the store applies them");
         // Empty names allocate nothing.
         let record = SagaRecord::new(NewSaga {
             id,
@@ -60,6 +62,7 @@ impl Entry {
             context,
             idempotency_key,
             started: started.clone(),
+            writes: Vec::new(),
         });
         // A saga whose steps all succeed at their first attempt emits two events per step, plus
         // "saga started" and its end.
@@ -114,6 +117,30 @@ impl Default for MemoryStore {
 }
 
 impl Inner {
+    /// Applies `writes` to saga `id` in order, taking them out of the vector.
+    fn apply(
+        &mut self,
+        id: SagaId,
+        writes: &mut Vec<Write>,
+        retention: usize,
+    ) -> Result<(), StoreError> {
+        let Some(entry) = self.sagas.get_mut(&id) else {
+            writes.clear();
+            return Err(StoreError::new(format!("no saga with id {id}")));
+        };
+        let mut terminal = false;
+        for write in writes.drain(..) {
+            entry.record.apply(&write);
+            terminal |= entry.record.status.is_terminal() && write.status.is_some();
+            entry.history.push(write.event);
+        }
+        if terminal {
+            self.finished.push_back(id);
+            self.evict(retention);
+        }
+        Ok(())
+    }
+
     /// Forgets the oldest terminal sagas beyond `retention`.
     fn evict(&mut self, retention: usize) {
         while self.finished.len() > retention {
@@ -156,7 +183,7 @@ impl Future for CreatedNew {
 }
 
 impl SagaStore for MemoryStore {
-    fn create(&self, saga: NewSaga) -> StoreFuture<'_, Created> {
+    fn create(&self, mut saga: NewSaga) -> StoreFuture<'_, Created> {
         let mut inner = self.lock();
         let existing = inner.sagas.get(&saga.id).map(|e| e.record.id).or_else(|| {
             saga.idempotency_key
@@ -170,28 +197,19 @@ impl SagaStore for MemoryStore {
         if let Some(key) = &saga.idempotency_key {
             inner.by_key.insert(key.clone(), saga.id);
         }
-        inner.sagas.insert(saga.id, Box::new(Entry::new(saga)));
-        Box::pin(CreatedNew)
+        let (id, mut writes) = (saga.id, std::mem::take(&mut saga.writes));
+        inner.sagas.insert(id, Box::new(Entry::new(saga)));
+        match inner.apply(id, &mut writes, self.retention) {
+            Ok(()) => Box::pin(CreatedNew),
+            Err(error) => Box::pin(std::future::ready(Err(error))),
+        }
     }
 
     fn write<'a>(&'a self, id: SagaId, writes: &mut Vec<Write>) -> StoreFuture<'a, ()> {
-        let mut inner = self.lock();
-        let Some(entry) = inner.sagas.get_mut(&id) else {
-            writes.clear();
-            let error = StoreError::new(format!("no saga with id {id}"));
-            return Box::pin(std::future::ready(Err(error)));
-        };
-        let mut terminal = false;
-        for write in writes.drain(..) {
-            entry.record.apply(&write);
-            terminal |= entry.record.status.is_terminal() && write.status.is_some();
-            entry.history.push(write.event);
+        match self.lock().apply(id, writes, self.retention) {
+            Ok(()) => Box::pin(Written),
+            Err(error) => Box::pin(std::future::ready(Err(error))),
         }
-        if terminal {
-            inner.finished.push_back(id);
-            inner.evict(self.retention);
-        }
-        Box::pin(Written)
     }
 
     fn load(&self, id: SagaId) -> StoreFuture<'_, Option<SagaRecord>> {
@@ -255,6 +273,7 @@ mod tests {
             context: StoredContext::live(Arc::new(7u32)),
             idempotency_key: key.map(str::to_owned),
             started: event(SagaEventKind::SagaStarted { steps: Vec::new() }),
+            writes: Vec::new(),
         }
     }
 

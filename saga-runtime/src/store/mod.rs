@@ -138,6 +138,10 @@ pub struct NewSaga {
     pub idempotency_key: Option<String>,
     /// The "saga started" event, the first of its history.
     pub started: SagaEvent,
+    /// Transitions recorded with the saga, in the same commit (the executor records the first
+    /// step's intent this way: starting a saga then costs no commit of its own). Applied in
+    /// order as [`SagaStore::write`] would, only when the saga is new.
+    pub writes: Vec<Write>,
 }
 
 /// Whether [`SagaStore::create`] created the saga or found it already there.
@@ -217,7 +221,8 @@ impl SagaRecord {
 ///
 /// Implementations apply each [`Write`] atomically and in order per saga.
 pub trait SagaStore: Send + Sync + 'static {
-    /// Records a new saga, or returns the existing one with the same id or idempotency key.
+    /// Records a new saga with its first transitions (`saga.writes`), atomically, or returns
+    /// the existing one with the same id or idempotency key (and records nothing).
     fn create(&self, saga: NewSaga) -> StoreFuture<'_, Created>;
 
     /// Records the transitions in `writes`, in order and atomically, taking them out of the

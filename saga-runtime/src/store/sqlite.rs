@@ -77,9 +77,11 @@ impl std::fmt::Debug for SqliteStore {
 }
 
 enum Request {
+    /// The saga, its "saga started" event and its first writes, encoded.
     Create(
         Box<NewSaga>,
         String,
+        Vec<EncodedWrite>,
         oneshot::Sender<Result<Created, StoreError>>,
     ),
     Write(
@@ -98,6 +100,33 @@ struct EncodedWrite {
     context: Option<Vec<u8>>,
     progress: Option<Progress>,
     resets_recovery: bool,
+}
+
+/// Encodes `writes` for the writer thread, taking them out of the vector.
+fn encode(writes: &mut Vec<Write>) -> Result<Vec<EncodedWrite>, StoreError> {
+    writes
+        .drain(..)
+        .map(|w| {
+            Ok(EncodedWrite {
+                event: serde_json::to_string(&w.event).map_err(store_error)?,
+                at: millis(w.event.at),
+                status: w
+                    .status
+                    .as_ref()
+                    .map(|s| serde_json::to_string(s).map(|json| (json, s.is_terminal())))
+                    .transpose()
+                    .map_err(store_error)?,
+                context: w
+                    .context
+                    .as_ref()
+                    .map(|c| c.to_json().map(|j| j.to_vec()))
+                    .transpose()
+                    .map_err(|e| StoreError::new(format!("the context does not serialize: {e}")))?,
+                resets_recovery: w.is_progress(),
+                progress: w.progress,
+            })
+        })
+        .collect()
 }
 
 fn store_error(error: impl std::fmt::Display) -> StoreError {
@@ -398,7 +427,9 @@ fn savepoint<T>(
 
 fn apply(conn: &Connection, request: &Request) -> Result<Outcome, StoreError> {
     match request {
-        Request::Create(saga, started, _) => create(conn, saga, started).map(Outcome::Create),
+        Request::Create(saga, started, writes, _) => {
+            create(conn, saga, started, writes).map(Outcome::Create)
+        }
         Request::Write(id, writes, _) => writes
             .iter()
             .try_for_each(|w| write(conn, *id, w))
@@ -412,7 +443,7 @@ fn apply(conn: &Connection, request: &Request) -> Result<Outcome, StoreError> {
 fn reply(request: Request, outcome: Result<Outcome, StoreError>, commit: Result<(), StoreError>) {
     let outcome = commit.and(outcome);
     match request {
-        Request::Create(_, _, tx) => drop(tx.send(outcome.map(|o| match o {
+        Request::Create(_, _, _, tx) => drop(tx.send(outcome.map(|o| match o {
             Outcome::Create(created) => created,
             _ => unreachable!("a create's outcome"),
         }))),
@@ -444,7 +475,12 @@ fn execute_cached(
         .map_err(store_error)
 }
 
-fn create(conn: &Connection, saga: &NewSaga, started: &str) -> Result<Created, StoreError> {
+fn create(
+    conn: &Connection,
+    saga: &NewSaga,
+    started: &str,
+    writes: &[EncodedWrite],
+) -> Result<Created, StoreError> {
     let id = saga.id.to_string();
     let existing: Option<String> = conn
         .prepare_cached(
@@ -473,6 +509,9 @@ fn create(conn: &Connection, saga: &NewSaga, started: &str) -> Result<Created, S
         params![id, saga.saga_type, steps, status, &context[..], saga.idempotency_key, now],
     )?;
     insert_event(conn, conn.last_insert_rowid(), started)?;
+    for w in writes {
+        write(conn, saga.id, w)?;
+    }
     Ok(Created::New)
 }
 
@@ -665,42 +704,23 @@ fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<SagaRecord,
 }
 
 impl SagaStore for SqliteStore {
-    fn create(&self, saga: NewSaga) -> StoreFuture<'_, Created> {
-        let started = match serde_json::to_string(&saga.started) {
-            Ok(started) => started,
-            Err(error) => return Box::pin(std::future::ready(Err(store_error(error)))),
+    fn create(&self, mut saga: NewSaga) -> StoreFuture<'_, Created> {
+        let encoded = serde_json::to_string(&saga.started)
+            .map_err(store_error)
+            .and_then(|started| Ok((started, encode(&mut saga.writes)?)));
+        let (started, writes) = match encoded {
+            Ok(encoded) => encoded,
+            Err(error) => return Box::pin(std::future::ready(Err(error))),
         };
         let (reply, receiver) = oneshot::channel();
-        self.send(Request::Create(Box::new(saga), started, reply), receiver)
+        self.send(
+            Request::Create(Box::new(saga), started, writes, reply),
+            receiver,
+        )
     }
 
     fn write<'a>(&'a self, id: SagaId, writes: &mut Vec<Write>) -> StoreFuture<'a, ()> {
-        let encoded: Result<Vec<EncodedWrite>, StoreError> = writes
-            .drain(..)
-            .map(|w| {
-                Ok(EncodedWrite {
-                    event: serde_json::to_string(&w.event).map_err(store_error)?,
-                    at: millis(w.event.at),
-                    status: w
-                        .status
-                        .as_ref()
-                        .map(|s| serde_json::to_string(s).map(|json| (json, s.is_terminal())))
-                        .transpose()
-                        .map_err(store_error)?,
-                    context: w
-                        .context
-                        .as_ref()
-                        .map(|c| c.to_json().map(|j| j.to_vec()))
-                        .transpose()
-                        .map_err(|e| {
-                            StoreError::new(format!("the context does not serialize: {e}"))
-                        })?,
-                    resets_recovery: w.is_progress(),
-                    progress: w.progress,
-                })
-            })
-            .collect();
-        let encoded = match encoded {
+        let encoded = match encode(writes) {
             Ok(encoded) => encoded,
             Err(error) => return Box::pin(std::future::ready(Err(error))),
         };
