@@ -2,7 +2,7 @@
 //! `start`, `status`... go through), and the options of one run.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::{broadcast, oneshot};
 use tracing::Instrument;
@@ -63,7 +63,8 @@ impl<'e, S: Saga> SagaRequest<'e, S> {
     fn prepare(self) -> Result<Result<Prepared<S>, SagaId>, SagaError> {
         let mut this = self;
         let deps = this.take_deps()?;
-        let id = this.id.unwrap_or_default();
+        let now = SystemTime::now();
+        let id = this.id.unwrap_or_else(|| SagaId::at(now));
         let ctx = Arc::new(this.ctx);
         // Claimed before it is recorded, so that recovery on this engine never resumes it too.
         let Some(claim) = Claim::take(this.engine, id) else {
@@ -75,7 +76,7 @@ impl<'e, S: Saga> SagaRequest<'e, S> {
             steps: S::steps().iter().map(|s| s.name()).collect(),
             context: StoredContext::live(Arc::clone(&ctx)),
             idempotency_key: this.idempotency_key,
-            started: executor::started_event::<S>(id),
+            started: executor::started_event::<S>(id, now),
             writes: Vec::new(),
         };
         Ok(Ok(Prepared {

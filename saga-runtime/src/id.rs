@@ -3,9 +3,10 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
+use uuid::{NoContext, Timestamp, Uuid};
 
 /// The identity of one saga instance: a time-ordered UUID (version 7) unless the caller chose
 /// one.
@@ -18,9 +19,18 @@ pub struct SagaId(Uuid);
 
 impl SagaId {
     /// A fresh id: its first 48 bits are the current Unix time in milliseconds, the rest
-    /// random (UUID version 7); ids made by one process increase.
+    /// random (UUID version 7). Ids made in different milliseconds sort in time order.
     pub fn new() -> Self {
-        SagaId(Uuid::now_v7())
+        SagaId::at(SystemTime::now())
+    }
+
+    /// A fresh id made at `time` (the caller's clock read, shared with what else it records).
+    pub(crate) fn at(time: SystemTime) -> Self {
+        let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+        // No shared context: within one millisecond the order may be any, which is all an index
+        // needs, and it spares a lock per id.
+        let timestamp = Timestamp::from_unix(NoContext, since.as_secs(), since.subsec_nanos());
+        SagaId(Uuid::new_v7(timestamp))
     }
 
     /// Wraps an existing UUID.

@@ -48,7 +48,7 @@ pub(crate) struct Run<S: Saga> {
     /// before a retry wait, and at the end (see the store module).
     pending: Vec<Write>,
     /// A new saga not in the store yet: the first flush records it.
-    unrecorded: Option<Unrecorded>,
+    unrecorded: Option<Box<Unrecorded>>,
     /// Held for the run's whole life; dropping it takes the saga out of the running set.
     _claim: Claim,
 }
@@ -111,12 +111,12 @@ pub(crate) struct Unrecorded {
 }
 
 /// The "saga started" event, recorded with the saga itself.
-pub(crate) fn started_event<S: Saga>(id: SagaId) -> SagaEvent {
+pub(crate) fn started_event<S: Saga>(id: SagaId, at: SystemTime) -> SagaEvent {
     let steps = S::steps().iter().map(|s| Cow::Borrowed(s.name())).collect();
     SagaEvent {
         saga_id: id,
         saga_type: Cow::Borrowed(S::NAME),
-        at: SystemTime::now(),
+        at,
         kind: SagaEventKind::SagaStarted { steps },
     }
 }
@@ -131,7 +131,7 @@ pub(crate) async fn run<S: Saga>(
     unrecorded: Unrecorded,
 ) -> Result<SagaOutcome<S::Context, S::Step>, SagaError> {
     let mut run = Run::<S>::new(claim, ctx, deps, deadline);
-    run.unrecorded = Some(unrecorded);
+    run.unrecorded = Some(Box::new(unrecorded));
     run.forward(0).await
 }
 
@@ -461,7 +461,7 @@ impl<S: Saga> Run<S> {
 
     /// Records the saga with the pending transitions; tells whoever waits which saga holds
     /// the id.
-    async fn create(&mut self, mut unrecorded: Unrecorded) -> Result<(), SagaError> {
+    async fn create(&mut self, mut unrecorded: Box<Unrecorded>) -> Result<(), SagaError> {
         unrecorded.saga.writes = std::mem::take(&mut self.pending);
         let created = self.engine.inner.store.create(unrecorded.saga).await;
         let (told, result) = match created {
