@@ -4,8 +4,8 @@
 //! context, in a SQLite file in WAL mode with `synchronous = FULL` (every commit is fsynced):
 //!
 //! - `saga_sequential` runs `BenchSaga` on `Engine::builder().sqlite(..)` (full durability, the
-//!   default), one saga at a time. The runtime commits 5 times per saga (the saga with its start
-//!   event; each step's intent; each completion together with the next intent; the last
+//!   default), one saga at a time. The runtime commits 4 times per saga (the saga with its start
+//!   event and the first step's intent; each completion together with the next intent; the last
 //!   completion with the end).
 //! - `raw_sequential` does the same 5 commits with rusqlite directly: insert the saga row, update
 //!   it after each step with the step's status and the context as JSON, then a final update; one

@@ -72,3 +72,22 @@ impl FromStr for SagaId {
 
 /// A map keyed by saga id, as the engine and the in-memory store keep them.
 pub(crate) type IdMap<V> = HashMap<SagaId, V>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn ids_made_in_later_milliseconds_sort_later_as_text_too() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_795_000_000_000);
+        let ids: Vec<SagaId> = (0..5)
+            .map(|ms| SagaId::at(t + Duration::from_millis(ms)))
+            .collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+        let text: Vec<String> = ids.iter().map(ToString::to_string).collect();
+        assert!(text.windows(2).all(|w| w[0] < w[1]), "{text:?}");
+        assert_eq!(ids[0].as_uuid().get_version_num(), 7);
+        assert_ne!(SagaId::at(t), SagaId::at(t), "the rest is random");
+    }
+}

@@ -241,9 +241,11 @@ fn check_version(conn: &Connection) -> Result<i64, StoreError> {
 
 /// The current schema, created whole on a new database.
 ///
-/// A saga's history is keyed by the saga's `seq` (an integer that grows with each new saga),
-/// not by its id: the history of the sagas running now is then at the end of the history
-/// index, so a commit touches a few pages there instead of one random page per event.
+/// A saga's history lives in one b-tree keyed by `saga * 2^24 + n` (see [`history_key`]): the
+/// saga's `seq`, which grows with each new saga, then the entry's position in its history. The
+/// entries of one saga are together and those of a new saga go at the end, so a commit touches
+/// one history page where a table plus an index on `(saga, n)` would touch two. `saga` and `n`
+/// are kept as columns too, for people reading the file.
 const SCHEMA: &str = "
     CREATE TABLE sagas (
         seq               INTEGER PRIMARY KEY,
@@ -257,32 +259,47 @@ const SCHEMA: &str = "
         rollback          TEXT,
         idempotency_key   TEXT UNIQUE,
         recovery_attempts INTEGER NOT NULL DEFAULT 0,
+        events            INTEGER NOT NULL DEFAULT 0,
         created_at        INTEGER NOT NULL,
         updated_at        INTEGER NOT NULL
     );
     CREATE INDEX sagas_unfinished ON sagas (id) WHERE terminal = 0;
     CREATE TABLE saga_history (
-        seq   INTEGER PRIMARY KEY,
+        key   INTEGER PRIMARY KEY,
         saga  INTEGER NOT NULL,
+        n     INTEGER NOT NULL,
         event TEXT NOT NULL
-    );
-    CREATE INDEX saga_history_by_saga ON saga_history (saga, seq);";
+    );";
+
+/// Bits of a history key that hold the entry's position in its saga's history.
+const HISTORY_POSITION_BITS: u32 = 24;
+
+/// The history key of entry `n` of the saga whose `seq` is `saga`.
+fn history_key(saga: i64, n: i64) -> i64 {
+    (saga << HISTORY_POSITION_BITS) | n
+}
 
 /// Version 1 to 2: sagas get an explicit `seq` (their rowid until now, which `VACUUM` may
-/// renumber) and history rows point at it instead of repeating the saga's id.
+/// renumber) and a count of their history entries; history entries are keyed by saga and
+/// position instead of a global counter plus an index on random saga ids.
 const MIGRATE_1_TO_2: &str = "
     ALTER TABLE sagas RENAME TO sagas_v1;
     ALTER TABLE saga_history RENAME TO saga_history_v1;
     DROP INDEX sagas_unfinished;
-    DROP INDEX saga_history_by_saga;
     {SCHEMA}
     INSERT INTO sagas (seq, id, saga_type, steps, status, terminal, context, completed, rollback,
-                       idempotency_key, recovery_attempts, created_at, updated_at)
+                       idempotency_key, recovery_attempts, events, created_at, updated_at)
         SELECT rowid, id, saga_type, steps, status, terminal, context, completed, rollback,
-               idempotency_key, recovery_attempts, created_at, updated_at
-        FROM sagas_v1;
-    INSERT INTO saga_history (seq, saga, event)
-        SELECT h.seq, s.seq, h.event FROM saga_history_v1 h JOIN sagas s ON s.id = h.saga_id;";
+               idempotency_key, recovery_attempts,
+               (SELECT count(*) FROM saga_history_v1 h WHERE h.saga_id = s.id),
+               created_at, updated_at
+        FROM sagas_v1 s;
+    INSERT INTO saga_history (key, saga, n, event)
+        SELECT (s.seq << {BITS}) | h.n, s.seq, h.n, h.event
+        FROM (SELECT saga_id, event,
+                     row_number() OVER (PARTITION BY saga_id ORDER BY seq) - 1 AS n
+              FROM saga_history_v1) h
+        JOIN sagas s ON s.id = h.saga_id;";
 
 /// Creates the schema on a new database, or brings an older one up to this version, in one
 /// transaction: a failure leaves the database as it was.
@@ -300,8 +317,10 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         SCHEMA_VERSION => return Ok(()),
         0 => tx.execute_batch(SCHEMA).map_err(store_error)?,
         1 => {
-            tx.execute_batch(&MIGRATE_1_TO_2.replace("{SCHEMA}", SCHEMA))
-                .map_err(store_error)?;
+            let sql = MIGRATE_1_TO_2
+                .replace("{SCHEMA}", SCHEMA)
+                .replace("{BITS}", &HISTORY_POSITION_BITS.to_string());
+            tx.execute_batch(&sql).map_err(store_error)?;
             let count = |table: &str| -> Result<i64, StoreError> {
                 tx.query_row(&format!("SELECT count(*) FROM {table}"), [], |row| {
                     row.get(0)
@@ -504,23 +523,37 @@ fn create(
     let now = millis(SystemTime::now());
     execute_cached(
         conn,
-        "INSERT INTO sagas (id, saga_type, steps, status, context, idempotency_key, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
-        params![id, saga.saga_type, steps, status, &context[..], saga.idempotency_key, now],
+        "INSERT INTO sagas (id, saga_type, steps, status, context, idempotency_key, events,
+                            created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?7)",
+        params![
+            id,
+            saga.saga_type,
+            steps,
+            status,
+            &context[..],
+            saga.idempotency_key,
+            now
+        ],
     )?;
-    insert_event(conn, conn.last_insert_rowid(), started)?;
+    insert_event(conn, conn.last_insert_rowid(), 0, started)?;
     for w in writes {
         write(conn, saga.id, w)?;
     }
     Ok(Created::New)
 }
 
-/// Appends to the history of the saga whose `seq` is `saga`.
-fn insert_event(conn: &Connection, saga: i64, event: &str) -> Result<(), StoreError> {
+/// Writes entry `n` of the history of the saga whose `seq` is `saga`.
+fn insert_event(conn: &Connection, saga: i64, n: i64, event: &str) -> Result<(), StoreError> {
+    if n >> HISTORY_POSITION_BITS != 0 {
+        return Err(StoreError::new(format!(
+            "saga #{saga} has {n} history entries, the most one saga can keep"
+        )));
+    }
     execute_cached(
         conn,
-        "INSERT INTO saga_history (saga, event) VALUES (?1, ?2)",
-        params![saga, event],
+        "INSERT INTO saga_history (key, saga, n, event) VALUES (?1, ?2, ?3, ?4)",
+        params![history_key(saga, n), saga, n, event],
     )
     .map(drop)
 }
@@ -536,8 +569,8 @@ fn write(conn: &Connection, id: SagaId, write: &EncodedWrite) -> Result<(), Stor
         Some(Progress::Completed(_)) | Some(Progress::Compensated(_))
     );
     let terminal = write.status.as_ref().map(|(_, terminal)| *terminal);
-    let (stored, seq, sets_terminal) = conn
-        .prepare_cached("SELECT completed, seq, terminal FROM sagas WHERE id = ?1")
+    let (stored, seq, sets_terminal, events) = conn
+        .prepare_cached("SELECT completed, seq, terminal, events FROM sagas WHERE id = ?1")
         .and_then(|mut statement| {
             statement
                 .query_row([&id], |row| {
@@ -551,7 +584,12 @@ fn write(conn: &Connection, id: SagaId, write: &EncodedWrite) -> Result<(), Stor
                         row.get_ref(2)
                             .map_or(true, |v| v != ValueRef::Integer(terminal.into()))
                     });
-                    Ok((stored, row.get::<_, i64>(1)?, sets_terminal))
+                    Ok((
+                        stored,
+                        row.get::<_, i64>(1)?,
+                        sets_terminal,
+                        row.get::<_, i64>(3)?,
+                    ))
                 })
                 .optional()
         })
@@ -582,6 +620,7 @@ fn write(conn: &Connection, id: SagaId, write: &EncodedWrite) -> Result<(), Stor
                  context = coalesce(?5, context),
                  completed = coalesce(?6, completed),
                  rollback = coalesce(?7, rollback),
+                 events = ?9,
                  terminal = ?8
              WHERE seq = ?1"
         } else {
@@ -591,7 +630,8 @@ fn write(conn: &Connection, id: SagaId, write: &EncodedWrite) -> Result<(), Stor
                  recovery_attempts = CASE WHEN ?4 THEN 0 ELSE recovery_attempts END,
                  context = coalesce(?5, context),
                  completed = coalesce(?6, completed),
-                 rollback = coalesce(?7, rollback)
+                 rollback = coalesce(?7, rollback),
+                 events = ?9
              WHERE seq = ?1 AND (?8 IS NULL OR terminal = ?8)"
         },
         params![
@@ -602,13 +642,14 @@ fn write(conn: &Connection, id: SagaId, write: &EncodedWrite) -> Result<(), Stor
             write.context,
             completed,
             rollback,
-            terminal
+            terminal,
+            events + 1
         ],
     )?;
     if changed == 0 {
         return Err(missing());
     }
-    insert_event(conn, seq, &write.event)
+    insert_event(conn, seq, events, &write.event)
 }
 
 fn begin_recovery(conn: &Connection, id: SagaId) -> Result<u32, StoreError> {
@@ -751,10 +792,13 @@ impl SagaStore for SqliteStore {
                 return Ok(None);
             };
             let mut statement = conn
-                .prepare_cached("SELECT event FROM saga_history WHERE saga = ?1 ORDER BY seq")
+                .prepare_cached(
+                    "SELECT event FROM saga_history WHERE key BETWEEN ?1 AND ?2 ORDER BY key",
+                )
                 .map_err(store_error)?;
+            let (first, last) = (history_key(seq, 0), history_key(seq + 1, 0) - 1);
             let rows = statement
-                .query_map([seq], |row| row.get::<_, String>(0))
+                .query_map([first, last], |row| row.get::<_, String>(0))
                 .map_err(store_error)?;
             let mut events = Vec::new();
             for row in rows {
