@@ -536,18 +536,23 @@ fn create(
             now
         ],
     )?;
-    insert_event(conn, conn.last_insert_rowid(), 0, started)?;
+    insert_event(conn, (&id, conn.last_insert_rowid()), 0, started)?;
     for w in writes {
         write(conn, saga.id, w)?;
     }
     Ok(Created::New)
 }
 
-/// Writes entry `n` of the history of the saga whose `seq` is `saga`.
-fn insert_event(conn: &Connection, saga: i64, n: i64, event: &str) -> Result<(), StoreError> {
+/// Writes entry `n` of the history of saga `id`, whose `seq` is `saga`.
+fn insert_event(
+    conn: &Connection,
+    (id, saga): (&str, i64),
+    n: i64,
+    event: &str,
+) -> Result<(), StoreError> {
     if n >> HISTORY_POSITION_BITS != 0 {
         return Err(StoreError::new(format!(
-            "saga #{saga} has {n} history entries, the most one saga can keep"
+            "saga {id} has {n} history entries, the most one saga can keep"
         )));
     }
     execute_cached(
@@ -649,7 +654,7 @@ fn write(conn: &Connection, id: SagaId, write: &EncodedWrite) -> Result<(), Stor
     if changed == 0 {
         return Err(missing());
     }
-    insert_event(conn, seq, events, &write.event)
+    insert_event(conn, (&id, seq), events, &write.event)
 }
 
 fn begin_recovery(conn: &Connection, id: SagaId) -> Result<u32, StoreError> {
@@ -833,5 +838,92 @@ impl SagaStore for SqliteStore {
     fn begin_recovery(&self, id: SagaId) -> StoreFuture<'_, u32> {
         let (reply, receiver) = oneshot::channel();
         self.send(Request::BeginRecovery(id, reply), receiver)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::event::SagaEventKind;
+
+    fn event(id: SagaId, kind: SagaEventKind) -> SagaEvent {
+        SagaEvent {
+            saga_id: id,
+            saga_type: Cow::Borrowed("OrderSaga"),
+            at: SystemTime::now(),
+            kind,
+        }
+    }
+
+    fn intent(id: SagaId) -> Write {
+        Write {
+            event: event(
+                id,
+                SagaEventKind::StepStarted {
+                    step: "reserve".into(),
+                    phase: crate::step::Phase::Action,
+                    attempt: 1,
+                },
+            ),
+            status: Some(SagaStatus::Running { step: 0 }),
+            context: None,
+            progress: None,
+        }
+    }
+
+    fn new_saga(id: SagaId, writes: Vec<Write>) -> NewSaga {
+        NewSaga {
+            id,
+            saga_type: "OrderSaga",
+            steps: vec!["reserve", "charge"],
+            context: StoredContext::live(Arc::new(7u32)),
+            idempotency_key: None,
+            started: event(id, SagaEventKind::SagaStarted { steps: Vec::new() }),
+            writes,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_saga_is_created_with_its_first_writes_and_its_history_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("s.db")).unwrap();
+        let id = SagaId::new();
+        let created = store.create(new_saga(id, vec![intent(id)])).await.unwrap();
+        assert!(matches!(created, Created::New));
+        let record = store.load(id).await.unwrap().unwrap();
+        assert_eq!(record.status, SagaStatus::Running { step: 0 });
+        store.write(id, &mut vec![intent(id)]).await.unwrap();
+        let history = store.history(id).await.unwrap().unwrap();
+        let kinds: Vec<bool> = history
+            .iter()
+            .map(|e| matches!(e.kind, SagaEventKind::SagaStarted { .. }))
+            .collect();
+        assert_eq!(kinds, [true, false, false]);
+    }
+
+    #[tokio::test]
+    async fn a_full_history_is_a_clear_error_and_the_write_is_not_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let store = SqliteStore::open(&path).unwrap();
+        let id = SagaId::new();
+        store.create(new_saga(id, Vec::new())).await.unwrap();
+        Connection::open(&path)
+            .unwrap()
+            .execute(
+                "UPDATE sagas SET events = ?1 WHERE id = ?2",
+                params![1i64 << HISTORY_POSITION_BITS, id.to_string()],
+            )
+            .unwrap();
+        let error = store.write(id, &mut vec![intent(id)]).await.unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!("saga {id} has 16777216 history entries, the most one saga can keep")
+        );
+        let record = store.load(id).await.unwrap().unwrap();
+        assert_eq!(record.status, SagaStatus::Pending, "the write was undone");
     }
 }
