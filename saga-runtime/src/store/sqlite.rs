@@ -366,56 +366,69 @@ fn write_loop(conn: Connection, requests: mpsc::Receiver<Request>) {
                 Err(_) => break,
             }
         }
-        let done = match apply_batch(&conn, &batch, false) {
-            Err(Failed) => apply_batch(&conn, &batch, true),
-            done => done,
-        };
-        // Nothing could start: the requests are dropped, which their senders see.
-        let Ok(Some((outcomes, commit))) = done else {
-            continue;
-        };
+        let (outcomes, commit) = apply_optimistically(&conn, &batch)
+            .unwrap_or_else(|Failed| apply_isolated(&conn, &batch));
         for (request, outcome) in batch.into_iter().zip(outcomes) {
             reply(request, outcome, commit.clone());
         }
     }
 }
 
-/// A request failed in a batch applied without savepoints.
+/// A request failed in a batch applied without savepoints; the transaction was rolled back.
 struct Failed;
 
 /// Each request's own result, and the commit's.
 type Applied = (Vec<Result<Outcome, StoreError>>, Result<(), StoreError>);
 
-/// Applies the batch in one transaction and commits it: the outcome of each request and the
-/// commit's result, or `None` when the transaction could not even begin. Without `isolate`, the
-/// first request that fails rolls everything back.
-fn apply_batch(
-    conn: &Connection,
-    batch: &[Request],
-    isolate: bool,
-) -> Result<Option<Applied>, Failed> {
-    if run_cached(conn, "BEGIN IMMEDIATE").is_err() {
-        return Ok(None);
+/// Applies the batch in one transaction without savepoints and commits it, unless a request
+/// fails: then nothing of it stays.
+fn apply_optimistically(conn: &Connection, batch: &[Request]) -> Result<Applied, Failed> {
+    if let Err(failed) = begin(conn, batch) {
+        return Ok(failed);
     }
     let mut outcomes = Vec::with_capacity(batch.len());
     for request in batch {
-        let outcome = if isolate {
-            savepoint(conn, || apply(conn, request))
-        } else {
-            apply(conn, request)
-        };
-        if !isolate && outcome.is_err() {
-            let _ = conn.execute_batch("ROLLBACK");
-            return Err(Failed);
+        match apply(conn, request) {
+            Ok(outcome) => outcomes.push(Ok(outcome)),
+            Err(_) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(Failed);
+            }
         }
-        outcomes.push(outcome);
     }
+    Ok(commit(conn, outcomes))
+}
+
+/// Applies the batch in one transaction, each request in its own savepoint, and commits it.
+fn apply_isolated(conn: &Connection, batch: &[Request]) -> Applied {
+    if let Err(failed) = begin(conn, batch) {
+        return failed;
+    }
+    let outcomes = batch
+        .iter()
+        .map(|request| savepoint(conn, || apply(conn, request)))
+        .collect();
+    commit(conn, outcomes)
+}
+
+/// Begins the batch's transaction; when it cannot (another process held the lock too long,
+/// say), that error is every request's answer.
+fn begin(conn: &Connection, batch: &[Request]) -> Result<(), Applied> {
+    run_cached(conn, "BEGIN IMMEDIATE").map_err(|error| {
+        let error = StoreError::new(format!("could not begin a transaction: {error}"));
+        let outcomes = batch.iter().map(|_| Err(error.clone())).collect();
+        (outcomes, Err(error))
+    })
+}
+
+/// Commits the batch; when the commit fails, its error is every request's answer and nothing
+/// of the batch stays.
+fn commit(conn: &Connection, outcomes: Vec<Result<Outcome, StoreError>>) -> Applied {
     let commit = run_cached(conn, "COMMIT");
     if commit.is_err() && !conn.is_autocommit() {
-        // The commit's error is what every request gets; nothing of the batch stays.
         let _ = conn.execute_batch("ROLLBACK");
     }
-    Ok(Some((outcomes, commit)))
+    (outcomes, commit)
 }
 
 /// What applying one request gave, before the commit.
@@ -902,6 +915,30 @@ mod tests {
             .map(|e| matches!(e.kind, SagaEventKind::SagaStarted { .. }))
             .collect();
         assert_eq!(kinds, [true, false, false]);
+    }
+
+    #[tokio::test]
+    async fn a_bad_request_fails_alone_and_the_others_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("s.db")).unwrap();
+        let (a, b, missing) = (SagaId::new(), SagaId::new(), SagaId::new());
+        store.create(new_saga(a, Vec::new())).await.unwrap();
+        store.create(new_saga(b, Vec::new())).await.unwrap();
+        // Queued before any is awaited, so that the writer usually takes them as one batch.
+        let writes = [a, missing, b].map(|id| store.write(id, &mut vec![intent(id)]));
+        let [first, bad, last]: [_; 3] = futures_util::future::join_all(writes)
+            .await
+            .try_into()
+            .unwrap();
+        assert!(first.is_ok() && last.is_ok(), "{first:?} {last:?}");
+        assert_eq!(
+            bad.unwrap_err().to_string(),
+            format!("no saga with id {missing}")
+        );
+        for id in [a, b] {
+            assert_eq!(store.history(id).await.unwrap().unwrap().len(), 2);
+        }
+        assert!(store.load(missing).await.unwrap().is_none());
     }
 
     #[tokio::test]
