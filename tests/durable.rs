@@ -297,3 +297,46 @@ fn a_migration_that_would_drop_history_is_refused_and_changes_nothing() {
         .unwrap();
     assert_eq!(rows, 13, "still the version 1 table, whole");
 }
+
+#[test]
+fn a_deadline_holds_across_a_restart_and_the_interrupted_step_is_settled_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sagas.db");
+    let id = SagaId::new();
+    // a completes, b hangs; the process dies at 300 ms, before the 500 ms deadline.
+    let first = Arc::new(Script::new().plan("b", [Plan::Sleep(Duration::from_secs(3600))]));
+    crash_during(|| {
+        let engine = engine(&path, &first);
+        let deps = first.clone();
+        async move {
+            Durable::on(&engine)
+                .request(Trail::default())
+                .deps(deps)
+                .id(id)
+                .deadline(Duration::from_millis(500))
+                .run()
+                .await
+        }
+    });
+    // The deadline passes while no worker runs the saga.
+    std::thread::sleep(Duration::from_millis(300));
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let second = Arc::new(Script::new());
+    runtime.block_on(async {
+        let engine = engine(&path, &second);
+        assert_eq!(engine.recover().await.unwrap().resumed, [id]);
+        let client = Durable::on(&engine);
+        assert_eq!(client.wait(id).await.unwrap(), SagaStatus::Compensated);
+        let history = client.history(id).await.unwrap();
+        assert!(history.iter().any(|e| matches!(
+            e.kind,
+            SagaEventKind::CompensationStarted {
+                reason: saga_runtime::RollbackReason::DeadlineExceeded
+            }
+        )));
+    });
+    // b may have had effects before the crash: it runs again (same key) so that it is known to
+    // have completed, and is then undone with a; c never runs.
+    assert_eq!(second.keys(), ["b", "undo:b", "undo:a"]);
+}

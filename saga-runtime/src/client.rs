@@ -70,12 +70,15 @@ impl<'e, S: Saga> SagaRequest<'e, S> {
         let Some(claim) = Claim::take(this.engine, id) else {
             return Ok(Err(id));
         };
+        let deadline = this.deadline.or(S::OPTIONS.deadline);
         let saga = NewSaga {
             id,
             saga_type: S::NAME,
             steps: S::steps().iter().map(|s| s.name()).collect(),
             context: StoredContext::live(Arc::clone(&ctx)),
             idempotency_key: this.idempotency_key,
+            // A deadline past what the clock can represent is no deadline.
+            deadline: deadline.and_then(|d| now.checked_add(d)),
             started: executor::started_event::<S>(id, now),
             writes: Vec::new(),
         };
@@ -84,7 +87,7 @@ impl<'e, S: Saga> SagaRequest<'e, S> {
             saga,
             ctx,
             deps,
-            deadline: this.deadline.or(S::OPTIONS.deadline),
+            deadline,
         }))
     }
 

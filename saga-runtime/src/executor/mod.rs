@@ -49,6 +49,9 @@ pub(crate) struct Run<S: Saga> {
     pending: Vec<Write>,
     /// A new saga not in the store yet: the first flush records it.
     unrecorded: Option<Box<Unrecorded>>,
+    /// A step interrupted by a crash after its intent was recorded: it runs again before the
+    /// deadline or a cancellation is checked (see recovery).
+    rerun: Option<usize>,
     /// Held for the run's whole life; dropping it takes the saga out of the running set.
     _claim: Claim,
 }
@@ -214,6 +217,7 @@ impl<S: Saga> Run<S> {
             started,
             pending: Vec::new(),
             unrecorded: None,
+            rerun: None,
             _claim: claim,
         }
     }
@@ -226,8 +230,10 @@ impl<S: Saga> Run<S> {
     ) -> Result<SagaOutcome<S::Context, S::Step>, SagaError> {
         let steps = S::steps();
         for (index, def) in steps.iter().enumerate().skip(from) {
-            if let Some(stop) = self.cancel.check(self.deadline) {
-                return self.rollback(stop.into()).await;
+            if self.rerun.take() != Some(index) {
+                if let Some(stop) = self.cancel.check(self.deadline) {
+                    return self.rollback(stop.into()).await;
+                }
             }
             let error = match self.run_step(index, def, false).await? {
                 StepEnd::Completed => continue,

@@ -47,7 +47,12 @@ pub(crate) async fn resume<S: Saga>(
             return Err(SagaError::CorruptContext { id, message });
         }
     };
-    let mut run = Run::<S>::new(claim, Arc::new(ctx), deps, None);
+    // What is left of the deadline by the wall clock: none at all if it passed while no worker
+    // ran the saga.
+    let deadline = record
+        .deadline
+        .map(|at| at.duration_since(SystemTime::now()).unwrap_or_default());
+    let mut run = Run::<S>::new(claim, Arc::new(ctx), deps, deadline);
     run.completed = record.completed;
     run.past_pivot = run
         .completed
@@ -70,8 +75,15 @@ pub(crate) async fn resume<S: Saga>(
                 .iter()
                 .filter(|d| !d.timed_out)
                 .map(|d| d.step + 1)
-                .max();
-            run.forward(next.unwrap_or(0)).await
+                .max()
+                .unwrap_or(0);
+            // A step whose intent was recorded may have had effects: it runs again before a
+            // passed deadline (or a cancellation) is looked at, so that its outcome is known and
+            // a rollback undoes it if it completed.
+            if record.status == (SagaStatus::Running { step: next }) {
+                run.rerun = Some(next);
+            }
+            run.forward(next).await
         }
     };
     outcome.map(Some)

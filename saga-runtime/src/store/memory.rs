@@ -50,6 +50,7 @@ impl Entry {
             steps,
             context,
             idempotency_key,
+            deadline,
             started,
             writes,
         } = saga;
@@ -61,6 +62,7 @@ impl Entry {
             steps: Vec::new(),
             context,
             idempotency_key,
+            deadline,
             started: started.clone(),
             writes: Vec::new(),
         });
@@ -272,6 +274,7 @@ mod tests {
             steps: vec!["reserve", "charge"],
             context: StoredContext::live(Arc::new(7u32)),
             idempotency_key: key.map(str::to_owned),
+            deadline: None,
             started: event(SagaEventKind::SagaStarted { steps: Vec::new() }),
             writes: Vec::new(),
         }

@@ -136,6 +136,9 @@ pub struct NewSaga {
     pub context: StoredContext,
     /// An idempotency key: a second saga with the same key is not created.
     pub idempotency_key: Option<String>,
+    /// When the whole saga must be done by (wall-clock time, so that it holds across a
+    /// restart).
+    pub deadline: Option<SystemTime>,
     /// The "saga started" event, the first of its history.
     pub started: SagaEvent,
     /// Transitions recorded with the saga, in the same commit (the executor records the first
@@ -172,6 +175,8 @@ pub struct SagaRecord {
     pub rollback: Option<RollbackCause<usize>>,
     /// Its idempotency key.
     pub idempotency_key: Option<String>,
+    /// Its deadline, if it has one.
+    pub deadline: Option<SystemTime>,
     /// How many times recovery has resumed it since it last made progress.
     pub recovery_attempts: u32,
     /// When it was recorded.
@@ -192,6 +197,7 @@ impl SagaRecord {
             completed: Vec::new(),
             rollback: None,
             idempotency_key: saga.idempotency_key,
+            deadline: saga.deadline,
             recovery_attempts: 0,
             created_at: now,
             updated_at: now,

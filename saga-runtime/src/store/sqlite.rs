@@ -260,6 +260,7 @@ const SCHEMA: &str = "
         idempotency_key   TEXT UNIQUE,
         recovery_attempts INTEGER NOT NULL DEFAULT 0,
         events            INTEGER NOT NULL DEFAULT 0,
+        deadline_at       INTEGER,
         created_at        INTEGER NOT NULL,
         updated_at        INTEGER NOT NULL
     );
@@ -537,8 +538,8 @@ fn create(
     execute_cached(
         conn,
         "INSERT INTO sagas (id, saga_type, steps, status, context, idempotency_key, events,
-                            created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?7)",
+                            deadline_at, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?8, ?7, ?7)",
         params![
             id,
             saga.saga_type,
@@ -546,7 +547,8 @@ fn create(
             status,
             &context[..],
             saga.idempotency_key,
-            now
+            now,
+            saga.deadline.map(millis)
         ],
     )?;
     insert_event(conn, (&id, conn.last_insert_rowid()), 0, started)?;
@@ -685,7 +687,7 @@ fn begin_recovery(conn: &Connection, id: SagaId) -> Result<u32, StoreError> {
 }
 
 const RECORD_COLUMNS: &str = "id, saga_type, steps, status, context, completed, rollback, \
-     idempotency_key, recovery_attempts, created_at, updated_at";
+     idempotency_key, recovery_attempts, created_at, updated_at, deadline_at";
 
 /// Reads one record; `Err(CorruptRecord)` when its stored fields do not decode.
 fn load_record(
@@ -753,6 +755,10 @@ fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<SagaRecord,
             recovery_attempts: u32::try_from(integer(8)?).map_err(|e| e.to_string())?,
             created_at: time(integer(9)?),
             updated_at: time(integer(10)?),
+            deadline: match row.get_ref(11).map_err(|e| e.to_string())? {
+                ValueRef::Null => None,
+                _ => Some(time(integer(11)?)),
+            },
         })
     };
     Ok(decode().map_err(|message| CorruptRecord {
@@ -894,6 +900,7 @@ mod tests {
             steps: vec!["reserve", "charge"],
             context: StoredContext::live(Arc::new(7u32)),
             idempotency_key: None,
+            deadline: None,
             started: event(id, SagaEventKind::SagaStarted { steps: Vec::new() }),
             writes,
         }
