@@ -9,6 +9,7 @@
 //! The in-memory store keeps contexts as live values; the SQLite store serializes them.
 
 mod context;
+mod handoff;
 mod memory;
 mod sqlite;
 

@@ -18,6 +18,7 @@ use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use tokio::sync::oneshot;
 
+use super::handoff::{self, Waiting};
 use super::{
     CompletedStep, CorruptRecord, Created, NewSaga, Progress, SagaRecord, SagaStore, StoreError,
     StoreFuture, StoredContext, Write,
@@ -65,6 +66,7 @@ impl Durability {
 pub struct SqliteStore {
     path: PathBuf,
     requests: Mutex<mpsc::Sender<Request>>,
+    waiting: Waiting,
     reader: Arc<Mutex<Connection>>,
 }
 
@@ -170,6 +172,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             path,
             requests: Mutex::new(sender),
+            waiting: Waiting::default(),
             reader: Arc::new(Mutex::new(reader)),
         })
     }
@@ -184,6 +187,8 @@ impl SqliteStore {
         request: Request,
         reply: oneshot::Receiver<Result<T, StoreError>>,
     ) -> StoreFuture<'_, T> {
+        // Counted from before the request is sent until the future is done or dropped.
+        let waiter = self.waiting.enter();
         let sent = self
             .requests
             .lock()
@@ -191,7 +196,8 @@ impl SqliteStore {
             .send(request);
         Box::pin(async move {
             sent.map_err(|_| StoreError::new("the SQLite writer thread has stopped"))?;
-            reply
+            waiter
+                .answer(reply)
                 .await
                 .map_err(|_| StoreError::new("the SQLite writer thread has stopped"))?
         })
@@ -245,7 +251,8 @@ fn check_version(conn: &Connection) -> Result<i64, StoreError> {
 /// saga's `seq`, which grows with each new saga, then the entry's position in its history. The
 /// entries of one saga are together and those of a new saga go at the end, so a commit touches
 /// one history page where a table plus an index on `(saga, n)` would touch two. `saga` and `n`
-/// are kept as columns too, for people reading the file.
+/// are kept as columns too, for people reading the file. Idempotency keys are indexed only where
+/// there is one: a unique index would otherwise hold (and write) an entry for every saga.
 const SCHEMA: &str = "
     CREATE TABLE sagas (
         seq               INTEGER PRIMARY KEY,
@@ -257,7 +264,7 @@ const SCHEMA: &str = "
         context           BLOB NOT NULL,
         completed         TEXT NOT NULL DEFAULT '[]',
         rollback          TEXT,
-        idempotency_key   TEXT UNIQUE,
+        idempotency_key   TEXT,
         recovery_attempts INTEGER NOT NULL DEFAULT 0,
         events            INTEGER NOT NULL DEFAULT 0,
         deadline_at       INTEGER,
@@ -265,6 +272,7 @@ const SCHEMA: &str = "
         updated_at        INTEGER NOT NULL
     );
     CREATE INDEX sagas_unfinished ON sagas (id) WHERE terminal = 0;
+    CREATE UNIQUE INDEX sagas_by_key ON sagas (idempotency_key) WHERE idempotency_key IS NOT NULL;
     CREATE TABLE saga_history (
         key   INTEGER PRIMARY KEY,
         saga  INTEGER NOT NULL,
@@ -359,7 +367,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 /// of every page a request touches); only when a request fails is that attempt rolled back and
 /// the batch applied again with one savepoint per request.
 fn write_loop(conn: Connection, requests: mpsc::Receiver<Request>) {
-    while let Ok(first) = requests.recv() {
+    while let Some(first) = handoff::next_request(&requests) {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match requests.try_recv() {
