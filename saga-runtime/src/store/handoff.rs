@@ -58,28 +58,69 @@ pub(super) struct Waiter {
 }
 
 impl Waiter {
-    /// The answer on `reply`: polled (yielding between polls) for a while when this caller is
-    /// alone, awaited otherwise.
-    pub(super) async fn answer<T>(
-        self,
-        mut reply: oneshot::Receiver<T>,
-    ) -> Result<T, oneshot::error::RecvError> {
+    /// The answer on `reply` (`None` if its sender went away): polled (yielding between
+    /// polls) for a while when this caller is alone, awaited otherwise.
+    pub(super) async fn answer<T>(self, mut reply: oneshot::Receiver<T>) -> Option<T> {
         if self.alone {
             let start = Instant::now();
             while start.elapsed() < CALLER_POLL {
                 match reply.try_recv() {
-                    Ok(answer) => return Ok(answer),
-                    Err(oneshot::error::TryRecvError::Closed) => break,
+                    Ok(answer) => return Some(answer),
+                    Err(oneshot::error::TryRecvError::Closed) => return None,
                     Err(oneshot::error::TryRecvError::Empty) => tokio::task::yield_now().await,
                 }
             }
         }
-        reply.await
+        reply.await.ok()
     }
 }
 
 impl Drop for Waiter {
     fn drop(&mut self) {
         self.count.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn only_a_caller_alone_polls_and_every_caller_gets_its_answer() {
+        let waiting = Waiting::default();
+        let first = waiting.enter();
+        let second = waiting.enter();
+        assert!(first.alone && !second.alone);
+        drop(second);
+        drop(first);
+        assert!(waiting.enter().alone, "the count went back to zero");
+
+        let (tx, rx) = oneshot::channel();
+        let answer = tokio::spawn(waiting.enter().answer(rx));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        tx.send(7).unwrap();
+        assert_eq!(answer.await.unwrap(), Some(7), "answered after the polling");
+
+        let (tx, rx) = oneshot::channel::<u8>();
+        drop(tx);
+        assert_eq!(
+            waiting.enter().answer(rx).await,
+            None,
+            "the writer went away"
+        );
+    }
+
+    #[test]
+    fn the_writer_sees_requests_and_the_end_of_the_senders() {
+        let (tx, rx) = mpsc::channel();
+        tx.send(1).unwrap();
+        assert_eq!(next_request(&rx), Some(1));
+        let late = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(5));
+            tx.send(2).unwrap();
+        });
+        assert_eq!(next_request(&rx), Some(2), "after it stopped polling");
+        late.join().unwrap();
+        assert_eq!(next_request(&rx), None);
     }
 }

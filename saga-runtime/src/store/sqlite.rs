@@ -199,7 +199,7 @@ impl SqliteStore {
             waiter
                 .answer(reply)
                 .await
-                .map_err(|_| StoreError::new("the SQLite writer thread has stopped"))?
+                .ok_or_else(|| StoreError::new("the SQLite writer thread has stopped"))?
         })
     }
 
