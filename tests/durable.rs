@@ -48,6 +48,27 @@ fn crash_during<F: std::future::Future>(f: impl FnOnce() -> F) {
     });
 }
 
+/// Runs saga `id` (with `deadline`, if any) until the process "dies" while b hangs; the script
+/// it ran with.
+fn dies_during_b(path: &std::path::Path, id: SagaId, deadline: Option<Duration>) -> Arc<Script> {
+    let script = Arc::new(Script::new().plan("b", [Plan::Sleep(Duration::from_secs(3600))]));
+    crash_during(|| {
+        let engine = engine(path, &script);
+        let deps = script.clone();
+        async move {
+            let mut request = Durable::on(&engine)
+                .request(Trail::default())
+                .deps(deps)
+                .id(id);
+            if let Some(deadline) = deadline {
+                request = request.deadline(deadline);
+            }
+            request.run().await
+        }
+    });
+    script
+}
+
 #[tokio::test]
 async fn a_completed_saga_is_read_back_by_a_new_engine() {
     let dir = tempfile::tempdir().unwrap();
@@ -97,20 +118,7 @@ fn an_interrupted_step_runs_again_with_the_same_idempotency_key() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sagas.db");
     let id = SagaId::new();
-    // b hangs: the process "dies" while b runs.
-    let first = Arc::new(Script::new().plan("b", [Plan::Sleep(Duration::from_secs(3600))]));
-    crash_during(|| {
-        let engine = engine(&path, &first);
-        let deps = first.clone();
-        async move {
-            Durable::on(&engine)
-                .request(Trail::default())
-                .deps(deps)
-                .id(id)
-                .run()
-                .await
-        }
-    });
+    let first = dies_during_b(&path, id, None);
     assert_eq!(first.keys(), ["a", "b"]);
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -303,21 +311,8 @@ fn a_deadline_holds_across_a_restart_and_the_interrupted_step_is_settled_first()
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sagas.db");
     let id = SagaId::new();
-    // a completes, b hangs; the process dies at 300 ms, before the 500 ms deadline.
-    let first = Arc::new(Script::new().plan("b", [Plan::Sleep(Duration::from_secs(3600))]));
-    crash_during(|| {
-        let engine = engine(&path, &first);
-        let deps = first.clone();
-        async move {
-            Durable::on(&engine)
-                .request(Trail::default())
-                .deps(deps)
-                .id(id)
-                .deadline(Duration::from_millis(500))
-                .run()
-                .await
-        }
-    });
+    // The process dies at 300 ms, before the 500 ms deadline.
+    dies_during_b(&path, id, Some(Duration::from_millis(500)));
     // The deadline passes while no worker runs the saga.
     std::thread::sleep(Duration::from_millis(300));
 
