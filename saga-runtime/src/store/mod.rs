@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 pub use context::StoredContext;
 pub use memory::MemoryStore;
-pub use sqlite::{Durability, SqliteStore, SCHEMA_VERSION};
+pub use sqlite::{Durability, SqliteOptions, SqliteStore, SCHEMA_VERSION};
 
 use crate::event::SagaEvent;
 use crate::outcome::RollbackCause;

@@ -12,7 +12,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -149,8 +149,22 @@ impl SqliteStore {
 
     /// Opens (creating if needed) the database at `path`.
     pub fn open_with(path: impl AsRef<Path>, durability: Durability) -> Result<Self, StoreError> {
-        let path = path.as_ref().to_owned();
-        let mut writer = connect(&path, durability)?;
+        Self::options(path).durability(durability).open()
+    }
+
+    /// Options for opening the database at `path`, starting from the defaults: full
+    /// durability, and a 30 s wait for another process's write lock.
+    pub fn options(path: impl AsRef<Path>) -> SqliteOptions {
+        SqliteOptions {
+            path: path.as_ref().to_owned(),
+            durability: Durability::Full,
+            busy_timeout: Duration::from_secs(30),
+        }
+    }
+
+    fn open_options(options: SqliteOptions) -> Result<Self, StoreError> {
+        let path = options.path.clone();
+        let mut writer = connect(&options)?;
         migrate(&mut writer)?;
         // A group commit touches many pages (the row of every saga in the batch, and the id
         // index at a random place for ids callers chose): a page cache that holds the indexes
@@ -163,7 +177,7 @@ impl SqliteStore {
         writer
             .pragma_update(None, "wal_autocheckpoint", CHECKPOINT_PAGES)
             .map_err(store_error)?;
-        let reader = connect(&path, durability)?;
+        let reader = connect(&options)?;
         let (sender, receiver) = mpsc::channel();
         std::thread::Builder::new()
             .name("saga-sqlite-writer".into())
@@ -218,15 +232,45 @@ impl SqliteStore {
     }
 }
 
-fn connect(path: &Path, durability: Durability) -> Result<Connection, StoreError> {
-    let conn = Connection::open(path).map_err(store_error)?;
+/// How to open a [`SqliteStore`]: `SqliteStore::options(path).busy_timeout(..).open()`.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct SqliteOptions {
+    path: PathBuf,
+    durability: Durability,
+    busy_timeout: Duration,
+}
+
+impl SqliteOptions {
+    /// How much a commit survives (default [`Durability::Full`]).
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// How long a write waits while another process holds the database's write lock before
+    /// it fails with an error (default 30 s). The store itself never holds the lock between
+    /// commits.
+    pub fn busy_timeout(mut self, timeout: Duration) -> Self {
+        self.busy_timeout = timeout;
+        self
+    }
+
+    /// Opens (creating and migrating if needed) the database.
+    pub fn open(self) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_options(self)
+    }
+}
+
+fn connect(options: &SqliteOptions) -> Result<Connection, StoreError> {
+    let conn = Connection::open(&options.path).map_err(store_error)?;
     // Before anything that writes (even switching to WAL rewrites the header).
     check_version(&conn)?;
-    conn.busy_timeout(std::time::Duration::from_secs(30))
+    conn.busy_timeout(options.busy_timeout)
         .map_err(store_error)?;
     conn.pragma_update(None, "journal_mode", "WAL")
         .map_err(store_error)?;
-    conn.pragma_update(None, "synchronous", durability.pragma())
+    conn.pragma_update(None, "synchronous", options.durability.pragma())
         .map_err(store_error)?;
     Ok(conn)
 }
@@ -954,6 +998,29 @@ mod tests {
             assert_eq!(store.history(id).await.unwrap().unwrap().len(), 2);
         }
         assert!(store.load(missing).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_database_locked_too_long_is_a_clear_error_and_the_store_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let store = SqliteStore::options(&path)
+            .busy_timeout(Duration::from_millis(50))
+            .open()
+            .unwrap();
+        let id = SagaId::new();
+        store.create(new_saga(id, Vec::new())).await.unwrap();
+        let other = Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let error = store.write(id, &mut vec![intent(id)]).await.unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "could not begin a transaction: database is locked"
+        );
+        other.execute_batch("ROLLBACK").unwrap();
+        store.write(id, &mut vec![intent(id)]).await.unwrap();
+        let history = store.history(id).await.unwrap().unwrap();
+        assert_eq!(history.len(), 2, "the refused write left nothing");
     }
 
     #[tokio::test]
