@@ -335,3 +335,23 @@ fn a_deadline_holds_across_a_restart_and_the_interrupted_step_is_settled_first()
     // have completed, and is then undone with a; c never runs.
     assert_eq!(second.keys(), ["b", "undo:b", "undo:a"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_sees_a_saga_that_another_engine_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sagas.db");
+    let script = Arc::new(Script::new().plan("b", [Plan::Sleep(Duration::from_millis(300))]));
+    let runner = engine(&path, &script);
+    let id = Durable::on(&runner)
+        .start_with(Trail::default(), script.clone())
+        .await
+        .unwrap();
+    // Another engine on the same file hears none of the runner's events.
+    let watcher = engine(&path, &Arc::new(Script::new()));
+    let status = tokio::time::timeout(Duration::from_secs(10), Durable::on(&watcher).wait(id))
+        .await
+        .expect("wait returned")
+        .unwrap();
+    assert_eq!(status, SagaStatus::Completed);
+    assert_eq!(script.keys(), ["a", "b", "c"]);
+}

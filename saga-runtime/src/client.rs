@@ -13,6 +13,9 @@ use crate::executor::{self, Claim, Unrecorded};
 use crate::store::{NewSaga, StoreError, StoredContext};
 use crate::{Saga, SagaError, SagaId, SagaOutcome, SagaStatus, StepEnum};
 
+/// How often [`SagaClient::wait`] re-reads the store when no event of the saga arrived.
+const WAIT_POLL: Duration = Duration::from_millis(200);
+
 /// Options for one saga run, built by [`SagaClient::request`] or the generated
 /// `OrderSaga::request(ctx)`.
 #[must_use]
@@ -248,7 +251,9 @@ impl<'e, S: Saga> SagaClient<'e, S> {
             .map(|i| S::Step::from_index(i).expect("positions of the same steps")))
     }
 
-    /// Waits until the saga is terminal and returns its final status.
+    /// Waits until the saga is terminal and returns its final status, wherever it runs: this
+    /// engine's events wake the wait at once, and the store is re-read every 200 ms for a saga
+    /// that another process (sharing the store) runs.
     pub async fn wait(&self, id: SagaId) -> Result<SagaStatus<S::Step>, SagaError> {
         let mut events = self.engine.subscribe();
         loop {
@@ -256,13 +261,18 @@ impl<'e, S: Saga> SagaClient<'e, S> {
             if status.is_terminal() {
                 return Ok(status);
             }
+            let poll = tokio::time::sleep(WAIT_POLL);
+            tokio::pin!(poll);
             // Any event of this saga may be its last; a lagging receiver just re-reads the store.
             loop {
-                match events.recv().await {
-                    Ok(event) if event.saga_id == id => break,
-                    Ok(_) => continue,
-                    Err(broadcast::error::RecvError::Lagged(_)) => break,
-                    Err(broadcast::error::RecvError::Closed) => return self.status(id).await,
+                tokio::select! {
+                    event = events.recv() => match event {
+                        Ok(event) if event.saga_id == id => break,
+                        Ok(_) => continue,
+                        Err(broadcast::error::RecvError::Lagged(_)) => break,
+                        Err(broadcast::error::RecvError::Closed) => return self.status(id).await,
+                    },
+                    () = &mut poll => break,
                 }
             }
         }
