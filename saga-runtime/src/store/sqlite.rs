@@ -515,10 +515,7 @@ fn apply(conn: &Connection, request: &Request) -> Result<Outcome, StoreError> {
         Request::Create(saga, started, writes, _) => {
             create(conn, saga, started, writes).map(Outcome::Create)
         }
-        Request::Write(id, writes, _) => writes
-            .iter()
-            .try_for_each(|w| write(conn, *id, w))
-            .map(|()| Outcome::Write),
+        Request::Write(id, writes, _) => write(conn, *id, writes).map(|()| Outcome::Write),
         Request::BeginRecovery(id, _) => begin_recovery(conn, *id).map(Outcome::BeginRecovery),
     }
 }
@@ -604,9 +601,7 @@ fn create(
         ],
     )?;
     insert_event(conn, (&id, conn.last_insert_rowid()), 0, started)?;
-    for w in writes {
-        write(conn, saga.id, w)?;
-    }
+    write(conn, saga.id, writes)?;
     Ok(Created::New)
 }
 
@@ -630,17 +625,28 @@ fn insert_event(
     .map(drop)
 }
 
-/// Applies one transition: one lookup of the saga's row (its list of completed steps, read
-/// only when the write changes it), one `UPDATE` of that row (a field the write leaves alone
-/// keeps its value) and one history insert.
-fn write(conn: &Connection, id: SagaId, write: &EncodedWrite) -> Result<(), StoreError> {
+/// Applies a request's transitions, in order: one lookup of the saga's row (its list of
+/// completed steps, read only when a write changes it), one `UPDATE` of that row to what the
+/// writes leave (a field none of them sets keeps its value) and one history insert per write.
+fn write(conn: &Connection, id: SagaId, writes: &[EncodedWrite]) -> Result<(), StoreError> {
+    let Some(last) = writes.last() else {
+        return Ok(());
+    };
     let id = id.to_string();
     let missing = || StoreError::new(format!("no saga with id {id}"));
-    let reads_completed = matches!(
-        write.progress,
-        Some(Progress::Completed(_)) | Some(Progress::Compensated(_))
-    );
-    let terminal = write.status.as_ref().map(|(_, terminal)| *terminal);
+    let reads_completed = writes.iter().any(|w| {
+        matches!(
+            w.progress,
+            Some(Progress::Completed(_)) | Some(Progress::Compensated(_))
+        )
+    });
+    // The last of each field the writes set is what the row ends with.
+    let (status, terminal) = match writes.iter().rev().find_map(|w| w.status.as_ref()) {
+        Some((status, terminal)) => (Some(status), Some(*terminal)),
+        None => (None, None),
+    };
+    let context = writes.iter().rev().find_map(|w| w.context.as_ref());
+    let resets_recovery = writes.iter().any(|w| w.resets_recovery);
     let (stored, seq, sets_terminal, events) = conn
         .prepare_cached("SELECT completed, seq, terminal, events FROM sagas WHERE id = ?1")
         .and_then(|mut statement| {
@@ -671,18 +677,21 @@ fn write(conn: &Connection, id: SagaId, write: &EncodedWrite) -> Result<(), Stor
         Some(stored) => {
             let mut steps: Vec<CompletedStep> =
                 serde_json::from_str(&stored).map_err(store_error)?;
-            super::apply_progress(&mut steps, write.progress.as_ref());
+            for w in writes {
+                super::apply_progress(&mut steps, w.progress.as_ref());
+            }
             Some(serde_json::to_string(&steps).map_err(store_error)?)
         }
         None => None,
     };
-    let rollback = match &write.progress {
-        Some(Progress::RollbackStarted(cause)) => {
-            Some(serde_json::to_string(cause).map_err(store_error)?)
-        }
+    let rollback = writes.iter().rev().find_map(|w| match &w.progress {
+        Some(Progress::RollbackStarted(cause)) => Some(cause),
         _ => None,
-    };
-    let status = write.status.as_ref().map(|(status, _)| status);
+    });
+    let rollback = rollback
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(store_error)?;
     let changed = execute_cached(
         conn,
         if sets_terminal {
@@ -708,20 +717,22 @@ fn write(conn: &Connection, id: SagaId, write: &EncodedWrite) -> Result<(), Stor
         },
         params![
             seq,
-            write.at,
+            last.at,
             status,
-            write.resets_recovery,
-            write.context,
+            resets_recovery,
+            context,
             completed,
             rollback,
             terminal,
-            events + 1
+            events + writes.len() as i64
         ],
     )?;
     if changed == 0 {
         return Err(missing());
     }
-    insert_event(conn, (&id, seq), events, &write.event)
+    (events..)
+        .zip(writes)
+        .try_for_each(|(n, w)| insert_event(conn, (&id, seq), n, &w.event))
 }
 
 fn begin_recovery(conn: &Connection, id: SagaId) -> Result<u32, StoreError> {
