@@ -988,6 +988,55 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_request_of_several_transitions_leaves_the_row_as_applying_them_in_order_would() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let store = SqliteStore::open(&path).unwrap();
+        let id = SagaId::new();
+        store.create(new_saga(id, vec![intent(id)])).await.unwrap();
+        let done = CompletedStep {
+            step: 0,
+            via_fallback: false,
+            compensated: false,
+            timed_out: false,
+        };
+        let completed = Write {
+            event: event(
+                id,
+                SagaEventKind::StepCompleted {
+                    step: "reserve".into(),
+                    attempt: 1,
+                    duration: Duration::ZERO,
+                },
+            ),
+            status: Some(SagaStatus::Running { step: 1 }),
+            context: Some(StoredContext::live(Arc::new(8u32))),
+            progress: Some(Progress::Completed(done)),
+        };
+        let mut next = intent(id);
+        next.status = None;
+        Connection::open(&path)
+            .unwrap()
+            .execute("UPDATE sagas SET recovery_attempts = 3", [])
+            .unwrap();
+        store.write(id, &mut vec![completed, next]).await.unwrap();
+        let record = store.load(id).await.unwrap().unwrap();
+        assert_eq!(
+            record.status,
+            SagaStatus::Running { step: 1 },
+            "set by the first"
+        );
+        assert_eq!(
+            record.context.decode::<u32>().unwrap(),
+            8,
+            "set by the first"
+        );
+        assert_eq!(record.completed, [done]);
+        assert_eq!(record.recovery_attempts, 0, "the completion was progress");
+        assert_eq!(store.history(id).await.unwrap().unwrap().len(), 4);
+    }
+
+    #[tokio::test]
     async fn a_bad_request_fails_alone_and_the_others_commit() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path().join("s.db")).unwrap();
