@@ -20,6 +20,10 @@ scripted!(
 );
 
 saga! { Good(Trail, Script) { a, b } }
+
+/// The worker name of every engine here: the one that recovers is a restart of the one that
+/// was interrupted, and takes back what it held.
+const WORKER: &str = "bad-data";
 saga! { Gone(Trail, Script) { a, b } }
 
 scripted!(
@@ -46,7 +50,11 @@ where
         .build()
         .unwrap();
     runtime.block_on(async {
-        let engine = Engine::builder().sqlite(path).unwrap().build();
+        let engine = Engine::builder()
+            .sqlite(path)
+            .unwrap()
+            .worker_id(WORKER)
+            .build();
         let mut ids = Vec::new();
         for _ in 0..count {
             ids.push(
@@ -93,6 +101,7 @@ async fn bad_records_are_parked_with_a_reason_and_the_others_complete() {
     let engine = Engine::builder()
         .sqlite(&path)
         .unwrap()
+        .worker_id(WORKER)
         .register::<Good>(script.clone())
         .build();
     let report = engine.recover().await.unwrap();
@@ -131,6 +140,7 @@ async fn a_changed_step_list_is_refused_not_guessed() {
     let engine = Engine::builder()
         .sqlite(&path)
         .unwrap()
+        .worker_id(WORKER)
         .register::<Evolved>(script.clone())
         .build();
     let report = engine.recover().await.unwrap();
@@ -150,13 +160,14 @@ async fn a_saga_that_keeps_crashing_its_worker_is_parked() {
     // Five recoveries already happened, none made progress.
     sql(
         &path,
-        "UPDATE sagas SET recovery_attempts = 5 WHERE id = ?1",
+        "UPDATE sagas SET state = json_set(state, '$.recovery_attempts', 5) WHERE id = ?1",
         ids[0],
     );
     let script = Arc::new(Script::new());
     let engine = Engine::builder()
         .sqlite(&path)
         .unwrap()
+        .worker_id(WORKER)
         .register::<Good>(script.clone())
         .build();
     let report = engine.recover().await.unwrap();

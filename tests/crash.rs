@@ -76,7 +76,9 @@ fn stored(path: &Path) -> BTreeMap<String, Stored> {
         return BTreeMap::new();
     }
     let mut statement = conn
-        .prepare("SELECT id, steps, status, completed FROM sagas")
+        .prepare(
+            "SELECT id, steps, status, coalesce(json_extract(state, '$.completed'), '[]') FROM sagas",
+        )
         .unwrap();
     let rows = statement
         .query_map([], |r| {

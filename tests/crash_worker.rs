@@ -215,9 +215,12 @@ async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (store, ledger_path, mode) = (&args[1], &args[2], args[3].as_str());
     let ledger = Arc::new(Ledger::open(ledger_path));
+    // One worker, restarted after each kill: under the same name it takes back at once what its
+    // killed incarnation held, instead of waiting for those leases to expire.
     let engine = Engine::builder()
         .sqlite(store)
         .expect("store opens")
+        .worker_id("crash-worker")
         .register::<L1>(ledger.clone())
         .register::<L2>(ledger.clone())
         .register::<L3>(ledger.clone())

@@ -24,10 +24,13 @@ scripted!(
 
 saga! { Durable(Trail, Script) { a, b, c } }
 
+/// An engine on the file at `path`. Every engine here has the same worker name: one built after
+/// another "died" is its restart, and takes back at once what it held.
 fn engine(path: &std::path::Path, script: &Arc<Script>) -> Engine {
     Engine::builder()
         .sqlite(path)
         .unwrap()
+        .worker_id("durable-test")
         .register::<Durable>(script.clone())
         .build()
 }

@@ -10,7 +10,7 @@ use tracing::Instrument;
 use crate::engine::Engine;
 use crate::event::SagaEvent;
 use crate::executor::{self, Claim, Unrecorded};
-use crate::store::{NewSaga, StoreError, StoredContext};
+use crate::store::{NewSaga, StoreError, StoreErrorKind, StoredContext};
 use crate::{Saga, SagaError, SagaId, SagaOutcome, SagaStatus, StepEnum};
 
 /// How often [`SagaClient::wait`] re-reads the store when no event of the saga arrived.
@@ -73,24 +73,24 @@ impl<'e, S: Saga> SagaRequest<'e, S> {
         let Some(claim) = Claim::take(this.engine, id) else {
             return Ok(Err(id));
         };
+        this.engine.ensure_background();
         let deadline = this.deadline.or(S::OPTIONS.deadline);
-        let saga = NewSaga {
+        let mut saga = NewSaga::new(
             id,
-            saga_type: S::NAME,
-            steps: S::steps().iter().map(|s| s.name()).collect(),
-            context: StoredContext::live(Arc::clone(&ctx)),
-            idempotency_key: this.idempotency_key,
-            // A deadline past what the clock can represent is no deadline.
-            deadline: deadline.and_then(|d| now.checked_add(d)),
-            started: executor::started_event::<S>(id, now),
-            writes: Vec::new(),
-        };
+            S::NAME,
+            S::steps().iter().map(|s| s.name()).collect(),
+            StoredContext::live(Arc::clone(&ctx)),
+            executor::started_event::<S>(id, now),
+        );
+        saga.idempotency_key = this.idempotency_key;
+        // A deadline past what the clock can represent is no deadline.
+        saga.deadline = deadline.and_then(|d| now.checked_add(d));
+        saga.lease = Some(this.engine.lease_request());
         Ok(Ok(Prepared {
             claim,
             saga,
             ctx,
             deps,
-            deadline,
         }))
     }
 
@@ -124,6 +124,7 @@ impl<'e, S: Saga> SagaRequest<'e, S> {
         });
         answer.await.unwrap_or_else(|_| {
             Err(SagaError::Store(StoreError::new(
+                StoreErrorKind::Unavailable,
                 "the saga's task ended before the saga was recorded (is the runtime shutting down?)",
             )))
         })
@@ -136,7 +137,6 @@ struct Prepared<S: Saga> {
     saga: NewSaga,
     ctx: Arc<S::Context>,
     deps: Arc<S::Deps>,
-    deadline: Option<Duration>,
 }
 
 impl<S: Saga> Prepared<S> {
@@ -150,7 +150,7 @@ impl<S: Saga> Prepared<S> {
             saga: self.saga,
             recorded,
         };
-        executor::run::<S>(self.claim, self.ctx, self.deps, self.deadline, unrecorded)
+        executor::run::<S>(self.claim, self.ctx, self.deps, unrecorded)
             .instrument(span)
             .await
     }
@@ -247,6 +247,7 @@ impl<'e, S: Saga> SagaClient<'e, S> {
         let record = executor::load::<S>(self.engine, id).await?;
         // Same step list as this definition, so every stored position names one of its steps.
         Ok(record
+            .state
             .status
             .map(|i| S::Step::from_index(i).expect("positions of the same steps")))
     }

@@ -1,11 +1,14 @@
 //! The engine: where sagas are recorded, which saga types it can resume, how they are observed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use tokio::sync::{broadcast, Semaphore};
+use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::client::SagaClient;
@@ -14,7 +17,9 @@ use crate::executor::{self, CancelState, Claim};
 use crate::failpoint;
 use crate::id::IdMap;
 use crate::retry::Backoff;
-use crate::store::{Durability, MemoryStore, SagaRecord, SagaStore, SqliteStore, StoreError};
+use crate::store::{
+    Acquire, CorruptRecord, Durability, MemoryStore, SagaRecord, SagaStore, SqliteStore, StoreError,
+};
 use crate::{Saga, SagaError, SagaId};
 
 /// Runs sagas against one store and publishes their events.
@@ -46,6 +51,40 @@ pub(crate) struct EngineInner {
     registry: HashMap<&'static str, Registered>,
     pub(crate) max_recovery_attempts: u32,
     recovery_concurrency: Arc<Semaphore>,
+    pub(crate) worker: Worker,
+    /// Writes the store refused because another worker had taken the saga over.
+    fenced: AtomicU64,
+    /// The task that renews this engine's leases and claims orphaned sagas.
+    background: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Who this engine is to the store, and how it holds sagas.
+#[derive(Debug, Clone)]
+pub(crate) struct Worker {
+    /// `{name}#{incarnation}`: the name is the worker's (stable if configured), the incarnation
+    /// this engine's own.
+    pub(crate) id: Arc<str>,
+    /// The length of a lease.
+    pub(crate) lease: Duration,
+    /// How often leases are renewed and orphaned sagas looked for.
+    pub(crate) interval: Duration,
+    /// Whether the engine claims orphaned sagas of its registered types in the background.
+    pub(crate) claims: bool,
+}
+
+impl EngineInner {
+    /// The lease length for this engine's store: a store no other process shares never sees a
+    /// lease expire (nothing renews it, and nobody else could take the saga).
+    pub(crate) fn lease_for_store(&self) -> Duration {
+        match self.store.shared() {
+            true => self.worker.lease,
+            false => Duration::MAX,
+        }
+    }
+
+    pub(crate) fn count_fenced(&self) {
+        self.fenced.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// A saga type this engine can resume.
@@ -85,7 +124,44 @@ impl Engine {
             registry: HashMap::new(),
             max_recovery_attempts: 5,
             recovery_concurrency: 256,
+            worker_name: None,
+            lease: EngineBuilder::DEFAULT_LEASE,
+            interval: EngineBuilder::DEFAULT_RENEW_INTERVAL,
+            claims: true,
         }
+    }
+
+    /// This engine's identity as a worker, as leases record it: `{name}#{incarnation}`.
+    pub fn worker_id(&self) -> &str {
+        &self.inner.worker.id
+    }
+
+    /// How many of this engine's writes the store refused because another worker had taken the
+    /// saga over (each stopped that saga's run here).
+    pub fn fenced_writes(&self) -> u64 {
+        self.inner.fenced.load(Ordering::Relaxed)
+    }
+
+    /// Starts the task that renews this engine's leases and, if it has registered saga types,
+    /// claims sagas that no live worker holds, unless it runs already (on this tokio runtime).
+    /// Only for stores other processes share.
+    pub(crate) fn ensure_background(&self) {
+        if !self.inner.store.shared() {
+            return;
+        }
+        let mut background = self
+            .inner
+            .background
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if background.as_ref().is_some_and(|task| !task.is_finished()) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let weak = Arc::downgrade(&self.inner);
+        *background = Some(runtime.spawn(background_loop(weak, self.inner.worker.interval)));
     }
 
     /// The process-wide engine: the one given to [`Engine::make_global`], else an in-memory
@@ -139,46 +215,36 @@ impl Engine {
     pub async fn history(&self, id: SagaId) -> Result<Vec<SagaEvent>, SagaError> {
         self.inner
             .store
-            .history(id)
+            .history(id, 0, usize::MAX)
             .await?
             .ok_or(SagaError::NotFound(id))
     }
 
-    /// Resumes every saga the store holds that is not terminal and not running here: the sagas
-    /// of a worker that stopped mid-run. Call it when the engine starts (and whenever else is
-    /// useful: it is idempotent).
+    /// Takes over every saga that no live worker holds (its worker stopped, or let it go), and
+    /// every saga an earlier incarnation of this worker held (same worker name), and resumes
+    /// them: call it when the engine starts. The engine goes on doing this in the background for
+    /// its registered saga types, for as long as it lives.
     ///
-    /// Sagas are read in pages and at most a bounded number recover at once, so a large backlog
-    /// never sits in memory whole; this returns once every saga of the backlog has been resumed
-    /// or parked (resumed sagas go on in the background). A saga is parked, with a reason and a
-    /// `saga parked` event, when its type is not registered, when this program's definition of
-    /// its type has other steps than the one it started with, when its stored context does not
-    /// decode, or when it was resumed too many times in a row without progress (it may be what
-    /// crashes the worker). A bad record never stops the others.
+    /// Sagas are acquired in pages and at most a bounded number recover at once, so a large
+    /// backlog never sits in memory whole; this returns once every saga of the backlog has been
+    /// resumed or parked (resumed sagas go on in the background). A saga is parked, with a
+    /// reason and a `saga parked` event, when its type is not registered, when this program's
+    /// definition of its type has other steps than the one it started with, when its stored
+    /// context does not decode, or when it was taken over too many times in a row without
+    /// progress (it may be what crashes its workers). A bad record never stops the others.
     pub async fn recover(&self) -> Result<RecoveryReport, SagaError> {
         const PAGE: usize = 100;
+        self.ensure_background();
         let mut report = RecoveryReport::default();
-        let mut after = None;
         loop {
-            let page = self.inner.store.unfinished(after, PAGE).await?;
+            let request = Acquire::new(self.lease_request(), PAGE).reclaim_own(true);
+            let page = self.inner.store.acquire(request).await?;
             let full = page.len() == PAGE;
             for record in page {
-                let record = match record {
-                    Ok(record) => record,
-                    Err(corrupt) => {
-                        let Ok(id) = corrupt.id.parse::<SagaId>() else {
-                            report.unreadable.push((corrupt.id, corrupt.message));
-                            continue;
-                        };
-                        after = Some(id);
-                        let reason = format!("its record does not decode: {}", corrupt.message);
-                        self.park(&mut report, id, &corrupt.saga_type, reason)
-                            .await?;
-                        continue;
-                    }
-                };
-                after = Some(record.id);
-                self.recover_one(&mut report, record).await?;
+                match record {
+                    Ok(record) => self.recover_one(&mut report, record, true).await?,
+                    Err(corrupt) => self.park_corrupt(&mut report, corrupt).await?,
+                }
             }
             if !full {
                 return Ok(report);
@@ -186,34 +252,70 @@ impl Engine {
         }
     }
 
+    async fn park_corrupt(
+        &self,
+        report: &mut RecoveryReport,
+        corrupt: CorruptRecord,
+    ) -> Result<(), SagaError> {
+        let (Ok(id), Some(fence)) = (corrupt.id.parse::<SagaId>(), corrupt.fence) else {
+            report.unreadable.push((corrupt.id, corrupt.message));
+            return Ok(());
+        };
+        let reason = format!("its record does not decode: {}", corrupt.message);
+        executor::park(self, id, &corrupt.saga_type, fence, reason.clone()).await?;
+        report.parked.push((id, reason));
+        Ok(())
+    }
+
+    /// Resumes (in the background) or parks one acquired saga. Without `wait_for_room`, a saga
+    /// is only resumed if there is room at once (the background claimer asks for no more).
     async fn recover_one(
         &self,
         report: &mut RecoveryReport,
         record: SagaRecord,
+        wait_for_room: bool,
     ) -> Result<(), SagaError> {
         let id = record.id;
+        let Some(fence) = record.fence() else {
+            return Ok(());
+        };
         let Some(registered) = self.inner.registry.get(record.saga_type.as_str()) else {
             let reason = format!(
                 "no saga type `{}` is registered with this engine (EngineBuilder::register)",
                 record.saga_type
             );
-            return self.park(report, id, &record.saga_type, reason).await;
+            executor::park(self, id, &record.saga_type, fence, reason.clone()).await?;
+            report.parked.push((id, reason));
+            return Ok(());
         };
         if record.steps != registered.steps {
             let reason = format!(
                 "it was started with steps {:?}, but this program's `{}` has steps {:?}",
                 record.steps, record.saga_type, registered.steps
             );
-            return self.park(report, id, &record.saga_type, reason).await;
+            executor::park(self, id, &record.saga_type, fence, reason.clone()).await?;
+            report.parked.push((id, reason));
+            return Ok(());
         }
-        // Claimed before anything else: a saga this engine is running is not recovered.
         let Some(claim) = Claim::take(self, id) else {
+            // Running here already (it cannot be: the store gave this worker a new lease on it);
+            // the run that holds the older lease will be fenced.
             return Ok(());
         };
-        let permit = Arc::clone(&self.inner.recovery_concurrency)
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed");
+        let semaphore = Arc::clone(&self.inner.recovery_concurrency);
+        let permit = match wait_for_room {
+            true => semaphore
+                .acquire_owned()
+                .await
+                .expect("the semaphore is never closed"),
+            false => match semaphore.try_acquire_owned() {
+                Ok(permit) => permit,
+                Err(_) => {
+                    self.inner.store.release(id, fence).await?;
+                    return Ok(());
+                }
+            },
+        };
         failpoint::hit("mid_recovery", "saga");
         let resume = (registered.resume)(claim, record);
         tokio::spawn(async move {
@@ -224,16 +326,65 @@ impl Engine {
         Ok(())
     }
 
-    async fn park(
-        &self,
-        report: &mut RecoveryReport,
-        id: SagaId,
-        saga_type: &str,
-        reason: String,
-    ) -> Result<(), SagaError> {
-        executor::park(self, id, saga_type, reason.clone()).await?;
-        report.parked.push((id, reason));
-        Ok(())
+    /// One round of the background work: renew the leases this engine holds (a saga whose lease
+    /// is gone stops here at once), then claim sagas no live worker holds.
+    async fn tick(&self) {
+        let asked = std::time::Instant::now();
+        let held = self
+            .inner
+            .store
+            .renew(&self.inner.worker.id, self.inner.worker.lease)
+            .await;
+        match held {
+            Ok(held) => {
+                let held: HashSet<SagaId> = held.into_iter().map(|(id, _)| id).collect();
+                let running = self.inner.running.lock().unwrap_or_else(|e| e.into_inner());
+                for (id, cancel) in running.iter() {
+                    // A saga claimed after the renewal was asked for may not be in its answer.
+                    if !held.contains(id) && cancel.claimed_before(asked) {
+                        cancel.lose();
+                    }
+                }
+            }
+            Err(error) => tracing::warn!(%error, "renewing leases failed"),
+        }
+        if !self.inner.worker.claims || self.inner.registry.is_empty() {
+            return;
+        }
+        let room = self.inner.recovery_concurrency.available_permits().min(100);
+        if room == 0 {
+            return;
+        }
+        let types: Vec<&str> = self.inner.registry.keys().copied().collect();
+        let request = Acquire::new(self.lease_request(), room).types(types);
+        let acquired = match self.inner.store.acquire(request).await {
+            Ok(acquired) => acquired,
+            Err(error) => {
+                tracing::warn!(%error, "claiming sagas failed");
+                return;
+            }
+        };
+        let mut report = RecoveryReport::default();
+        for record in acquired {
+            let result = match record {
+                Ok(record) => self.recover_one(&mut report, record, false).await,
+                Err(corrupt) => self.park_corrupt(&mut report, corrupt).await,
+            };
+            if let Err(error) = result {
+                tracing::warn!(%error, "resuming a claimed saga failed");
+            }
+        }
+    }
+}
+
+/// Renews leases and claims sagas every `interval`, for as long as the engine lives.
+async fn background_loop(engine: Weak<EngineInner>, interval: Duration) {
+    loop {
+        tokio::time::sleep(interval).await;
+        let Some(inner) = engine.upgrade() else {
+            return;
+        };
+        Engine { inner }.tick().await;
     }
 }
 
@@ -246,9 +397,53 @@ pub struct EngineBuilder {
     registry: HashMap<&'static str, Registered>,
     max_recovery_attempts: u32,
     recovery_concurrency: usize,
+    worker_name: Option<String>,
+    lease: Duration,
+    interval: Duration,
+    claims: bool,
 }
 
 impl EngineBuilder {
+    /// How long a worker's lease on a saga lasts unless renewed: 10 s. A worker that dies holds
+    /// its sagas this long at most (plus one renewal interval) before another takes them over;
+    /// a worker that cannot reach its store for this long loses them.
+    pub const DEFAULT_LEASE: Duration = Duration::from_secs(10);
+
+    /// How often a worker renews its leases and looks for sagas no live worker holds: 2 s.
+    pub const DEFAULT_RENEW_INTERVAL: Duration = Duration::from_secs(2);
+
+    /// This worker's name, as leases record it (`{name}#{incarnation}`). A restarted worker
+    /// with the same name takes back at once, in [`Engine::recover`], what its previous
+    /// incarnation held, instead of waiting for those leases to expire: give each worker process
+    /// a name of its own (two live processes with one name would take each other's sagas).
+    /// Default: unique to the process.
+    pub fn worker_id(mut self, name: impl Into<String>) -> Self {
+        self.worker_name = Some(name.into());
+        self
+    }
+
+    /// How long a lease lasts unless renewed (default [`Self::DEFAULT_LEASE`]). Shorter means a
+    /// dead worker's sagas are taken over sooner; longer tolerates longer pauses (a stalled
+    /// process, a slow store) without losing them.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How often leases are renewed and orphaned sagas are looked for (default
+    /// [`Self::DEFAULT_RENEW_INTERVAL`]); keep it well under the lease.
+    pub fn renew_interval(mut self, interval: Duration) -> Self {
+        self.interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Whether the engine claims, in the background, sagas of its registered types that no live
+    /// worker holds (default `true`). A process that only starts sagas and looks them up can
+    /// turn it off.
+    pub fn claims(mut self, claims: bool) -> Self {
+        self.claims = claims;
+        self
+    }
     /// The store sagas are recorded in. Default: a new [`MemoryStore`].
     pub fn store(mut self, store: impl SagaStore) -> Self {
         self.store = Some(Arc::new(store));
@@ -327,7 +522,22 @@ impl EngineBuilder {
                 registry: self.registry,
                 max_recovery_attempts: self.max_recovery_attempts,
                 recovery_concurrency: Arc::new(Semaphore::new(self.recovery_concurrency)),
+                worker: Worker {
+                    id: worker_id(self.worker_name).into(),
+                    lease: self.lease,
+                    interval: self.interval,
+                    claims: self.claims,
+                },
+                fenced: AtomicU64::new(0),
+                background: Mutex::new(None),
             }),
         }
     }
+}
+
+/// `{name}#{incarnation}`; the name defaults to one unique to this process.
+fn worker_id(name: Option<String>) -> String {
+    let name =
+        name.unwrap_or_else(|| format!("worker-{}-{:04x}", std::process::id(), fastrand::u16(..)));
+    format!("{name}#{:08x}", fastrand::u32(..))
 }

@@ -65,6 +65,7 @@ mod executor;
 #[doc(hidden)]
 pub mod failpoint;
 mod id;
+mod machine;
 mod outcome;
 mod retry;
 mod saga;

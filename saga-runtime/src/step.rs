@@ -55,6 +55,7 @@ pub struct StepCx<D = ()> {
     step: &'static str,
     attempt: u32,
     phase: Phase,
+    token: u64,
     deps: Arc<D>,
 }
 
@@ -65,6 +66,7 @@ impl<D> StepCx<D> {
         step: &'static str,
         attempt: u32,
         phase: Phase,
+        token: u64,
         deps: Arc<D>,
     ) -> Self {
         StepCx {
@@ -73,8 +75,41 @@ impl<D> StepCx<D> {
             step,
             attempt,
             phase,
+            token,
             deps,
         }
+    }
+
+    /// The fencing token of this worker's lease on the saga: it grows with every worker that
+    /// takes the saga over. Pass it to the services a step calls, so that they can refuse a
+    /// worker that lost the saga (a request carrying a token lower than one already seen for
+    /// this saga comes from a stale worker):
+    ///
+    /// ```
+    /// # use std::collections::HashMap;
+    /// # use std::sync::Mutex;
+    /// # use saga_runtime::{StepCx, StepError};
+    /// /// A downstream service that keeps the highest token seen per saga.
+    /// struct Inventory { fences: Mutex<HashMap<String, u64>> }
+    ///
+    /// impl Inventory {
+    ///     fn reserve(&self, saga: &str, token: u64) -> Result<(), StepError> {
+    ///         let mut fences = self.fences.lock().unwrap();
+    ///         let seen = fences.entry(saga.to_owned()).or_insert(0);
+    ///         if token < *seen {
+    ///             return Err(StepError::permanent("stale worker: a newer one holds this saga"));
+    ///         }
+    ///         *seen = token;
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// async fn reserve(ctx: &mut (), cx: &StepCx<Inventory>) -> Result<(), StepError> {
+    ///     cx.deps().reserve(&cx.saga_id().to_string(), cx.fencing_token())
+    /// }
+    /// ```
+    pub fn fencing_token(&self) -> u64 {
+        self.token
     }
 
     /// The id of the running saga.
@@ -127,6 +162,7 @@ impl<D> fmt::Debug for StepCx<D> {
             .field("step", &self.step)
             .field("attempt", &self.attempt)
             .field("phase", &self.phase)
+            .field("fencing_token", &self.token)
             .finish_non_exhaustive()
     }
 }

@@ -1,12 +1,14 @@
-//! One step's attempts: a per-attempt timeout, panics caught, retries with backoff, and the
+//! One attempt: the intent recorded first, a per-attempt timeout, panics caught, the
 //! committed-context rule (an attempt works on a copy; only a successful attempt's copy is
-//! returned).
+//! committed), then the result recorded.
 //!
 //! # Order
 //!
-//! Each attempt: clone the committed context, record the intent ("step started"), run the
-//! function under the timeout with panics caught, then record the result. The timeout wraps one
-//! attempt, never the whole retry loop; the backoff wait is between attempts.
+//! Each attempt: record the intent ("step started") and make it durable, clone the committed
+//! context, run the function under the timeout with panics caught (and stopped at once if the
+//! worker loses its lease), then record the result: completed (with the new context), a retry
+//! scheduled, or failed for good. The timeout wraps one attempt, never the whole retry loop; the
+//! backoff wait is the decision's (a wake time in the state), between attempts.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -15,61 +17,12 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use tokio::time::Instant;
 
-use super::cancel::Stop;
 use super::Run;
 use crate::event::SagaEventKind;
 use crate::failpoint;
+use crate::machine::{past_pivot, retries_after, Change, CompletedStep, Task};
 use crate::step::{Phase, StepFn};
-use crate::{CompensationRetries, Saga, SagaError, SagaStatus, StepCx, StepError};
-
-/// How many attempts a loop may make.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Attempts {
-    Limited(u32),
-    Forever,
-}
-
-impl Attempts {
-    pub(super) fn retries(retries: u32) -> Self {
-        Attempts::Limited(retries.saturating_add(1))
-    }
-
-    pub(super) fn compensation(retries: CompensationRetries) -> Self {
-        match retries {
-            CompensationRetries::Limited(n) => Attempts::retries(n),
-            CompensationRetries::Forever => Attempts::Forever,
-        }
-    }
-
-    fn allows(self, attempt: u32) -> bool {
-        match self {
-            Attempts::Limited(max) => attempt <= max,
-            Attempts::Forever => true,
-        }
-    }
-}
-
-/// What one loop of attempts is about.
-pub(super) struct AttemptPlan<C, D> {
-    pub(super) name: &'static str,
-    pub(super) phase: Phase,
-    pub(super) func: StepFn<C, D>,
-    pub(super) timeout: Option<Duration>,
-    pub(super) backoff: Duration,
-    pub(super) attempts: Attempts,
-    /// The status recorded with the first attempt's "step started".
-    pub(super) status: SagaStatus<usize>,
-}
-
-/// How a loop of attempts ended.
-pub(super) enum AttemptsEnded<C> {
-    /// An attempt succeeded: its context, attempt number and duration.
-    Succeeded(C, u32, Duration),
-    /// The last attempt failed: its error and attempt number.
-    Failed(StepError, u32),
-    /// A retry wait was cut short by cancellation or the deadline; holds the last error.
-    Stopped(Stop, StepError, u32),
-}
+use crate::{Saga, SagaError, SagaStatus, StepCx, StepError};
 
 /// Runs one attempt: the timeout applies to it alone, and a panic becomes a permanent error.
 async fn attempt_once<C, D>(
@@ -90,83 +43,161 @@ async fn attempt_once<C, D>(
 }
 
 impl<S: Saga> Run<S> {
-    /// Runs attempts of `plan` from the committed context until one succeeds, the error is
-    /// permanent, the attempts are used up, or (between attempts) the saga is stopped.
-    pub(super) async fn attempts(
-        &mut self,
-        plan: &AttemptPlan<S::Context, S::Deps>,
-    ) -> Result<AttemptsEnded<S::Context>, SagaError> {
-        let mut attempt = 1;
-        loop {
-            let status = (attempt == 1).then(|| plan.status.clone());
-            self.record(
-                SagaEventKind::StepStarted {
-                    step: plan.name.into(),
-                    phase: plan.phase,
-                    attempt,
-                },
-                status,
-            );
-            // The intent is durable before the step runs (write-ahead).
-            failpoint::hit(
-                plan.phase
-                    .point("before_intent", "before_compensation_intent"),
-                plan.name,
-            );
-            self.flush().await?;
-            failpoint::hit(
-                plan.phase
-                    .point("after_intent", "after_compensation_intent"),
-                plan.name,
-            );
-            let mut work = (*self.committed).clone();
-            let cx = StepCx::new(
-                self.id,
-                S::NAME,
-                plan.name,
-                attempt,
-                plan.phase,
-                Arc::clone(&self.deps),
-            );
-            let started = Instant::now();
-            let error = match attempt_once(plan.func, &mut work, &cx, plan.timeout).await {
-                Ok(()) => {
-                    failpoint::hit(
-                        plan.phase
-                            .point("after_effect", "after_compensation_effect"),
-                        plan.name,
-                    );
-                    return Ok(AttemptsEnded::Succeeded(work, attempt, started.elapsed()));
-                }
-                Err(error) => error,
-            };
-            if !error.is_retryable() || !plan.attempts.allows(attempt + 1) {
-                return Ok(AttemptsEnded::Failed(error, attempt));
+    /// Runs one attempt of `task` and records its result.
+    pub(super) async fn attempt(&mut self, task: Task) -> Result<(), SagaError> {
+        let def = self.table.def(task.step, task.fallback);
+        let (name, policy) = (def.name(), *def.policy());
+        let phase = task.phase;
+        let func = self
+            .table
+            .func(task.step, task.fallback, phase == Phase::Compensation);
+        let status = match phase {
+            Phase::Action => SagaStatus::Running { step: task.step },
+            Phase::Compensation => SagaStatus::Compensating { step: task.step },
+        };
+        let status = (self.state.status != status).then_some(status);
+        self.record(
+            SagaEventKind::StepStarted {
+                step: name.into(),
+                phase,
+                attempt: task.attempt,
+            },
+            Change::AttemptStarted {
+                step: task.step,
+                phase,
+                attempt: task.attempt,
+            },
+            status,
+        );
+        // The intent is durable before the step runs (write-ahead).
+        failpoint::hit(
+            phase.point("before_intent", "before_compensation_intent"),
+            name,
+        );
+        self.flush().await?;
+        failpoint::hit(
+            phase.point("after_intent", "after_compensation_intent"),
+            name,
+        );
+        let mut work = (*self.committed).clone();
+        let cx = StepCx::new(
+            self.id,
+            S::NAME,
+            name,
+            task.attempt,
+            phase,
+            self.fence.token,
+            Arc::clone(&self.deps),
+        );
+        let started = Instant::now();
+        let result = tokio::select! {
+            result = attempt_once(func, &mut work, &cx, policy.timeout) => result,
+            // Another worker holds the saga now: this attempt's result could not be recorded.
+            () = self.cancel.lost() => return self.cancel.check_lease(self.id),
+        };
+        let error = match result {
+            Ok(()) => {
+                failpoint::hit(
+                    phase.point("after_effect", "after_compensation_effect"),
+                    name,
+                );
+                self.committed = Arc::new(work);
+                self.succeeded(task, name, started.elapsed());
+                return Ok(());
             }
-            let delay = self.engine.inner.backoff.delay(plan.backoff, attempt);
+            Err(error) => error,
+        };
+        if retries_after(&self.table, &task, &error) {
+            let delay = self
+                .engine
+                .inner
+                .backoff
+                .delay(policy.backoff, task.attempt);
             self.record(
                 SagaEventKind::RetryScheduled {
-                    step: plan.name.into(),
-                    phase: plan.phase,
-                    attempt,
+                    step: name.into(),
+                    phase,
+                    attempt: task.attempt,
                     delay,
                     error: error.clone(),
                 },
+                Change::RetryScheduled {
+                    step: task.step,
+                    phase,
+                    delay,
+                    error,
+                },
                 None,
             );
-            self.flush().await?;
-            // Compensations are never cut short: a rollback must finish.
-            let stop = match plan.phase {
-                Phase::Action => self.cancel.sleep(delay, self.deadline).await,
-                Phase::Compensation => {
-                    tokio::time::sleep(delay).await;
-                    None
-                }
-            };
-            if let Some(stop) = stop {
-                return Ok(AttemptsEnded::Stopped(stop, error, attempt));
+            return Ok(());
+        }
+        let (kind, change) = match phase {
+            Phase::Action => {
+                // A timed-out action may have had effects; a step that says so is compensated too.
+                let compensate = (error.is_timeout()
+                    && policy.compensate_on_timeout
+                    && def.compensate.is_some()
+                    && !past_pivot(&self.table, &self.state))
+                .then(|| CompletedStep::timed_out(task.step, task.fallback));
+                let kind = SagaEventKind::StepFailed {
+                    step: name.into(),
+                    attempt: task.attempt,
+                    error: error.clone(),
+                };
+                let change = Change::StepFailed {
+                    step: task.step,
+                    error,
+                    stopped: None,
+                    compensate,
+                };
+                (kind, change)
             }
-            attempt += 1;
+            Phase::Compensation => {
+                let kind = SagaEventKind::CompensationFailed {
+                    step: name.into(),
+                    attempt: task.attempt,
+                    error: error.clone(),
+                };
+                let change = Change::CompensationFailed {
+                    step: task.step,
+                    error,
+                };
+                (kind, change)
+            }
+        };
+        self.record(kind, change, None);
+        Ok(())
+    }
+
+    /// Records a successful attempt, committing its context.
+    fn succeeded(&mut self, task: Task, name: &'static str, duration: Duration) {
+        let context = Some(self.context());
+        match task.phase {
+            Phase::Action => {
+                let next = task.step + 1;
+                let status =
+                    (next < S::steps().len()).then_some(SagaStatus::Running { step: next });
+                let kind = SagaEventKind::StepCompleted {
+                    step: name.into(),
+                    attempt: task.attempt,
+                    duration,
+                };
+                let done = CompletedStep::new(task.step, task.fallback);
+                self.record(kind, Change::Completed(done), status);
+                self.note_pivot();
+            }
+            Phase::Compensation => {
+                let kind = SagaEventKind::StepCompensated {
+                    step: name.into(),
+                    attempt: task.attempt,
+                };
+                self.record(kind, Change::Compensated { step: task.step }, None);
+                let status = super::finish::pending_status(&self.table, &self.state);
+                self.set_status(status);
+            }
+        }
+        if let Some(last) = self.pending.last_mut() {
+            last.context = context;
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Cancellation of a running saga, and its deadline.
+//! Cancellation of a running saga, its deadline, and the loss of its lease.
 
 use std::sync::Mutex;
 
@@ -8,16 +8,30 @@ use tokio::time::Instant;
 use crate::{SagaError, SagaId};
 
 /// Shared between a running saga and whoever may cancel it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct CancelState {
     flags: Mutex<Flags>,
     notify: Notify,
+    /// When the saga was claimed by this engine.
+    claimed: std::time::Instant,
+}
+
+impl Default for CancelState {
+    fn default() -> Self {
+        CancelState {
+            flags: Mutex::default(),
+            notify: Notify::new(),
+            claimed: std::time::Instant::now(),
+        }
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy)]
 struct Flags {
     requested: bool,
     past_pivot: bool,
+    /// Another worker took the saga over: this run must stop at once.
+    lost: bool,
 }
 
 /// Why a saga is asked to stop going forward.
@@ -52,7 +66,40 @@ impl CancelState {
         self.flags().past_pivot = true;
     }
 
-    fn is_requested(&self) -> bool {
+    /// Whether the saga was claimed before `instant`.
+    pub(crate) fn claimed_before(&self, instant: std::time::Instant) -> bool {
+        self.claimed < instant
+    }
+
+    /// The lease was lost: the run stops at its next await.
+    pub(crate) fn lose(&self) {
+        self.flags().lost = true;
+        self.notify.notify_waiters();
+    }
+
+    /// An error once the lease is lost.
+    pub(crate) fn check_lease(&self, id: SagaId) -> Result<(), SagaError> {
+        match self.flags().lost {
+            true => Err(SagaError::Store(crate::store::StoreError::new(
+                crate::store::StoreErrorKind::Fenced,
+                format!("saga {id}: this worker's lease was lost; another worker may run it now"),
+            ))),
+            false => Ok(()),
+        }
+    }
+
+    /// Resolves once the lease is lost.
+    pub(crate) async fn lost(&self) {
+        loop {
+            let notified = self.notify.notified();
+            if self.flags().lost {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    pub(crate) fn is_requested(&self) -> bool {
         let flags = self.flags();
         flags.requested && !flags.past_pivot
     }
@@ -88,6 +135,9 @@ impl CancelState {
         tokio::select! {
             _ = tokio::time::sleep_until(until) => {}
             _ = notified => {}
+        }
+        if self.flags().lost {
+            return None;
         }
         self.check(deadline)
     }

@@ -1,14 +1,14 @@
-//! The executor: drives one saga through its steps, then either to completion, to failure after
-//! the pivot, or back through the compensations.
+//! The executor: drives one saga as a loop around the decision (see [`crate::machine`]): decide,
+//! record the intent, perform, record the result, until the saga is terminal.
 
 mod attempt;
 mod cancel;
+mod finish;
 mod recovery;
-mod rollback;
 
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -17,54 +17,49 @@ use tracing::level_filters::LevelFilter;
 pub(crate) use cancel::CancelState;
 pub(crate) use recovery::{park, resume};
 
-use self::attempt::{AttemptPlan, Attempts, AttemptsEnded};
-use self::cancel::Stop;
 use crate::engine::Engine;
-use crate::event::{self, SagaEvent, SagaEventKind};
+use crate::event::{RollbackReason, SagaEvent, SagaEventKind};
+use crate::machine::{decide, Change, Decision, SagaState, StepTable, Write};
 use crate::outcome::RollbackCause;
-use crate::step::{Phase, StepDef};
-use crate::store::{CompletedStep, Created, NewSaga, Progress, SagaRecord, StoredContext, Write};
-use crate::{Saga, SagaError, SagaId, SagaOutcome, SagaStatus, StepEnum, StepError, Undo};
+use crate::store::{Created, Fence, LeaseRequest, NewSaga, SagaRecord, StoredContext};
+use crate::{Saga, SagaError, SagaId, SagaOutcome, SagaStatus, StepEnum};
 
 /// The tracing span of one saga.
 pub(crate) fn span<S: Saga>(id: SagaId) -> tracing::Span {
     tracing::info_span!("saga", saga.id = %id, saga.r#type = S::NAME)
 }
 
+type Outcome<S> = SagaOutcome<<S as Saga>::Context, <S as Saga>::Step>;
+
 /// One saga being executed.
 pub(crate) struct Run<S: Saga> {
     engine: Engine,
     id: SagaId,
     deps: Arc<S::Deps>,
+    table: StepTable<S::Context, S::Deps>,
     /// The last committed context: each attempt starts from a copy of it.
     committed: Arc<S::Context>,
-    /// Completed steps in completion order, as the store has them.
-    completed: Vec<CompletedStep>,
-    past_pivot: bool,
+    /// The saga's state as the store has it once the pending writes are flushed.
+    state: SagaState,
+    /// The lease token this run writes under and the version it last wrote.
+    fence: Fence,
     cancel: Arc<CancelState>,
-    deadline: Option<Instant>,
+    /// When the run started, on tokio's clock, and by the wall clock: the run's clock is the
+    /// second advanced by the first (see [`Run::now`]).
     started: Instant,
+    started_wall: SystemTime,
     /// Transitions recorded but not yet handed to the store: flushed before user code runs,
-    /// before a retry wait, and at the end (see the store module).
+    /// before a wait, and at the end (see the store module).
     pending: Vec<Write>,
     /// A new saga not in the store yet: the first flush records it.
     unrecorded: Option<Box<Unrecorded>>,
-    /// A step interrupted by a crash after its intent was recorded: it runs again before the
-    /// deadline or a cancellation is checked (see recovery).
-    rerun: Option<usize>,
     /// Held for the run's whole life; dropping it takes the saga out of the running set.
     _claim: Claim,
 }
 
-/// How one step (with its retries) ended.
-enum StepEnd {
-    Completed,
-    Failed(StepError),
-    Stopped(Stop),
-}
-
 /// A saga claimed by this engine: in its running set from before it is recorded (or resumed)
-/// until its run ends, so that recovery never resumes a saga this engine is running.
+/// until its run ends, so that this engine never runs a saga twice, and so that lease renewal
+/// knows what it holds.
 pub(crate) struct Claim {
     engine: Engine,
     id: SagaId,
@@ -124,18 +119,36 @@ pub(crate) fn started_event<S: Saga>(id: SagaId, at: SystemTime) -> SagaEvent {
     }
 }
 
+/// An event of saga `id` of type `S`.
+pub(crate) fn event<S: Saga>(id: SagaId, at: SystemTime, kind: SagaEventKind) -> SagaEvent {
+    SagaEvent {
+        saga_id: id,
+        saga_type: Cow::Borrowed(S::NAME),
+        at,
+        kind,
+    }
+}
+
+/// The step table of `S`.
+pub(crate) fn table<S: Saga>() -> StepTable<S::Context, S::Deps> {
+    StepTable {
+        steps: S::steps(),
+        options: S::OPTIONS,
+    }
+}
+
 /// Records a new saga and runs it to a terminal state. With an id or idempotency key already
 /// taken, nothing runs and the error is [`SagaError::AlreadyExists`].
 pub(crate) async fn run<S: Saga>(
     claim: Claim,
     ctx: Arc<S::Context>,
     deps: Arc<S::Deps>,
-    deadline: Option<Duration>,
     unrecorded: Unrecorded,
-) -> Result<SagaOutcome<S::Context, S::Step>, SagaError> {
-    let mut run = Run::<S>::new(claim, ctx, deps, deadline);
+) -> Result<Outcome<S>, SagaError> {
+    let state = SagaState::new(unrecorded.saga.deadline);
+    let mut run = Run::<S>::new(claim, ctx, deps, state, Fence::default());
     run.unrecorded = Some(Box::new(unrecorded));
-    run.forward(0).await
+    run.drive().await
 }
 
 /// Loads saga `id`, checking that it is an `S` started under this program's definition of `S`.
@@ -146,15 +159,26 @@ pub(crate) async fn load<S: Saga>(engine: &Engine, id: SagaId) -> Result<SagaRec
         .load(id)
         .await?
         .ok_or(SagaError::NotFound(id))?;
+    check_definition::<S>(&record)?;
+    Ok(record)
+}
+
+/// Refuses a record of another type, or started under other steps than this program's `S`.
+pub(crate) fn check_definition<S: Saga>(record: &SagaRecord) -> Result<(), SagaError> {
+    let id = record.id;
     if record.saga_type != S::NAME {
         return Err(SagaError::WrongType {
             id,
             expected: S::NAME,
-            actual: record.saga_type,
+            actual: record.saga_type.clone(),
         });
     }
-    let names: Vec<&str> = S::steps().iter().map(|s| s.name()).collect();
-    if record.steps != names {
+    if !S::steps()
+        .iter()
+        .map(|s| s.name())
+        .eq(record.steps.iter().map(String::as_str))
+    {
+        let names: Vec<&str> = S::steps().iter().map(|s| s.name()).collect();
         return Err(SagaError::IncompatibleDefinition {
             id,
             message: format!(
@@ -163,23 +187,24 @@ pub(crate) async fn load<S: Saga>(engine: &Engine, id: SagaId) -> Result<SagaRec
             ),
         });
     }
-    Ok(record)
+    Ok(())
 }
 
-/// Resumes the rollback of a compensation-failed saga.
+/// Resumes the rollback of a compensation-failed saga (an operator's retry).
 pub(crate) async fn retry_compensation<S: Saga>(
     engine: Engine,
     id: SagaId,
     deps: Arc<S::Deps>,
-) -> Result<SagaOutcome<S::Context, S::Step>, SagaError> {
+) -> Result<Outcome<S>, SagaError> {
     let record = load::<S>(&engine, id).await?;
-    let (SagaStatus::CompensationFailed { .. }, Some(cause)) = (&record.status, record.rollback)
+    let (SagaStatus::CompensationFailed { .. }, Some(cause)) =
+        (&record.state.status, &record.state.rollback)
     else {
         return Err(SagaError::InvalidState {
             id,
             operation: "retrying compensation",
             needed: "compensation_failed",
-            status: record.status.to_string(),
+            status: record.state.status.to_string(),
         });
     };
     let ctx = record
@@ -192,9 +217,23 @@ pub(crate) async fn retry_compensation<S: Saga>(
         needed: "not running",
         status: "running on this engine".into(),
     })?;
-    let mut run = Run::<S>::new(claim, Arc::new(ctx), deps, None);
-    run.completed = record.completed;
-    run.resume_rollback(cause).await
+    let table = table::<S>();
+    let reason = reason::<S>(cause);
+    let now = SystemTime::now();
+    let kind = SagaEventKind::CompensationStarted { reason };
+    let mut write = Write::new(event::<S>(id, now, kind), Change::RollbackResumed);
+    let mut after = record.state.clone();
+    after.apply(&write);
+    write.status = finish::pending_status(&table, &after);
+    let record = engine
+        .inner
+        .store
+        .reopen(id, engine.lease_request(), write.clone())
+        .await?;
+    let fence = record.fence().expect("a reopened saga is leased");
+    let mut run = Run::<S>::new(claim, Arc::new(ctx), deps, record.state, fence);
+    run.announce(vec![write.event]);
+    run.drive().await
 }
 
 impl<S: Saga> Run<S> {
@@ -202,208 +241,160 @@ impl<S: Saga> Run<S> {
         claim: Claim,
         ctx: Arc<S::Context>,
         deps: Arc<S::Deps>,
-        deadline: Option<Duration>,
+        state: SagaState,
+        fence: Fence,
     ) -> Self {
-        let started = Instant::now();
         Run {
             engine: claim.engine.clone(),
             id: claim.id,
             deps,
+            table: table::<S>(),
             committed: ctx,
-            completed: Vec::new(),
-            past_pivot: false,
+            state,
+            fence,
             cancel: claim.cancel.clone(),
-            deadline: deadline.map(|d| started + d),
-            started,
+            started: Instant::now(),
+            started_wall: SystemTime::now(),
             pending: Vec::new(),
             unrecorded: None,
-            rerun: None,
             _claim: claim,
         }
     }
 
-    /// Runs the steps in order from `from`; the first that fails for good (or a stop request)
-    /// turns the saga back.
-    async fn forward(
-        &mut self,
-        from: usize,
-    ) -> Result<SagaOutcome<S::Context, S::Step>, SagaError> {
-        let steps = S::steps();
-        for (index, def) in steps.iter().enumerate().skip(from) {
-            if self.rerun.take() != Some(index) {
-                if let Some(stop) = self.cancel.check(self.deadline) {
-                    return self.rollback(stop.into()).await;
+    /// The loop: decide, then do what was decided, until the saga is terminal.
+    async fn drive(&mut self) -> Result<Outcome<S>, SagaError> {
+        self.note_pivot();
+        loop {
+            let now = self.now();
+            let cancelled = self.cancel.is_requested();
+            match decide(&self.table, &self.state, now, cancelled) {
+                Decision::Run(task) => self.attempt(task).await?,
+                Decision::Wait(until) => self.wait(until).await?,
+                Decision::Stop {
+                    step,
+                    attempt,
+                    error,
+                    cause,
+                } => {
+                    let name = self.table.def(step, self.fallback_active(step)).name();
+                    self.record(
+                        SagaEventKind::StepFailed {
+                            step: name.into(),
+                            attempt,
+                            error: error.clone(),
+                        },
+                        Change::StepFailed {
+                            step,
+                            error,
+                            stopped: Some(cause),
+                            compensate: None,
+                        },
+                        None,
+                    );
                 }
-            }
-            let error = match self.run_step(index, def, false).await? {
-                StepEnd::Completed => continue,
-                StepEnd::Stopped(stop) => return self.rollback(stop.into()).await,
-                StepEnd::Failed(error) => error,
-            };
-            if let Some(fallback) = def.fallback {
-                let fallback = fallback();
-                self.record(
-                    SagaEventKind::FallbackStarted {
-                        step: def.name().into(),
-                        fallback: fallback.name().into(),
-                    },
-                    None,
-                );
-                match self.run_step(index, &fallback, true).await? {
-                    StepEnd::Completed => continue,
-                    StepEnd::Stopped(stop) => return self.rollback(stop.into()).await,
-                    // The outcome keeps the step's own error, not the fallback's.
-                    StepEnd::Failed(_) => {}
+                Decision::StartFallback(step) => {
+                    let def = self.table.def(step, false);
+                    let fallback = self.table.def(step, true);
+                    self.record(
+                        SagaEventKind::FallbackStarted {
+                            step: def.name().into(),
+                            fallback: fallback.name().into(),
+                        },
+                        Change::FallbackStarted { step },
+                        None,
+                    );
                 }
+                Decision::StartRollback(cause) => {
+                    let reason = reason::<S>(&cause);
+                    self.record(
+                        SagaEventKind::CompensationStarted { reason },
+                        Change::RollbackStarted(cause),
+                        None,
+                    );
+                    self.set_status(finish::pending_status(&self.table, &self.state));
+                }
+                Decision::Complete => return self.complete().await,
+                Decision::Fail { step, error } => return self.fail(step, error).await,
+                Decision::Compensated => return self.compensated().await,
+                Decision::CompensationFailed => return self.compensation_failed().await,
+                Decision::Done => return self.outcome_of_terminal(),
             }
-            if self.past_pivot {
-                return self.fail(index, error).await;
-            }
-            return self
-                .rollback(RollbackCause::StepFailed { step: index, error })
-                .await;
         }
-        let duration = self.started.elapsed();
-        self.record(
-            SagaEventKind::SagaCompleted { duration },
-            Some(SagaStatus::Completed),
-        );
+    }
+
+    /// Whether the activity of `step` is its fallback.
+    fn fallback_active(&self, step: usize) -> bool {
+        self.state
+            .active
+            .iter()
+            .any(|a| a.step == step && a.fallback)
+    }
+
+    /// The time by this run's clock: the wall clock when it started, advanced by tokio's clock
+    /// since. Waits and deadlines are then measured on tokio's clock (which tests can pause and
+    /// advance), while what is recorded stays wall-clock time, meaningful to other processes.
+    fn now(&self) -> SystemTime {
+        self.started_wall + self.started.elapsed()
+    }
+
+    /// `time` by this run's clock as an instant of tokio's clock.
+    fn instant(&self, time: SystemTime) -> Instant {
+        match time.duration_since(self.started_wall) {
+            Ok(after) => self.started + after,
+            Err(_) => self.started,
+        }
+    }
+
+    /// Waits until `until` (a retry backoff), cut short by a cancellation or the deadline.
+    async fn wait(&mut self, until: SystemTime) -> Result<(), SagaError> {
         self.flush().await?;
-        Ok(SagaOutcome::Completed {
-            id: self.id,
-            ctx: self.take_ctx(),
-        })
+        let delay = self
+            .instant(until)
+            .saturating_duration_since(Instant::now());
+        let deadline = self.state.deadline.map(|d| self.instant(d));
+        let compensating = self.state.rollback.is_some();
+        match compensating {
+            // Compensations are never cut short: a rollback must finish.
+            true => tokio::time::sleep(delay).await,
+            // Woken early by a cancellation or the deadline; the decision sees why.
+            false => drop(self.cancel.sleep(delay, deadline).await),
+        }
+        self.cancel.check_lease(self.id)
     }
 
-    /// Runs the action of step `index` (its own, or its fallback's when `via_fallback`) with its
-    /// retries, and commits the context when it succeeds.
-    async fn run_step(
-        &mut self,
-        index: usize,
-        def: &StepDef<S::Context, S::Deps>,
-        via_fallback: bool,
-    ) -> Result<StepEnd, SagaError> {
-        let policy = *def.policy();
-        let plan = AttemptPlan {
-            name: def.name(),
-            phase: Phase::Action,
-            func: def.action,
-            timeout: policy.timeout,
-            backoff: policy.backoff,
-            attempts: Attempts::retries(policy.retries),
-            status: SagaStatus::Running { step: index },
-        };
-        let (stop, error, attempt) = match self.attempts(&plan).await? {
-            AttemptsEnded::Succeeded(ctx, attempt, duration) => {
-                self.committed = Arc::new(ctx);
-                let done = CompletedStep {
-                    step: index,
-                    via_fallback,
-                    compensated: false,
-                    timed_out: false,
-                };
-                self.completed.push(done);
-                let next = index + 1;
-                let status =
-                    (next < S::steps().len()).then_some(SagaStatus::Running { step: next });
-                self.write(
-                    SagaEventKind::StepCompleted {
-                        step: def.name().into(),
-                        attempt,
-                        duration,
-                    },
-                    status,
-                    true,
-                    Some(Progress::Completed(done)),
-                );
-                if policy.undo == Undo::Pivot {
-                    self.past_pivot = true;
-                    self.cancel.pass_pivot();
-                }
-                return Ok(StepEnd::Completed);
-            }
-            AttemptsEnded::Failed(error, attempt) => (None, error, attempt),
-            AttemptsEnded::Stopped(stop, error, attempt) => (Some(stop), error, attempt),
-        };
-        // A timed-out action may have had effects; a step that says so is compensated too.
-        let progress = (error.is_timeout()
-            && policy.compensate_on_timeout
-            && def.compensate.is_some()
-            && !self.past_pivot)
-            .then(|| {
-                let done = CompletedStep {
-                    step: index,
-                    via_fallback,
-                    compensated: false,
-                    timed_out: true,
-                };
-                self.completed.push(done);
-                Progress::Completed(done)
-            });
-        self.write(
-            SagaEventKind::StepFailed {
-                step: def.name().into(),
-                attempt,
-                error: error.clone(),
-            },
-            None,
-            false,
-            progress,
-        );
-        Ok(match stop {
-            Some(stop) => StepEnd::Stopped(stop),
-            None => StepEnd::Failed(error),
-        })
+    /// Tells the cancellation state once the saga has passed its pivot: from then on it cannot
+    /// be cancelled.
+    fn note_pivot(&self) {
+        if crate::machine::past_pivot(&self.table, &self.state) {
+            self.cancel.pass_pivot();
+        }
     }
 
-    /// A step after the pivot failed for good: the saga ends failed, nothing compensated.
-    async fn fail(
-        &mut self,
-        index: usize,
-        error: StepError,
-    ) -> Result<SagaOutcome<S::Context, S::Step>, SagaError> {
-        self.record(
-            SagaEventKind::SagaFailed {
-                step: S::steps()[index].name().into(),
-                error: error.clone(),
-                compensation: false,
-            },
-            Some(SagaStatus::Failed { step: index }),
-        );
-        self.flush().await?;
-        Ok(SagaOutcome::Failed {
-            id: self.id,
-            step: step_at::<S>(index),
-            error,
-            ctx: self.take_ctx(),
-        })
+    /// Records a transition: applied to this run's state at once, handed to the store (then
+    /// traced and published) at the next [`Run::flush`].
+    fn record(&mut self, kind: SagaEventKind, change: Change, status: Option<SagaStatus<usize>>) {
+        let write = Write::new(event::<S>(self.id, self.now(), kind), change).with_status(status);
+        self.push(write);
     }
 
-    /// Records an event without a context change.
-    fn record(&mut self, kind: SagaEventKind, status: Option<SagaStatus<usize>>) {
-        self.write(kind, status, false, None);
+    /// Records a write: applied to this run's state at once, handed to the store at the next
+    /// flush.
+    fn push(&mut self, write: Write) {
+        self.state.apply(&write);
+        self.pending.push(write);
     }
 
-    /// Records a transition: handed to the store (then traced and published) at the next
-    /// [`Run::flush`].
-    fn write(
-        &mut self,
-        kind: SagaEventKind,
-        status: Option<SagaStatus<usize>>,
-        context: bool,
-        progress: Option<Progress>,
-    ) {
-        self.pending.push(Write {
-            event: SagaEvent {
-                saga_id: self.id,
-                saga_type: Cow::Borrowed(S::NAME),
-                at: SystemTime::now(),
-                kind,
-            },
-            status,
-            context: context.then(|| StoredContext::live(Arc::clone(&self.committed))),
-            progress,
-        });
+    /// Sets the status of the last recorded write (computed from the state it left).
+    fn set_status(&mut self, status: Option<SagaStatus<usize>>) {
+        if let (Some(status), Some(last)) = (status, self.pending.last_mut()) {
+            self.state.status = status.clone();
+            last.status = Some(status);
+        }
+    }
+
+    /// The committed context, for a write.
+    fn context(&self) -> StoredContext {
+        StoredContext::live(Arc::clone(&self.committed))
     }
 
     /// Hands the recorded transitions to the store (with the saga itself, the first time), then
@@ -443,26 +434,43 @@ impl<S: Saga> Run<S> {
         match self.unrecorded.take() {
             Some(unrecorded) => self.create(unrecorded).await?,
             None => {
-                self.engine
-                    .inner
-                    .store
-                    .write(self.id, &mut self.pending)
-                    .await?
+                let store = &self.engine.inner.store;
+                let written = store.write(self.id, self.fence, &mut self.pending).await;
+                match written {
+                    Ok(version) => self.fence.version = version,
+                    Err(error) => {
+                        if error.is_fenced() {
+                            self.engine.inner.count_fenced();
+                        }
+                        return Err(error.into());
+                    }
+                }
             }
         }
         #[cfg(all(feature = "failpoints", debug_assertions))]
         for (point, step) in checkpoints {
             crate::failpoint::hit(point, &step);
         }
-        for event in announced {
+        self.announce_traced(announced, traced, subscribed);
+        Ok(())
+    }
+
+    /// Traces and publishes events the store already has.
+    fn announce(&self, events: Vec<SagaEvent>) {
+        let subscribed = self.engine.inner.events.has_subscribers();
+        let traced = LevelFilter::current() != LevelFilter::OFF;
+        self.announce_traced(events, traced, subscribed);
+    }
+
+    fn announce_traced(&self, events: Vec<SagaEvent>, traced: bool, subscribed: bool) {
+        for event in events {
             if traced {
-                event::trace(&event.kind);
+                crate::event::trace(&event.kind);
             }
             if subscribed {
                 self.engine.inner.events.publish(event);
             }
         }
-        Ok(())
     }
 
     /// Records the saga with the pending transitions; tells whoever waits which saga holds
@@ -471,7 +479,13 @@ impl<S: Saga> Run<S> {
         unrecorded.saga.writes = std::mem::take(&mut self.pending);
         let created = self.engine.inner.store.create(unrecorded.saga).await;
         let (told, result) = match created {
-            Ok(Created::New) => (Ok(self.id), Ok(())),
+            Ok(Created::New { version, lease }) => {
+                self.fence = Fence {
+                    token: lease.map_or(0, |l| l.token),
+                    version,
+                };
+                (Ok(self.id), Ok(()))
+            }
             Ok(Created::Existing(record)) => (
                 Ok(record.id),
                 Err(SagaError::AlreadyExists { id: record.id }),
@@ -502,11 +516,21 @@ fn step_at<S: Saga>(index: usize) -> S::Step {
     S::Step::from_index(index).expect("the executor only produces positions of existing steps")
 }
 
-impl From<Stop> for RollbackCause<usize> {
-    fn from(stop: Stop) -> Self {
-        match stop {
-            Stop::Cancelled => RollbackCause::Cancelled,
-            Stop::DeadlineExceeded => RollbackCause::DeadlineExceeded,
-        }
+/// Why a rollback started, with step names, as events report it.
+fn reason<S: Saga>(cause: &RollbackCause<usize>) -> RollbackReason {
+    match cause {
+        RollbackCause::StepFailed { step, error } => RollbackReason::StepFailed {
+            step: S::steps()[*step].name().into(),
+            error: error.clone(),
+        },
+        RollbackCause::Cancelled => RollbackReason::Cancelled,
+        RollbackCause::DeadlineExceeded => RollbackReason::DeadlineExceeded,
+    }
+}
+
+impl Engine {
+    /// The lease this engine takes on a saga it starts or acquires.
+    pub(crate) fn lease_request(&self) -> LeaseRequest {
+        LeaseRequest::new(self.inner.worker.id.clone(), self.inner.lease_for_store())
     }
 }

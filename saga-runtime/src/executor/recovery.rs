@@ -1,39 +1,47 @@
-//! Resuming a saga from its record after a crash, and parking one that cannot be resumed.
+//! Resuming a saga this worker acquired (its previous worker died, or let it go), and parking one
+//! that cannot be resumed.
 //!
-//! A saga resumes from its last committed state: the completed steps and the context the record
-//! holds. A step whose intent was recorded but whose completion was not runs again, from its
-//! first attempt, with the same idempotency key: steps are at-least-once, effectively-once when
-//! they pass the key on. A saga that had started rolling back only ever finishes rolling back.
+//! A saga resumes from its stored state: the decision takes it from there exactly as it would
+//! have in the run that stopped. An attempt whose intent was recorded but whose result was not
+//! runs again, with the same attempt number and idempotency key: steps are at-least-once,
+//! effectively-once when they pass the key on. A saga that had started rolling back only ever
+//! finishes rolling back.
 
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::rollback::def_of;
-use super::{Claim, Run};
+use super::{Claim, Outcome, Run};
 use crate::event::{self, SagaEvent, SagaEventKind};
-use crate::store::{SagaRecord, Write};
-use crate::{Engine, Saga, SagaError, SagaId, SagaOutcome, SagaStatus, Undo};
+use crate::machine::{Change, Write};
+use crate::store::{Fence, SagaRecord};
+use crate::{Engine, Saga, SagaError, SagaId, SagaStatus};
 
-/// Resumes a recorded, non-terminal saga of type `S` that `claim` holds. A context that does not
-/// decode parks the saga, and so does one resumed too many times in a row without progress.
-///
-/// The resumption is counted here, as the saga is about to run, and not when recovery finds it:
-/// a saga still waiting its turn when the worker dies was not what crashed it.
+/// Resumes an acquired, non-terminal saga of type `S` that `claim` holds. A context that does
+/// not decode parks the saga, and so does one taken over too many times in a row without
+/// progress.
 pub(crate) async fn resume<S: Saga>(
     claim: Claim,
     record: SagaRecord,
     deps: Arc<S::Deps>,
-) -> Result<Option<SagaOutcome<S::Context, S::Step>>, SagaError> {
+) -> Result<Option<Outcome<S>>, SagaError> {
     let id = record.id;
     let engine = claim.engine.clone();
-    let attempts = engine.inner.store.begin_recovery(id).await?;
+    let Some(fence) = record.fence() else {
+        return Err(SagaError::InvalidState {
+            id,
+            operation: "resuming",
+            needed: "leased by this worker",
+            status: "not leased".into(),
+        });
+    };
+    let attempts = record.state.recovery_attempts;
     if attempts > engine.inner.max_recovery_attempts {
         let reason = format!(
             "it was resumed {} times in a row without making progress; it may be crashing its worker",
             attempts - 1
         );
-        park(&engine, id, S::NAME, reason).await?;
+        park(&engine, id, S::NAME, fence, reason).await?;
         return Ok(None);
     }
     let ctx = match record.context.decode::<S::Context>() {
@@ -43,57 +51,28 @@ pub(crate) async fn resume<S: Saga>(
                 "its stored context does not decode as `{}`: {message}",
                 S::NAME
             );
-            park(&claim.engine, id, S::NAME, reason).await?;
+            park(&engine, id, S::NAME, fence, reason).await?;
             return Err(SagaError::CorruptContext { id, message });
         }
     };
-    // What is left of the deadline by the wall clock: none at all if it passed while no worker
-    // ran the saga.
-    let deadline = record
-        .deadline
-        .map(|at| at.duration_since(SystemTime::now()).unwrap_or_default());
-    let mut run = Run::<S>::new(claim, Arc::new(ctx), deps, deadline);
-    run.completed = record.completed;
-    run.past_pivot = run
-        .completed
-        .iter()
-        .any(|done| !done.timed_out && def_of::<S>(done).policy().undo == Undo::Pivot);
-    if run.past_pivot {
-        run.cancel.pass_pivot();
-    }
+    let mut run = Run::<S>::new(claim, Arc::new(ctx), deps, record.state, fence);
     run.record(
         SagaEventKind::SagaResumed {
-            recovery_attempt: attempts,
+            recovery_attempt: attempts.max(1),
         },
+        Change::None,
         None,
     );
-    let outcome = match record.rollback {
-        Some(cause) => run.compensate(cause).await,
-        None => {
-            let next = run
-                .completed
-                .iter()
-                .filter(|d| !d.timed_out)
-                .map(|d| d.step + 1)
-                .max()
-                .unwrap_or(0);
-            // A step whose intent was recorded may have had effects: it runs again before a
-            // passed deadline (or a cancellation) is looked at, so that its outcome is known and
-            // a rollback undoes it if it completed.
-            if record.status == (SagaStatus::Running { step: next }) {
-                run.rerun = Some(next);
-            }
-            run.forward(next).await
-        }
-    };
-    outcome.map(Some)
+    run.drive().await.map(Some)
 }
 
-/// Parks a saga: it cannot go on under this program and needs attention, for `reason`.
+/// Parks a saga this worker holds: it cannot go on under this program and needs attention, for
+/// `reason`.
 pub(crate) async fn park(
     engine: &Engine,
     id: SagaId,
     saga_type: &str,
+    fence: Fence,
     reason: String,
 ) -> Result<(), SagaError> {
     let kind = SagaEventKind::SagaParked {
@@ -107,13 +86,12 @@ pub(crate) async fn park(
         kind,
     };
     let published = engine.inner.events.has_subscribers().then(|| event.clone());
-    let write = Write {
-        event,
-        status: Some(SagaStatus::Parked { reason }),
-        context: None,
-        progress: None,
-    };
-    engine.inner.store.write(id, &mut vec![write]).await?;
+    let write = Write::new(event, Change::None).with_status(Some(SagaStatus::Parked { reason }));
+    engine
+        .inner
+        .store
+        .write(id, fence, &mut vec![write])
+        .await?;
     if let Some(event) = published {
         engine.inner.events.publish(event);
     }

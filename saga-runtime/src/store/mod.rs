@@ -1,10 +1,26 @@
-//! Where sagas are recorded: the [`SagaStore`] trait and its in-memory implementation.
+//! Where sagas are recorded: the [`SagaStore`] trait (the store contract), its in-memory and
+//! SQLite implementations.
 //!
-//! The executor describes each transition as a [`Write`]: the event (appended to the saga's
-//! history), the new status, and, when a step committed, the new context. It hands the store the
-//! writes of several transitions at once (everything since the last time user code was about to
-//! run), and a store applies them atomically, in order. So a step's completion and the next
-//! step's intent share one commit, and the intent is always durable before the step runs.
+//! # The contract
+//!
+//! - **Writes.** The executor describes each transition as a [`Write`]: the event (appended to
+//!   the saga's history), what changes in its [`SagaState`] (folded in with
+//!   [`SagaState::apply`], the same function in every store), the new status and, when a step
+//!   committed, the new context. It hands the store the writes of several transitions at once
+//!   (everything since the last time user code was about to run), and a store applies them
+//!   atomically, in order: a step's completion and the next step's intent share one commit, and
+//!   the intent is always durable before the step runs.
+//! - **Fencing.** Every write carries a [`Fence`]: the writer's lease token and the version it
+//!   expects. A write whose token is not the saga's current one is refused with
+//!   [`StoreErrorKind::Fenced`], one at another version with [`StoreErrorKind::Conflict`], and
+//!   any write to a terminal saga with [`StoreErrorKind::Conflict`]: a terminal status never
+//!   changes, in the store itself. A refused write changes nothing.
+//! - **Leases.** A worker holds a saga through a [`Lease`]: taken when the saga is created
+//!   ([`NewSaga::lease`]) or acquired ([`SagaStore::acquire`]: sagas no live lease holds),
+//!   renewed while the worker works ([`SagaStore::renew`]), dropped when the saga ends or the
+//!   worker lets it go ([`SagaStore::release`]). The token grows with every new owner.
+//! - **Reads.** [`SagaStore::load`] and a paged [`SagaStore::history`] for the saga's own
+//!   clients.
 //!
 //! The in-memory store keeps contexts as live values; the SQLite store serializes them.
 
@@ -15,68 +31,143 @@ mod sqlite;
 
 use std::future::Future;
 use std::pin::Pin;
-use std::time::SystemTime;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
-use serde::{Deserialize, Serialize};
-
+pub use crate::machine::{
+    Activity, Change, CompensationFailed, CompletedStep, Failure, SagaState, Write,
+};
 pub use context::StoredContext;
 pub use memory::MemoryStore;
 pub use sqlite::{Durability, SqliteOptions, SqliteStore, SCHEMA_VERSION};
 
 use crate::event::SagaEvent;
-use crate::outcome::RollbackCause;
-use crate::{SagaId, SagaStatus};
+use crate::SagaId;
 
 /// The future a store method returns.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
-/// A store failed.
+/// What kind of failure a [`StoreError`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StoreErrorKind {
+    /// The write expected another version of the saga, or would change a terminal saga.
+    Conflict,
+    /// The writer's lease token is not the saga's current one: another worker took it over.
+    Fenced,
+    /// The store is locked by another writer for longer than it waits.
+    Busy,
+    /// No saga with this id.
+    NotFound,
+    /// Stored data does not decode, or the database is not one this library can use.
+    Corrupt,
+    /// The store cannot be reached or used (a closed writer, an I/O error, a read-only file).
+    Unavailable,
+    /// The request itself is invalid (a context that does not serialize, a full history).
+    Invalid,
+}
+
+/// A store failed: its kind, a message naming what failed, and its source.
+///
+/// ```
+/// use saga_runtime::store::{StoreError, StoreErrorKind};
+///
+/// let error = StoreError::new(StoreErrorKind::Busy, "database is locked");
+/// assert_eq!(error.kind(), StoreErrorKind::Busy);
+/// assert_eq!(error.to_string(), "database is locked");
+/// ```
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
 pub struct StoreError {
+    kind: StoreErrorKind,
     message: String,
+    #[source]
+    source: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
 impl StoreError {
-    /// A store error with a message.
-    pub fn new(message: impl Into<String>) -> Self {
+    /// A store error of `kind` with a message.
+    pub fn new(kind: StoreErrorKind, message: impl Into<String>) -> Self {
         StoreError {
+            kind,
             message: message.into(),
+            source: None,
         }
+    }
+
+    /// The same error, keeping `source` as its cause.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Arc::new(source));
+        self
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> StoreErrorKind {
+        self.kind
+    }
+
+    /// A write by a worker that no longer holds the saga.
+    pub fn is_fenced(&self) -> bool {
+        self.kind == StoreErrorKind::Fenced
+    }
+
+    pub(crate) fn not_found(id: SagaId) -> Self {
+        StoreError::new(StoreErrorKind::NotFound, format!("no saga with id {id}"))
+    }
+
+    pub(crate) fn fenced(id: SagaId, token: u64, current: Option<u64>) -> Self {
+        let holder = match current {
+            Some(current) => format!("token {current}"),
+            None => "no lease".to_owned(),
+        };
+        StoreError::new(
+            StoreErrorKind::Fenced,
+            format!(
+                "saga {id}: the write's lease token {token} is stale (the saga now has {holder}): \
+                 another worker took it over"
+            ),
+        )
+    }
+
+    pub(crate) fn terminal(id: SagaId, status: &str) -> Self {
+        StoreError::new(
+            StoreErrorKind::Conflict,
+            format!("saga {id} is {status}: a terminal saga never changes"),
+        )
+    }
+
+    pub(crate) fn version(id: SagaId, expected: u64, actual: u64) -> Self {
+        StoreError::new(
+            StoreErrorKind::Conflict,
+            format!("saga {id} is at version {actual}, the write expected version {expected}"),
+        )
     }
 }
 
-/// A step that completed, as the record keeps it for rollback and recovery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct CompletedStep {
-    /// The step's position.
-    pub step: usize,
-    /// `true` when the step's fallback completed in its place (its compensation is then the
-    /// fallback's).
-    pub via_fallback: bool,
-    /// `true` once its compensation succeeded.
-    pub compensated: bool,
-    /// `true` when the step did not complete but timed out for good and asked to be compensated
-    /// anyway (`compensate_on_timeout`); such an entry is not progress.
-    #[serde(default)]
-    pub timed_out: bool,
-}
-
-/// Applies a progress change to a list of completed steps.
-pub(crate) fn apply_progress(completed: &mut Vec<CompletedStep>, progress: Option<&Progress>) {
-    match progress {
-        Some(Progress::Completed(step)) => completed.push(*step),
-        Some(Progress::Compensated(i)) => {
-            if let Some(step) = completed.get_mut(*i) {
-                step.compensated = true;
-            }
-        }
-        _ => {}
+/// Checks a write's fence against a saga's lease token, status and version: the rule every store
+/// applies before it changes anything.
+pub(crate) fn check_fence(
+    id: SagaId,
+    fence: Fence,
+    token: Option<u64>,
+    status: &crate::SagaStatus<usize>,
+    version: u64,
+) -> Result<(), StoreError> {
+    if token != Some(fence.token) {
+        return Err(StoreError::fenced(id, fence.token, token));
     }
+    if status.is_terminal() {
+        return Err(StoreError::terminal(id, status.name()));
+    }
+    if version != fence.version {
+        return Err(StoreError::version(id, fence.version, version));
+    }
+    Ok(())
 }
 
 /// A stored saga whose fields do not decode.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CorruptRecord {
     /// Its id, as stored.
     pub id: String,
@@ -84,48 +175,97 @@ pub struct CorruptRecord {
     pub saga_type: String,
     /// What does not decode.
     pub message: String,
+    /// The lease [`SagaStore::acquire`] took on it, so that it can be parked.
+    pub fence: Option<Fence>,
 }
 
-/// A change to a saga's progress that comes with a write.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Progress {
-    /// A step completed (or a timed-out step is to be compensated: see `compensate_on_timeout`).
-    Completed(CompletedStep),
-    /// Rollback starts for this reason.
-    RollbackStarted(RollbackCause<usize>),
-    /// The compensation of the completed step at this position of `completed` succeeded.
-    Compensated(usize),
+/// A worker's hold on a saga: who, until when, and the fencing token, which grows with every new
+/// owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Lease {
+    /// The worker holding it.
+    pub owner: Arc<str>,
+    /// The fencing token: every write of the holder carries it, and a write with an older token
+    /// is refused.
+    pub token: u64,
+    /// When it expires unless renewed; past it any worker may take the saga over.
+    pub expires_at: SystemTime,
 }
 
-/// One transition of one saga.
-#[derive(Debug, Clone)]
-pub struct Write {
-    /// The event, appended to the history.
-    pub event: SagaEvent,
-    /// The new status, when it changes.
-    pub status: Option<SagaStatus<usize>>,
-    /// The new committed context, when a step or compensation committed.
-    pub context: Option<StoredContext>,
-    /// The progress change, if any.
-    pub progress: Option<Progress>,
+/// What a write is conditional on: the writer's fencing token and the version (the number of
+/// history entries) it last saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Fence {
+    /// The lease's token.
+    pub token: u64,
+    /// The saga's version the writer expects.
+    pub version: u64,
 }
 
-impl Write {
-    /// Whether the saga made progress: a step or a compensation committed. Recovery counts the
-    /// times it resumed a saga without progress in between.
-    pub fn is_progress(&self) -> bool {
-        matches!(
-            self.progress,
-            Some(Progress::Completed(CompletedStep {
-                timed_out: false,
-                ..
-            })) | Some(Progress::Compensated(_))
-        )
+/// A lease to take: who, and for how long.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LeaseRequest {
+    /// The worker.
+    pub owner: Arc<str>,
+    /// How long the lease lasts unless renewed.
+    pub duration: Duration,
+}
+
+impl LeaseRequest {
+    /// A lease for `owner` lasting `duration`.
+    pub fn new(owner: impl Into<Arc<str>>, duration: Duration) -> Self {
+        LeaseRequest {
+            owner: owner.into(),
+            duration,
+        }
+    }
+}
+
+/// What [`SagaStore::acquire`] looks for: sagas that are not terminal and that no live lease
+/// holds (never leased, released, or whose lease expired), of the given types, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Acquire {
+    /// The lease to take on each.
+    pub lease: LeaseRequest,
+    /// At most this many.
+    pub limit: usize,
+    /// Only sagas of these types (`None`: any type).
+    pub types: Option<Vec<String>>,
+    /// Also sagas this owner holds, lease expired or not: a restarted worker taking back what its
+    /// previous incarnation held (the owner name must then be unique among live workers).
+    pub reclaim_own: bool,
+}
+
+impl Acquire {
+    /// Up to `limit` sagas of any type for `lease`.
+    pub fn new(lease: LeaseRequest, limit: usize) -> Self {
+        Acquire {
+            lease,
+            limit,
+            types: None,
+            reclaim_own: false,
+        }
+    }
+
+    /// Only sagas of these types.
+    pub fn types(mut self, types: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.types = Some(types.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Also take back what this owner holds.
+    pub fn reclaim_own(mut self, reclaim: bool) -> Self {
+        self.reclaim_own = reclaim;
+        self
     }
 }
 
 /// A new saga to record.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct NewSaga {
     /// Its id.
     pub id: SagaId,
@@ -146,19 +286,51 @@ pub struct NewSaga {
     /// step's intent this way: starting a saga then costs no commit of its own). Applied in
     /// order as [`SagaStore::write`] would, only when the saga is new.
     pub writes: Vec<Write>,
+    /// The lease its creator takes on it, in the same commit (token 1).
+    pub lease: Option<LeaseRequest>,
+}
+
+impl NewSaga {
+    /// A saga to record, with no first writes and no lease.
+    pub fn new(
+        id: SagaId,
+        saga_type: &'static str,
+        steps: Vec<&'static str>,
+        context: StoredContext,
+        started: SagaEvent,
+    ) -> Self {
+        NewSaga {
+            id,
+            saga_type,
+            steps,
+            context,
+            idempotency_key: None,
+            deadline: None,
+            started,
+            writes: Vec::new(),
+            lease: None,
+        }
+    }
 }
 
 /// Whether [`SagaStore::create`] created the saga or found it already there.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum Created {
-    /// Recorded now.
-    New,
+    /// Recorded now: its version, and the lease its creator holds.
+    New {
+        /// The number of history entries written.
+        version: u64,
+        /// The creator's lease, when one was asked for.
+        lease: Option<Lease>,
+    },
     /// A saga with the same id or idempotency key exists; here it is.
     Existing(Box<SagaRecord>),
 }
 
 /// Everything a store keeps about one saga, but its history.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct SagaRecord {
     /// Its id.
     pub id: SagaId,
@@ -166,20 +338,16 @@ pub struct SagaRecord {
     pub saga_type: String,
     /// The step names it was started with.
     pub steps: Vec<String>,
-    /// Its status, with step positions.
-    pub status: SagaStatus<usize>,
+    /// Its state: status, completed steps, activities, rollback.
+    pub state: SagaState,
     /// The last committed context.
     pub context: StoredContext,
-    /// Completed steps, in completion order.
-    pub completed: Vec<CompletedStep>,
-    /// Why it is rolling back, once it is.
-    pub rollback: Option<RollbackCause<usize>>,
     /// Its idempotency key.
     pub idempotency_key: Option<String>,
-    /// Its deadline, if it has one.
-    pub deadline: Option<SystemTime>,
-    /// How many times recovery has resumed it since it last made progress.
-    pub recovery_attempts: u32,
+    /// Its version: the number of entries in its history.
+    pub version: u64,
+    /// The lease on it, if a worker holds (or held, and it expired) one.
+    pub lease: Option<Lease>,
     /// When it was recorded.
     pub created_at: SystemTime,
     /// When it last changed.
@@ -187,71 +355,70 @@ pub struct SagaRecord {
 }
 
 impl SagaRecord {
-    pub(crate) fn new(saga: NewSaga) -> Self {
-        let now = SystemTime::now();
-        SagaRecord {
-            id: saga.id,
-            saga_type: saga.saga_type.to_owned(),
-            steps: saga.steps.iter().map(|s| (*s).to_owned()).collect(),
-            status: SagaStatus::Pending,
-            context: saga.context,
-            completed: Vec::new(),
-            rollback: None,
-            idempotency_key: saga.idempotency_key,
-            deadline: saga.deadline,
-            recovery_attempts: 0,
-            created_at: now,
-            updated_at: now,
-        }
-    }
-
-    /// Applies one write's status, context and progress (not its event).
-    pub fn apply(&mut self, write: &Write) {
-        if let Some(status) = &write.status {
-            self.status = status.clone();
-        }
-        if let Some(context) = &write.context {
-            self.context = context.clone();
-        }
-        if let Some(Progress::RollbackStarted(cause)) = &write.progress {
-            self.rollback = Some(cause.clone());
-        }
-        if write.is_progress() {
-            self.recovery_attempts = 0;
-        }
-        apply_progress(&mut self.completed, write.progress.as_ref());
-        self.updated_at = write.event.at;
+    /// The fence of its lease holder at its current version.
+    pub fn fence(&self) -> Option<Fence> {
+        self.lease.as_ref().map(|lease| Fence {
+            token: lease.token,
+            version: self.version,
+        })
     }
 }
 
-/// Where sagas are recorded.
+/// Where sagas are recorded: the store contract (see the module docs).
 ///
-/// Implementations apply each [`Write`] atomically and in order per saga.
+/// Implementations apply each request atomically; a request that is refused changes nothing.
 pub trait SagaStore: Send + Sync + 'static {
-    /// Records a new saga with its first transitions (`saga.writes`), atomically, or returns
-    /// the existing one with the same id or idempotency key (and records nothing).
+    /// Records a new saga with its first transitions (`saga.writes`) and its creator's lease,
+    /// atomically, or returns the existing one with the same id or idempotency key (and records
+    /// nothing).
     fn create(&self, saga: NewSaga) -> StoreFuture<'_, Created>;
 
-    /// Records the transitions in `writes`, in order and atomically, taking them out of the
-    /// vector (which is left empty, for reuse).
-    fn write<'a>(&'a self, id: SagaId, writes: &mut Vec<Write>) -> StoreFuture<'a, ()>;
+    /// Records the transitions in `writes`, in order and atomically, if `fence` holds (see
+    /// [`Fence`]); returns the saga's new version. Takes the writes out of the vector (which is
+    /// left empty, for reuse) whether or not they were recorded. A write that makes the saga
+    /// terminal also ends its lease.
+    fn write<'a>(
+        &'a self,
+        id: SagaId,
+        fence: Fence,
+        writes: &mut Vec<Write>,
+    ) -> StoreFuture<'a, u64>;
+
+    /// Leases up to `request.limit` sagas that are not terminal and that no live lease holds,
+    /// oldest first, each with a new token, and returns them. A saga taken from another
+    /// holder (its lease expired, or `reclaim_own`) counts one more recovery attempt in its
+    /// state. A record that does not decode comes back as [`CorruptRecord`] (leased too, so that
+    /// it can be parked), so that one bad record stops nothing else.
+    fn acquire(&self, request: Acquire) -> StoreFuture<'_, Vec<Result<SagaRecord, CorruptRecord>>>;
+
+    /// Extends every lease `owner` holds on a saga that is not terminal to `duration` from now;
+    /// returns the sagas it still holds, with their tokens.
+    fn renew(&self, owner: &str, duration: Duration) -> StoreFuture<'_, Vec<(SagaId, u64)>>;
+
+    /// Gives up the lease `fence` names (refused as a write would be), so that any worker may
+    /// acquire the saga at once.
+    fn release(&self, id: SagaId, fence: Fence) -> StoreFuture<'_, ()>;
+
+    /// An operator reopens a compensation-failed saga to retry its compensation: if it is
+    /// compensation-failed, records `write` (which must make it non-terminal) and leases it for
+    /// `lease` with a new token. Refused with [`StoreErrorKind::Conflict`] otherwise.
+    fn reopen(&self, id: SagaId, lease: LeaseRequest, write: Write) -> StoreFuture<'_, SagaRecord>;
 
     /// Reads a saga's record.
     fn load(&self, id: SagaId) -> StoreFuture<'_, Option<SagaRecord>>;
 
-    /// Reads a saga's history, oldest first.
-    fn history(&self, id: SagaId) -> StoreFuture<'_, Option<Vec<SagaEvent>>>;
-
-    /// Reads up to `limit` sagas that are not terminal, with ids greater than `after`, in id
-    /// order: recovery reads a backlog page by page. A record that does not decode comes back as
-    /// [`CorruptRecord`], so that one bad record stops nothing else.
-    fn unfinished(
+    /// Reads up to `limit` entries of a saga's history, oldest first, from entry `from` (0 is
+    /// "saga started").
+    fn history(
         &self,
-        after: Option<SagaId>,
+        id: SagaId,
+        from: u64,
         limit: usize,
-    ) -> StoreFuture<'_, Vec<Result<SagaRecord, CorruptRecord>>>;
+    ) -> StoreFuture<'_, Option<Vec<SagaEvent>>>;
 
-    /// Counts one more recovery of a saga (reset whenever it makes progress) and returns the
-    /// count, durably, before the saga is resumed.
-    fn begin_recovery(&self, id: SagaId) -> StoreFuture<'_, u32>;
+    /// Whether other processes may share this store (so that leases must be renewed and can
+    /// expire). The in-memory store is private to its process.
+    fn shared(&self) -> bool {
+        true
+    }
 }

@@ -1,0 +1,156 @@
+//! How a saga ends: the final transition recorded, and the typed outcome built from the state.
+//!
+//! # Order
+//!
+//! Completed steps are compensated latest first. Steps without a compensation (the last step, a
+//! pivot, a `nothing_to_undo` step) are skipped. When a compensation fails for good, rollback
+//! stops there by default, because an older step's undo may depend on the newer one having been
+//! undone; the saga ends compensation-failed and an operator can retry it, which continues from
+//! the same step. Under `#[saga(best_effort_rollback)]` rollback goes on with the older steps and
+//! reports every failure.
+
+use super::{step_at, Outcome, Run};
+use crate::event::SagaEventKind;
+use crate::machine::{pending_compensations, Change, Definition, SagaState};
+use crate::outcome::{CompensationFailure, RollbackCause};
+use crate::{Saga, SagaError, SagaOutcome, SagaStatus, StepError};
+
+/// The status of a saga that rolls back: compensating the next step still to compensate, if
+/// there is one.
+pub(super) fn pending_status<D: Definition + ?Sized>(
+    def: &D,
+    state: &SagaState,
+) -> Option<SagaStatus<usize>> {
+    pending_compensations(def, state)
+        .next()
+        .map(|(step, _)| SagaStatus::Compensating { step })
+}
+
+impl<S: Saga> Run<S> {
+    /// Every step completed.
+    pub(super) async fn complete(&mut self) -> Result<Outcome<S>, SagaError> {
+        let duration = self.started.elapsed();
+        self.record(
+            SagaEventKind::SagaCompleted { duration },
+            Change::None,
+            Some(SagaStatus::Completed),
+        );
+        self.flush().await?;
+        self.outcome_of_terminal()
+    }
+
+    /// A step after the pivot failed for good: the saga ends failed, nothing compensated.
+    pub(super) async fn fail(
+        &mut self,
+        step: usize,
+        error: StepError,
+    ) -> Result<Outcome<S>, SagaError> {
+        self.record(
+            SagaEventKind::SagaFailed {
+                step: S::steps()[step].name().into(),
+                error,
+                compensation: false,
+            },
+            Change::None,
+            Some(SagaStatus::Failed { step }),
+        );
+        self.flush().await?;
+        self.outcome_of_terminal()
+    }
+
+    /// Rollback finished.
+    pub(super) async fn compensated(&mut self) -> Result<Outcome<S>, SagaError> {
+        let duration = self.started.elapsed();
+        self.record(
+            SagaEventKind::SagaCompensated { duration },
+            Change::None,
+            Some(SagaStatus::Compensated),
+        );
+        self.flush().await?;
+        self.outcome_of_terminal()
+    }
+
+    /// A compensation failed for good: the saga ends needing an operator.
+    pub(super) async fn compensation_failed(&mut self) -> Result<Outcome<S>, SagaError> {
+        let first = self.state.compensation_failures.first().cloned();
+        let (step, error) = match first {
+            Some(first) => (first.step, first.error),
+            None => (0, StepError::permanent("compensation failed")),
+        };
+        self.record(
+            SagaEventKind::SagaFailed {
+                step: S::steps()[step].name().into(),
+                error,
+                compensation: true,
+            },
+            Change::None,
+            Some(SagaStatus::CompensationFailed { step }),
+        );
+        self.flush().await?;
+        self.outcome_of_terminal()
+    }
+
+    /// The outcome of a terminal saga, from its state.
+    pub(super) fn outcome_of_terminal(&self) -> Result<Outcome<S>, SagaError> {
+        let (id, ctx) = (self.id, self.take_ctx());
+        let cause = || -> RollbackCause<S::Step> {
+            match self.state.rollback.clone() {
+                Some(RollbackCause::StepFailed { step, error }) => RollbackCause::StepFailed {
+                    step: step_at::<S>(step),
+                    error,
+                },
+                Some(RollbackCause::DeadlineExceeded) => RollbackCause::DeadlineExceeded,
+                Some(RollbackCause::Cancelled) | None => RollbackCause::Cancelled,
+            }
+        };
+        Ok(match &self.state.status {
+            SagaStatus::Completed => SagaOutcome::Completed { id, ctx },
+            SagaStatus::Compensated => SagaOutcome::Compensated {
+                id,
+                cause: cause(),
+                ctx,
+            },
+            SagaStatus::CompensationFailed { .. } => SagaOutcome::CompensationFailed {
+                id,
+                cause: cause(),
+                failures: self
+                    .state
+                    .compensation_failures
+                    .iter()
+                    .map(|f| CompensationFailure {
+                        step: step_at::<S>(f.step),
+                        error: f.error.clone(),
+                    })
+                    .collect(),
+                uncompensated: self
+                    .state
+                    .completed
+                    .iter()
+                    .rev()
+                    .filter(|d| !d.compensated && self.table.compensates(d.step, d.via_fallback))
+                    .map(|d| step_at::<S>(d.step))
+                    .collect(),
+                ctx,
+            },
+            SagaStatus::Failed { step } => SagaOutcome::Failed {
+                id,
+                step: step_at::<S>(*step),
+                error: self
+                    .state
+                    .failure
+                    .as_ref()
+                    .map(|f| f.error.clone())
+                    .unwrap_or_else(|| StepError::permanent("failed")),
+                ctx,
+            },
+            other => {
+                return Err(SagaError::InvalidState {
+                    id,
+                    operation: "reading the outcome",
+                    needed: "completed, compensated, compensation_failed or failed",
+                    status: other.to_string(),
+                })
+            }
+        })
+    }
+}

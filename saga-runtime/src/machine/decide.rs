@@ -1,0 +1,461 @@
+//! What a saga does next: a pure function of its definition, its state and the time.
+//!
+//! # Order
+//!
+//! 1. A terminal saga does nothing.
+//! 2. An attempt whose intent is recorded but whose result is not (the worker died) runs again,
+//!    with the same attempt number, before anything else is looked at: it may have had effects,
+//!    so its outcome must be known before the saga is stopped or rolled back.
+//! 3. A step waiting for its next attempt: a cancellation or a passed deadline stops the wait of
+//!    an action (never of a compensation: a rollback must finish); otherwise the attempt runs
+//!    when it is due.
+//! 4. Rolling back: the latest completed step not yet compensated that has a compensation is
+//!    compensated; when none is left (or a compensation failed for good, unless the saga rolls
+//!    back on a best-effort basis), the saga ends compensated or compensation-failed.
+//! 5. A step that failed for good: its fallback runs if it has one not tried yet; past the pivot
+//!    the saga ends failed; otherwise rollback starts.
+//! 6. Going forward: at a step boundary a cancellation or a passed deadline starts a rollback
+//!    (not past the pivot); otherwise the next step runs, and after the last the saga completes.
+
+use std::time::SystemTime;
+
+use super::definition::Definition;
+use super::state::SagaState;
+use crate::outcome::RollbackCause;
+use crate::step::Phase;
+use crate::{CompensationRetries, StepError};
+
+/// One attempt to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Task {
+    /// The step's position.
+    pub(crate) step: usize,
+    /// Action (or fallback) or compensation.
+    pub(crate) phase: Phase,
+    /// The step's fallback runs (or, in rollback, the fallback's compensation).
+    pub(crate) fallback: bool,
+    /// The attempt, from 1.
+    pub(crate) attempt: u32,
+}
+
+/// The next move.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Decision {
+    /// Run this attempt.
+    Run(Task),
+    /// Nothing to do before this time (a retry backoff).
+    Wait(SystemTime),
+    /// A step's retry wait is cut short by a cancellation or the deadline: it failed for good
+    /// with its last error, and the saga rolls back for `cause`.
+    Stop {
+        /// The step.
+        step: usize,
+        /// Its last attempt.
+        attempt: u32,
+        /// That attempt's error.
+        error: StepError,
+        /// Why it stops.
+        cause: RollbackCause<usize>,
+    },
+    /// A step failed for good: its fallback starts.
+    StartFallback(usize),
+    /// Rollback starts.
+    StartRollback(RollbackCause<usize>),
+    /// Every step completed.
+    Complete,
+    /// A step after the pivot failed for good: the saga ends failed.
+    Fail {
+        /// The step.
+        step: usize,
+        /// Its error.
+        error: StepError,
+    },
+    /// Every completed step with a compensation was compensated.
+    Compensated,
+    /// Compensation failed for good (and stops there, or every step was tried).
+    CompensationFailed,
+    /// The saga is terminal.
+    Done,
+}
+
+/// What the saga does next.
+pub(crate) fn decide<D: Definition + ?Sized>(
+    def: &D,
+    state: &SagaState,
+    now: SystemTime,
+    cancelled: bool,
+) -> Decision {
+    if state.status.is_terminal() {
+        return Decision::Done;
+    }
+    let past_pivot = past_pivot(def, state);
+    let stop = || stop_cause(state, now, cancelled, past_pivot);
+    if let Some(activity) = state.active.first() {
+        let task = |attempt| Task {
+            step: activity.step,
+            phase: activity.phase,
+            fallback: activity.fallback,
+            attempt,
+        };
+        if activity.in_flight || activity.attempt == 0 {
+            return Decision::Run(task(activity.attempt.max(1)));
+        }
+        if let Some(due) = activity.retry_at {
+            if activity.phase == Phase::Action {
+                if let Some(cause) = stop() {
+                    return Decision::Stop {
+                        step: activity.step,
+                        attempt: activity.attempt,
+                        error: activity
+                            .last_error
+                            .clone()
+                            .unwrap_or_else(|| StepError::transient("stopped")),
+                        cause,
+                    };
+                }
+            }
+            if now < due {
+                return Decision::Wait(due);
+            }
+        }
+        return Decision::Run(task(activity.attempt + 1));
+    }
+    if state.rollback.is_some() {
+        return rollback(def, state);
+    }
+    if let Some(failure) = &state.failure {
+        if let Some(cause) = &failure.stopped {
+            return Decision::StartRollback(cause.clone());
+        }
+        if !failure.fallback_tried && def.has_fallback(failure.step) {
+            return Decision::StartFallback(failure.step);
+        }
+        if past_pivot {
+            return Decision::Fail {
+                step: failure.step,
+                error: failure.error.clone(),
+            };
+        }
+        return Decision::StartRollback(RollbackCause::StepFailed {
+            step: failure.step,
+            error: failure.error.clone(),
+        });
+    }
+    let next = next_step(state);
+    if next >= def.len() {
+        return Decision::Complete;
+    }
+    if let Some(cause) = stop() {
+        return Decision::StartRollback(cause);
+    }
+    Decision::Run(Task {
+        step: next,
+        phase: Phase::Action,
+        fallback: false,
+        attempt: 1,
+    })
+}
+
+/// The next step going forward: the one after the latest completed.
+pub(crate) fn next_step(state: &SagaState) -> usize {
+    state
+        .completed
+        .iter()
+        .filter(|d| !d.timed_out)
+        .map(|d| d.step + 1)
+        .max()
+        .unwrap_or(0)
+}
+
+/// Whether a completed step was the point of no return.
+pub(crate) fn past_pivot<D: Definition + ?Sized>(def: &D, state: &SagaState) -> bool {
+    state
+        .completed
+        .iter()
+        .any(|d| !d.timed_out && def.is_pivot(d.step, d.via_fallback))
+}
+
+/// Why the saga must stop going forward, if it must.
+fn stop_cause(
+    state: &SagaState,
+    now: SystemTime,
+    cancelled: bool,
+    past_pivot: bool,
+) -> Option<RollbackCause<usize>> {
+    if past_pivot {
+        return None;
+    }
+    if cancelled {
+        return Some(RollbackCause::Cancelled);
+    }
+    match state.deadline {
+        Some(deadline) if now >= deadline => Some(RollbackCause::DeadlineExceeded),
+        _ => None,
+    }
+}
+
+/// The next move of a saga that rolls back.
+fn rollback<D: Definition + ?Sized>(def: &D, state: &SagaState) -> Decision {
+    if !state.compensation_failures.is_empty() && !def.options().best_effort_rollback {
+        return Decision::CompensationFailed;
+    }
+    match pending_compensations(def, state).next() {
+        Some((step, fallback)) => Decision::Run(Task {
+            step,
+            phase: Phase::Compensation,
+            fallback,
+            attempt: 1,
+        }),
+        None if state.compensation_failures.is_empty() => Decision::Compensated,
+        None => Decision::CompensationFailed,
+    }
+}
+
+/// Completed steps still to compensate, latest first: (step, via its fallback).
+pub(crate) fn pending_compensations<'a, D: Definition + ?Sized>(
+    def: &'a D,
+    state: &'a SagaState,
+) -> impl Iterator<Item = (usize, bool)> + 'a {
+    state
+        .completed
+        .iter()
+        .rev()
+        .filter(|d| !d.compensated && def.compensates(d.step, d.via_fallback))
+        .filter(|d| !state.compensation_failures.iter().any(|f| f.step == d.step))
+        .map(|d| (d.step, d.via_fallback))
+}
+
+/// Whether a failed attempt is followed by another.
+pub(crate) fn retries_after<D: Definition + ?Sized>(
+    def: &D,
+    task: &Task,
+    error: &StepError,
+) -> bool {
+    if !error.is_retryable() {
+        return false;
+    }
+    let policy = def.policy(task.step, task.fallback);
+    let retries = match (task.phase, policy.compensation_retries) {
+        (Phase::Action, _) => policy.retries,
+        (Phase::Compensation, CompensationRetries::Limited(n)) => n,
+        (Phase::Compensation, CompensationRetries::Forever) => return true,
+    };
+    task.attempt <= retries
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::machine::state::{Change, CompletedStep, Write};
+    use crate::{SagaOptions, StepPolicy, Undo};
+
+    /// A definition of `n` steps: step `pivot` is the pivot, the others compensate, and step
+    /// `fallback` has a fallback.
+    struct Plan {
+        n: usize,
+        pivot: Option<usize>,
+        fallback: Option<usize>,
+    }
+
+    impl Definition for Plan {
+        fn options(&self) -> SagaOptions {
+            SagaOptions::DEFAULT
+        }
+        fn len(&self) -> usize {
+            self.n
+        }
+        fn policy(&self, step: usize, _: bool) -> StepPolicy {
+            StepPolicy {
+                retries: 2,
+                undo: match Some(step) == self.pivot {
+                    true => Undo::Pivot,
+                    false => Undo::Compensate,
+                },
+                ..StepPolicy::DEFAULT
+            }
+        }
+        fn has_fallback(&self, step: usize) -> bool {
+            Some(step) == self.fallback
+        }
+        fn compensates(&self, step: usize, _: bool) -> bool {
+            Some(step) != self.pivot
+        }
+    }
+
+    const PLAN: Plan = Plan {
+        n: 3,
+        pivot: None,
+        fallback: None,
+    };
+
+    fn at(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    fn apply(state: &mut SagaState, change: Change) {
+        let event = crate::event::SagaEvent {
+            saga_id: crate::SagaId::new(),
+            saga_type: "T".into(),
+            at: at(10),
+            kind: crate::SagaEventKind::SagaResumed {
+                recovery_attempt: 0,
+            },
+        };
+        state.apply(&Write::new(event, change));
+    }
+
+    fn run(step: usize, phase: Phase, attempt: u32) -> Decision {
+        Decision::Run(Task {
+            step,
+            phase,
+            fallback: false,
+            attempt,
+        })
+    }
+
+    #[test]
+    fn forward_then_complete() {
+        let mut state = SagaState::new(None);
+        assert_eq!(
+            decide(&PLAN, &state, at(0), false),
+            run(0, Phase::Action, 1)
+        );
+        for step in 0..3 {
+            apply(
+                &mut state,
+                Change::Completed(CompletedStep::new(step, false)),
+            );
+        }
+        assert_eq!(decide(&PLAN, &state, at(0), false), Decision::Complete);
+    }
+
+    #[test]
+    fn an_attempt_in_flight_runs_again_even_when_cancelled_or_past_the_deadline() {
+        let mut state = SagaState::new(Some(at(5)));
+        apply(
+            &mut state,
+            Change::AttemptStarted {
+                step: 0,
+                phase: Phase::Action,
+                attempt: 2,
+            },
+        );
+        assert_eq!(decide(&PLAN, &state, at(9), true), run(0, Phase::Action, 2));
+    }
+
+    #[test]
+    fn a_retry_waits_until_due_and_a_cancellation_cuts_the_wait_short() {
+        let mut state = SagaState::new(None);
+        apply(
+            &mut state,
+            Change::AttemptStarted {
+                step: 1,
+                phase: Phase::Action,
+                attempt: 1,
+            },
+        );
+        apply(
+            &mut state,
+            Change::RetryScheduled {
+                step: 1,
+                phase: Phase::Action,
+                delay: Duration::from_secs(5),
+                error: StepError::transient("busy"),
+            },
+        );
+        assert_eq!(decide(&PLAN, &state, at(12), false), Decision::Wait(at(15)));
+        assert_eq!(
+            decide(&PLAN, &state, at(15), false),
+            run(1, Phase::Action, 2)
+        );
+        assert!(matches!(
+            decide(&PLAN, &state, at(12), true),
+            Decision::Stop {
+                step: 1,
+                attempt: 1,
+                cause: RollbackCause::Cancelled,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_failure_falls_back_then_rolls_back_latest_first() {
+        let plan = Plan {
+            fallback: Some(2),
+            ..PLAN
+        };
+        let mut state = SagaState::new(None);
+        apply(&mut state, Change::Completed(CompletedStep::new(0, false)));
+        apply(&mut state, Change::Completed(CompletedStep::new(1, false)));
+        let failed = Change::StepFailed {
+            step: 2,
+            error: StepError::permanent("no"),
+            stopped: None,
+            compensate: None,
+        };
+        apply(&mut state, failed.clone());
+        assert_eq!(
+            decide(&plan, &state, at(0), false),
+            Decision::StartFallback(2)
+        );
+        apply(&mut state, Change::FallbackStarted { step: 2 });
+        apply(&mut state, failed);
+        let cause = match decide(&plan, &state, at(0), false) {
+            Decision::StartRollback(cause) => cause,
+            other => panic!("{other:?}"),
+        };
+        apply(&mut state, Change::RollbackStarted(cause));
+        assert_eq!(
+            decide(&plan, &state, at(0), false),
+            run(1, Phase::Compensation, 1)
+        );
+        apply(&mut state, Change::Compensated { step: 1 });
+        assert_eq!(
+            decide(&plan, &state, at(0), false),
+            run(0, Phase::Compensation, 1)
+        );
+        apply(&mut state, Change::Compensated { step: 0 });
+        assert_eq!(decide(&plan, &state, at(0), false), Decision::Compensated);
+    }
+
+    #[test]
+    fn past_the_pivot_a_failure_ends_failed_and_cancellation_is_ignored() {
+        let plan = Plan {
+            pivot: Some(0),
+            ..PLAN
+        };
+        let mut state = SagaState::new(Some(at(1)));
+        apply(&mut state, Change::Completed(CompletedStep::new(0, false)));
+        assert_eq!(decide(&plan, &state, at(9), true), run(1, Phase::Action, 1));
+        apply(
+            &mut state,
+            Change::StepFailed {
+                step: 1,
+                error: StepError::permanent("no"),
+                stopped: None,
+                compensate: None,
+            },
+        );
+        assert!(matches!(
+            decide(&plan, &state, at(0), false),
+            Decision::Fail { step: 1, .. }
+        ));
+    }
+
+    #[test]
+    fn attempts_follow_the_policy() {
+        let task = |attempt| Task {
+            step: 0,
+            phase: Phase::Action,
+            fallback: false,
+            attempt,
+        };
+        let transient = StepError::transient("x");
+        assert!(retries_after(&PLAN, &task(2), &transient));
+        assert!(!retries_after(&PLAN, &task(3), &transient), "3 attempts");
+        assert!(!retries_after(&PLAN, &task(1), &StepError::permanent("x")));
+    }
+}

@@ -1,0 +1,76 @@
+//! What the decision needs of a saga's definition: its steps' policies, which have a fallback or a
+//! compensation, and the saga's options. A view, so that the generated step table (and later a
+//! definition built at run time, or read back by a tool) can be decided on without copying it.
+
+use crate::step::{StepDef, StepFn};
+use crate::{SagaOptions, StepPolicy, Undo};
+
+/// A saga definition as the decision sees it.
+pub(crate) trait Definition {
+    /// Saga-wide options.
+    fn options(&self) -> SagaOptions;
+    /// How many steps.
+    fn len(&self) -> usize;
+    /// The policy of step `step`'s action, or of its fallback's when `fallback`.
+    fn policy(&self, step: usize, fallback: bool) -> StepPolicy;
+    /// Whether step `step` declares a fallback.
+    fn has_fallback(&self, step: usize) -> bool;
+    /// Whether step `step` (or its fallback, when `fallback`) has a compensation.
+    fn compensates(&self, step: usize, fallback: bool) -> bool;
+
+    /// Whether a completed step is the point of no return.
+    fn is_pivot(&self, step: usize, fallback: bool) -> bool {
+        self.policy(step, fallback).undo == Undo::Pivot
+    }
+}
+
+/// The generated step table of a saga, with its options.
+pub(crate) struct StepTable<C: 'static, D: 'static> {
+    pub(crate) steps: &'static [StepDef<C, D>],
+    pub(crate) options: SagaOptions,
+}
+
+impl<C, D> StepTable<C, D> {
+    /// The definition that runs for step `step`: its own, or its fallback's.
+    pub(crate) fn def(&self, step: usize, fallback: bool) -> StepDef<C, D> {
+        let def = self.steps[step];
+        match (fallback, def.fallback) {
+            (true, Some(fallback)) => fallback(),
+            _ => def,
+        }
+    }
+
+    /// The function an attempt runs: the action (or fallback) or the compensation.
+    pub(crate) fn func(&self, step: usize, fallback: bool, compensation: bool) -> StepFn<C, D> {
+        let def = self.def(step, fallback);
+        match compensation {
+            // The decision only compensates steps that have a compensation.
+            true => def
+                .compensate
+                .unwrap_or(|_, _| crate::__private::no_compensation()),
+            false => def.action,
+        }
+    }
+}
+
+impl<C, D> Definition for StepTable<C, D> {
+    fn options(&self) -> SagaOptions {
+        self.options
+    }
+
+    fn len(&self) -> usize {
+        self.steps.len()
+    }
+
+    fn policy(&self, step: usize, fallback: bool) -> StepPolicy {
+        *self.def(step, fallback).policy()
+    }
+
+    fn has_fallback(&self, step: usize) -> bool {
+        self.steps[step].fallback.is_some()
+    }
+
+    fn compensates(&self, step: usize, fallback: bool) -> bool {
+        self.def(step, fallback).compensate.is_some()
+    }
+}

@@ -1,0 +1,552 @@
+//! A saga's state, and the fold of a write into it.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::SagaEvent;
+use crate::outcome::RollbackCause;
+use crate::step::Phase;
+use crate::store::StoredContext;
+use crate::{SagaStatus, StepError};
+
+/// Where one saga is: everything its next move depends on, but its definition, its context and
+/// the time. A store keeps it (serialized, in a durable store) and changes it only through
+/// [`SagaState::apply`].
+///
+/// ```
+/// use saga_runtime::store::{Change, SagaState};
+///
+/// let state = SagaState::new(None);
+/// assert_eq!(state.status.name(), "pending");
+/// assert!(state.completed.is_empty() && state.active.is_empty());
+/// # let _ = Change::None;
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct SagaState {
+    /// The status, as `status(id)` reports it (with step positions).
+    pub status: SagaStatus<usize>,
+    /// Steps that completed (or that timed out and are to be compensated anyway), in completion
+    /// order: rollback undoes them latest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub completed: Vec<CompletedStep>,
+    /// Why it rolls back, once it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<RollbackCause<usize>>,
+    /// The steps being worked on: an attempt in flight (its intent recorded, its result not), or
+    /// waiting for its next attempt.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub active: Vec<Activity>,
+    /// A step that failed for good and has not been dealt with yet (by its fallback, the pivot
+    /// rule or a rollback), or whose error a rollback reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+    /// Compensations that failed for good, in the order they failed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compensation_failures: Vec<CompensationFailed>,
+    /// When the whole saga must be done by (wall-clock time, so that it holds across restarts).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "millis")]
+    pub deadline: Option<SystemTime>,
+    /// How many times in a row a worker took the saga over without it making progress since.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub recovery_attempts: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// A step that completed, as the state keeps it for rollback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct CompletedStep {
+    /// The step's position.
+    pub step: usize,
+    /// `true` when the step's fallback completed in its place (its compensation is then the
+    /// fallback's).
+    pub via_fallback: bool,
+    /// `true` once its compensation succeeded.
+    pub compensated: bool,
+    /// `true` when the step did not complete but timed out for good and asked to be compensated
+    /// anyway (`compensate_on_timeout`); such an entry is not progress.
+    #[serde(default)]
+    pub timed_out: bool,
+}
+
+impl CompletedStep {
+    /// Step `step` completed (through its fallback when `via_fallback`).
+    pub fn new(step: usize, via_fallback: bool) -> Self {
+        CompletedStep {
+            step,
+            via_fallback,
+            compensated: false,
+            timed_out: false,
+        }
+    }
+
+    /// Step `step` timed out for good and is to be compensated anyway.
+    pub fn timed_out(step: usize, via_fallback: bool) -> Self {
+        CompletedStep {
+            timed_out: true,
+            ..CompletedStep::new(step, via_fallback)
+        }
+    }
+}
+
+/// One step being worked on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Activity {
+    /// The step's position.
+    pub step: usize,
+    /// Its action (or fallback) or its compensation.
+    pub phase: Phase,
+    /// `true` when the action is the step's fallback (and, in rollback, when the compensation is
+    /// the fallback's).
+    #[serde(default)]
+    pub fallback: bool,
+    /// The last attempt started, from 1; 0 before the first.
+    pub attempt: u32,
+    /// `true` while that attempt's intent is recorded and its result is not.
+    #[serde(default)]
+    pub in_flight: bool,
+    /// When the next attempt is due, after a retryable failure.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "millis")]
+    pub retry_at: Option<SystemTime>,
+    /// The last attempt's error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<StepError>,
+}
+
+impl Activity {
+    pub(crate) fn new(step: usize, phase: Phase, fallback: bool) -> Self {
+        Activity {
+            step,
+            phase,
+            fallback,
+            attempt: 0,
+            in_flight: false,
+            retry_at: None,
+            last_error: None,
+        }
+    }
+}
+
+/// A step's action that failed for good.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Failure {
+    /// The step's position.
+    pub step: usize,
+    /// The step's own error: a fallback that fails too does not replace it.
+    pub error: StepError,
+    /// `true` once the step's fallback was started.
+    #[serde(default)]
+    pub fallback_tried: bool,
+    /// Set when the step was stopped in a retry wait by a cancellation or the deadline: the
+    /// rollback's cause.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<RollbackCause<usize>>,
+}
+
+/// A compensation that failed for good.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct CompensationFailed {
+    /// The step whose compensation failed.
+    pub step: usize,
+    /// The compensation's last error.
+    pub error: StepError,
+}
+
+/// What a write changes in a saga's state, besides its status and context (step positions, not
+/// names).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Change {
+    /// Nothing but the status (if the write has one).
+    None,
+    /// An attempt's intent: it is about to run.
+    AttemptStarted {
+        /// The step.
+        step: usize,
+        /// Action (or fallback) or compensation.
+        phase: Phase,
+        /// The attempt, from 1.
+        attempt: u32,
+    },
+    /// An attempt failed with a retryable error; the next is due after `delay` (counted from
+    /// the write's event time).
+    RetryScheduled {
+        /// The step.
+        step: usize,
+        /// Action (or fallback) or compensation.
+        phase: Phase,
+        /// The wait.
+        delay: Duration,
+        /// The attempt's error.
+        error: StepError,
+    },
+    /// A step's action (or its fallback) completed, or timed out for good and is to be
+    /// compensated anyway (`timed_out`).
+    Completed(CompletedStep),
+    /// A step's action (or its fallback) failed for good.
+    StepFailed {
+        /// The step.
+        step: usize,
+        /// The last attempt's error.
+        error: StepError,
+        /// Set when a cancellation or the deadline cut a retry wait short.
+        stopped: Option<RollbackCause<usize>>,
+        /// Set when the step timed out and is to be compensated anyway.
+        compensate: Option<CompletedStep>,
+    },
+    /// The failed step's fallback starts.
+    FallbackStarted {
+        /// The step.
+        step: usize,
+    },
+    /// Rollback starts for this reason.
+    RollbackStarted(RollbackCause<usize>),
+    /// An operator retries a compensation-failed rollback: the failures are forgotten and
+    /// compensation continues with the step that failed.
+    RollbackResumed,
+    /// The compensation of this completed step succeeded.
+    Compensated {
+        /// The step.
+        step: usize,
+    },
+    /// The compensation of this completed step failed for good.
+    CompensationFailed {
+        /// The step.
+        step: usize,
+        /// The last attempt's error.
+        error: StepError,
+    },
+}
+
+/// One transition of one saga, as the executor hands it to a store.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Write {
+    /// The event, appended to the history.
+    pub event: SagaEvent,
+    /// What changes in the state.
+    pub change: Change,
+    /// The new status, when it changes.
+    pub status: Option<SagaStatus<usize>>,
+    /// The new committed context, when a step or compensation committed.
+    pub context: Option<StoredContext>,
+}
+
+impl Write {
+    /// A write of `event` with `change`, and no new status or context.
+    pub fn new(event: SagaEvent, change: Change) -> Self {
+        Write {
+            event,
+            change,
+            status: None,
+            context: None,
+        }
+    }
+
+    /// The same write, setting the status.
+    pub fn with_status(mut self, status: Option<SagaStatus<usize>>) -> Self {
+        self.status = status;
+        self
+    }
+
+    /// The same write, committing a context.
+    pub fn with_context(mut self, context: Option<StoredContext>) -> Self {
+        self.context = context;
+        self
+    }
+
+    /// Whether the saga made progress: a step or a compensation committed. A takeover counts
+    /// the times a saga was taken over without progress in between.
+    pub fn is_progress(&self) -> bool {
+        self.change.is_progress()
+    }
+}
+
+impl Change {
+    /// Whether it is progress: a step or a compensation committed.
+    pub fn is_progress(&self) -> bool {
+        matches!(
+            self,
+            Change::Completed(CompletedStep {
+                timed_out: false,
+                ..
+            }) | Change::Compensated { .. }
+        )
+    }
+}
+
+impl SagaState {
+    /// The state of a saga just recorded, not started.
+    pub fn new(deadline: Option<SystemTime>) -> Self {
+        SagaState {
+            status: SagaStatus::Pending,
+            completed: Vec::new(),
+            rollback: None,
+            active: Vec::new(),
+            failure: None,
+            compensation_failures: Vec::new(),
+            deadline,
+            recovery_attempts: 0,
+        }
+    }
+
+    /// Applies one write (its status and change; its context and event are the store's to keep).
+    /// The only place where a saga's state changes.
+    pub fn apply(&mut self, write: &Write) {
+        self.apply_parts(write.status.as_ref(), &write.change, write.event.at);
+    }
+
+    /// [`SagaState::apply`] for a write taken apart (a store that encoded its event already):
+    /// its status, its change and its event's time.
+    pub fn apply_parts(
+        &mut self,
+        status: Option<&SagaStatus<usize>>,
+        change: &Change,
+        at: SystemTime,
+    ) {
+        if let Some(status) = status {
+            self.status = status.clone();
+        }
+        if change.is_progress() {
+            self.recovery_attempts = 0;
+        }
+        match change {
+            Change::None => {}
+            Change::AttemptStarted {
+                step,
+                phase,
+                attempt,
+            } => {
+                let activity = self.activity(*step, *phase);
+                activity.attempt = *attempt;
+                activity.in_flight = true;
+                activity.retry_at = None;
+            }
+            Change::RetryScheduled {
+                step,
+                phase,
+                delay,
+                error,
+            } => {
+                let activity = self.activity(*step, *phase);
+                activity.in_flight = false;
+                activity.retry_at = Some(at.checked_add(*delay).unwrap_or(at));
+                activity.last_error = Some(error.clone());
+            }
+            Change::Completed(done) => {
+                self.finish_activity(done.step, Phase::Action);
+                if self.failure.as_ref().is_some_and(|f| f.step == done.step) {
+                    // Its fallback stood in for it.
+                    self.failure = None;
+                }
+                self.completed.push(*done);
+            }
+            Change::StepFailed {
+                step,
+                error,
+                stopped,
+                compensate,
+            } => {
+                self.finish_activity(*step, Phase::Action);
+                match &mut self.failure {
+                    // The fallback failed too: the step's own error stays.
+                    Some(failure) if failure.step == *step && failure.fallback_tried => {
+                        failure.stopped = stopped.clone();
+                    }
+                    failure => {
+                        *failure = Some(Failure {
+                            step: *step,
+                            error: error.clone(),
+                            fallback_tried: false,
+                            stopped: stopped.clone(),
+                        })
+                    }
+                }
+                self.completed.extend(compensate);
+            }
+            Change::FallbackStarted { step } => {
+                if let Some(failure) = &mut self.failure {
+                    failure.fallback_tried = true;
+                }
+                self.active.push(Activity::new(*step, Phase::Action, true));
+            }
+            Change::RollbackStarted(cause) => self.rollback = Some(cause.clone()),
+            Change::RollbackResumed => self.compensation_failures.clear(),
+            Change::Compensated { step } => {
+                self.finish_activity(*step, Phase::Compensation);
+                if let Some(done) = self
+                    .completed
+                    .iter_mut()
+                    .rev()
+                    .find(|d| d.step == *step && !d.compensated)
+                {
+                    done.compensated = true;
+                }
+            }
+            Change::CompensationFailed { step, error } => {
+                self.finish_activity(*step, Phase::Compensation);
+                self.compensation_failures.push(CompensationFailed {
+                    step: *step,
+                    error: error.clone(),
+                });
+            }
+        }
+    }
+
+    /// The activity of `step` in `phase`, created if there is none (a compensation of a completed
+    /// step uses that step's fallback's compensation when the fallback completed in its place).
+    fn activity(&mut self, step: usize, phase: Phase) -> &mut Activity {
+        match self
+            .active
+            .iter()
+            .position(|a| a.step == step && a.phase == phase)
+        {
+            Some(i) => &mut self.active[i],
+            None => {
+                let fallback = phase == Phase::Compensation
+                    && self
+                        .completed
+                        .iter()
+                        .rev()
+                        .find(|d| d.step == step)
+                        .is_some_and(|d| d.via_fallback);
+                self.active.push(Activity::new(step, phase, fallback));
+                self.active.last_mut().expect("just pushed")
+            }
+        }
+    }
+
+    fn finish_activity(&mut self, step: usize, phase: Phase) {
+        self.active
+            .retain(|a| !(a.step == step && a.phase == phase));
+    }
+
+    /// The earliest time an activity waits for, if any waits.
+    pub fn wake_at(&self) -> Option<SystemTime> {
+        self.active
+            .iter()
+            .filter(|a| !a.in_flight)
+            .filter_map(|a| a.retry_at)
+            .min()
+    }
+}
+
+/// `Option<SystemTime>` as milliseconds since the Unix epoch.
+mod millis {
+    use super::*;
+
+    pub(super) fn serialize<S: serde::Serializer>(
+        time: &Option<SystemTime>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match time {
+            Some(time) => serializer.serialize_some(&to_millis(*time)),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<SystemTime>, D::Error> {
+        let ms = Option::<u64>::deserialize(deserializer)?;
+        Ok(ms.map(|ms| UNIX_EPOCH + Duration::from_millis(ms)))
+    }
+
+    pub(super) fn to_millis(time: SystemTime) -> u64 {
+        time.duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use super::*;
+    use crate::event::SagaEventKind;
+    use crate::SagaId;
+
+    fn write(change: Change) -> Write {
+        let event = SagaEvent {
+            saga_id: SagaId::new(),
+            saga_type: Cow::Borrowed("T"),
+            at: UNIX_EPOCH + Duration::from_secs(100),
+            kind: SagaEventKind::SagaResumed {
+                recovery_attempt: 1,
+            },
+        };
+        Write::new(event, change)
+    }
+
+    #[test]
+    fn attempts_retries_and_completion_fold_into_the_state() {
+        let mut state = SagaState::new(None);
+        state.apply(&write(Change::AttemptStarted {
+            step: 0,
+            phase: Phase::Action,
+            attempt: 1,
+        }));
+        assert!(state.active[0].in_flight);
+        state.apply(&write(Change::RetryScheduled {
+            step: 0,
+            phase: Phase::Action,
+            delay: Duration::from_secs(5),
+            error: StepError::transient("busy"),
+        }));
+        let activity = &state.active[0];
+        assert!(!activity.in_flight);
+        assert_eq!(
+            activity.retry_at,
+            Some(UNIX_EPOCH + Duration::from_secs(105))
+        );
+        assert_eq!(state.wake_at(), activity.retry_at);
+        state.recovery_attempts = 3;
+        state.apply(&write(Change::Completed(CompletedStep::new(0, false))));
+        assert!(state.active.is_empty());
+        assert_eq!(state.completed, [CompletedStep::new(0, false)]);
+        assert_eq!(state.recovery_attempts, 0, "progress");
+    }
+
+    #[test]
+    fn a_failed_fallback_keeps_the_steps_own_error() {
+        let mut state = SagaState::new(None);
+        let failed = |error: &'static str| Change::StepFailed {
+            step: 1,
+            error: StepError::permanent(error),
+            stopped: None,
+            compensate: None,
+        };
+        state.apply(&write(failed("own")));
+        state.apply(&write(Change::FallbackStarted { step: 1 }));
+        assert!(state.active[0].fallback);
+        state.apply(&write(failed("fallback's")));
+        let failure = state.failure.as_ref().unwrap();
+        assert_eq!(failure.error.message(), "own");
+        assert!(failure.fallback_tried);
+    }
+
+    #[test]
+    fn the_state_round_trips_through_json_with_times_in_milliseconds() {
+        let mut state = SagaState::new(Some(UNIX_EPOCH + Duration::from_millis(1_500)));
+        state.apply(&write(Change::RetryScheduled {
+            step: 2,
+            phase: Phase::Compensation,
+            delay: Duration::from_millis(250),
+            error: StepError::transient("x"),
+        }));
+        let json = serde_json::to_string(&state).unwrap();
+        assert!(json.contains("\"deadline\":1500"), "{json}");
+        assert!(json.contains("\"retry_at\":100250"), "{json}");
+        let back: SagaState = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, state);
+    }
+}

@@ -1,0 +1,186 @@
+//! How a saga is encoded in its row, and decoded back; SQLite errors as store errors.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::types::ValueRef;
+use rusqlite::ErrorCode;
+
+use crate::machine::{Change, SagaState, Write};
+use crate::store::{
+    CorruptRecord, Fence, Lease, SagaRecord, StoreError, StoreErrorKind, StoredContext,
+};
+use crate::SagaStatus;
+
+/// A SQLite error as a store error of the matching kind.
+pub(super) fn store_error(error: impl Into<SqliteError>) -> StoreError {
+    let SqliteError(error) = error.into();
+    let kind = match &error {
+        rusqlite::Error::SqliteFailure(failure, _) => match failure.code {
+            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => StoreErrorKind::Busy,
+            ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => StoreErrorKind::Corrupt,
+            ErrorCode::ConstraintViolation | ErrorCode::TooBig => StoreErrorKind::Invalid,
+            _ => StoreErrorKind::Unavailable,
+        },
+        rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::InvalidColumnType(..)
+        | rusqlite::Error::Utf8Error(..) => StoreErrorKind::Corrupt,
+        _ => StoreErrorKind::Unavailable,
+    };
+    StoreError::new(kind, error.to_string()).with_source(error)
+}
+
+/// Anything [`store_error`] takes: a rusqlite error, or a JSON one (kept as a conversion
+/// failure).
+pub(super) struct SqliteError(rusqlite::Error);
+
+impl From<rusqlite::Error> for SqliteError {
+    fn from(error: rusqlite::Error) -> Self {
+        SqliteError(error)
+    }
+}
+
+impl From<serde_json::Error> for SqliteError {
+    fn from(error: serde_json::Error) -> Self {
+        SqliteError(rusqlite::Error::ToSqlConversionFailure(Box::new(error)))
+    }
+}
+
+/// Stored data that does not decode.
+pub(super) fn unreadable(message: impl Into<String>) -> StoreError {
+    StoreError::new(StoreErrorKind::Corrupt, message)
+}
+
+/// Milliseconds since the Unix epoch, as rows keep times.
+pub(super) fn millis(at: SystemTime) -> i64 {
+    at.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A time a row keeps.
+pub(super) fn time(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
+}
+
+/// A write with its JSON already encoded, on the caller's thread rather than the writer's.
+pub(super) struct EncodedWrite {
+    pub(super) event: String,
+    pub(super) at: SystemTime,
+    pub(super) status: Option<SagaStatus<usize>>,
+    pub(super) change: Change,
+    pub(super) context: Option<Vec<u8>>,
+}
+
+impl EncodedWrite {
+    /// Applies it to a state, as [`SagaState::apply`] would the write it came from.
+    pub(super) fn apply_to(&self, state: &mut SagaState) {
+        state.apply_parts(self.status.as_ref(), &self.change, self.at);
+    }
+}
+
+/// Encodes `writes` for the writer thread, taking them out of the vector.
+pub(super) fn encode(writes: &mut Vec<Write>) -> Result<Vec<EncodedWrite>, StoreError> {
+    writes
+        .drain(..)
+        .map(|w| {
+            Ok(EncodedWrite {
+                event: serde_json::to_string(&w.event).map_err(store_error)?,
+                at: w.event.at,
+                context: w
+                    .context
+                    .as_ref()
+                    .map(|c| c.to_json().map(|j| j.to_vec()))
+                    .transpose()
+                    .map_err(|e| {
+                        StoreError::new(
+                            StoreErrorKind::Invalid,
+                            format!("the context does not serialize: {e}"),
+                        )
+                    })?,
+                status: w.status,
+                change: w.change,
+            })
+        })
+        .collect()
+}
+
+/// The columns [`row_to_record`] reads, in its order.
+pub(super) const RECORD_COLUMNS: &str = "id, saga_type, steps, state, context, idempotency_key, \
+     events, token, owner, lease_until, created_at, updated_at";
+
+/// Reads one record; `Err(CorruptRecord)` when its stored fields do not decode.
+pub(super) fn row_to_record(
+    row: &rusqlite::Row<'_>,
+) -> rusqlite::Result<Result<SagaRecord, CorruptRecord>> {
+    // Any column may hold anything: a value of the wrong type is a corrupt record, never an
+    // error that would stop the reading of the others.
+    let text = |i: usize| -> Result<String, String> {
+        match row.get_ref(i).map_err(|e| e.to_string())? {
+            ValueRef::Text(t) => String::from_utf8(t.to_vec()).map_err(|e| e.to_string()),
+            other => Err(format!(
+                "column {i} holds {:?}, not text",
+                other.data_type()
+            )),
+        }
+    };
+    let optional_text = |i: usize| -> Result<Option<String>, String> {
+        match row.get_ref(i).map_err(|e| e.to_string())? {
+            ValueRef::Null => Ok(None),
+            _ => text(i).map(Some),
+        }
+    };
+    let integer = |i: usize| -> Result<i64, String> {
+        match row.get_ref(i).map_err(|e| e.to_string())? {
+            ValueRef::Integer(n) => Ok(n),
+            other => Err(format!(
+                "column {i} holds {:?}, not an integer",
+                other.data_type()
+            )),
+        }
+    };
+    let id = text(0).unwrap_or_else(|_| "?".to_owned());
+    let saga_type = text(1).unwrap_or_else(|_| "?".to_owned());
+    let version = integer(6).ok().and_then(|v| u64::try_from(v).ok());
+    let lease = || -> Result<Option<Lease>, String> {
+        let owner = optional_text(8)?;
+        Ok(match owner {
+            None => None,
+            Some(owner) => Some(Lease {
+                owner: owner.into(),
+                token: u64::try_from(integer(7)?).map_err(|e| e.to_string())?,
+                expires_at: time(integer(9)?),
+            }),
+        })
+    };
+    let lease = lease();
+    let decode = || -> Result<SagaRecord, String> {
+        let context = match row.get_ref(4).map_err(|e| e.to_string())? {
+            ValueRef::Blob(b) | ValueRef::Text(b) => b.to_vec(),
+            other => return Err(format!("the context holds {:?}", other.data_type())),
+        };
+        Ok(SagaRecord {
+            id: id.parse().map_err(|e| format!("bad id: {e}"))?,
+            saga_type: saga_type.clone(),
+            steps: serde_json::from_str(&text(2)?).map_err(|e| format!("bad step list: {e}"))?,
+            state: serde_json::from_str(&text(3)?).map_err(|e| format!("bad state: {e}"))?,
+            context: StoredContext::json(context),
+            idempotency_key: optional_text(5)?,
+            version: version.ok_or("bad version")?,
+            lease: lease.clone()?,
+            created_at: time(integer(10)?),
+            updated_at: time(integer(11)?),
+        })
+    };
+    Ok(decode().map_err(|message| CorruptRecord {
+        id: id.clone(),
+        saga_type,
+        message,
+        fence: match (&lease, version) {
+            (Ok(Some(lease)), Some(version)) => Some(Fence {
+                token: lease.token,
+                version,
+            }),
+            _ => None,
+        },
+    }))
+}

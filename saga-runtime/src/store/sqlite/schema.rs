@@ -1,0 +1,284 @@
+//! The SQLite schema: its version, creation, and migrations from older versions.
+//!
+//! The version is `PRAGMA user_version`; a database written by a newer version of this library,
+//! or with a version this library never wrote, is refused before anything is written.
+
+use rusqlite::{params, Connection, TransactionBehavior};
+
+use super::codec::{store_error, unreadable};
+use crate::machine::{Activity, SagaState};
+use crate::outcome::RollbackCause;
+use crate::step::Phase;
+use crate::store::{CompletedStep, StoreError, StoreErrorKind};
+use crate::SagaStatus;
+
+/// The schema version this library writes.
+pub const SCHEMA_VERSION: i64 = 3;
+
+/// Refuses a database written by a newer version of this library; returns its version.
+pub(super) fn check_version(conn: &Connection) -> Result<i64, StoreError> {
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(store_error)?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::new(
+            StoreErrorKind::Corrupt,
+            format!(
+                "the database schema is version {version}, newer than this library's version \
+                 {SCHEMA_VERSION}; upgrade the library (nothing was written)"
+            ),
+        ));
+    }
+    Ok(version)
+}
+
+/// The current schema, created whole on a new database.
+///
+/// A saga's row holds its state (the fold of its writes, as JSON), its context, its lease
+/// (`owner`, `token`, `lease_until`) and, for queries, its status and whether it is terminal.
+/// `events` is the number of its history entries: its version. Its history lives in one b-tree
+/// keyed by `saga * 2^24 + n` (see [`history_key`]): the saga's `seq`, which grows with each new
+/// saga, then the entry's position in its history. The entries of one saga are together and
+/// those of a new saga go at the end, so a commit touches one history page where a table plus an
+/// index on `(saga, n)` would touch two. Idempotency keys are indexed only where there is one.
+pub(super) const SCHEMA: &str = "
+    CREATE TABLE sagas (
+        seq               INTEGER PRIMARY KEY,
+        id                TEXT NOT NULL UNIQUE,
+        saga_type         TEXT NOT NULL,
+        steps             TEXT NOT NULL,
+        status            TEXT NOT NULL,
+        terminal          INTEGER NOT NULL DEFAULT 0,
+        state             TEXT NOT NULL,
+        context           BLOB NOT NULL,
+        idempotency_key   TEXT,
+        events            INTEGER NOT NULL DEFAULT 0,
+        token             INTEGER NOT NULL DEFAULT 0,
+        owner             TEXT,
+        lease_until       INTEGER,
+        wake_at           INTEGER,
+        created_at        INTEGER NOT NULL,
+        updated_at        INTEGER NOT NULL
+    );
+    CREATE INDEX sagas_unfinished ON sagas (id) WHERE terminal = 0;
+    CREATE UNIQUE INDEX sagas_by_key ON sagas (idempotency_key) WHERE idempotency_key IS NOT NULL;
+    CREATE TABLE saga_history (
+        key   INTEGER PRIMARY KEY,
+        saga  INTEGER NOT NULL,
+        n     INTEGER NOT NULL,
+        event TEXT NOT NULL
+    );";
+
+/// Bits of a history key that hold the entry's position in its saga's history.
+pub(super) const HISTORY_POSITION_BITS: u32 = 24;
+
+/// The history key of entry `n` of the saga whose `seq` is `saga`.
+pub(super) fn history_key(saga: i64, n: i64) -> i64 {
+    (saga << HISTORY_POSITION_BITS) | n
+}
+
+/// Version 1 to 2: sagas get an explicit `seq` (their rowid until now, which `VACUUM` may
+/// renumber) and a count of their history entries; history entries are keyed by saga and
+/// position instead of a global counter plus an index on random saga ids.
+const MIGRATE_1_TO_2: &str = "
+    ALTER TABLE sagas RENAME TO sagas_v1;
+    ALTER TABLE saga_history RENAME TO saga_history_v1;
+    DROP INDEX sagas_unfinished;
+    CREATE TABLE sagas (
+        seq               INTEGER PRIMARY KEY,
+        id                TEXT NOT NULL UNIQUE,
+        saga_type         TEXT NOT NULL,
+        steps             TEXT NOT NULL,
+        status            TEXT NOT NULL,
+        terminal          INTEGER NOT NULL DEFAULT 0,
+        context           BLOB NOT NULL,
+        completed         TEXT NOT NULL DEFAULT '[]',
+        rollback          TEXT,
+        idempotency_key   TEXT,
+        recovery_attempts INTEGER NOT NULL DEFAULT 0,
+        events            INTEGER NOT NULL DEFAULT 0,
+        deadline_at       INTEGER,
+        created_at        INTEGER NOT NULL,
+        updated_at        INTEGER NOT NULL
+    );
+    CREATE INDEX sagas_unfinished ON sagas (id) WHERE terminal = 0;
+    CREATE UNIQUE INDEX sagas_by_key ON sagas (idempotency_key) WHERE idempotency_key IS NOT NULL;
+    CREATE TABLE saga_history (
+        key   INTEGER PRIMARY KEY,
+        saga  INTEGER NOT NULL,
+        n     INTEGER NOT NULL,
+        event TEXT NOT NULL
+    );
+    INSERT INTO sagas (seq, id, saga_type, steps, status, terminal, context, completed, rollback,
+                       idempotency_key, recovery_attempts, events, created_at, updated_at)
+        SELECT rowid, id, saga_type, steps, status, terminal, context, completed, rollback,
+               idempotency_key, recovery_attempts,
+               (SELECT count(*) FROM saga_history_v1 h WHERE h.saga_id = s.id),
+               created_at, updated_at
+        FROM sagas_v1 s;
+    INSERT INTO saga_history (key, saga, n, event)
+        SELECT (s.seq << {BITS}) | h.n, s.seq, h.n, h.event
+        FROM (SELECT saga_id, event,
+                     row_number() OVER (PARTITION BY saga_id ORDER BY seq) - 1 AS n
+              FROM saga_history_v1) h
+        JOIN sagas s ON s.id = h.saga_id;";
+
+/// Version 2 to 3, first part: the lease columns and the state; the state is then filled in from
+/// the version 2 columns (see [`migrate_2_to_3`]), which are dropped.
+const MIGRATE_2_TO_3: &str = "
+    ALTER TABLE sagas ADD COLUMN state TEXT NOT NULL DEFAULT '';
+    ALTER TABLE sagas ADD COLUMN token INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE sagas ADD COLUMN owner TEXT;
+    ALTER TABLE sagas ADD COLUMN lease_until INTEGER;
+    ALTER TABLE sagas ADD COLUMN wake_at INTEGER;";
+
+/// Creates the schema on a new database, or brings an older one up to this version, in one
+/// transaction: a failure leaves the database as it was.
+pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let version = check_version(conn)?;
+    if version == SCHEMA_VERSION {
+        return Ok(());
+    }
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(store_error)?;
+    // Another process may have migrated it between the check and the lock.
+    let version = check_version(&tx)?;
+    match version {
+        SCHEMA_VERSION => return Ok(()),
+        0 => tx.execute_batch(SCHEMA).map_err(store_error)?,
+        1 => {
+            migrate_1_to_2(&tx)?;
+            migrate_2_to_3(&tx)?;
+        }
+        2 => migrate_2_to_3(&tx)?,
+        other => {
+            return Err(StoreError::new(
+                StoreErrorKind::Corrupt,
+                format!(
+                    "the database has schema version {other}, which this library never wrote \
+                     (nothing was written)"
+                ),
+            ))
+        }
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+        .map_err(store_error)?;
+    tx.commit().map_err(store_error)
+}
+
+fn migrate_1_to_2(tx: &Connection) -> Result<(), StoreError> {
+    let sql = MIGRATE_1_TO_2.replace("{BITS}", &HISTORY_POSITION_BITS.to_string());
+    tx.execute_batch(&sql).map_err(store_error)?;
+    let count = |table: &str| -> Result<i64, StoreError> {
+        tx.query_row(&format!("SELECT count(*) FROM {table}"), [], |row| {
+            row.get(0)
+        })
+        .map_err(store_error)
+    };
+    let (before, after) = (count("saga_history_v1")?, count("saga_history")?);
+    if before != after {
+        // Dropping a row is not a migration: the transaction rolls back.
+        return Err(StoreError::new(
+            StoreErrorKind::Corrupt,
+            format!(
+                "cannot migrate the database from schema version 1: {} of its {before} \
+                 history entries belong to no saga (nothing was changed)",
+                before - after
+            ),
+        ));
+    }
+    tx.execute_batch("DROP TABLE saga_history_v1; DROP TABLE sagas_v1;")
+        .map_err(store_error)
+}
+
+/// A version 2 saga's columns that its state is made of: seq, status, completed, rollback,
+/// recovery attempts, deadline.
+type V2Row = (i64, String, String, Option<String>, i64, Option<i64>);
+
+/// Fills in each saga's state from its version 2 columns, then drops them.
+fn migrate_2_to_3(tx: &Connection) -> Result<(), StoreError> {
+    tx.execute_batch(MIGRATE_2_TO_3).map_err(store_error)?;
+    let rows: Vec<V2Row> = {
+        let mut statement = tx
+            .prepare(
+                "SELECT seq, status, completed, rollback, recovery_attempts, deadline_at
+                 FROM sagas",
+            )
+            .map_err(store_error)?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                    row.get(5)?,
+                ))
+            })
+            .map_err(store_error)?;
+        rows.collect::<Result<_, _>>().map_err(store_error)?
+    };
+    for (seq, status, completed, rollback, recovery_attempts, deadline_at) in rows {
+        let decode = || -> Result<SagaState, String> {
+            let status: SagaStatus<usize> =
+                serde_json::from_str(&status).map_err(|e| format!("bad status: {e}"))?;
+            let completed: Vec<CompletedStep> =
+                serde_json::from_str(&completed).map_err(|e| format!("bad completed: {e}"))?;
+            let rollback: Option<RollbackCause<usize>> = rollback
+                .map(|r| serde_json::from_str(&r))
+                .transpose()
+                .map_err(|e| format!("bad rollback: {e}"))?;
+            Ok(state_from_v2(
+                status,
+                completed,
+                rollback,
+                recovery_attempts,
+                deadline_at,
+            ))
+        };
+        let state = decode()
+            .map_err(|message| unreadable(format!("cannot migrate saga #{seq}: {message}")))?;
+        tx.execute(
+            "UPDATE sagas SET state = ?2 WHERE seq = ?1",
+            params![seq, serde_json::to_string(&state).map_err(store_error)?],
+        )
+        .map_err(store_error)?;
+    }
+    tx.execute_batch(
+        "ALTER TABLE sagas DROP COLUMN completed;
+         ALTER TABLE sagas DROP COLUMN rollback;
+         ALTER TABLE sagas DROP COLUMN recovery_attempts;
+         ALTER TABLE sagas DROP COLUMN deadline_at;",
+    )
+    .map_err(store_error)
+}
+
+/// A version 2 saga's state. Version 2 kept a cursor, not activities: a saga running a step that
+/// had not completed was running (or about to run) that step's action, which is now an attempt
+/// in flight, so that it runs again before anything else, as version 2 did.
+fn state_from_v2(
+    status: SagaStatus<usize>,
+    completed: Vec<CompletedStep>,
+    rollback: Option<RollbackCause<usize>>,
+    recovery_attempts: i64,
+    deadline_at: Option<i64>,
+) -> SagaState {
+    let deadline = deadline_at
+        .map(|ms| std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64));
+    let mut state = SagaState::new(deadline);
+    if let SagaStatus::Running { step } = status {
+        if rollback.is_none() && !completed.iter().any(|d| d.step == step && !d.timed_out) {
+            let mut activity = Activity::new(step, Phase::Action, false);
+            activity.attempt = 1;
+            activity.in_flight = true;
+            state.active.push(activity);
+        }
+    }
+    state.status = status;
+    state.completed = completed;
+    state.rollback = rollback;
+    state.recovery_attempts = u32::try_from(recovery_attempts).unwrap_or(0);
+    state
+}
