@@ -107,6 +107,15 @@ impl Entry {
     }
 }
 
+/// Whether `held` names the same worker as `me` (`{name}#{incarnation}`), in another
+/// incarnation.
+fn earlier_incarnation(held: &str, me: &str) -> bool {
+    match (held.split_once('#'), me.split_once('#')) {
+        (Some((held_name, _)), Some((name, _))) => held_name == name && held != me,
+        _ => false,
+    }
+}
+
 fn lease_for(request: LeaseRequest, token: u64, now: SystemTime) -> Lease {
     Lease {
         owner: request.owner,
@@ -289,7 +298,8 @@ impl SagaStore for MemoryStore {
                 None => true,
                 Some(lease) => {
                     lease.expires_at <= now
-                        || (request.reclaim_own && lease.owner == request.lease.owner)
+                        || (request.reclaim_own
+                            && earlier_incarnation(&lease.owner, &request.lease.owner))
                 }
             })
             .map(|(id, e)| (e.seq, *id))

@@ -24,6 +24,7 @@
 //!
 //! The in-memory store keeps contexts as live values; the SQLite store serializes them.
 
+pub mod conformance;
 mod context;
 mod handoff;
 mod memory;

@@ -1,0 +1,411 @@
+//! The store conformance suite: the store contract as tests that any [`SagaStore`] runs
+//! unchanged (the in-memory and SQLite stores in this workspace's tests; a PostgreSQL store
+//! next). Each case takes a fresh, empty store.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use saga_runtime::store::{conformance, MemoryStore};
+//!
+//! for (name, case) in conformance::CASES {
+//!     case(Box::new(MemoryStore::new())).await;
+//!     println!("{name}: ok");
+//! }
+//! # }
+//! ```
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures_util::future::BoxFuture;
+
+use super::{
+    Acquire, Change, Created, Fence, LeaseRequest, NewSaga, SagaStore, StoreErrorKind,
+    StoredContext, Write,
+};
+use crate::event::{SagaEvent, SagaEventKind};
+use crate::step::Phase;
+use crate::{SagaId, SagaStatus};
+
+/// One case: runs against a fresh store and panics on a breach of the contract.
+pub type Case = fn(Box<dyn SagaStore>) -> BoxFuture<'static, ()>;
+
+/// Every case, by name.
+pub const CASES: &[(&str, Case)] = &[
+    ("create_then_find_by_id_or_key", |s| {
+        Box::pin(create_then_find_by_id_or_key(s))
+    }),
+    ("writes_fold_into_the_state_and_history", |s| {
+        Box::pin(writes_fold_into_the_state_and_history(s))
+    }),
+    ("a_stale_token_is_fenced_and_changes_nothing", |s| {
+        Box::pin(a_stale_token_is_fenced_and_changes_nothing(s))
+    }),
+    ("a_wrong_version_is_a_conflict", |s| {
+        Box::pin(a_wrong_version_is_a_conflict(s))
+    }),
+    ("a_terminal_saga_never_changes", |s| {
+        Box::pin(a_terminal_saga_never_changes(s))
+    }),
+    ("acquire_skips_live_leases_and_takes_expired_ones", |s| {
+        Box::pin(acquire_skips_live_leases_and_takes_expired_ones(s))
+    }),
+    ("concurrent_acquires_never_share_a_saga", |s| {
+        Box::pin(concurrent_acquires_never_share_a_saga(s))
+    }),
+    ("renew_keeps_and_release_frees", |s| {
+        Box::pin(renew_keeps_and_release_frees(s))
+    }),
+    ("reclaim_takes_an_earlier_incarnations_sagas_only", |s| {
+        Box::pin(reclaim_takes_an_earlier_incarnations_sagas_only(s))
+    }),
+    ("history_pages", |s| Box::pin(history_pages(s))),
+    ("unknown_sagas_are_not_found", |s| {
+        Box::pin(unknown_sagas_are_not_found(s))
+    }),
+];
+
+const LONG: Duration = Duration::from_secs(600);
+
+fn event(id: SagaId, kind: SagaEventKind) -> SagaEvent {
+    SagaEvent {
+        saga_id: id,
+        saga_type: Cow::Borrowed("ConformanceSaga"),
+        at: SystemTime::now(),
+        kind,
+    }
+}
+
+fn new_saga(owner: Option<&str>, lease: Duration) -> NewSaga {
+    let id = SagaId::new();
+    let started = event(id, SagaEventKind::SagaStarted { steps: Vec::new() });
+    let mut saga = NewSaga::new(
+        id,
+        "ConformanceSaga",
+        vec!["a", "b"],
+        StoredContext::json(&b"{\"n\":1}"[..]),
+        started,
+    );
+    saga.lease = owner.map(|o| LeaseRequest::new(o, lease));
+    saga
+}
+
+fn intent(id: SagaId, step: usize) -> Write {
+    let kind = SagaEventKind::StepStarted {
+        step: "a".into(),
+        phase: Phase::Action,
+        attempt: 1,
+    };
+    let change = Change::AttemptStarted {
+        step,
+        phase: Phase::Action,
+        attempt: 1,
+    };
+    Write::new(event(id, kind), change).with_status(Some(SagaStatus::Running { step }))
+}
+
+fn finished(id: SagaId) -> Write {
+    let kind = SagaEventKind::SagaCompleted {
+        duration: Duration::ZERO,
+    };
+    Write::new(event(id, kind), Change::None).with_status(Some(SagaStatus::Completed))
+}
+
+/// Creates a saga leased to `owner`; its fence.
+async fn create(store: &dyn SagaStore, owner: &str, lease: Duration) -> (SagaId, Fence) {
+    let saga = new_saga(Some(owner), lease);
+    let id = saga.id;
+    match store.create(saga).await.expect("create") {
+        Created::New { version, lease } => {
+            let lease = lease.expect("the creator's lease");
+            assert_eq!(lease.token, 1, "the first owner's token");
+            assert_eq!(&*lease.owner, owner);
+            (
+                id,
+                Fence {
+                    token: lease.token,
+                    version,
+                },
+            )
+        }
+        Created::Existing(_) => panic!("a new id exists already"),
+    }
+}
+
+async fn create_then_find_by_id_or_key(store: Box<dyn SagaStore>) {
+    let mut saga = new_saga(Some("w#1"), LONG);
+    saga.idempotency_key = Some("order-1".into());
+    let id = saga.id;
+    let mut again = saga.clone();
+    assert!(matches!(
+        store.create(saga).await.unwrap(),
+        Created::New { version: 1, .. }
+    ));
+    match store.create(again.clone()).await.unwrap() {
+        Created::Existing(record) => assert_eq!(record.id, id),
+        _ => panic!("created twice by id"),
+    }
+    again.id = SagaId::new();
+    match store.create(again).await.unwrap() {
+        Created::Existing(record) => {
+            assert_eq!(record.id, id);
+            assert_eq!(record.idempotency_key.as_deref(), Some("order-1"));
+        }
+        _ => panic!("created twice by key"),
+    }
+    let record = store.load(id).await.unwrap().expect("recorded");
+    assert_eq!(record.saga_type, "ConformanceSaga");
+    assert_eq!(record.steps, ["a", "b"]);
+    assert_eq!(record.state.status, SagaStatus::Pending);
+    assert_eq!(record.version, 1);
+    assert_eq!(record.lease.as_ref().map(|l| l.token), Some(1));
+}
+
+async fn writes_fold_into_the_state_and_history(store: Box<dyn SagaStore>) {
+    let (id, fence) = create(&*store, "w#1", LONG).await;
+    let mut writes = vec![intent(id, 0), intent(id, 0)];
+    let version = store.write(id, fence, &mut writes).await.unwrap();
+    assert!(writes.is_empty(), "taken out of the vector");
+    assert_eq!(version, 3);
+    let record = store.load(id).await.unwrap().unwrap();
+    assert_eq!(record.version, 3);
+    assert_eq!(record.state.status, SagaStatus::Running { step: 0 });
+    assert!(record.state.active[0].in_flight);
+    assert_eq!(
+        store.history(id, 0, 100).await.unwrap().unwrap().len(),
+        3,
+        "saga started, then one entry per write"
+    );
+}
+
+async fn a_stale_token_is_fenced_and_changes_nothing(store: Box<dyn SagaStore>) {
+    let (id, stale) = create(&*store, "w#1", Duration::from_millis(1)).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let taken = store
+        .acquire(Acquire::new(LeaseRequest::new("w2#1", LONG), 10))
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 1, "the expired saga is taken over");
+    let record = taken.into_iter().next().unwrap().expect("decodes");
+    let lease = record.lease.clone().unwrap();
+    assert_eq!(
+        (lease.token, &*lease.owner),
+        (2, "w2#1"),
+        "a new, greater token"
+    );
+    let error = store
+        .write(id, stale, &mut vec![intent(id, 0)])
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), StoreErrorKind::Fenced, "{error}");
+    let after = store.load(id).await.unwrap().unwrap();
+    assert_eq!(after.version, record.version, "nothing applied");
+    assert_eq!(after.state, record.state);
+    let release = store.release(id, stale).await.unwrap_err();
+    assert_eq!(release.kind(), StoreErrorKind::Fenced);
+    // The new owner writes.
+    let fence = record.fence().unwrap();
+    store
+        .write(id, fence, &mut vec![intent(id, 0)])
+        .await
+        .unwrap();
+}
+
+async fn a_wrong_version_is_a_conflict(store: Box<dyn SagaStore>) {
+    let (id, fence) = create(&*store, "w#1", LONG).await;
+    let behind = Fence {
+        version: fence.version + 5,
+        ..fence
+    };
+    let error = store
+        .write(id, behind, &mut vec![intent(id, 0)])
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), StoreErrorKind::Conflict, "{error}");
+    assert_eq!(store.load(id).await.unwrap().unwrap().version, 1);
+}
+
+async fn a_terminal_saga_never_changes(store: Box<dyn SagaStore>) {
+    let (id, fence) = create(&*store, "w#1", LONG).await;
+    let version = store
+        .write(id, fence, &mut vec![finished(id)])
+        .await
+        .unwrap();
+    let record = store.load(id).await.unwrap().unwrap();
+    assert_eq!(record.state.status, SagaStatus::Completed);
+    assert!(record.lease.is_none(), "a terminal saga has no lease");
+    let fence = Fence { version, ..fence };
+    let error = store
+        .write(id, fence, &mut vec![intent(id, 0)])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error.kind(),
+            StoreErrorKind::Conflict | StoreErrorKind::Fenced
+        ),
+        "{error}"
+    );
+    let taken = store
+        .acquire(Acquire::new(LeaseRequest::new("w2#1", LONG), 10).reclaim_own(true))
+        .await
+        .unwrap();
+    assert!(taken.is_empty(), "a terminal saga is never acquired");
+    assert_eq!(store.load(id).await.unwrap().unwrap().version, version);
+}
+
+async fn acquire_skips_live_leases_and_takes_expired_ones(store: Box<dyn SagaStore>) {
+    let (live, _) = create(&*store, "w1#1", LONG).await;
+    let (expired, _) = create(&*store, "w1#1", Duration::from_millis(1)).await;
+    let mut free = new_saga(None, LONG);
+    free.saga_type = "OtherSaga";
+    let free_id = free.id;
+    store.create(free).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let only_ours = Acquire::new(LeaseRequest::new("w2#1", LONG), 10).types(["ConformanceSaga"]);
+    let taken: Vec<SagaId> = store
+        .acquire(only_ours)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.expect("decodes").id)
+        .collect();
+    assert_eq!(taken, [expired], "not the live lease, not another type");
+    let record = store.load(expired).await.unwrap().unwrap();
+    assert_eq!(record.state.recovery_attempts, 1, "taken from a worker");
+    let any = Acquire::new(LeaseRequest::new("w2#1", LONG), 10);
+    let taken: Vec<SagaId> = store
+        .acquire(any)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.expect("decodes").id)
+        .collect();
+    assert_eq!(taken, [free_id], "a saga never leased is free");
+    let record = store.load(free_id).await.unwrap().unwrap();
+    assert_eq!(record.state.recovery_attempts, 0, "not taken from anyone");
+    assert_eq!(
+        store
+            .load(live)
+            .await
+            .unwrap()
+            .unwrap()
+            .lease
+            .unwrap()
+            .token,
+        1,
+        "untouched"
+    );
+}
+
+async fn concurrent_acquires_never_share_a_saga(store: Box<dyn SagaStore>) {
+    let store: Arc<dyn SagaStore> = Arc::from(store);
+    let mut ids = Vec::new();
+    for _ in 0..40 {
+        let saga = new_saga(None, LONG);
+        ids.push(saga.id);
+        store.create(saga).await.unwrap();
+    }
+    let takers = (0..4).map(|w| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let lease = LeaseRequest::new(format!("w{w}#1"), LONG);
+                let page = store.acquire(Acquire::new(lease, 3)).await.unwrap();
+                if page.is_empty() {
+                    return mine;
+                }
+                mine.extend(page.into_iter().map(|r| r.expect("decodes").id));
+            }
+        })
+    });
+    let mut taken: Vec<SagaId> = Vec::new();
+    for taker in takers {
+        taken.extend(taker.await.unwrap());
+    }
+    taken.sort();
+    ids.sort();
+    assert_eq!(taken, ids, "each saga acquired exactly once");
+}
+
+async fn renew_keeps_and_release_frees(store: Box<dyn SagaStore>) {
+    let (a, fence_a) = create(&*store, "w1#1", Duration::from_millis(300)).await;
+    let (b, _) = create(&*store, "w1#1", Duration::from_millis(300)).await;
+    let (other, _) = create(&*store, "w9#1", LONG).await;
+    let mut held = store.renew("w1#1", LONG).await.unwrap();
+    held.sort();
+    let mut expected = vec![(a, 1), (b, 1)];
+    expected.sort();
+    assert_eq!(held, expected, "only its own sagas");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let taken = store
+        .acquire(Acquire::new(LeaseRequest::new("w2#1", LONG), 10))
+        .await
+        .unwrap();
+    assert!(taken.is_empty(), "renewed leases are live");
+    store.release(a, fence_a).await.unwrap();
+    let taken: Vec<SagaId> = store
+        .acquire(Acquire::new(LeaseRequest::new("w2#1", LONG), 10))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.expect("decodes").id)
+        .collect();
+    assert_eq!(taken, [a], "released, so free at once");
+    let _ = other;
+}
+
+async fn reclaim_takes_an_earlier_incarnations_sagas_only(store: Box<dyn SagaStore>) {
+    let (old, _) = create(&*store, "worker-a#1", LONG).await;
+    let (current, _) = create(&*store, "worker-a#2", LONG).await;
+    let (stranger, _) = create(&*store, "worker-b#1", LONG).await;
+    let request = Acquire::new(LeaseRequest::new("worker-a#2", LONG), 10).reclaim_own(true);
+    let taken: Vec<SagaId> = store
+        .acquire(request)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.expect("decodes").id)
+        .collect();
+    assert_eq!(taken, [old]);
+    assert_eq!(
+        store.load(old).await.unwrap().unwrap().lease.unwrap().token,
+        2
+    );
+    for id in [current, stranger] {
+        assert_eq!(
+            store.load(id).await.unwrap().unwrap().lease.unwrap().token,
+            1
+        );
+    }
+}
+
+async fn history_pages(store: Box<dyn SagaStore>) {
+    let (id, fence) = create(&*store, "w#1", LONG).await;
+    let mut writes: Vec<Write> = (0..9).map(|_| intent(id, 0)).collect();
+    store.write(id, fence, &mut writes).await.unwrap();
+    let all = store.history(id, 0, 100).await.unwrap().unwrap();
+    assert_eq!(all.len(), 10);
+    assert!(matches!(all[0].kind, SagaEventKind::SagaStarted { .. }));
+    let page = store.history(id, 4, 3).await.unwrap().unwrap();
+    assert_eq!(page, all[4..7]);
+    assert!(store.history(id, 10, 5).await.unwrap().unwrap().is_empty());
+}
+
+async fn unknown_sagas_are_not_found(store: Box<dyn SagaStore>) {
+    let id = SagaId::new();
+    assert!(store.load(id).await.unwrap().is_none());
+    assert!(store.history(id, 0, 10).await.unwrap().is_none());
+    let fence = Fence {
+        token: 1,
+        version: 1,
+    };
+    let error = store
+        .write(id, fence, &mut vec![intent(id, 0)])
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), StoreErrorKind::NotFound);
+    assert_eq!(error.to_string(), format!("no saga with id {id}"));
+}
