@@ -200,8 +200,9 @@ fn a_database_from_a_newer_version_is_refused_before_anything_is_written() {
     assert_eq!(
         error.to_string(),
         format!(
-            "the database schema is version {}, newer than this library's version {SCHEMA_VERSION}; \
-             upgrade the library (nothing was written)",
+            "{}: the database schema is version {}, newer than this library's version \
+             {SCHEMA_VERSION}; upgrade the library (nothing was written)",
+            path.display(),
             SCHEMA_VERSION + 1
         )
     );

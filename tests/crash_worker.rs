@@ -7,6 +7,17 @@
 //!         then waits until every saga in STORE is terminal
 //!     crash_worker STORE LEDGER one ID fail-pivot|no-fail
 //!         recovers, starts the 4-step `Matrix` saga with this id, waits until it is terminal
+//!     crash_worker STORE LEDGER fleet SEED LEASE_MS
+//!         one of several workers on STORE, each with a name of its own and a lease of LEASE_MS:
+//!         prints `OWNER <worker id>`, starts saga i of SEED for each line `i` on its standard
+//!         input (printing `ACK i`), prints `FENCED n` and `LOST n` whenever its counts of
+//!         refused stale writes and of leases found lost grow, and goes on running whatever it
+//!         holds or claims until the file `STORE.stop` exists
+//!
+//! The ledger is also the steps' downstream service, fenced as `StepCx::fencing_token` is meant
+//! to be used: each attempt first tells it its token, and an effect whose token is lower than
+//! the highest it has seen for the saga is refused (a stale worker). Every attempt's effect is
+//! recorded in `attempts` with its process, token and times, applied or refused.
 
 use std::io::Write as _;
 use std::sync::{Arc, Mutex};
@@ -34,8 +45,23 @@ impl Ledger {
     fn open(path: &str) -> Ledger {
         let conn = rusqlite::Connection::open(path).expect("ledger opens");
         conn.busy_timeout(Duration::from_secs(30)).unwrap();
-        conn.pragma_update(None, "journal_mode", "WAL").unwrap();
-        conn.pragma_update(None, "synchronous", "FULL").unwrap();
+        // Other workers open it at the same time: switching to WAL takes a lock that the busy
+        // timeout does not wait for, so it is retried (and skipped once another did it).
+        for attempt in 0.. {
+            let mode: String = conn
+                .pragma_query_value(None, "journal_mode", |r| r.get(0))
+                .unwrap();
+            if mode == "wal" {
+                break;
+            }
+            match conn.pragma_update(None, "journal_mode", "WAL") {
+                Ok(()) => break,
+                Err(_) if attempt < 1000 => std::thread::sleep(Duration::from_millis(10)),
+                Err(error) => panic!("the ledger cannot switch to WAL: {error}"),
+            }
+        }
+        // Survives the SIGKILLs these tests deal in (not a power cut), at a fraction of the fsyncs.
+        conn.pragma_update(None, "synchronous", "NORMAL").unwrap();
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS effects (
                  seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -44,7 +70,22 @@ impl Ledger {
                  step INTEGER NOT NULL,
                  kind TEXT NOT NULL,
                  applied INTEGER NOT NULL DEFAULT 1
-             )",
+             );
+             CREATE TABLE IF NOT EXISTS fences (
+                 saga TEXT PRIMARY KEY,
+                 token INTEGER NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS attempts (
+                 seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                 saga TEXT NOT NULL,
+                 step INTEGER NOT NULL,
+                 kind TEXT NOT NULL,
+                 pid INTEGER NOT NULL,
+                 token INTEGER NOT NULL,
+                 started_ms INTEGER NOT NULL,
+                 ended_ms INTEGER NOT NULL,
+                 outcome TEXT NOT NULL
+             );",
         )
         .unwrap();
         Ledger {
@@ -52,28 +93,87 @@ impl Ledger {
         }
     }
 
-    /// Applies an effect under its idempotency key: a second application is counted, not
-    /// recorded again.
-    fn apply<D>(&self, cx: &StepCx<D>, step: usize, kind: &str) -> Result<(), StepError> {
+    /// An attempt starts: the ledger learns its token (a newer worker's token fences older
+    /// ones from now on).
+    fn begin<D>(&self, cx: &StepCx<D>) -> Result<(), StepError> {
         self.conn
             .lock()
             .unwrap()
             .execute(
-                "INSERT INTO effects (key, saga, step, kind) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (key) DO UPDATE SET applied = applied + 1",
-                rusqlite::params![
-                    cx.idempotency_key(),
-                    cx.saga_id().to_string(),
-                    step as i64,
-                    kind
-                ],
+                "INSERT INTO fences (saga, token) VALUES (?1, ?2)
+                 ON CONFLICT (saga) DO UPDATE SET token = max(token, excluded.token)",
+                rusqlite::params![cx.saga_id().to_string(), cx.fencing_token() as i64],
             )
             .map(drop)
             .map_err(StepError::from_error)
     }
+
+    /// Applies an effect under its idempotency key, unless a newer worker's token was seen for
+    /// the saga: a second application is counted, not recorded again; a stale one is refused.
+    fn apply<D>(
+        &self,
+        cx: &StepCx<D>,
+        step: usize,
+        kind: &str,
+        started_ms: i64,
+    ) -> Result<(), StepError> {
+        let mut conn = self.conn.lock().unwrap();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(StepError::from_error)?;
+        let saga = cx.saga_id().to_string();
+        let token = cx.fencing_token() as i64;
+        let fence: i64 = tx
+            .query_row(
+                "SELECT coalesce(max(token), 0) FROM fences WHERE saga = ?1",
+                [&saga],
+                |r| r.get(0),
+            )
+            .map_err(StepError::from_error)?;
+        let outcome = if token < fence { "refused" } else { "applied" };
+        if outcome == "applied" {
+            tx.execute(
+                "INSERT INTO effects (key, saga, step, kind) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (key) DO UPDATE SET applied = applied + 1",
+                rusqlite::params![cx.idempotency_key(), saga, step as i64, kind],
+            )
+            .map_err(StepError::from_error)?;
+        }
+        tx.execute(
+            "INSERT INTO attempts (saga, step, kind, pid, token, started_ms, ended_ms, outcome)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            rusqlite::params![
+                saga,
+                step as i64,
+                kind,
+                std::process::id(),
+                token,
+                started_ms,
+                now_ms(),
+                outcome
+            ],
+        )
+        .map_err(StepError::from_error)?;
+        tx.commit().map_err(StepError::from_error)?;
+        match outcome {
+            "refused" => Err(StepError::permanent(
+                "stale worker: a newer one holds this saga",
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
 
 async fn act(ctx: &CrashCtx, cx: &StepCx<Ledger>, step: usize) -> Result<(), StepError> {
+    let started = now_ms();
+    cx.deps().begin(cx)?;
     tokio::time::sleep(Duration::from_millis(u64::from(ctx.delays[step]))).await;
     match ctx.plan[step] {
         1 if cx.attempt() == 1 => return Err(StepError::transient("flaky")),
@@ -82,12 +182,14 @@ async fn act(ctx: &CrashCtx, cx: &StepCx<Ledger>, step: usize) -> Result<(), Ste
         4 => panic!("step {step} panicked"),
         _ => {}
     }
-    cx.deps().apply(cx, step, "do")
+    cx.deps().apply(cx, step, "do", started)
 }
 
 async fn undo(ctx: &CrashCtx, cx: &StepCx<Ledger>, step: usize) -> Result<(), StepError> {
+    let started = now_ms();
+    cx.deps().begin(cx)?;
     tokio::time::sleep(Duration::from_millis(u64::from(ctx.delays[step]))).await;
-    cx.deps().apply(cx, step, "undo")
+    cx.deps().apply(cx, step, "undo", started)
 }
 
 macro_rules! steps {
@@ -215,26 +317,19 @@ async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (store, ledger_path, mode) = (&args[1], &args[2], args[3].as_str());
     let ledger = Arc::new(Ledger::open(ledger_path));
-    // One worker, restarted after each kill: under the same name it takes back at once what its
-    // killed incarnation held, instead of waiting for those leases to expire.
-    let engine = Engine::builder()
-        .sqlite(store)
-        .expect("store opens")
-        .worker_id("crash-worker")
-        .register::<L1>(ledger.clone())
-        .register::<L2>(ledger.clone())
-        .register::<L3>(ledger.clone())
-        .register::<L4>(ledger.clone())
-        .register::<L5>(ledger.clone())
-        .register::<L6>(ledger.clone())
-        .register::<L7>(ledger.clone())
-        .register::<L8>(ledger.clone())
-        .register::<P1of2>(ledger.clone())
-        .register::<P2of3>(ledger.clone())
-        .register::<P3of5>(ledger.clone())
-        .register::<P4of4>(ledger.clone())
-        .register::<P6of8>(ledger.clone())
-        .register::<Matrix>(ledger.clone())
+    let builder = Engine::builder().sqlite(store).expect("store opens");
+    let builder = match mode {
+        // One of several workers: a name of its own, and a short lease so that the test sees
+        // takeovers within seconds.
+        "fleet" => {
+            let lease = Duration::from_millis(args[5].parse().unwrap());
+            builder.lease(lease).renew_interval(lease / 5)
+        }
+        // One worker, restarted after each kill: under the same name it takes back at once what
+        // its killed incarnation held, instead of waiting for those leases to expire.
+        _ => builder.worker_id("crash-worker"),
+    };
+    let engine = register_all(builder, &ledger)
         // The test kills the worker every ~60 ms, far more often than any real worker dies: a
         // slow step is interrupted many times in a row without being at fault. The rule itself
         // (default 5) is tested in bad_data.rs.
@@ -264,7 +359,65 @@ async fn main() {
             };
             start::<Matrix>(&engine, &ledger, ctx, id).await;
         }
+        "fleet" => {
+            println!("OWNER {}", engine.worker_id());
+            let seed: u64 = args[4].parse().unwrap();
+            let reporter = engine.clone();
+            tokio::spawn(async move {
+                let mut reported = (0, 0);
+                loop {
+                    let now = (reporter.fenced_writes(), reporter.lost_leases());
+                    if now != reported {
+                        reported = now;
+                        println!("FENCED {}", now.0);
+                        println!("LOST {}", now.1);
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            });
+            let (asked, mut to_start) = tokio::sync::mpsc::unbounded_channel();
+            std::thread::spawn(move || {
+                for line in std::io::stdin().lines().map_while(Result::ok) {
+                    let Ok(i) = line.trim().parse::<u64>() else {
+                        continue;
+                    };
+                    if asked.send(i).is_err() {
+                        return;
+                    }
+                }
+            });
+            let stop = format!("{store}.stop");
+            while !std::path::Path::new(&stop).exists() {
+                tokio::select! {
+                    Some(i) = to_start.recv() => start_generated(&engine, &ledger, seed, i).await,
+                    () = tokio::time::sleep(Duration::from_millis(50)) => {}
+                }
+            }
+            return;
+        }
         other => panic!("unknown mode {other}"),
     }
     drain(store).await;
+}
+
+/// `builder` with every saga type of this program registered.
+fn register_all(
+    builder: saga_runtime::EngineBuilder,
+    ledger: &Arc<Ledger>,
+) -> saga_runtime::EngineBuilder {
+    builder
+        .register::<L1>(ledger.clone())
+        .register::<L2>(ledger.clone())
+        .register::<L3>(ledger.clone())
+        .register::<L4>(ledger.clone())
+        .register::<L5>(ledger.clone())
+        .register::<L6>(ledger.clone())
+        .register::<L7>(ledger.clone())
+        .register::<L8>(ledger.clone())
+        .register::<P1of2>(ledger.clone())
+        .register::<P2of3>(ledger.clone())
+        .register::<P3of5>(ledger.clone())
+        .register::<P4of4>(ledger.clone())
+        .register::<P6of8>(ledger.clone())
+        .register::<Matrix>(ledger.clone())
 }

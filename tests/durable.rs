@@ -291,8 +291,11 @@ fn a_migration_that_would_drop_history_is_refused_and_changes_nothing() {
     let error = Engine::builder().sqlite(&path).err().expect("refused");
     assert_eq!(
         error.to_string(),
-        "cannot migrate the database from schema version 1: 1 of its 13 history entries \
-         belong to no saga (nothing was changed)"
+        format!(
+            "{}: cannot migrate the database from schema version 1: 1 of its 13 history \
+             entries belong to no saga (nothing was changed)",
+            path.display()
+        )
     );
     let conn = rusqlite::Connection::open(&path).unwrap();
     let version: i64 = conn

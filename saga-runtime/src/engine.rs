@@ -54,8 +54,12 @@ pub(crate) struct EngineInner {
     pub(crate) worker: Worker,
     /// Writes the store refused because another worker had taken the saga over.
     fenced: AtomicU64,
+    /// Sagas a renewal found this engine no longer held.
+    lost: AtomicU64,
     /// The task that renews this engine's leases and claims orphaned sagas.
     background: Mutex<Option<JoinHandle<()>>>,
+    /// When the last renewal that succeeded was asked for.
+    renewed: Mutex<std::time::Instant>,
 }
 
 /// Who this engine is to the store, and how it holds sagas.
@@ -140,6 +144,13 @@ impl Engine {
     /// saga over (each stopped that saga's run here).
     pub fn fenced_writes(&self) -> u64 {
         self.inner.fenced.load(Ordering::Relaxed)
+    }
+
+    /// How many running sagas a lease renewal found this engine no longer held (another worker
+    /// took them over while this one could not renew: a pause, a store out of reach); each
+    /// stopped at once.
+    pub fn lost_leases(&self) -> u64 {
+        self.inner.lost.load(Ordering::Relaxed)
     }
 
     /// Starts the task that renews this engine's leases and, if it has registered saga types,
@@ -337,16 +348,30 @@ impl Engine {
             .await;
         match held {
             Ok(held) => {
+                *self.inner.renewed.lock().unwrap_or_else(|e| e.into_inner()) = asked;
                 let held: HashSet<SagaId> = held.into_iter().map(|(id, _)| id).collect();
                 let running = self.inner.running.lock().unwrap_or_else(|e| e.into_inner());
                 for (id, cancel) in running.iter() {
-                    // A saga claimed after the renewal was asked for may not be in its answer.
-                    if !held.contains(id) && cancel.claimed_before(asked) {
+                    // A saga whose lease was committed after the renewal was asked for may not
+                    // be in its answer.
+                    if !held.contains(id) && cancel.leased_before(asked) {
+                        self.inner.lost.fetch_add(1, Ordering::Relaxed);
                         cancel.lose();
                     }
                 }
             }
-            Err(error) => tracing::warn!(%error, "renewing leases failed"),
+            Err(error) => {
+                tracing::warn!(%error, "renewing leases failed");
+                let last = *self.inner.renewed.lock().unwrap_or_else(|e| e.into_inner());
+                if last.elapsed() > self.inner.worker.lease {
+                    // Every lease this engine held may have expired and been taken by now.
+                    let running = self.inner.running.lock().unwrap_or_else(|e| e.into_inner());
+                    for cancel in running.values().filter(|c| c.leased_before(last)) {
+                        self.inner.lost.fetch_add(1, Ordering::Relaxed);
+                        cancel.lose();
+                    }
+                }
+            }
         }
         if !self.inner.worker.claims || self.inner.registry.is_empty() {
             return;
@@ -529,7 +554,9 @@ impl EngineBuilder {
                     claims: self.claims,
                 },
                 fenced: AtomicU64::new(0),
+                lost: AtomicU64::new(0),
                 background: Mutex::new(None),
+                renewed: Mutex::new(std::time::Instant::now()),
             }),
         }
     }

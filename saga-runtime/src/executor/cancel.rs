@@ -12,8 +12,9 @@ use crate::{SagaError, SagaId};
 pub(crate) struct CancelState {
     flags: Mutex<Flags>,
     notify: Notify,
-    /// When the saga was claimed by this engine.
-    claimed: std::time::Instant,
+    /// Since when this engine's lease on the saga is known to be committed: a renewal asked
+    /// before then may not list the saga, and says nothing about it.
+    leased: Mutex<Option<std::time::Instant>>,
 }
 
 impl Default for CancelState {
@@ -21,7 +22,7 @@ impl Default for CancelState {
         CancelState {
             flags: Mutex::default(),
             notify: Notify::new(),
-            claimed: std::time::Instant::now(),
+            leased: Mutex::new(None),
         }
     }
 }
@@ -66,9 +67,17 @@ impl CancelState {
         self.flags().past_pivot = true;
     }
 
-    /// Whether the saga was claimed before `instant`.
-    pub(crate) fn claimed_before(&self, instant: std::time::Instant) -> bool {
-        self.claimed < instant
+    /// The saga's lease is committed, as of now.
+    pub(crate) fn leased(&self) {
+        *self.leased.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::time::Instant::now());
+    }
+
+    /// Whether the saga's lease was committed before `instant`.
+    pub(crate) fn leased_before(&self, instant: std::time::Instant) -> bool {
+        self.leased
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|at| at < instant)
     }
 
     /// The lease was lost: the run stops at its next await.

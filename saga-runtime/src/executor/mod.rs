@@ -230,7 +230,12 @@ pub(crate) async fn retry_compensation<S: Saga>(
         .store
         .reopen(id, engine.lease_request(), write.clone())
         .await?;
-    let fence = record.fence().expect("a reopened saga is leased");
+    let fence = record.fence().ok_or(SagaError::InvalidState {
+        id,
+        operation: "retrying compensation",
+        needed: "leased by this worker",
+        status: "not leased".into(),
+    })?;
     let mut run = Run::<S>::new(claim, Arc::new(ctx), deps, record.state, fence);
     run.announce(vec![write.event]);
     run.drive().await
@@ -244,6 +249,10 @@ impl<S: Saga> Run<S> {
         state: SagaState,
         fence: Fence,
     ) -> Self {
+        if fence.token != 0 {
+            // Resumed or reopened: the store committed the lease before this run was made.
+            claim.cancel.leased();
+        }
         Run {
             engine: claim.engine.clone(),
             id: claim.id,
@@ -480,6 +489,7 @@ impl<S: Saga> Run<S> {
         let created = self.engine.inner.store.create(unrecorded.saga).await;
         let (told, result) = match created {
             Ok(Created::New { version, lease }) => {
+                self.cancel.leased();
                 self.fence = Fence {
                     token: lease.map_or(0, |l| l.token),
                     version,

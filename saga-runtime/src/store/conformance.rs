@@ -21,8 +21,8 @@ use std::time::{Duration, SystemTime};
 use futures_util::future::BoxFuture;
 
 use super::{
-    Acquire, Change, Created, Fence, LeaseRequest, NewSaga, SagaStore, StoreErrorKind,
-    StoredContext, Write,
+    Acquire, Change, Created, Fence, LeaseRequest, NewSaga, SagaQuery, SagaStore, StatusCount,
+    StoreErrorKind, StoredContext, Write,
 };
 use crate::event::{SagaEvent, SagaEventKind};
 use crate::step::Phase;
@@ -61,6 +61,12 @@ pub const CASES: &[(&str, Case)] = &[
         Box::pin(reclaim_takes_an_earlier_incarnations_sagas_only(s))
     }),
     ("history_pages", |s| Box::pin(history_pages(s))),
+    ("list_filters_and_pages", |s| {
+        Box::pin(list_filters_and_pages(s))
+    }),
+    ("counts_by_type_and_status", |s| {
+        Box::pin(counts_by_type_and_status(s))
+    }),
     ("unknown_sagas_are_not_found", |s| {
         Box::pin(unknown_sagas_are_not_found(s))
     }),
@@ -408,4 +414,100 @@ async fn unknown_sagas_are_not_found(store: Box<dyn SagaStore>) {
         .unwrap_err();
     assert_eq!(error.kind(), StoreErrorKind::NotFound);
     assert_eq!(error.to_string(), format!("no saga with id {id}"));
+}
+
+/// Three `ConformanceSaga`s (the first completed, keyed `k1`) and one `OtherSaga`, created in
+/// that order, a few milliseconds apart; and when the second was created, as the store has it.
+async fn four_sagas(store: &dyn SagaStore) -> (Vec<SagaId>, SystemTime) {
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        tokio::time::sleep(Duration::from_millis(3)).await;
+        let mut saga = new_saga(Some("w#1"), LONG);
+        if i == 0 {
+            saga.idempotency_key = Some("k1".into());
+        }
+        if i == 3 {
+            saga.saga_type = "OtherSaga";
+        }
+        ids.push(saga.id);
+        store.create(saga).await.unwrap();
+    }
+    let fence = Fence {
+        token: 1,
+        version: 1,
+    };
+    store
+        .write(ids[0], fence, &mut vec![finished(ids[0])])
+        .await
+        .unwrap();
+    let second = store.load(ids[1]).await.unwrap().unwrap().created_at;
+    (ids, second)
+}
+
+async fn list_filters_and_pages(store: Box<dyn SagaStore>) {
+    let (ids, second) = four_sagas(&*store).await;
+    let listed = |query: SagaQuery| {
+        let store = &store;
+        async move {
+            let page = store.list(query).await.unwrap();
+            page.into_iter().map(|s| s.id).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        listed(SagaQuery::new()).await,
+        ids,
+        "every saga, in id order"
+    );
+    assert_eq!(listed(SagaQuery::new().status("completed")).await, ids[..1]);
+    assert_eq!(listed(SagaQuery::new().status("pending")).await, ids[1..]);
+    assert_eq!(
+        listed(SagaQuery::new().saga_type("OtherSaga")).await,
+        ids[3..]
+    );
+    assert_eq!(
+        listed(SagaQuery::new().idempotency_key("k1")).await,
+        ids[..1]
+    );
+    assert_eq!(
+        listed(SagaQuery::new().created(Some(second), None)).await,
+        ids[1..],
+        "created at or after"
+    );
+    assert_eq!(
+        listed(SagaQuery::new().created(None, Some(second))).await,
+        ids[..1],
+        "created before"
+    );
+    assert_eq!(listed(SagaQuery::new().limit(2)).await, ids[..2]);
+    assert_eq!(
+        listed(SagaQuery::new().after(ids[1]).limit(2)).await,
+        ids[2..4],
+        "the next page"
+    );
+    let summary = store
+        .list(SagaQuery::new().limit(1))
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(summary.saga_type, "ConformanceSaga");
+    assert_eq!(summary.status, SagaStatus::Completed);
+    assert_eq!(summary.idempotency_key.as_deref(), Some("k1"));
+    assert_eq!(summary.owner, None, "a terminal saga has no lease");
+}
+
+async fn counts_by_type_and_status(store: Box<dyn SagaStore>) {
+    four_sagas(&*store).await;
+    let count = |saga_type: &str, status: &str, count| StatusCount {
+        saga_type: saga_type.into(),
+        status: status.into(),
+        count,
+    };
+    assert_eq!(
+        store.counts().await.unwrap(),
+        [
+            count("ConformanceSaga", "completed", 1),
+            count("ConformanceSaga", "pending", 2),
+            count("OtherSaga", "pending", 1),
+        ]
+    );
 }

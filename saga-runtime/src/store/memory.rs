@@ -9,8 +9,9 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use super::{
-    check_fence, Acquire, CorruptRecord, Created, Fence, Lease, LeaseRequest, NewSaga, SagaRecord,
-    SagaState, SagaStore, StoreError, StoreErrorKind, StoreFuture, Write,
+    check_fence, Acquire, CorruptRecord, Created, Fence, Lease, LeaseRequest, NewSaga, SagaQuery,
+    SagaRecord, SagaState, SagaStore, SagaSummary, StatusCount, StoreError, StoreErrorKind,
+    StoreFuture, Write,
 };
 use crate::event::SagaEvent;
 use crate::id::IdMap;
@@ -98,6 +99,20 @@ impl Entry {
             saga_type: self.saga_type.to_owned(),
             steps: self.steps.iter().map(|s| (*s).to_owned()).collect(),
             ..self.record.clone()
+        }
+    }
+
+    /// What a listing shows of it.
+    fn summary(&self) -> SagaSummary {
+        let record = &self.record;
+        SagaSummary {
+            id: record.id,
+            saga_type: self.saga_type.to_owned(),
+            status: record.state.status.clone(),
+            idempotency_key: record.idempotency_key.clone(),
+            owner: record.lease.as_ref().map(|l| l.owner.to_string()),
+            created_at: record.created_at,
+            updated_at: record.updated_at,
         }
     }
 
@@ -398,6 +413,38 @@ impl SagaStore for MemoryStore {
             e.history.iter().skip(from).take(limit).cloned().collect()
         });
         ready(Ok(history))
+    }
+
+    fn list(&self, query: SagaQuery) -> StoreFuture<'_, Vec<SagaSummary>> {
+        let inner = self.lock();
+        let mut page: Vec<SagaSummary> = inner
+            .sagas
+            .values()
+            .map(|e| e.summary())
+            .filter(|s| query.matches(s))
+            .collect();
+        page.sort_unstable_by_key(|s| s.id);
+        page.truncate(query.limit);
+        ready(Ok(page))
+    }
+
+    fn counts(&self) -> StoreFuture<'_, Vec<StatusCount>> {
+        let inner = self.lock();
+        let mut counts: std::collections::BTreeMap<(&str, &str), u64> = Default::default();
+        for entry in inner.sagas.values() {
+            *counts
+                .entry((entry.saga_type, entry.record.state.status.name()))
+                .or_default() += 1;
+        }
+        let counts = counts
+            .into_iter()
+            .map(|((saga_type, status), count)| StatusCount {
+                saga_type: saga_type.to_owned(),
+                status: status.to_owned(),
+                count,
+            })
+            .collect();
+        ready(Ok(counts))
     }
 
     fn shared(&self) -> bool {

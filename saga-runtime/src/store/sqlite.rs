@@ -21,15 +21,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
 
 use self::codec::{encode, store_error};
 use self::writer::Request;
 use super::handoff::Waiting;
 use super::{
-    Acquire, CorruptRecord, Created, Fence, LeaseRequest, NewSaga, SagaRecord, SagaStore,
-    StoreError, StoreErrorKind, StoreFuture, Write,
+    Acquire, CorruptRecord, Created, Fence, LeaseRequest, NewSaga, SagaQuery, SagaRecord,
+    SagaStore, SagaSummary, StatusCount, StoreError, StoreErrorKind, StoreFuture, Write,
 };
 use crate::event::SagaEvent;
 use crate::SagaId;
@@ -72,6 +72,19 @@ pub struct SqliteStore {
     requests: Mutex<mpsc::Sender<Request>>,
     waiting: Waiting,
     reader: Arc<Mutex<Connection>>,
+    read_only: bool,
+    /// The writer thread, joined when the store is dropped so that the file is closed then.
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        // Closing the channel ends the writer's loop once it has answered what it holds.
+        *self.requests.lock().unwrap_or_else(|e| e.into_inner()) = mpsc::channel().0;
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -100,13 +113,35 @@ impl SqliteStore {
             path: path.as_ref().to_owned(),
             durability: Durability::Full,
             busy_timeout: Duration::from_secs(30),
+            read_only: false,
         }
     }
 
     fn open_options(options: SqliteOptions) -> Result<Self, StoreError> {
         let path = options.path.clone();
+        if options.read_only {
+            if !path.exists() {
+                return Err(StoreError::new(
+                    StoreErrorKind::NotFound,
+                    format!("{}: no such file", path.display()),
+                ));
+            }
+            let reader = connect(&options)?;
+            // No writer thread: every write request finds the channel closed.
+            let (sender, _) = mpsc::channel();
+            return Ok(SqliteStore {
+                path,
+                requests: Mutex::new(sender),
+                waiting: Waiting::default(),
+                reader: Arc::new(Mutex::new(reader)),
+                read_only: true,
+                writer: None,
+            });
+        }
         let mut writer = connect(&options)?;
-        schema::migrate(&mut writer)?;
+        schema::migrate(&mut writer).map_err(|error| {
+            StoreError::new(error.kind(), format!("{}: {error}", path.display()))
+        })?;
         // A group commit touches many pages (the row of every saga in the batch, and the id
         // index at a random place for ids callers chose): a page cache that holds the indexes
         // spares re-reading them, and checkpointing every 40 MB of log instead of every 4 MB
@@ -120,7 +155,7 @@ impl SqliteStore {
             .map_err(store_error)?;
         let reader = connect(&options)?;
         let (sender, receiver) = mpsc::channel();
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("saga-sqlite-writer".into())
             .spawn(move || writer::write_loop(writer, receiver))
             .map_err(|e| StoreError::new(StoreErrorKind::Unavailable, e.to_string()))?;
@@ -129,6 +164,8 @@ impl SqliteStore {
             requests: Mutex::new(sender),
             waiting: Waiting::default(),
             reader: Arc::new(Mutex::new(reader)),
+            read_only: false,
+            writer: Some(writer),
         })
     }
 
@@ -149,11 +186,13 @@ impl SqliteStore {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .send(request);
-        let stopped = || {
-            StoreError::new(
+        let read_only = self.read_only;
+        let stopped = move || match read_only {
+            true => StoreError::new(StoreErrorKind::Unavailable, "the store is open read-only"),
+            false => StoreError::new(
                 StoreErrorKind::Unavailable,
                 "the SQLite writer thread has stopped",
-            )
+            ),
         };
         Box::pin(async move {
             sent.map_err(|_| stopped())?;
@@ -183,6 +222,7 @@ pub struct SqliteOptions {
     path: PathBuf,
     durability: Durability,
     busy_timeout: Duration,
+    read_only: bool,
 }
 
 impl SqliteOptions {
@@ -200,22 +240,68 @@ impl SqliteOptions {
         self
     }
 
+    /// Opens the store read-only, for tools: it never migrates, switches the journal mode or
+    /// writes anything (every write fails with [`StoreErrorKind::Unavailable`]), and it needs the
+    /// file to exist at this library's schema version.
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
+    }
+
     /// Opens (creating and migrating if needed) the database.
     pub fn open(self) -> Result<SqliteStore, StoreError> {
         SqliteStore::open_options(self)
     }
 }
 
+/// Opens a connection, after checking (before anything is written: even switching to WAL
+/// rewrites the header) that the file is a saga store this library can use. Errors name the
+/// file.
 fn connect(options: &SqliteOptions) -> Result<Connection, StoreError> {
-    let conn = Connection::open(&options.path).map_err(store_error)?;
-    // Before anything that writes (even switching to WAL rewrites the header).
-    schema::check_version(&conn)?;
+    let in_file = |error: StoreError| {
+        StoreError::new(error.kind(), format!("{}: {error}", options.path.display()))
+            .with_source(error)
+    };
+    let flags = match options.read_only {
+        true => OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        false => OpenFlags::default(),
+    };
+    let conn = Connection::open_with_flags(&options.path, flags)
+        .map_err(store_error)
+        .map_err(in_file)?;
     conn.busy_timeout(options.busy_timeout)
-        .map_err(store_error)?;
+        .map_err(store_error)
+        .map_err(in_file)?;
+    let version = schema::inspect(&conn).map_err(in_file)?;
+    if options.read_only {
+        if version != SCHEMA_VERSION {
+            return Err(in_file(StoreError::new(
+                StoreErrorKind::Unavailable,
+                format!(
+                    "its schema version is {version}, and a read-only store does not migrate it \
+                     to version {SCHEMA_VERSION}: open it read-write once"
+                ),
+            )));
+        }
+        return Ok(conn);
+    }
+    if conn
+        .is_readonly("main")
+        .map_err(store_error)
+        .map_err(in_file)?
+    {
+        return Err(in_file(StoreError::new(
+            StoreErrorKind::Unavailable,
+            "the file is read-only: open it with `SqliteStore::options(path).read_only(true)` to \
+             read it (nothing was written)",
+        )));
+    }
     conn.pragma_update(None, "journal_mode", "WAL")
-        .map_err(store_error)?;
+        .map_err(store_error)
+        .map_err(in_file)?;
     conn.pragma_update(None, "synchronous", options.durability.pragma())
-        .map_err(store_error)?;
+        .map_err(store_error)
+        .map_err(in_file)?;
     Ok(conn)
 }
 
@@ -303,6 +389,14 @@ impl SagaStore for SqliteStore {
         limit: usize,
     ) -> StoreFuture<'_, Option<Vec<SagaEvent>>> {
         self.read(move |conn| reads::history(conn, &id.to_string(), from, limit))
+    }
+
+    fn list(&self, query: SagaQuery) -> StoreFuture<'_, Vec<SagaSummary>> {
+        self.read(move |conn| reads::list(conn, &query))
+    }
+
+    fn counts(&self) -> StoreFuture<'_, Vec<StatusCount>> {
+        self.read(reads::counts)
     }
 }
 

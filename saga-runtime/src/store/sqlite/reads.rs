@@ -3,10 +3,12 @@
 
 use rusqlite::{Connection, OptionalExtension};
 
-use super::codec::{row_to_record, store_error, unreadable, RECORD_COLUMNS};
+use rusqlite::params;
+
+use super::codec::{millis, row_to_record, store_error, time, unreadable, RECORD_COLUMNS};
 use super::schema::history_key;
 use crate::event::SagaEvent;
-use crate::store::{CorruptRecord, SagaRecord, StoreError};
+use crate::store::{CorruptRecord, SagaQuery, SagaRecord, SagaSummary, StatusCount, StoreError};
 
 /// Reads one record; `Err(CorruptRecord)` when its stored fields do not decode.
 pub(super) fn load_record(
@@ -57,4 +59,83 @@ pub(super) fn history(
         );
     }
     Ok(Some(events))
+}
+
+/// The sagas `query` selects, in id order.
+pub(super) fn list(conn: &Connection, query: &SagaQuery) -> Result<Vec<SagaSummary>, StoreError> {
+    let mut statement = conn
+        .prepare_cached(
+            "SELECT id, saga_type, status, idempotency_key, owner, created_at, updated_at
+             FROM sagas
+             WHERE (?1 IS NULL OR json_extract(status, '$.status') = ?1)
+               AND (?2 IS NULL OR saga_type = ?2)
+               AND (?3 IS NULL OR created_at >= ?3)
+               AND (?4 IS NULL OR created_at < ?4)
+               AND (?5 IS NULL OR idempotency_key = ?5)
+               AND (?6 IS NULL OR id > ?6)
+             ORDER BY id LIMIT ?7",
+        )
+        .map_err(store_error)?;
+    let rows = statement
+        .query_map(
+            params![
+                query.status,
+                query.saga_type,
+                query.created_after.map(millis),
+                query.created_before.map(millis),
+                query.idempotency_key,
+                query.after.map(|id| id.to_string()),
+                i64::try_from(query.limit).unwrap_or(i64::MAX),
+            ],
+            |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, Option<String>>(3)?,
+                    row.get::<_, Option<String>>(4)?,
+                    row.get::<_, i64>(5)?,
+                    row.get::<_, i64>(6)?,
+                ))
+            },
+        )
+        .map_err(store_error)?;
+    let mut page = Vec::new();
+    for row in rows {
+        let (id, saga_type, status, idempotency_key, owner, created, updated) =
+            row.map_err(store_error)?;
+        let bad = |what: &str, e: &dyn std::fmt::Display| {
+            unreadable(format!("saga {id}: bad {what}: {e}"))
+        };
+        page.push(SagaSummary {
+            id: id.parse().map_err(|e| bad("id", &e))?,
+            saga_type,
+            status: serde_json::from_str(&status).map_err(|e| bad("status", &e))?,
+            idempotency_key,
+            owner,
+            created_at: time(created),
+            updated_at: time(updated),
+        });
+    }
+    Ok(page)
+}
+
+/// Sagas by type and status.
+pub(super) fn counts(conn: &Connection) -> Result<Vec<StatusCount>, StoreError> {
+    let mut statement = conn
+        .prepare_cached(
+            "SELECT saga_type, coalesce(json_extract(status, '$.status'), '?'), count(*)
+             FROM sagas GROUP BY 1, 2 ORDER BY 1, 2",
+        )
+        .map_err(store_error)?;
+    let rows = statement
+        .query_map([], |row| {
+            Ok(StatusCount {
+                saga_type: row.get(0)?,
+                status: row.get(1)?,
+                count: row.get::<_, i64>(2)? as u64,
+            })
+        })
+        .map_err(store_error)?;
+    rows.collect::<Result<_, _>>().map_err(store_error)
 }

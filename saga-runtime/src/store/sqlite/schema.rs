@@ -29,6 +29,170 @@ pub(super) fn check_version(conn: &Connection) -> Result<i64, StoreError> {
             ),
         ));
     }
+    if version < 0 {
+        return Err(never_wrote(version));
+    }
+    Ok(version)
+}
+
+fn never_wrote(version: i64) -> StoreError {
+    StoreError::new(
+        StoreErrorKind::Corrupt,
+        format!(
+            "the database has schema version {version}, which this library never wrote \
+             (nothing was written)"
+        ),
+    )
+}
+
+/// A table's name and the columns this library needs in it.
+type Table = (&'static str, &'static [&'static str]);
+
+/// The tables of each schema version this library wrote, and the columns it needs in each.
+const TABLES: &[(i64, &[Table])] = &[
+    (
+        1,
+        &[
+            (
+                "sagas",
+                &[
+                    "id",
+                    "saga_type",
+                    "steps",
+                    "status",
+                    "terminal",
+                    "context",
+                    "completed",
+                    "rollback",
+                    "idempotency_key",
+                    "recovery_attempts",
+                    "created_at",
+                    "updated_at",
+                ],
+            ),
+            ("saga_history", &["seq", "saga_id", "event"]),
+        ],
+    ),
+    (
+        2,
+        &[
+            (
+                "sagas",
+                &[
+                    "seq",
+                    "id",
+                    "saga_type",
+                    "steps",
+                    "status",
+                    "terminal",
+                    "context",
+                    "completed",
+                    "rollback",
+                    "idempotency_key",
+                    "recovery_attempts",
+                    "events",
+                    "deadline_at",
+                    "created_at",
+                    "updated_at",
+                ],
+            ),
+            ("saga_history", &["key", "saga", "n", "event"]),
+        ],
+    ),
+    (
+        3,
+        &[
+            (
+                "sagas",
+                &[
+                    "seq",
+                    "id",
+                    "saga_type",
+                    "steps",
+                    "status",
+                    "terminal",
+                    "state",
+                    "context",
+                    "idempotency_key",
+                    "events",
+                    "token",
+                    "owner",
+                    "lease_until",
+                    "wake_at",
+                    "created_at",
+                    "updated_at",
+                ],
+            ),
+            ("saga_history", &["key", "saga", "n", "event"]),
+        ],
+    ),
+];
+
+/// Checks, before anything is written, that the database is a saga store this library can open:
+/// a SQLite file, of a schema version it wrote (or empty), whose tables are that version's (no
+/// other program's tables, no `sagas` table that is not ours). Returns its version.
+pub(super) fn inspect(conn: &Connection) -> Result<i64, StoreError> {
+    // One snapshot for the version and the tables: another process may be creating the schema.
+    conn.execute_batch("BEGIN").map_err(store_error)?;
+    let inspected = inspect_snapshot(conn);
+    let ended = conn.execute_batch("COMMIT").map_err(store_error);
+    let version = inspected?;
+    ended?;
+    Ok(version)
+}
+
+fn inspect_snapshot(conn: &Connection) -> Result<i64, StoreError> {
+    let version = check_version(conn)?;
+    let tables: Vec<String> = conn
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'
+             ORDER BY name",
+        )
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .map_err(store_error)?;
+    let not_ours = |why: String| {
+        StoreError::new(
+            StoreErrorKind::Corrupt,
+            format!("it is not a saga store: {why} (nothing was written)"),
+        )
+    };
+    let Some((_, expected)) = TABLES.iter().find(|(v, _)| *v == version) else {
+        return match tables.is_empty() {
+            true => Ok(version),
+            false => Err(not_ours(format!(
+                "it holds other tables ({}) and no saga schema",
+                tables.join(", ")
+            ))),
+        };
+    };
+    let others: Vec<&str> = tables
+        .iter()
+        .map(String::as_str)
+        .filter(|t| !expected.iter().any(|(name, _)| name == t))
+        .collect();
+    if !others.is_empty() {
+        return Err(not_ours(format!(
+            "it holds other tables ({})",
+            others.join(", ")
+        )));
+    }
+    for (table, columns) in expected.iter() {
+        let present: Vec<String> = conn
+            .prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))
+            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            .map_err(store_error)?;
+        let missing: Vec<&str> = columns
+            .iter()
+            .copied()
+            .filter(|c| !present.iter().any(|p| p == c))
+            .collect();
+        if !missing.is_empty() {
+            return Err(not_ours(format!(
+                "its schema version is {version}, but its table `{table}` lacks {}",
+                missing.join(", ")
+            )));
+        }
+    }
     Ok(version)
 }
 
@@ -152,15 +316,7 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             migrate_2_to_3(&tx)?;
         }
         2 => migrate_2_to_3(&tx)?,
-        other => {
-            return Err(StoreError::new(
-                StoreErrorKind::Corrupt,
-                format!(
-                    "the database has schema version {other}, which this library never wrote \
-                     (nothing was written)"
-                ),
-            ))
-        }
+        other => return Err(never_wrote(other)),
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)
         .map_err(store_error)?;
