@@ -45,6 +45,8 @@ pub struct Engine {
 
 pub(crate) struct EngineInner {
     pub(crate) store: Arc<dyn SagaStore>,
+    /// Whether other processes may share the store (`SagaStore::shared`).
+    pub(crate) shared: bool,
     pub(crate) events: EventBus,
     pub(crate) backoff: Backoff,
     pub(crate) running: Mutex<IdMap<Arc<CancelState>>>,
@@ -80,7 +82,7 @@ impl EngineInner {
     /// The lease length for this engine's store: a store no other process shares never sees a
     /// lease expire (nothing renews it, and nobody else could take the saga).
     pub(crate) fn lease_for_store(&self) -> Duration {
-        match self.store.shared() {
+        match self.shared {
             true => self.worker.lease,
             false => Duration::MAX,
         }
@@ -157,7 +159,7 @@ impl Engine {
     /// claims sagas that no live worker holds, unless it runs already (on this tokio runtime).
     /// Only for stores other processes share.
     pub(crate) fn ensure_background(&self) {
-        if !self.inner.store.shared() {
+        if !self.inner.shared {
             return;
         }
         let mut background = self
@@ -538,9 +540,11 @@ impl EngineBuilder {
 
     /// The engine.
     pub fn build(self) -> Engine {
+        let store = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
         Engine {
             inner: Arc::new(EngineInner {
-                store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
+                shared: store.shared(),
+                store,
                 events: EventBus::new(self.event_capacity),
                 backoff: self.backoff,
                 running: Mutex::new(IdMap::default()),

@@ -17,4 +17,7 @@ mod state;
 
 pub(crate) use decide::{decide, past_pivot, pending_compensations, retries_after, Decision, Task};
 pub(crate) use definition::{Definition, StepTable};
-pub use state::{Activity, Change, CompensationFailed, CompletedStep, Failure, SagaState, Write};
+pub use state::{
+    Activity, Change, CompensationFailed, CompletedStep, Failure, RetryScheduled, SagaState,
+    StepFailed, Write,
+};

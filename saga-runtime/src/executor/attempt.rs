@@ -20,7 +20,10 @@ use tokio::time::Instant;
 use super::Run;
 use crate::event::SagaEventKind;
 use crate::failpoint;
-use crate::machine::{past_pivot, retries_after, Change, CompletedStep, Task};
+use crate::machine::{
+    past_pivot, retries_after, Change, CompensationFailed, CompletedStep, RetryScheduled,
+    StepFailed, Task,
+};
 use crate::step::{Phase, StepFn};
 use crate::{Saga, SagaError, SagaStatus, StepCx, StepError};
 
@@ -90,11 +93,18 @@ impl<S: Saga> Run<S> {
             Arc::clone(&self.deps),
         );
         let started = Instant::now();
-        let result = tokio::select! {
-            result = attempt_once(func, &mut work, &cx, policy.timeout) => result,
-            // Another worker holds the saga now: this attempt's result could not be recorded.
-            () = self.cancel.lost() => return self.cancel.check_lease(self.id),
+        let attempt = attempt_once(func, &mut work, &cx, policy.timeout);
+        let result = match self.engine.inner.shared {
+            true => tokio::select! {
+                result = attempt => result,
+                // Another worker holds the saga now: this attempt's result could not be recorded.
+                () = self.cancel.lost() => return self.cancel.check_lease(self.id),
+            },
+            // Nobody else can take a saga from a store this process does not share.
+            false => attempt.await,
         };
+        // The result is recorded at the time the attempt ended.
+        self.tick();
         let error = match result {
             Ok(()) => {
                 failpoint::hit(
@@ -121,12 +131,9 @@ impl<S: Saga> Run<S> {
                     delay,
                     error: error.clone(),
                 },
-                Change::RetryScheduled {
-                    step: task.step,
-                    phase,
-                    delay,
-                    error,
-                },
+                Change::RetryScheduled(Box::new(RetryScheduled::new(
+                    task.step, phase, delay, error,
+                ))),
                 None,
             );
             return Ok(());
@@ -144,12 +151,9 @@ impl<S: Saga> Run<S> {
                     attempt: task.attempt,
                     error: error.clone(),
                 };
-                let change = Change::StepFailed {
-                    step: task.step,
-                    error,
-                    stopped: None,
-                    compensate,
-                };
+                let mut failed = StepFailed::new(task.step, error);
+                failed.compensate = compensate;
+                let change = Change::StepFailed(Box::new(failed));
                 (kind, change)
             }
             Phase::Compensation => {
@@ -158,10 +162,8 @@ impl<S: Saga> Run<S> {
                     attempt: task.attempt,
                     error: error.clone(),
                 };
-                let change = Change::CompensationFailed {
-                    step: task.step,
-                    error,
-                };
+                let change =
+                    Change::CompensationFailed(Box::new(CompensationFailed::new(task.step, error)));
                 (kind, change)
             }
         };

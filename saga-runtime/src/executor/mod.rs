@@ -19,7 +19,7 @@ pub(crate) use recovery::{park, resume};
 
 use crate::engine::Engine;
 use crate::event::{RollbackReason, SagaEvent, SagaEventKind};
-use crate::machine::{decide, Change, Decision, SagaState, StepTable, Write};
+use crate::machine::{decide, Change, Decision, SagaState, StepFailed, StepTable, Write};
 use crate::outcome::RollbackCause;
 use crate::store::{Created, Fence, LeaseRequest, NewSaga, SagaRecord, StoredContext};
 use crate::{Saga, SagaError, SagaId, SagaOutcome, SagaStatus, StepEnum};
@@ -48,6 +48,9 @@ pub(crate) struct Run<S: Saga> {
     /// second advanced by the first (see [`Run::now`]).
     started: Instant,
     started_wall: SystemTime,
+    /// This run's clock when it last looked ([`Run::tick`]): the time of what it records until it
+    /// looks again.
+    clock: SystemTime,
     /// Transitions recorded but not yet handed to the store: flushed before user code runs,
     /// before a wait, and at the end (see the store module).
     pending: Vec<Write>,
@@ -264,6 +267,7 @@ impl<S: Saga> Run<S> {
             cancel: claim.cancel.clone(),
             started: Instant::now(),
             started_wall: SystemTime::now(),
+            clock: SystemTime::now(),
             pending: Vec::new(),
             unrecorded: None,
             _claim: claim,
@@ -274,7 +278,7 @@ impl<S: Saga> Run<S> {
     async fn drive(&mut self) -> Result<Outcome<S>, SagaError> {
         self.note_pivot();
         loop {
-            let now = self.now();
+            let now = self.tick();
             let cancelled = self.cancel.is_requested();
             match decide(&self.table, &self.state, now, cancelled) {
                 Decision::Run(task) => self.attempt(task).await?,
@@ -292,12 +296,10 @@ impl<S: Saga> Run<S> {
                             attempt,
                             error: error.clone(),
                         },
-                        Change::StepFailed {
-                            step,
-                            error,
+                        Change::StepFailed(Box::new(StepFailed {
                             stopped: Some(cause),
-                            compensate: None,
-                        },
+                            ..StepFailed::new(step, error)
+                        })),
                         None,
                     );
                 }
@@ -317,7 +319,7 @@ impl<S: Saga> Run<S> {
                     let reason = reason::<S>(&cause);
                     self.record(
                         SagaEventKind::CompensationStarted { reason },
-                        Change::RollbackStarted(cause),
+                        Change::RollbackStarted(Box::new(cause)),
                         None,
                     );
                     self.set_status(finish::pending_status(&self.table, &self.state));
@@ -344,6 +346,13 @@ impl<S: Saga> Run<S> {
     /// advance), while what is recorded stays wall-clock time, meaningful to other processes.
     fn now(&self) -> SystemTime {
         self.started_wall + self.started.elapsed()
+    }
+
+    /// Looks at the clock: the time now, which is also the time of what is recorded until the
+    /// next look.
+    fn tick(&mut self) -> SystemTime {
+        self.clock = self.now();
+        self.clock
     }
 
     /// `time` by this run's clock as an instant of tokio's clock.
@@ -382,7 +391,14 @@ impl<S: Saga> Run<S> {
     /// Records a transition: applied to this run's state at once, handed to the store (then
     /// traced and published) at the next [`Run::flush`].
     fn record(&mut self, kind: SagaEventKind, change: Change, status: Option<SagaStatus<usize>>) {
-        let write = Write::new(event::<S>(self.id, self.now(), kind), change).with_status(status);
+        // Built in place (a write is a few hundred bytes, and every transition makes one), at
+        // the time of the last look at the clock.
+        let write = Write {
+            event: event::<S>(self.id, self.clock, kind),
+            change,
+            status,
+            context: None,
+        };
         self.push(write);
     }
 

@@ -248,7 +248,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::machine::state::{Change, CompletedStep, Write};
+    use crate::machine::state::{Change, CompletedStep, RetryScheduled, StepFailed, Write};
     use crate::{SagaOptions, StepPolicy, Undo};
 
     /// A definition of `n` steps: step `pivot` is the pivot, the others compensate, and step
@@ -358,12 +358,12 @@ mod tests {
         );
         apply(
             &mut state,
-            Change::RetryScheduled {
-                step: 1,
-                phase: Phase::Action,
-                delay: Duration::from_secs(5),
-                error: StepError::transient("busy"),
-            },
+            Change::RetryScheduled(Box::new(RetryScheduled::new(
+                1,
+                Phase::Action,
+                Duration::from_secs(5),
+                StepError::transient("busy"),
+            ))),
         );
         assert_eq!(decide(&PLAN, &state, at(12), false), Decision::Wait(at(15)));
         assert_eq!(
@@ -390,12 +390,7 @@ mod tests {
         let mut state = SagaState::new(None);
         apply(&mut state, Change::Completed(CompletedStep::new(0, false)));
         apply(&mut state, Change::Completed(CompletedStep::new(1, false)));
-        let failed = Change::StepFailed {
-            step: 2,
-            error: StepError::permanent("no"),
-            stopped: None,
-            compensate: None,
-        };
+        let failed = Change::StepFailed(Box::new(StepFailed::new(2, StepError::permanent("no"))));
         apply(&mut state, failed.clone());
         assert_eq!(
             decide(&plan, &state, at(0), false),
@@ -407,7 +402,7 @@ mod tests {
             Decision::StartRollback(cause) => cause,
             other => panic!("{other:?}"),
         };
-        apply(&mut state, Change::RollbackStarted(cause));
+        apply(&mut state, Change::RollbackStarted(Box::new(cause)));
         assert_eq!(
             decide(&plan, &state, at(0), false),
             run(1, Phase::Compensation, 1)
@@ -432,12 +427,7 @@ mod tests {
         assert_eq!(decide(&plan, &state, at(9), true), run(1, Phase::Action, 1));
         apply(
             &mut state,
-            Change::StepFailed {
-                step: 1,
-                error: StepError::permanent("no"),
-                stopped: None,
-                compensate: None,
-            },
+            Change::StepFailed(Box::new(StepFailed::new(1, StepError::permanent("no")))),
         );
         assert!(matches!(
             decide(&plan, &state, at(0), false),

@@ -176,39 +176,22 @@ pub enum Change {
         /// The attempt, from 1.
         attempt: u32,
     },
-    /// An attempt failed with a retryable error; the next is due after `delay` (counted from
-    /// the write's event time).
-    RetryScheduled {
-        /// The step.
-        step: usize,
-        /// Action (or fallback) or compensation.
-        phase: Phase,
-        /// The wait.
-        delay: Duration,
-        /// The attempt's error.
-        error: StepError,
-    },
+    /// An attempt failed with a retryable error; the next is due after its delay (counted from
+    /// the write's event time). Boxed, as the other rare variants, so that the common writes stay
+    /// small.
+    RetryScheduled(Box<RetryScheduled>),
     /// A step's action (or its fallback) completed, or timed out for good and is to be
     /// compensated anyway (`timed_out`).
     Completed(CompletedStep),
     /// A step's action (or its fallback) failed for good.
-    StepFailed {
-        /// The step.
-        step: usize,
-        /// The last attempt's error.
-        error: StepError,
-        /// Set when a cancellation or the deadline cut a retry wait short.
-        stopped: Option<RollbackCause<usize>>,
-        /// Set when the step timed out and is to be compensated anyway.
-        compensate: Option<CompletedStep>,
-    },
+    StepFailed(Box<StepFailed>),
     /// The failed step's fallback starts.
     FallbackStarted {
         /// The step.
         step: usize,
     },
     /// Rollback starts for this reason.
-    RollbackStarted(RollbackCause<usize>),
+    RollbackStarted(Box<RollbackCause<usize>>),
     /// An operator retries a compensation-failed rollback: the failures are forgotten and
     /// compensation continues with the step that failed.
     RollbackResumed,
@@ -218,12 +201,66 @@ pub enum Change {
         step: usize,
     },
     /// The compensation of this completed step failed for good.
-    CompensationFailed {
-        /// The step.
-        step: usize,
-        /// The last attempt's error.
-        error: StepError,
-    },
+    CompensationFailed(Box<CompensationFailed>),
+}
+
+/// What [`Change::RetryScheduled`] records.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct RetryScheduled {
+    /// The step.
+    pub step: usize,
+    /// Action (or fallback) or compensation.
+    pub phase: Phase,
+    /// The wait.
+    pub delay: Duration,
+    /// The attempt's error.
+    pub error: StepError,
+}
+
+impl RetryScheduled {
+    /// Step `step` retries in `phase` after `delay`, for `error`.
+    pub fn new(step: usize, phase: Phase, delay: Duration, error: StepError) -> Self {
+        RetryScheduled {
+            step,
+            phase,
+            delay,
+            error,
+        }
+    }
+}
+
+/// What [`Change::StepFailed`] records.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct StepFailed {
+    /// The step.
+    pub step: usize,
+    /// The last attempt's error.
+    pub error: StepError,
+    /// Set when a cancellation or the deadline cut a retry wait short.
+    pub stopped: Option<RollbackCause<usize>>,
+    /// Set when the step timed out and is to be compensated anyway.
+    pub compensate: Option<CompletedStep>,
+}
+
+impl StepFailed {
+    /// Step `step` failed for good with `error`.
+    pub fn new(step: usize, error: StepError) -> Self {
+        StepFailed {
+            step,
+            error,
+            stopped: None,
+            compensate: None,
+        }
+    }
+}
+
+impl CompensationFailed {
+    /// The compensation of step `step` failed for good with `error`.
+    pub fn new(step: usize, error: StepError) -> Self {
+        CompensationFailed { step, error }
+    }
 }
 
 /// One transition of one saga, as the executor hands it to a store.
@@ -330,16 +367,11 @@ impl SagaState {
                 activity.in_flight = true;
                 activity.retry_at = None;
             }
-            Change::RetryScheduled {
-                step,
-                phase,
-                delay,
-                error,
-            } => {
-                let activity = self.activity(*step, *phase);
+            Change::RetryScheduled(retry) => {
+                let activity = self.activity(retry.step, retry.phase);
                 activity.in_flight = false;
-                activity.retry_at = Some(at.checked_add(*delay).unwrap_or(at));
-                activity.last_error = Some(error.clone());
+                activity.retry_at = Some(at.checked_add(retry.delay).unwrap_or(at));
+                activity.last_error = Some(retry.error.clone());
             }
             Change::Completed(done) => {
                 self.finish_activity(done.step, Phase::Action);
@@ -349,28 +381,24 @@ impl SagaState {
                 }
                 self.completed.push(*done);
             }
-            Change::StepFailed {
-                step,
-                error,
-                stopped,
-                compensate,
-            } => {
-                self.finish_activity(*step, Phase::Action);
+            Change::StepFailed(failed) => {
+                let step = failed.step;
+                self.finish_activity(step, Phase::Action);
                 match &mut self.failure {
                     // The fallback failed too: the step's own error stays.
-                    Some(failure) if failure.step == *step && failure.fallback_tried => {
-                        failure.stopped = stopped.clone();
+                    Some(failure) if failure.step == step && failure.fallback_tried => {
+                        failure.stopped = failed.stopped.clone();
                     }
                     failure => {
                         *failure = Some(Failure {
-                            step: *step,
-                            error: error.clone(),
+                            step,
+                            error: failed.error.clone(),
                             fallback_tried: false,
-                            stopped: stopped.clone(),
+                            stopped: failed.stopped.clone(),
                         })
                     }
                 }
-                self.completed.extend(compensate);
+                self.completed.extend(failed.compensate);
             }
             Change::FallbackStarted { step } => {
                 if let Some(failure) = &mut self.failure {
@@ -378,7 +406,7 @@ impl SagaState {
                 }
                 self.active.push(Activity::new(*step, Phase::Action, true));
             }
-            Change::RollbackStarted(cause) => self.rollback = Some(cause.clone()),
+            Change::RollbackStarted(cause) => self.rollback = Some((**cause).clone()),
             Change::RollbackResumed => self.compensation_failures.clear(),
             Change::Compensated { step } => {
                 self.finish_activity(*step, Phase::Compensation);
@@ -391,12 +419,9 @@ impl SagaState {
                     done.compensated = true;
                 }
             }
-            Change::CompensationFailed { step, error } => {
-                self.finish_activity(*step, Phase::Compensation);
-                self.compensation_failures.push(CompensationFailed {
-                    step: *step,
-                    error: error.clone(),
-                });
+            Change::CompensationFailed(failed) => {
+                self.finish_activity(failed.step, Phase::Compensation);
+                self.compensation_failures.push((**failed).clone());
             }
         }
     }
@@ -425,8 +450,13 @@ impl SagaState {
     }
 
     fn finish_activity(&mut self, step: usize, phase: Phase) {
-        self.active
-            .retain(|a| !(a.step == step && a.phase == phase));
+        if let Some(i) = self
+            .active
+            .iter()
+            .position(|a| a.step == step && a.phase == phase)
+        {
+            self.active.remove(i);
+        }
     }
 
     /// The earliest time an activity waits for, if any waits.
@@ -496,12 +526,14 @@ mod tests {
             attempt: 1,
         }));
         assert!(state.active[0].in_flight);
-        state.apply(&write(Change::RetryScheduled {
-            step: 0,
-            phase: Phase::Action,
-            delay: Duration::from_secs(5),
-            error: StepError::transient("busy"),
-        }));
+        state.apply(&write(Change::RetryScheduled(Box::new(
+            RetryScheduled::new(
+                0,
+                Phase::Action,
+                Duration::from_secs(5),
+                StepError::transient("busy"),
+            ),
+        ))));
         let activity = &state.active[0];
         assert!(!activity.in_flight);
         assert_eq!(
@@ -519,11 +551,8 @@ mod tests {
     #[test]
     fn a_failed_fallback_keeps_the_steps_own_error() {
         let mut state = SagaState::new(None);
-        let failed = |error: &'static str| Change::StepFailed {
-            step: 1,
-            error: StepError::permanent(error),
-            stopped: None,
-            compensate: None,
+        let failed = |error: &'static str| {
+            Change::StepFailed(Box::new(StepFailed::new(1, StepError::permanent(error))))
         };
         state.apply(&write(failed("own")));
         state.apply(&write(Change::FallbackStarted { step: 1 }));
@@ -537,12 +566,14 @@ mod tests {
     #[test]
     fn the_state_round_trips_through_json_with_times_in_milliseconds() {
         let mut state = SagaState::new(Some(UNIX_EPOCH + Duration::from_millis(1_500)));
-        state.apply(&write(Change::RetryScheduled {
-            step: 2,
-            phase: Phase::Compensation,
-            delay: Duration::from_millis(250),
-            error: StepError::transient("x"),
-        }));
+        state.apply(&write(Change::RetryScheduled(Box::new(
+            RetryScheduled::new(
+                2,
+                Phase::Compensation,
+                Duration::from_millis(250),
+                StepError::transient("x"),
+            ),
+        ))));
         let json = serde_json::to_string(&state).unwrap();
         assert!(json.contains("\"deadline\":1500"), "{json}");
         assert!(json.contains("\"retry_at\":100250"), "{json}");

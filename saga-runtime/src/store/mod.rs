@@ -37,7 +37,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 pub use crate::machine::{
-    Activity, Change, CompensationFailed, CompletedStep, Failure, SagaState, Write,
+    Activity, Change, CompensationFailed, CompletedStep, Failure, RetryScheduled, SagaState,
+    StepFailed, Write,
 };
 pub use context::StoredContext;
 pub use memory::MemoryStore;
