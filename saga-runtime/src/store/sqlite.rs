@@ -32,6 +32,8 @@ use super::{
     SagaStore, SagaSummary, StatusCount, StoreError, StoreErrorKind, StoreFuture, Write,
 };
 use crate::event::SagaEvent;
+use crate::id::IdMap;
+use crate::machine::SagaState;
 use crate::SagaId;
 
 pub use self::schema::SCHEMA_VERSION;
@@ -73,6 +75,11 @@ pub struct SqliteStore {
     waiting: Waiting,
     reader: Arc<Mutex<Connection>>,
     read_only: bool,
+    /// The state this store last wrote for each saga this process runs, at its version: a write
+    /// that starts from that version is folded on the caller's thread, and the writer thread,
+    /// which every process's writes queue for, only writes. A write from any other version is
+    /// folded by the writer from the stored state.
+    states: Mutex<IdMap<(u64, SagaState)>>,
     /// The writer thread, joined when the store is dropped so that the file is closed then.
     writer: Option<std::thread::JoinHandle<()>>,
 }
@@ -135,6 +142,7 @@ impl SqliteStore {
                 waiting: Waiting::default(),
                 reader: Arc::new(Mutex::new(reader)),
                 read_only: true,
+                states: Mutex::default(),
                 writer: None,
             });
         }
@@ -165,6 +173,7 @@ impl SqliteStore {
             waiting: Waiting::default(),
             reader: Arc::new(Mutex::new(reader)),
             read_only: false,
+            states: Mutex::default(),
             writer: Some(writer),
         })
     }
@@ -198,6 +207,11 @@ impl SqliteStore {
             sent.map_err(|_| stopped())?;
             waiter.answer(reply).await.ok_or_else(stopped)?
         })
+    }
+
+    fn states(&self) -> std::sync::MutexGuard<'_, IdMap<(u64, SagaState)>> {
+        // A panic while it was held left it whole: every change is one map operation.
+        self.states.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn read<T: Send + 'static>(
@@ -323,11 +337,24 @@ impl SagaStore for SqliteStore {
             Ok(encoded) => encoded,
             Err(error) => return failed(error),
         };
+        let (id, mut state) = (saga.id, SagaState::new(saga.deadline));
+        for write in &writes {
+            write.apply_to(&mut state);
+        }
         let (reply, receiver) = channel();
-        self.send(
+        let created = self.send(
             Request::Create(Box::new(saga), started, writes, reply),
             receiver,
-        )
+        );
+        Box::pin(async move {
+            let created = created.await?;
+            if let Created::New { version, .. } = &created {
+                if !state.status.is_terminal() {
+                    self.states().insert(id, (*version, state));
+                }
+            }
+            Ok(created)
+        })
     }
 
     fn write<'a>(
@@ -340,8 +367,27 @@ impl SagaStore for SqliteStore {
             Ok(encoded) => encoded,
             Err(error) => return failed(error),
         };
+        // Taken out while the write is under way; put back only once it is recorded.
+        let known = self
+            .states()
+            .remove(&id)
+            .filter(|(v, _)| *v == fence.version);
+        let (folded, state) = match known {
+            Some((_, mut state)) => match codec::fold(&mut state, &encoded) {
+                Ok(folded) => (Some(Box::new(folded)), Some(state)),
+                Err(error) => return failed(error),
+            },
+            None => (None, None),
+        };
         let (reply, receiver) = channel();
-        self.send(Request::Write(id, fence, encoded, reply), receiver)
+        let written = self.send(Request::Write(id, fence, encoded, folded, reply), receiver);
+        Box::pin(async move {
+            let version = written.await?;
+            if let Some(state) = state.filter(|s| !s.status.is_terminal()) {
+                self.states().insert(id, (version, state));
+            }
+            Ok(version)
+        })
     }
 
     fn acquire(&self, request: Acquire) -> StoreFuture<'_, Vec<Result<SagaRecord, CorruptRecord>>> {

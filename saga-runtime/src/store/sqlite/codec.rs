@@ -78,6 +78,28 @@ impl EncodedWrite {
     }
 }
 
+/// A saga's row as a request leaves it: its state, folded and encoded (on the caller's thread when
+/// the caller knows the state it starts from, so that the writer thread only writes).
+pub(super) struct Folded {
+    pub(super) state: String,
+    pub(super) status: String,
+    pub(super) terminal: bool,
+    pub(super) wake: Option<i64>,
+}
+
+/// Applies `writes` to `state` (with [`SagaState::apply`]'s fold) and encodes what the row keeps.
+pub(super) fn fold(state: &mut SagaState, writes: &[EncodedWrite]) -> Result<Folded, StoreError> {
+    for write in writes {
+        write.apply_to(state);
+    }
+    Ok(Folded {
+        state: serde_json::to_string(&*state).map_err(store_error)?,
+        status: serde_json::to_string(&state.status).map_err(store_error)?,
+        terminal: state.status.is_terminal(),
+        wake: state.wake_at().map(millis),
+    })
+}
+
 /// Encodes `writes` for the writer thread, taking them out of the vector.
 pub(super) fn encode(writes: &mut Vec<Write>) -> Result<Vec<EncodedWrite>, StoreError> {
     writes

@@ -14,7 +14,7 @@ use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::oneshot;
 
-use super::codec::{self, millis, store_error, unreadable, EncodedWrite};
+use super::codec::{self, fold, millis, store_error, unreadable, EncodedWrite, Folded};
 use super::schema::{history_key, HISTORY_POSITION_BITS};
 use crate::machine::SagaState;
 use crate::store::handoff;
@@ -36,10 +36,12 @@ pub(super) enum Request {
         Vec<EncodedWrite>,
         oneshot::Sender<Result<Created, StoreError>>,
     ),
+    /// The writes, and what they leave the row with when the caller folded them already.
     Write(
         SagaId,
         Fence,
         Vec<EncodedWrite>,
+        Option<Box<Folded>>,
         oneshot::Sender<Result<u64, StoreError>>,
     ),
     Acquire(
@@ -172,8 +174,8 @@ fn apply(conn: &Connection, request: &Request) -> Result<Outcome, StoreError> {
         Request::Create(saga, started, writes, _) => {
             create(conn, saga, started, writes).map(Outcome::Create)
         }
-        Request::Write(id, fence, writes, _) => {
-            write(conn, *id, Some(*fence), writes).map(Outcome::Write)
+        Request::Write(id, fence, writes, folded, _) => {
+            write(conn, *id, Some(*fence), writes, folded.as_deref()).map(Outcome::Write)
         }
         Request::Acquire(request, _) => acquire(conn, request).map(Outcome::Acquire),
         Request::Renew(owner, duration, _) => renew(conn, owner, *duration).map(Outcome::Renew),
@@ -208,7 +210,7 @@ fn reply(request: Request, outcome: Result<Outcome, StoreError>, commit: Result<
             Outcome::Create(created) => Some(created),
             _ => None,
         }),
-        Request::Write(_, _, _, tx) => answer(tx, outcome, |o| match o {
+        Request::Write(_, _, _, _, tx) => answer(tx, outcome, |o| match o {
             Outcome::Write(version) => Some(version),
             _ => None,
         }),
@@ -311,7 +313,7 @@ fn create(
         ],
     )?;
     insert_event(conn, (&id, conn.last_insert_rowid()), 0, started)?;
-    let version = write(conn, saga.id, None, writes)?.max(1);
+    let version = write(conn, saga.id, None, writes, None)?.max(1);
     let lease = saga.lease.as_ref().map(|lease| Lease {
         owner: lease.owner.clone(),
         token: 1,
@@ -347,7 +349,37 @@ struct Row {
     token: Option<u64>,
     terminal: bool,
     events: i64,
-    state: Result<SagaState, String>,
+    /// The state as stored, decoded only when the request did not bring it folded.
+    state: Option<String>,
+}
+
+impl Row {
+    fn state(&self) -> Result<SagaState, String> {
+        match &self.state {
+            Some(text) => serde_json::from_str(text).map_err(|e| e.to_string()),
+            None => Err("the state is not text".to_owned()),
+        }
+    }
+
+    /// The status, for a refusal's message: only read when the fence does not hold.
+    fn status(&self) -> SagaStatus<usize> {
+        match (self.state(), self.terminal) {
+            (Ok(state), _) => state.status,
+            // A corrupt state: only its terminal flag is known.
+            (Err(_), true) => SagaStatus::Parked {
+                reason: String::new(),
+            },
+            (Err(_), false) => SagaStatus::Pending,
+        }
+    }
+
+    fn check(&self, id: SagaId, fence: Fence) -> Result<(), StoreError> {
+        let version = self.events as u64;
+        if self.token == Some(fence.token) && !self.terminal && version == fence.version {
+            return Ok(());
+        }
+        check_fence(id, fence, self.token, &self.status(), version)
+    }
 }
 
 fn read_row(conn: &Connection, id: &str) -> Result<Option<Row>, StoreError> {
@@ -358,10 +390,6 @@ fn read_row(conn: &Connection, id: &str) -> Result<Option<Row>, StoreError> {
         statement
             .query_row([id], |row| {
                 let owner: Option<String> = row.get(2)?;
-                let state = match row.get_ref(5)? {
-                    ValueRef::Text(text) => serde_json::from_slice(text).map_err(|e| e.to_string()),
-                    other => Err(format!("the state holds {:?}", other.data_type())),
-                };
                 Ok(Row {
                     seq: row.get(0)?,
                     token: owner
@@ -370,7 +398,10 @@ fn read_row(conn: &Connection, id: &str) -> Result<Option<Row>, StoreError> {
                         .map(|t| t as u64),
                     terminal: row.get::<_, i64>(3)? != 0,
                     events: row.get(4)?,
-                    state,
+                    state: match row.get_ref(5)? {
+                        ValueRef::Text(text) => String::from_utf8(text.to_vec()).ok(),
+                        _ => None,
+                    },
                 })
             })
             .optional()
@@ -380,71 +411,62 @@ fn read_row(conn: &Connection, id: &str) -> Result<Option<Row>, StoreError> {
 
 /// Applies a request's transitions, in order, if `fence` holds (always, for `None`: a new saga's
 /// first writes): one lookup of the saga's row, one `UPDATE` of that row to what the writes leave
-/// (its state folded by [`SagaState::apply`]), one history insert per write. Returns the new
-/// version.
+/// (its state folded by [`SagaState::apply`], here or, given as `folded`, by the caller from the
+/// state at the version the fence names), one history insert per write. Returns the new version.
 fn write(
     conn: &Connection,
     id: SagaId,
     fence: Option<Fence>,
     writes: &[EncodedWrite],
+    folded: Option<&Folded>,
 ) -> Result<u64, StoreError> {
     let text_id = id.to_string();
     let row = read_row(conn, &text_id)?.ok_or_else(|| StoreError::not_found(id))?;
     if let Some(fence) = fence {
-        let status = match (&row.state, row.terminal) {
-            (Ok(state), _) => state.status.clone(),
-            // A corrupt state: only its terminal flag is known.
-            (Err(_), true) => SagaStatus::Parked {
-                reason: String::new(),
-            },
-            (Err(_), false) => SagaStatus::Pending,
-        };
-        check_fence(id, fence, row.token, &status, row.events as u64)?;
+        row.check(id, fence)?;
     }
     if writes.is_empty() {
         return Ok(row.events as u64);
     }
-    let (state, status, terminal) = match row.state {
-        Ok(mut state) => {
-            for write in writes {
-                write.apply_to(&mut state);
-            }
-            let status = serde_json::to_string(&state.status).map_err(store_error)?;
-            let terminal = state.status.is_terminal();
-            let wake = state.wake_at().map(millis);
+    let folded_here;
+    let (state, status, terminal, wake) = match (folded, row.state()) {
+        (Some(folded), _) => (
+            Some(&*folded.state),
+            &*folded.status,
+            folded.terminal,
+            folded.wake,
+        ),
+        (None, Ok(mut state)) => {
+            folded_here = fold(&mut state, writes)?;
             (
-                Some((serde_json::to_string(&state).map_err(store_error)?, wake)),
-                status,
-                terminal,
+                Some(&*folded_here.state),
+                &*folded_here.status,
+                folded_here.terminal,
+                folded_here.wake,
             )
         }
-        Err(message) => {
+        (None, Err(message)) => {
             // A state that does not decode is kept as it is; only a status-only write (parking
             // the saga) may go on.
-            let Some(status) = writes.iter().rev().find_map(|w| w.status.as_ref()) else {
+            let status = writes.iter().rev().find_map(|w| w.status.as_ref());
+            let status_only = writes
+                .iter()
+                .all(|w| matches!(w.change, crate::machine::Change::None));
+            let (Some(status), true) = (status, status_only) else {
                 return Err(unreadable(format!("saga {id}: bad state: {message}")));
             };
-            if writes
-                .iter()
-                .any(|w| !matches!(w.change, crate::machine::Change::None))
-            {
-                return Err(unreadable(format!("saga {id}: bad state: {message}")));
-            }
-            let terminal = status.is_terminal();
-            (
-                None,
-                serde_json::to_string(status).map_err(store_error)?,
-                terminal,
-            )
+            folded_here = Folded {
+                state: String::new(),
+                status: serde_json::to_string(status).map_err(store_error)?,
+                terminal: status.is_terminal(),
+                wake: None,
+            };
+            (None, &*folded_here.status, folded_here.terminal, None)
         }
     };
     let context = writes.iter().rev().find_map(|w| w.context.as_ref());
     let last = writes.last().expect("not empty").at;
     let events = row.events + writes.len() as i64;
-    let (state, wake) = match state {
-        Some((state, wake)) => (Some(state), wake),
-        None => (None, None),
-    };
     let sets_terminal = terminal != row.terminal;
     let changed = execute_cached(
         conn,
@@ -571,11 +593,7 @@ fn renew(
 fn release(conn: &Connection, id: SagaId, fence: Fence) -> Result<(), StoreError> {
     let text_id = id.to_string();
     let row = read_row(conn, &text_id)?.ok_or_else(|| StoreError::not_found(id))?;
-    let status = match &row.state {
-        Ok(state) => state.status.clone(),
-        Err(_) => SagaStatus::Pending,
-    };
-    check_fence(id, fence, row.token, &status, row.events as u64)?;
+    row.check(id, fence)?;
     execute_cached(
         conn,
         "UPDATE sagas SET owner = NULL, lease_until = NULL WHERE seq = ?1",
@@ -593,7 +611,7 @@ fn reopen(
     let text_id = id.to_string();
     let row = read_row(conn, &text_id)?.ok_or_else(|| StoreError::not_found(id))?;
     let state = row
-        .state
+        .state()
         .map_err(|message| unreadable(format!("saga {id}: bad state: {message}")))?;
     if !matches!(state.status, SagaStatus::CompensationFailed { .. }) {
         return Err(StoreError::new(
@@ -605,7 +623,7 @@ fn reopen(
         ));
     }
     // The operator's write reopens it (its status is not terminal), then the lease is taken.
-    self::write(conn, id, None, std::slice::from_ref(write))?;
+    self::write(conn, id, None, std::slice::from_ref(write), None)?;
     execute_cached(
         conn,
         "UPDATE sagas SET owner = ?2, token = token + 1, lease_until = ?3 WHERE seq = ?1",
