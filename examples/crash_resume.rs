@@ -80,8 +80,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
 
+    // One worker name across runs: a restarted run takes back at once what the killed one held,
+    // instead of waiting for its leases (10 s) to expire.
     let engine = Engine::builder()
         .sqlite(&db)?
+        .worker_id("crash_resume")
         .register::<ReportSaga>(())
         .build();
     let sagas = ReportSaga::on(&engine);

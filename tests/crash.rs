@@ -116,19 +116,7 @@ fn soak(sagas: u64, kills: u64) {
         }
     }
     assert!(killed >= kills, "only {killed} kills");
-    let sagas_stored = stored(&files.store);
-    let (effects, reapplied) = ledger(&files.ledger);
-    for i in 0..sagas {
-        let id = uuid::Uuid::from_u64_pair(seed, i).to_string();
-        let saga = sagas_stored
-            .get(&id)
-            .unwrap_or_else(|| panic!("acknowledged saga {i} ({id}) lost"));
-        check_consistent(
-            &id,
-            saga,
-            effects.get(&id).map(Vec::as_slice).unwrap_or(&[]),
-        );
-    }
+    let (sagas_stored, reapplied) = checks::check_every_saga(&files, seed, sagas);
     let mut by_status: BTreeMap<&str, usize> = BTreeMap::new();
     let mut parked: BTreeMap<String, usize> = BTreeMap::new();
     for saga in sagas_stored.values() {

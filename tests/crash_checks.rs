@@ -209,3 +209,23 @@ pub fn setting(name: &str, default: u64) -> u64 {
         .and_then(|s| s.parse().ok())
         .unwrap_or(default)
 }
+
+/// Every acknowledged saga of `seed` (indices `0..sagas`) is in the store, terminal and
+/// consistent with its effects; returns the stored sagas and how many effects were applied
+/// again (deduplicated by key).
+pub fn check_every_saga(files: &Files, seed: u64, sagas: u64) -> (BTreeMap<String, Stored>, u64) {
+    let sagas_stored = stored(&files.store);
+    let (effects, reapplied) = ledger(&files.ledger);
+    for i in 0..sagas {
+        let id = uuid::Uuid::from_u64_pair(seed, i).to_string();
+        let saga = sagas_stored
+            .get(&id)
+            .unwrap_or_else(|| panic!("acknowledged saga {i} ({id}) lost"));
+        check_consistent(
+            &id,
+            saga,
+            effects.get(&id).map(Vec::as_slice).unwrap_or(&[]),
+        );
+    }
+    (sagas_stored, reapplied)
+}

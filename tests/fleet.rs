@@ -24,7 +24,7 @@ use std::process::{Child, ChildStdin, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use checks::{check_consistent, files, integrity_ok, ledger, seed, setting, stored, worker, Files};
+use checks::{files, integrity_ok, seed, setting, worker, Files};
 use rusqlite::Connection;
 use serde_json::Value;
 
@@ -369,19 +369,7 @@ fn run_fleet(sagas: u64, kills: u64) {
     drop(store);
 
     // Nothing lost, everything terminal and consistent with its effects.
-    let sagas_stored = stored(&files.store);
-    let (effects, reapplied) = ledger(&files.ledger);
-    for i in 0..sagas {
-        let id = uuid::Uuid::from_u64_pair(seed, i).to_string();
-        let saga = sagas_stored
-            .get(&id)
-            .unwrap_or_else(|| panic!("acknowledged saga {i} ({id}) lost"));
-        check_consistent(
-            &id,
-            saga,
-            effects.get(&id).map(Vec::as_slice).unwrap_or(&[]),
-        );
-    }
+    let (sagas_stored, reapplied) = checks::check_every_saga(&files, seed, sagas);
     let histories = histories(&files.store);
     for (id, history) in &histories {
         let end = history.iter().position(is_terminal);

@@ -196,6 +196,22 @@ fn inspect_snapshot(conn: &Connection) -> Result<i64, StoreError> {
     Ok(version)
 }
 
+/// The indexes and the history table, the same since version 2.
+macro_rules! indexes_and_history {
+    () => {
+        "
+        CREATE INDEX sagas_unfinished ON sagas (id) WHERE terminal = 0;
+        CREATE UNIQUE INDEX sagas_by_key ON sagas (idempotency_key)
+            WHERE idempotency_key IS NOT NULL;
+        CREATE TABLE saga_history (
+            key   INTEGER PRIMARY KEY,
+            saga  INTEGER NOT NULL,
+            n     INTEGER NOT NULL,
+            event TEXT NOT NULL
+        );"
+    };
+}
+
 /// The current schema, created whole on a new database.
 ///
 /// A saga's row holds its state (the fold of its writes, as JSON), its context, its lease
@@ -205,8 +221,8 @@ fn inspect_snapshot(conn: &Connection) -> Result<i64, StoreError> {
 /// saga, then the entry's position in its history. The entries of one saga are together and
 /// those of a new saga go at the end, so a commit touches one history page where a table plus an
 /// index on `(saga, n)` would touch two. Idempotency keys are indexed only where there is one.
-pub(super) const SCHEMA: &str = "
-    CREATE TABLE sagas (
+pub(super) const SCHEMA: &str = concat!(
+    "CREATE TABLE sagas (
         seq               INTEGER PRIMARY KEY,
         id                TEXT NOT NULL UNIQUE,
         saga_type         TEXT NOT NULL,
@@ -223,15 +239,9 @@ pub(super) const SCHEMA: &str = "
         wake_at           INTEGER,
         created_at        INTEGER NOT NULL,
         updated_at        INTEGER NOT NULL
-    );
-    CREATE INDEX sagas_unfinished ON sagas (id) WHERE terminal = 0;
-    CREATE UNIQUE INDEX sagas_by_key ON sagas (idempotency_key) WHERE idempotency_key IS NOT NULL;
-    CREATE TABLE saga_history (
-        key   INTEGER PRIMARY KEY,
-        saga  INTEGER NOT NULL,
-        n     INTEGER NOT NULL,
-        event TEXT NOT NULL
-    );";
+    );",
+    indexes_and_history!()
+);
 
 /// Bits of a history key that hold the entry's position in its saga's history.
 pub(super) const HISTORY_POSITION_BITS: u32 = 24;
@@ -244,8 +254,8 @@ pub(super) fn history_key(saga: i64, n: i64) -> i64 {
 /// Version 1 to 2: sagas get an explicit `seq` (their rowid until now, which `VACUUM` may
 /// renumber) and a count of their history entries; history entries are keyed by saga and
 /// position instead of a global counter plus an index on random saga ids.
-const MIGRATE_1_TO_2: &str = "
-    ALTER TABLE sagas RENAME TO sagas_v1;
+const MIGRATE_1_TO_2: &str = concat!(
+    "ALTER TABLE sagas RENAME TO sagas_v1;
     ALTER TABLE saga_history RENAME TO saga_history_v1;
     DROP INDEX sagas_unfinished;
     CREATE TABLE sagas (
@@ -264,15 +274,9 @@ const MIGRATE_1_TO_2: &str = "
         deadline_at       INTEGER,
         created_at        INTEGER NOT NULL,
         updated_at        INTEGER NOT NULL
-    );
-    CREATE INDEX sagas_unfinished ON sagas (id) WHERE terminal = 0;
-    CREATE UNIQUE INDEX sagas_by_key ON sagas (idempotency_key) WHERE idempotency_key IS NOT NULL;
-    CREATE TABLE saga_history (
-        key   INTEGER PRIMARY KEY,
-        saga  INTEGER NOT NULL,
-        n     INTEGER NOT NULL,
-        event TEXT NOT NULL
-    );
+    );",
+    indexes_and_history!(),
+    "
     INSERT INTO sagas (seq, id, saga_type, steps, status, terminal, context, completed, rollback,
                        idempotency_key, recovery_attempts, events, created_at, updated_at)
         SELECT rowid, id, saga_type, steps, status, terminal, context, completed, rollback,
@@ -285,7 +289,8 @@ const MIGRATE_1_TO_2: &str = "
         FROM (SELECT saga_id, event,
                      row_number() OVER (PARTITION BY saga_id ORDER BY seq) - 1 AS n
               FROM saga_history_v1) h
-        JOIN sagas s ON s.id = h.saga_id;";
+        JOIN sagas s ON s.id = h.saga_id;"
+);
 
 /// Version 2 to 3, first part: the lease columns and the state; the state is then filled in from
 /// the version 2 columns (see [`migrate_2_to_3`]), which are dropped.
