@@ -361,3 +361,58 @@ async fn wait_sees_a_saga_that_another_engine_runs() {
     assert_eq!(status, SagaStatus::Completed);
     assert_eq!(script.keys(), ["a", "b", "c"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_stalled_past_its_lease_stops_and_the_saga_is_resumed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sagas.db");
+    let script = Arc::new(Script::new().plan("b", [Plan::Sleep(Duration::from_secs(3600))]));
+    // Nothing renews the lease while b hangs (the renewal would come in an hour): it expires,
+    // as if the process had stalled.
+    let engine = Engine::builder()
+        .sqlite(&path)
+        .unwrap()
+        .lease(Duration::from_millis(200))
+        .renew_interval(Duration::from_secs(3600))
+        .register::<Durable>(script.clone())
+        .build();
+    let id = Durable::on(&engine)
+        .start_with(Trail::default(), script.clone())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(script.keys(), ["a", "b"]);
+
+    // Acquiring it again finds this engine still running it under the expired lease: that run
+    // stops, and the new lease is let go rather than held by nobody.
+    let report = engine.recover().await.unwrap();
+    assert_eq!(
+        (report.released.as_slice(), report.resumed.len()),
+        ([id].as_slice(), 0)
+    );
+    assert_eq!(engine.lost_leases(), 1);
+    let record = saga_runtime::store::SqliteStore::options(&path)
+        .read_only(true)
+        .open()
+        .unwrap();
+    use saga_runtime::store::SagaStore;
+    assert!(
+        record.load(id).await.unwrap().unwrap().lease.is_none(),
+        "released"
+    );
+
+    // Once the stale run has let go of the saga, the next pass resumes it: b again, then c.
+    let resumed = loop {
+        let report = engine.recover().await.unwrap();
+        if !report.resumed.is_empty() {
+            break report.resumed;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(resumed, [id]);
+    assert_eq!(
+        Durable::on(&engine).wait(id).await.unwrap(),
+        SagaStatus::Completed
+    );
+    assert_eq!(script.keys(), ["a", "b", "b", "c"]);
+}

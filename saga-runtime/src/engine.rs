@@ -104,6 +104,7 @@ type Resume = Arc<dyn Fn(Claim, SagaRecord) -> BoxFuture<'static, ()> + Send + S
 
 /// What [`Engine::recover`] did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RecoveryReport {
     /// Sagas resumed (running in the background now).
     pub resumed: Vec<SagaId>,
@@ -111,6 +112,9 @@ pub struct RecoveryReport {
     pub parked: Vec<(SagaId, String)>,
     /// Records that could not even be parked (their id does not decode), with the problem.
     pub unreadable: Vec<(String, String)>,
+    /// Sagas acquired and let go at once: this engine was still running them under the lease
+    /// that had expired (it stalled past it); that run stops, and any worker may take them.
+    pub released: Vec<SagaId>,
 }
 
 static GLOBAL: OnceLock<Engine> = OnceLock::new();
@@ -265,6 +269,15 @@ impl Engine {
         }
     }
 
+    /// Stops this engine's run of `id`, whose lease another acquisition replaced.
+    fn stop_stale_run(&self, id: SagaId) {
+        let running = self.inner.running.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(cancel) = running.get(&id) {
+            self.inner.lost.fetch_add(1, Ordering::Relaxed);
+            cancel.lose();
+        }
+    }
+
     async fn park_corrupt(
         &self,
         report: &mut RecoveryReport,
@@ -311,8 +324,12 @@ impl Engine {
             return Ok(());
         }
         let Some(claim) = Claim::take(self, id) else {
-            // Running here already (it cannot be: the store gave this worker a new lease on it);
-            // the run that holds the older lease will be fenced.
+            // Still running here under the lease that expired (this process stalled past it):
+            // that run is stale now, so it stops, and the new lease is given up rather than held
+            // by nobody; whichever worker acquires the saga next resumes it.
+            self.stop_stale_run(id);
+            self.inner.store.release(id, fence).await?;
+            report.released.push(id);
             return Ok(());
         };
         let semaphore = Arc::clone(&self.inner.recovery_concurrency);
