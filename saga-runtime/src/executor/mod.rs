@@ -256,6 +256,7 @@ impl<S: Saga> Run<S> {
             // Resumed or reopened: the store committed the lease before this run was made.
             claim.cancel.leased();
         }
+        let wall = SystemTime::now();
         Run {
             engine: claim.engine.clone(),
             id: claim.id,
@@ -266,8 +267,8 @@ impl<S: Saga> Run<S> {
             fence,
             cancel: claim.cancel.clone(),
             started: Instant::now(),
-            started_wall: SystemTime::now(),
-            clock: SystemTime::now(),
+            started_wall: wall,
+            clock: wall,
             pending: Vec::new(),
             unrecorded: None,
             _claim: claim,
