@@ -360,6 +360,12 @@ async fn main() {
             start::<Matrix>(&engine, &ledger, ctx, id).await;
         }
         "fleet" => {
+            if std::env::var_os("FLEET_LOG").is_some() {
+                tracing_subscriber::fmt()
+                    .with_max_level(tracing::Level::WARN)
+                    .with_writer(std::io::stderr)
+                    .init();
+            }
             println!("OWNER {}", engine.worker_id());
             let seed: u64 = args[4].parse().unwrap();
             let reporter = engine.clone();

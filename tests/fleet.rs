@@ -137,13 +137,16 @@ fn signal(pid: i32, signal: &str) {
     assert!(status.success(), "kill {signal} {pid}");
 }
 
-/// Non-terminal sagas that `owner` holds now.
+/// Non-terminal sagas whose live lease `owner` holds now (a lease whose run ended without a last
+/// write is no longer renewed: it is left to expire, and is not counted).
 fn held_by(store: &Connection, owner: &str) -> Vec<String> {
     let mut statement = store
-        .prepare_cached("SELECT id FROM sagas WHERE terminal = 0 AND owner = ?1")
+        .prepare_cached(
+            "SELECT id FROM sagas WHERE terminal = 0 AND owner = ?1 AND lease_until > ?2",
+        )
         .unwrap();
     statement
-        .query_map([owner], |r| r.get(0))
+        .query_map(rusqlite::params![owner, now_ms()], |r| r.get(0))
         .unwrap()
         .map(Result::unwrap)
         .collect()
@@ -155,6 +158,18 @@ struct Pause {
     at_ms: i64,
     until: Instant,
     held: Vec<String>,
+}
+
+/// Whether a write transaction on the database at `path` can begin at once (no other process
+/// holds its write lock).
+fn writable(path: &std::path::Path) -> bool {
+    let conn = Connection::open(path).unwrap();
+    conn.busy_timeout(Duration::from_millis(200)).unwrap();
+    let free = conn.execute_batch("BEGIN IMMEDIATE").is_ok();
+    if free {
+        conn.execute_batch("ROLLBACK").unwrap();
+    }
+    free
 }
 
 /// Whether another worker resumed saga `id` between the two times.
@@ -224,6 +239,7 @@ fn run_fleet(sagas: u64, kills: u64) {
     // Sagas of paused workers that others took over during the pause.
     let mut taken_while_paused = 0;
     let mut pauses = 0;
+    let mut blocked_pauses = 0;
     let mut last_kill = started;
     let quiet = LEASE + RENEW + Duration::from_secs(1);
     let deadline = started + Duration::from_secs(600);
@@ -264,7 +280,7 @@ fn run_fleet(sagas: u64, kills: u64) {
         // worker paused while it holds SQLite's write lock stops every worker, and nothing could
         // be taken over until it ends.
         let bitten = taken_while_paused > 0;
-        let pausing = kills_done >= kills / 2 && !bitten && pauses < 8;
+        let pausing = kills_done >= kills / 2 && !bitten && pauses < 8 && blocked_pauses < 200;
         if kills_done < kills && Instant::now() >= next_kill && paused.is_none() && !pausing {
             let candidates: Vec<usize> = (0..workers.len())
                 .filter(|&i| !workers[i].stopped && workers[i].owner().is_some())
@@ -306,6 +322,13 @@ fn run_fleet(sagas: u64, kills: u64) {
                 .unwrap();
             if !most.is_empty() {
                 signal(workers[i].pid(), "-STOP");
+                // Stopped while holding a write lock (the store's or the ledger's), it would stall
+                // every worker and nothing could be taken over: woken at once, tried again.
+                if !writable(&files.store) || !writable(&files.ledger) {
+                    signal(workers[i].pid(), "-CONT");
+                    blocked_pauses += 1;
+                    continue;
+                }
                 workers[i].stopped = true;
                 pauses += 1;
                 paused = Some(Pause {
@@ -325,6 +348,8 @@ fn run_fleet(sagas: u64, kills: u64) {
                 .filter(|id| resumed_between(&store, id, pause.at_ms, now))
                 .count();
             signal(pause.pid, "-CONT");
+            // No kill right after either: the woken worker's backlog meets the store first.
+            next_kill = Instant::now() + quiet;
             for w in workers.iter_mut().filter(|w| w.pid() == pause.pid) {
                 w.stopped = false;
                 w.spared_until = Instant::now() + LEASE;
@@ -394,12 +419,21 @@ fn run_fleet(sagas: u64, kills: u64) {
     }
     eprintln!(
         "fleet: {sagas} sagas, {WORKERS} workers, {} kills, {pauses} pauses past the lease \
-         ({taken_while_paused} sagas of the paused worker taken over meanwhile); final statuses {by_status:?}; {reapplied} effects \
+         ({taken_while_paused} sagas of the paused worker taken over meanwhile; {blocked_pauses} \
+         pauses undone at once, the worker holding a write lock); final statuses {by_status:?}; {reapplied} effects \
          re-applied (deduplicated by key); {owners} sagas ran under more than one owner; stale \
          writes refused by the store: {stale}; runs stopped on a lost lease: {lost}; stale \
          effects refused by the ledger's fence: {refused}",
         kill_log.len()
     );
+    if std::env::var_os("FLEET_LOG").is_some() {
+        for entry in std::fs::read_dir(files.dir.path()).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "log") {
+                eprint!("{}", std::fs::read_to_string(&path).unwrap());
+            }
+        }
+    }
     assert!(
         taken_while_paused > 0,
         "in {pauses} pauses no other worker took over a saga of the paused one"

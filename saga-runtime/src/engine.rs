@@ -146,8 +146,8 @@ impl Engine {
         &self.inner.worker.id
     }
 
-    /// How many of this engine's writes the store refused because another worker had taken the
-    /// saga over (each stopped that saga's run here).
+    /// How many of this engine's writes the store refused as stale: another worker had taken
+    /// the saga over, or had finished it (each stopped that saga's run here).
     pub fn fenced_writes(&self) -> u64 {
         self.inner.fenced.load(Ordering::Relaxed)
     }
@@ -360,10 +360,16 @@ impl Engine {
     /// is gone stops here at once), then claim sagas no live worker holds.
     async fn tick(&self) {
         let asked = std::time::Instant::now();
+        // The sagas this engine runs: a lease whose run ended without a last write (an error)
+        // is not renewed, and expires, so that another worker takes the saga.
+        let ids: Vec<SagaId> = {
+            let running = self.inner.running.lock().unwrap_or_else(|e| e.into_inner());
+            running.keys().copied().collect()
+        };
         let held = self
             .inner
             .store
-            .renew(&self.inner.worker.id, self.inner.worker.lease)
+            .renew(&self.inner.worker.id, &ids, self.inner.worker.lease)
             .await;
         match held {
             Ok(held) => {

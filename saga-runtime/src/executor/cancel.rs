@@ -35,13 +35,6 @@ struct Flags {
     lost: bool,
 }
 
-/// Why a saga is asked to stop going forward.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Stop {
-    Cancelled,
-    DeadlineExceeded,
-}
-
 impl CancelState {
     fn flags(&self) -> std::sync::MutexGuard<'_, Flags> {
         self.flags.lock().unwrap_or_else(|e| e.into_inner())
@@ -113,41 +106,19 @@ impl CancelState {
         flags.requested && !flags.past_pivot
     }
 
-    /// Whether the saga must stop before its next step.
-    pub(crate) fn check(&self, deadline: Option<Instant>) -> Option<Stop> {
-        if self.is_requested() {
-            return Some(Stop::Cancelled);
-        }
-        match deadline {
-            Some(d) if Instant::now() >= d && !self.flags().past_pivot => {
-                Some(Stop::DeadlineExceeded)
-            }
-            _ => None,
-        }
-    }
-
-    /// Sleeps for `delay`, waking early when the saga is cancelled or its deadline passes.
-    pub(crate) async fn sleep(
-        &self,
-        delay: std::time::Duration,
-        deadline: Option<Instant>,
-    ) -> Option<Stop> {
+    /// Sleeps until `until` (tokio's clock), waking early when the saga is cancelled or loses
+    /// its lease: the decision then sees why.
+    pub(crate) async fn sleep_until(&self, until: Instant) {
         let notified = self.notify.notified();
-        if let Some(stop) = self.check(deadline) {
-            return Some(stop);
+        {
+            let flags = self.flags();
+            if (flags.requested && !flags.past_pivot) || flags.lost {
+                return;
+            }
         }
-        let wake = Instant::now() + delay;
-        let until = match deadline {
-            Some(d) if d < wake => d,
-            _ => wake,
-        };
         tokio::select! {
             _ = tokio::time::sleep_until(until) => {}
             _ = notified => {}
         }
-        if self.flags().lost {
-            return None;
-        }
-        self.check(deadline)
     }
 }

@@ -21,7 +21,9 @@ use crate::engine::Engine;
 use crate::event::{RollbackReason, SagaEvent, SagaEventKind};
 use crate::machine::{decide, Change, Decision, SagaState, StepFailed, StepTable, Write};
 use crate::outcome::RollbackCause;
-use crate::store::{Created, Fence, LeaseRequest, NewSaga, SagaRecord, StoredContext};
+use crate::store::{
+    Created, Fence, LeaseRequest, NewSaga, SagaRecord, StoreErrorKind, StoredContext,
+};
 use crate::{Saga, SagaError, SagaId, SagaOutcome, SagaStatus, StepEnum};
 
 /// The tracing span of one saga.
@@ -367,16 +369,19 @@ impl<S: Saga> Run<S> {
     /// Waits until `until` (a retry backoff), cut short by a cancellation or the deadline.
     async fn wait(&mut self, until: SystemTime) -> Result<(), SagaError> {
         self.flush().await?;
-        let delay = self
-            .instant(until)
-            .saturating_duration_since(Instant::now());
-        let deadline = self.state.deadline.map(|d| self.instant(d));
-        let compensating = self.state.rollback.is_some();
-        match compensating {
-            // Compensations are never cut short: a rollback must finish.
-            true => tokio::time::sleep(delay).await,
-            // Woken early by a cancellation or the deadline; the decision sees why.
-            false => drop(self.cancel.sleep(delay, deadline).await),
+        let wake = self.instant(until);
+        // Compensations are never cut short (a rollback must finish), nor is anything past the
+        // pivot; otherwise a cancellation or the deadline wakes the wait early, and the decision
+        // sees why.
+        let stoppable =
+            self.state.rollback.is_none() && !crate::machine::past_pivot(&self.table, &self.state);
+        match stoppable {
+            false => tokio::time::sleep_until(wake).await,
+            true => {
+                let deadline = self.state.deadline.map(|d| self.instant(d));
+                let until = deadline.map_or(wake, |d| d.min(wake));
+                self.cancel.sleep_until(until).await
+            }
         }
         self.cancel.check_lease(self.id)
     }
@@ -465,7 +470,12 @@ impl<S: Saga> Run<S> {
                 match written {
                     Ok(version) => self.fence.version = version,
                     Err(error) => {
-                        if error.is_fenced() {
+                        // Refused as stale: another worker holds the saga now, or finished it
+                        // (a terminal saga refuses every write before looking at the token).
+                        if matches!(
+                            error.kind(),
+                            StoreErrorKind::Fenced | StoreErrorKind::Conflict
+                        ) {
                             self.engine.inner.count_fenced();
                         }
                         return Err(error.into());

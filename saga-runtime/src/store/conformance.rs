@@ -246,12 +246,10 @@ async fn a_terminal_saga_never_changes(store: Box<dyn SagaStore>) {
         .write(id, fence, &mut vec![intent(id, 0)])
         .await
         .unwrap_err();
-    assert!(
-        matches!(
-            error.kind(),
-            StoreErrorKind::Conflict | StoreErrorKind::Fenced
-        ),
-        "{error}"
+    assert_eq!(error.kind(), StoreErrorKind::Conflict, "{error}");
+    assert_eq!(
+        error.to_string(),
+        format!("saga {id} is completed: a terminal saga never changes")
     );
     let taken = store
         .acquire(Acquire::new(LeaseRequest::new("w2#1", LONG), 10).reclaim_own(true))
@@ -340,17 +338,21 @@ async fn renew_keeps_and_release_frees(store: Box<dyn SagaStore>) {
     let (a, fence_a) = create(&*store, "w1#1", Duration::from_millis(300)).await;
     let (b, _) = create(&*store, "w1#1", Duration::from_millis(300)).await;
     let (other, _) = create(&*store, "w9#1", LONG).await;
-    let mut held = store.renew("w1#1", LONG).await.unwrap();
-    held.sort();
-    let mut expected = vec![(a, 1), (b, 1)];
-    expected.sort();
-    assert_eq!(held, expected, "only its own sagas");
+    let held = store.renew("w1#1", &[a, other], LONG).await.unwrap();
+    assert_eq!(held, [(a, 1)], "only the asked sagas it holds");
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let taken = store
+    let taken: Vec<SagaId> = store
         .acquire(Acquire::new(LeaseRequest::new("w2#1", LONG), 10))
         .await
-        .unwrap();
-    assert!(taken.is_empty(), "renewed leases are live");
+        .unwrap()
+        .into_iter()
+        .map(|r| r.expect("decodes").id)
+        .collect();
+    assert_eq!(
+        taken,
+        [b],
+        "the renewed lease is live; the other one expired"
+    );
     store.release(a, fence_a).await.unwrap();
     let taken: Vec<SagaId> = store
         .acquire(Acquire::new(LeaseRequest::new("w2#1", LONG), 10))

@@ -337,14 +337,18 @@ impl SagaStore for MemoryStore {
         ready(Ok(records))
     }
 
-    fn renew(&self, owner: &str, duration: Duration) -> StoreFuture<'_, Vec<(SagaId, u64)>> {
+    fn renew(
+        &self,
+        owner: &str,
+        ids: &[SagaId],
+        duration: Duration,
+    ) -> StoreFuture<'_, Vec<(SagaId, u64)>> {
         let mut inner = self.lock();
         let expires_at = expiry(SystemTime::now(), duration);
-        let held = inner
-            .sagas
-            .iter_mut()
-            .filter_map(|(id, entry)| {
-                let lease = entry.record.lease.as_mut()?;
+        let held = ids
+            .iter()
+            .filter_map(|id| {
+                let lease = inner.sagas.get_mut(id)?.record.lease.as_mut()?;
                 (&*lease.owner == owner).then(|| {
                     lease.expires_at = expires_at;
                     (*id, lease.token)

@@ -156,11 +156,12 @@ pub(crate) fn check_fence(
     status: &crate::SagaStatus<usize>,
     version: u64,
 ) -> Result<(), StoreError> {
-    if token != Some(fence.token) {
-        return Err(StoreError::fenced(id, fence.token, token));
-    }
+    // A terminal saga first: whoever writes, it never changes (and holds no lease).
     if status.is_terminal() {
         return Err(StoreError::terminal(id, status.name()));
+    }
+    if token != Some(fence.token) {
+        return Err(StoreError::fenced(id, fence.token, token));
     }
     if version != fence.version {
         return Err(StoreError::version(id, fence.version, version));
@@ -530,9 +531,15 @@ pub trait SagaStore: Send + Sync + 'static {
     /// it can be parked), so that one bad record stops nothing else.
     fn acquire(&self, request: Acquire) -> StoreFuture<'_, Vec<Result<SagaRecord, CorruptRecord>>>;
 
-    /// Extends every lease `owner` holds on a saga that is not terminal to `duration` from now;
-    /// returns the sagas it still holds, with their tokens.
-    fn renew(&self, owner: &str, duration: Duration) -> StoreFuture<'_, Vec<(SagaId, u64)>>;
+    /// Extends to `duration` from now the leases `owner` holds on those of `ids` that are not
+    /// terminal (the sagas it is working on: a lease whose run ended without a last write is left
+    /// to expire); returns the sagas it still holds, with their tokens.
+    fn renew(
+        &self,
+        owner: &str,
+        ids: &[SagaId],
+        duration: Duration,
+    ) -> StoreFuture<'_, Vec<(SagaId, u64)>>;
 
     /// Gives up the lease `fence` names (refused as a write would be), so that any worker may
     /// acquire the saga at once.

@@ -209,6 +209,18 @@ impl SqliteStore {
         })
     }
 
+    /// Keeps the state a write left, for the next write. A saga whose run stopped without a
+    /// last write (its lease was lost) leaves its entry behind: past a bound, all are forgotten,
+    /// which only costs the next writes a fold on the writer thread.
+    fn remember(&self, id: SagaId, version: u64, state: SagaState) {
+        const KEPT: usize = 65_536;
+        let mut states = self.states();
+        if states.len() >= KEPT {
+            states.clear();
+        }
+        states.insert(id, (version, state));
+    }
+
     fn states(&self) -> std::sync::MutexGuard<'_, IdMap<(u64, SagaState)>> {
         // A panic while it was held left it whole: every change is one map operation.
         self.states.lock().unwrap_or_else(|e| e.into_inner())
@@ -350,7 +362,7 @@ impl SagaStore for SqliteStore {
             let created = created.await?;
             if let Created::New { version, .. } = &created {
                 if !state.status.is_terminal() {
-                    self.states().insert(id, (*version, state));
+                    self.remember(id, *version, state);
                 }
             }
             Ok(created)
@@ -384,7 +396,7 @@ impl SagaStore for SqliteStore {
         Box::pin(async move {
             let version = written.await?;
             if let Some(state) = state.filter(|s| !s.status.is_terminal()) {
-                self.states().insert(id, (version, state));
+                self.remember(id, version, state);
             }
             Ok(version)
         })
@@ -395,9 +407,15 @@ impl SagaStore for SqliteStore {
         self.send(Request::Acquire(Box::new(request), reply), receiver)
     }
 
-    fn renew(&self, owner: &str, duration: Duration) -> StoreFuture<'_, Vec<(SagaId, u64)>> {
+    fn renew(
+        &self,
+        owner: &str,
+        ids: &[SagaId],
+        duration: Duration,
+    ) -> StoreFuture<'_, Vec<(SagaId, u64)>> {
         let (reply, receiver) = channel();
-        self.send(Request::Renew(owner.to_owned(), duration, reply), receiver)
+        let request = Request::Renew(owner.to_owned(), ids.to_vec(), duration, reply);
+        self.send(request, receiver)
     }
 
     fn release(&self, id: SagaId, fence: Fence) -> StoreFuture<'_, ()> {

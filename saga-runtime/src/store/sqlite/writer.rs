@@ -50,6 +50,7 @@ pub(super) enum Request {
     ),
     Renew(
         String,
+        Vec<SagaId>,
         Duration,
         oneshot::Sender<Result<Vec<(SagaId, u64)>, StoreError>>,
     ),
@@ -178,7 +179,9 @@ fn apply(conn: &Connection, request: &Request) -> Result<Outcome, StoreError> {
             write(conn, *id, Some(*fence), writes, folded.as_deref()).map(Outcome::Write)
         }
         Request::Acquire(request, _) => acquire(conn, request).map(Outcome::Acquire),
-        Request::Renew(owner, duration, _) => renew(conn, owner, *duration).map(Outcome::Renew),
+        Request::Renew(owner, ids, duration, _) => {
+            renew(conn, owner, ids, *duration).map(Outcome::Renew)
+        }
         Request::Release(id, fence, _) => release(conn, *id, *fence).map(|()| Outcome::Release),
         Request::Reopen(id, lease, write, _) => {
             reopen(conn, *id, lease, write).map(|r| Outcome::Reopen(Box::new(r)))
@@ -218,7 +221,7 @@ fn reply(request: Request, outcome: Result<Outcome, StoreError>, commit: Result<
             Outcome::Acquire(records) => Some(records),
             _ => None,
         }),
-        Request::Renew(_, _, tx) => answer(tx, outcome, |o| match o {
+        Request::Renew(_, _, _, tx) => answer(tx, outcome, |o| match o {
             Outcome::Renew(held) => Some(held),
             _ => None,
         }),
@@ -569,16 +572,20 @@ fn acquire(
 fn renew(
     conn: &Connection,
     owner: &str,
+    ids: &[SagaId],
     duration: Duration,
 ) -> Result<Vec<(SagaId, u64)>, StoreError> {
+    let ids: Vec<String> = ids.iter().map(SagaId::to_string).collect();
+    let ids = serde_json::to_string(&ids).map_err(store_error)?;
     let rows: Vec<(String, i64)> = conn
         .prepare_cached(
-            "UPDATE sagas SET lease_until = ?2 WHERE terminal = 0 AND owner = ?1
+            "UPDATE sagas SET lease_until = ?2
+             WHERE terminal = 0 AND owner = ?1 AND id IN (SELECT value FROM json_each(?3))
              RETURNING id, token",
         )
         .and_then(|mut statement| {
             statement
-                .query_map(params![owner, expiry(duration)], |row| {
+                .query_map(params![owner, expiry(duration), ids], |row| {
                     Ok((row.get(0)?, row.get(1)?))
                 })?
                 .collect()
