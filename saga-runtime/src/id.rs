@@ -71,7 +71,11 @@ impl FromStr for SagaId {
 }
 
 /// A map keyed by saga id, as the engine and the in-memory store keep them.
-pub(crate) type IdMap<V> = HashMap<SagaId, V>;
+///
+/// Hashed with foldhash, seeded at random per map: every transition of every saga looks its id up
+/// a few times, and SipHash (the standard library's) cost more than the rest of such a lookup.
+/// The random seed keeps crafted ids (a caller may choose a saga's id) from colliding on purpose.
+pub(crate) type IdMap<V> = HashMap<SagaId, V, foldhash::fast::RandomState>;
 
 #[cfg(test)]
 mod tests {

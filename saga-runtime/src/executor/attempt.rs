@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use tokio::time::Instant;
 
 use super::Run;
 use crate::event::SagaEventKind;
@@ -77,7 +76,7 @@ impl<S: Saga> Run<S> {
             phase.point("before_intent", "before_compensation_intent"),
             name,
         );
-        self.flush().await?;
+        let waited = self.flush().await?;
         failpoint::hit(
             phase.point("after_intent", "after_compensation_intent"),
             name,
@@ -92,7 +91,12 @@ impl<S: Saga> Run<S> {
             self.fence.token,
             Arc::clone(&self.deps),
         );
-        let started = Instant::now();
+        // The attempt starts once its intent is recorded: a store that made the run wait (a
+        // durable store's commit) took time that is not the step's.
+        let started = match waited {
+            true => self.tick(),
+            false => self.clock,
+        };
         let attempt = attempt_once(func, &mut work, &cx, policy.timeout);
         let result = match self.engine.inner.shared {
             true => tokio::select! {
@@ -104,7 +108,7 @@ impl<S: Saga> Run<S> {
             false => attempt.await,
         };
         // The result is recorded at the time the attempt ended.
-        self.tick();
+        let ended = self.tick();
         let error = match result {
             Ok(()) => {
                 failpoint::hit(
@@ -112,7 +116,11 @@ impl<S: Saga> Run<S> {
                     name,
                 );
                 self.committed = Arc::new(work);
-                self.succeeded(task, name, started.elapsed());
+                self.succeeded(
+                    task,
+                    name,
+                    ended.duration_since(started).unwrap_or_default(),
+                );
                 return Ok(());
             }
             Err(error) => error,

@@ -29,7 +29,7 @@ pub(super) fn pending_status<D: Definition + ?Sized>(
 impl<S: Saga> Run<S> {
     /// Every step completed.
     pub(super) async fn complete(&mut self) -> Result<Outcome<S>, SagaError> {
-        let duration = self.started.elapsed();
+        let duration = self.elapsed();
         self.record(
             SagaEventKind::SagaCompleted { duration },
             Change::None,
@@ -60,7 +60,7 @@ impl<S: Saga> Run<S> {
 
     /// Rollback finished.
     pub(super) async fn compensated(&mut self) -> Result<Outcome<S>, SagaError> {
-        let duration = self.started.elapsed();
+        let duration = self.elapsed();
         self.record(
             SagaEventKind::SagaCompensated { duration },
             Change::None,

@@ -280,10 +280,12 @@ impl<S: Saga> Run<S> {
     /// The loop: decide, then do what was decided, until the saga is terminal.
     async fn drive(&mut self) -> Result<Outcome<S>, SagaError> {
         self.note_pivot();
+        // The clock was looked at when the run was made (nothing awaited since), then is by
+        // whatever takes time (an attempt, a wait) when it ends: a decision that follows a
+        // record-only one sees the same time, and no time it could act on passed in between.
         loop {
-            let now = self.tick();
             let cancelled = self.cancel.is_requested();
-            match decide(&self.table, &self.state, now, cancelled) {
+            match decide(&self.table, &self.state, self.clock, cancelled) {
                 Decision::Run(task) => self.attempt(task).await?,
                 Decision::Wait(until) => self.wait(until).await?,
                 Decision::Stop {
@@ -351,6 +353,13 @@ impl<S: Saga> Run<S> {
         self.started_wall + self.started.elapsed()
     }
 
+    /// How long the run has taken, as of its last look at the clock.
+    fn elapsed(&self) -> std::time::Duration {
+        self.clock
+            .duration_since(self.started_wall)
+            .unwrap_or_default()
+    }
+
     /// Looks at the clock: the time now, which is also the time of what is recorded until the
     /// next look.
     fn tick(&mut self) -> SystemTime {
@@ -383,6 +392,7 @@ impl<S: Saga> Run<S> {
                 self.cancel.sleep_until(until).await
             }
         }
+        self.tick();
         self.cancel.check_lease(self.id)
     }
 
@@ -429,10 +439,12 @@ impl<S: Saga> Run<S> {
     }
 
     /// Hands the recorded transitions to the store (with the saga itself, the first time), then
-    /// to tracing and subscribers: a subscriber only ever sees what the store has.
-    async fn flush(&mut self) -> Result<(), SagaError> {
+    /// to tracing and subscribers: a subscriber only ever sees what the store has. Returns
+    /// whether the store made it wait (a store that answers at once takes no time worth looking
+    /// at the clock again for).
+    async fn flush(&mut self) -> Result<bool, SagaError> {
         if self.pending.is_empty() && self.unrecorded.is_none() {
-            return Ok(());
+            return Ok(false);
         }
         let subscribed = self.engine.inner.events.has_subscribers();
         // Events are traced and published once the store has them; copies are kept for that
@@ -462,11 +474,13 @@ impl<S: Saga> Run<S> {
                 _ => None,
             })
             .collect();
-        match self.unrecorded.take() {
+        let waited = match self.unrecorded.take() {
             Some(unrecorded) => self.create(unrecorded).await?,
             None => {
                 let store = &self.engine.inner.store;
-                let written = store.write(self.id, self.fence, &mut self.pending).await;
+                let answer = store.write(self.id, self.fence, &mut self.pending);
+                let waited = !answer.is_ready();
+                let written = answer.await;
                 match written {
                     Ok(version) => self.fence.version = version,
                     Err(error) => {
@@ -481,14 +495,15 @@ impl<S: Saga> Run<S> {
                         return Err(error.into());
                     }
                 }
+                waited
             }
-        }
+        };
         #[cfg(all(feature = "failpoints", debug_assertions))]
         for (point, step) in checkpoints {
             crate::failpoint::hit(point, &step);
         }
         self.announce_traced(announced, traced, subscribed);
-        Ok(())
+        Ok(waited)
     }
 
     /// Traces and publishes events the store already has.
@@ -510,10 +525,15 @@ impl<S: Saga> Run<S> {
     }
 
     /// Records the saga with the pending transitions; tells whoever waits which saga holds
-    /// the id.
-    async fn create(&mut self, mut unrecorded: Box<Unrecorded>) -> Result<(), SagaError> {
-        unrecorded.saga.writes = std::mem::take(&mut self.pending);
-        let created = self.engine.inner.store.create(unrecorded.saga).await;
+    /// the id. Returns whether the store made it wait.
+    async fn create(&mut self, unrecorded: Box<Unrecorded>) -> Result<bool, SagaError> {
+        let answer = self
+            .engine
+            .inner
+            .store
+            .create(unrecorded.saga, &mut self.pending);
+        let waited = !answer.is_ready();
+        let created = answer.await;
         let (told, result) = match created {
             Ok(Created::New { version, lease }) => {
                 self.cancel.leased();
@@ -521,7 +541,7 @@ impl<S: Saga> Run<S> {
                     token: lease.map_or(0, |l| l.token),
                     version,
                 };
-                (Ok(self.id), Ok(()))
+                (Ok(self.id), Ok(waited))
             }
             Ok(Created::Existing(record)) => (
                 Ok(record.id),

@@ -33,10 +33,16 @@ pub(crate) struct StepTable<C: 'static, D: 'static> {
 impl<C, D> StepTable<C, D> {
     /// The definition that runs for step `step`: its own, or its fallback's.
     pub(crate) fn def(&self, step: usize, fallback: bool) -> StepDef<C, D> {
-        let def = self.steps[step];
+        self.with_def(step, fallback, |def| *def)
+    }
+
+    /// `f` of the definition that runs for step `step`, without copying the step's own (the
+    /// decision asks about every completed step each time it decides).
+    fn with_def<R>(&self, step: usize, fallback: bool, f: impl FnOnce(&StepDef<C, D>) -> R) -> R {
+        let def = &self.steps[step];
         match (fallback, def.fallback) {
-            (true, Some(fallback)) => fallback(),
-            _ => def,
+            (true, Some(fallback)) => f(&fallback()),
+            _ => f(def),
         }
     }
 
@@ -63,7 +69,7 @@ impl<C, D> Definition for StepTable<C, D> {
     }
 
     fn policy(&self, step: usize, fallback: bool) -> StepPolicy {
-        *self.def(step, fallback).policy()
+        self.with_def(step, fallback, |def| *def.policy())
     }
 
     fn has_fallback(&self, step: usize) -> bool {
@@ -71,6 +77,10 @@ impl<C, D> Definition for StepTable<C, D> {
     }
 
     fn compensates(&self, step: usize, fallback: bool) -> bool {
-        self.def(step, fallback).compensate.is_some()
+        self.with_def(step, fallback, |def| def.compensate.is_some())
+    }
+
+    fn is_pivot(&self, step: usize, fallback: bool) -> bool {
+        self.with_def(step, fallback, |def| def.policy().undo == Undo::Pivot)
     }
 }

@@ -36,6 +36,9 @@ pub const CASES: &[(&str, Case)] = &[
     ("create_then_find_by_id_or_key", |s| {
         Box::pin(create_then_find_by_id_or_key(s))
     }),
+    ("create_records_its_first_writes_only_when_new", |s| {
+        Box::pin(create_records_its_first_writes_only_when_new(s))
+    }),
     ("writes_fold_into_the_state_and_history", |s| {
         Box::pin(writes_fold_into_the_state_and_history(s))
     }),
@@ -122,7 +125,7 @@ fn finished(id: SagaId) -> Write {
 async fn create(store: &dyn SagaStore, owner: &str, lease: Duration) -> (SagaId, Fence) {
     let saga = new_saga(Some(owner), lease);
     let id = saga.id;
-    match store.create(saga).await.expect("create") {
+    match store.create(saga, &mut Vec::new()).await.expect("create") {
         Created::New { version, lease } => {
             let lease = lease.expect("the creator's lease");
             assert_eq!(lease.token, 1, "the first owner's token");
@@ -139,21 +142,46 @@ async fn create(store: &dyn SagaStore, owner: &str, lease: Duration) -> (SagaId,
     }
 }
 
+async fn create_records_its_first_writes_only_when_new(store: Box<dyn SagaStore>) {
+    let saga = new_saga(Some("w#1"), LONG);
+    let id = saga.id;
+    let again = saga.clone();
+    let mut writes = vec![intent(id, 0)];
+    match store.create(saga, &mut writes).await.unwrap() {
+        Created::New { version, .. } => assert_eq!(version, 2, "the started event and the intent"),
+        Created::Existing(_) => panic!("a new id exists already"),
+    }
+    assert!(writes.is_empty(), "the writes are taken out of the vector");
+    let mut writes = vec![intent(id, 1)];
+    assert!(matches!(
+        store.create(again, &mut writes).await.unwrap(),
+        Created::Existing(_)
+    ));
+    assert!(writes.is_empty(), "taken out, though not recorded");
+    let record = store.load(id).await.unwrap().expect("recorded");
+    assert_eq!(record.version, 2, "the second create recorded nothing");
+    assert_eq!(record.state.status, SagaStatus::Running { step: 0 });
+    assert_eq!(record.state.active.len(), 1);
+    assert!(record.state.active[0].in_flight);
+    let history = store.history(id, 0, 10).await.unwrap().expect("recorded");
+    assert!(matches!(history[1].kind, SagaEventKind::StepStarted { .. }));
+}
+
 async fn create_then_find_by_id_or_key(store: Box<dyn SagaStore>) {
     let mut saga = new_saga(Some("w#1"), LONG);
     saga.idempotency_key = Some("order-1".into());
     let id = saga.id;
     let mut again = saga.clone();
     assert!(matches!(
-        store.create(saga).await.unwrap(),
+        store.create(saga, &mut Vec::new()).await.unwrap(),
         Created::New { version: 1, .. }
     ));
-    match store.create(again.clone()).await.unwrap() {
+    match store.create(again.clone(), &mut Vec::new()).await.unwrap() {
         Created::Existing(record) => assert_eq!(record.id, id),
         _ => panic!("created twice by id"),
     }
     again.id = SagaId::new();
-    match store.create(again).await.unwrap() {
+    match store.create(again, &mut Vec::new()).await.unwrap() {
         Created::Existing(record) => {
             assert_eq!(record.id, id);
             assert_eq!(record.idempotency_key.as_deref(), Some("order-1"));
@@ -265,7 +293,7 @@ async fn acquire_skips_live_leases_and_takes_expired_ones(store: Box<dyn SagaSto
     let mut free = new_saga(None, LONG);
     free.saga_type = "OtherSaga";
     let free_id = free.id;
-    store.create(free).await.unwrap();
+    store.create(free, &mut Vec::new()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(20)).await;
     let only_ours = Acquire::new(LeaseRequest::new("w2#1", LONG), 10).types(["ConformanceSaga"]);
     let taken: Vec<SagaId> = store
@@ -309,7 +337,7 @@ async fn concurrent_acquires_never_share_a_saga(store: Box<dyn SagaStore>) {
     for _ in 0..40 {
         let saga = new_saga(None, LONG);
         ids.push(saga.id);
-        store.create(saga).await.unwrap();
+        store.create(saga, &mut Vec::new()).await.unwrap();
     }
     let takers = (0..4).map(|w| {
         let store = store.clone();
@@ -432,7 +460,7 @@ async fn four_sagas(store: &dyn SagaStore) -> (Vec<SagaId>, SystemTime) {
             saga.saga_type = "OtherSaga";
         }
         ids.push(saga.id);
-        store.create(saga).await.unwrap();
+        store.create(saga, &mut Vec::new()).await.unwrap();
     }
     let fence = Fence {
         token: 1,

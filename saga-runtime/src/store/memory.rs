@@ -1,19 +1,17 @@
 //! The in-memory store: the default, for tests and for sagas that need not survive a restart.
 
+use std::borrow::Cow;
 use std::collections::hash_map;
 use std::collections::{HashMap, VecDeque};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Mutex;
-use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use super::{
-    check_fence, Acquire, CorruptRecord, Created, Fence, Lease, LeaseRequest, NewSaga, SagaQuery,
-    SagaRecord, SagaState, SagaStore, SagaSummary, StatusCount, StoreError, StoreErrorKind,
-    StoreFuture, Write,
+    check_fence, Acquire, Change, CorruptRecord, Created, Fence, Lease, LeaseRequest, NewSaga,
+    SagaQuery, SagaRecord, SagaState, SagaStore, SagaSummary, StatusCount, StoreError,
+    StoreErrorKind, StoreFuture, Write,
 };
-use crate::event::SagaEvent;
+use crate::event::{SagaEvent, SagaEventKind};
 use crate::id::IdMap;
 use crate::SagaId;
 
@@ -41,16 +39,54 @@ struct Inner {
 struct Entry {
     /// The record, but for its type name and step names, which stay empty here: they are the
     /// definition's `&'static str`s below, turned into strings only when the record is read.
+    ///
+    /// Its state's status is always current; the rest of its state is as of the changes folded
+    /// so far (see `folded`).
     record: SagaRecord,
     saga_type: &'static str,
     steps: Vec<&'static str>,
-    history: Vec<SagaEvent>,
+    /// Its writes in order: each one's event (but for the saga's id and type, the same in all)
+    /// and what it changed.
+    history: Vec<Recorded>,
+    /// How many of them are folded into the state. The rest are folded in (by
+    /// [`SagaState::apply_parts`], as every store does) when the state is read: the run that
+    /// wrote them folded them already into its own copy of the state, and most sagas' states are
+    /// never read back from this store, so folding on read spares every transition a second fold.
+    folded: usize,
     /// The last token handed out, kept when the lease ends.
     token: u64,
     seq: u64,
 }
 
+/// One write, as an entry keeps it.
+#[derive(Debug)]
+struct Recorded {
+    at: SystemTime,
+    kind: SagaEventKind,
+    change: Change,
+}
+
+impl Recorded {
+    fn new(event: SagaEvent, change: Change) -> Self {
+        Recorded {
+            at: event.at,
+            kind: event.kind,
+            change,
+        }
+    }
+}
+
 impl Entry {
+    /// The event of a write of this saga.
+    fn event(&self, recorded: &Recorded) -> SagaEvent {
+        SagaEvent {
+            saga_id: self.record.id,
+            saga_type: Cow::Borrowed(self.saga_type),
+            at: recorded.at,
+            kind: recorded.kind.clone(),
+        }
+    }
+
     fn new(saga: NewSaga, seq: u64) -> Self {
         let NewSaga {
             id,
@@ -60,10 +96,8 @@ impl Entry {
             idempotency_key,
             deadline,
             started,
-            writes,
             lease,
         } = saga;
-        debug_assert!(writes.is_empty(), "the store applies them");
         let now = started.at;
         let token = u64::from(lease.is_some());
         let record = SagaRecord {
@@ -82,10 +116,11 @@ impl Entry {
         // A saga whose steps all succeed at their first attempt emits two events per step, plus
         // "saga started" and its end.
         let mut history = Vec::with_capacity(2 * steps.len() + 2);
-        history.push(started);
+        history.push(Recorded::new(started, Change::None));
         Entry {
             record,
             saga_type,
+            folded: 1,
             steps,
             history,
             token,
@@ -93,8 +128,33 @@ impl Entry {
         }
     }
 
+    /// Records a write: its status and context at once, its change when the state is next read.
+    fn push(&mut self, write: Write) {
+        let record = &mut self.record;
+        if let Some(status) = write.status {
+            record.state.status = status;
+        }
+        if let Some(context) = write.context {
+            record.context = context;
+        }
+        record.updated_at = write.event.at;
+        self.history.push(Recorded::new(write.event, write.change));
+        record.version = self.history.len() as u64;
+    }
+
+    /// Folds the changes written since the state was last read into it.
+    fn fold(&mut self) {
+        for recorded in &self.history[self.folded..] {
+            // The status was applied when it was written.
+            let state = &mut self.record.state;
+            state.apply_parts(None, &recorded.change, recorded.at);
+        }
+        self.folded = self.history.len();
+    }
+
     /// The full record, as the writes since it was created made it.
-    fn record(&self) -> SagaRecord {
+    fn record(&mut self) -> SagaRecord {
+        self.fold();
         SagaRecord {
             saga_type: self.saga_type.to_owned(),
             steps: self.steps.iter().map(|s| (*s).to_owned()).collect(),
@@ -203,16 +263,10 @@ impl Inner {
                 return Err(error);
             }
         }
-        let record = &mut entry.record;
         for write in writes.drain(..) {
-            record.state.apply(&write);
-            if let Some(context) = write.context {
-                record.context = context;
-            }
-            record.updated_at = write.event.at;
-            entry.history.push(write.event);
+            entry.push(write);
         }
-        record.version = entry.history.len() as u64;
+        let record = &mut entry.record;
         let version = record.version;
         if record.state.status.is_terminal() {
             record.lease = None;
@@ -240,46 +294,34 @@ impl Inner {
     }
 }
 
-/// The future of a write that succeeded, holding the new version: the store answers every
-/// transition of every saga, and most answers are this one, which boxes without a copy of a
-/// larger future.
-struct Written(u64);
-
-impl Future for Written {
-    type Output = Result<u64, StoreError>;
-
-    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Self::Output> {
-        Poll::Ready(Ok(self.0))
-    }
-}
-
 fn ready<'a, T: Send + 'a>(result: Result<T, StoreError>) -> StoreFuture<'a, T> {
-    Box::pin(std::future::ready(result))
+    StoreFuture::ready(result)
 }
 
 impl SagaStore for MemoryStore {
-    fn create(&self, mut saga: NewSaga) -> StoreFuture<'_, Created> {
+    fn create<'a>(&'a self, saga: NewSaga, writes: &mut Vec<Write>) -> StoreFuture<'a, Created> {
         let mut inner = self.lock();
         let existing = inner.sagas.get(&saga.id).map(|e| e.record.id).or_else(|| {
             saga.idempotency_key
                 .as_ref()
                 .and_then(|k| inner.by_key.get(k).copied())
         });
-        if let Some(entry) = existing.and_then(|id| inner.sagas.get(&id)) {
+        if let Some(entry) = existing.and_then(|id| inner.sagas.get_mut(&id)) {
             let record = Box::new(entry.record());
+            writes.clear();
             return ready(Ok(Created::Existing(record)));
         }
         if let Some(key) = &saga.idempotency_key {
             inner.by_key.insert(key.clone(), saga.id);
         }
-        let (id, mut writes) = (saga.id, std::mem::take(&mut saga.writes));
+        let id = saga.id;
         inner.seq += 1;
         let entry = Entry::new(saga, inner.seq);
         let lease = entry.record.lease.clone();
         inner.sagas.insert(id, Box::new(entry));
         let result = match writes.is_empty() {
             true => Ok(1),
-            false => inner.apply(id, None, &mut writes, self.retention),
+            false => inner.apply(id, None, writes, self.retention),
         };
         ready(result.map(|version| Created::New { version, lease }))
     }
@@ -290,10 +332,7 @@ impl SagaStore for MemoryStore {
         fence: Fence,
         writes: &mut Vec<Write>,
     ) -> StoreFuture<'a, u64> {
-        match self.lock().apply(id, Some(fence), writes, self.retention) {
-            Ok(version) => Box::pin(Written(version)),
-            Err(error) => ready(Err(error)),
-        }
+        ready(self.lock().apply(id, Some(fence), writes, self.retention))
     }
 
     fn acquire(&self, request: Acquire) -> StoreFuture<'_, Vec<Result<SagaRecord, CorruptRecord>>> {
@@ -328,6 +367,7 @@ impl SagaStore for MemoryStore {
                 entry.token += 1;
                 let taken_over = entry.record.lease.is_some();
                 entry.record.lease = Some(lease_for(request.lease.clone(), entry.token, now));
+                entry.fold();
                 if taken_over {
                     entry.record.state.recovery_attempts += 1;
                 }
@@ -381,12 +421,8 @@ impl SagaStore for MemoryStore {
             Some(entry) => match &entry.record.state.status {
                 crate::SagaStatus::CompensationFailed { .. } => {
                     entry.token += 1;
-                    let record = &mut entry.record;
-                    record.lease = Some(lease_for(lease, entry.token, SystemTime::now()));
-                    record.state.apply(&write);
-                    record.updated_at = write.event.at;
-                    entry.history.push(write.event);
-                    record.version = entry.history.len() as u64;
+                    entry.record.lease = Some(lease_for(lease, entry.token, SystemTime::now()));
+                    entry.push(write);
                     Ok(entry.record())
                 }
                 other => Err(StoreError::new(
@@ -402,7 +438,7 @@ impl SagaStore for MemoryStore {
     }
 
     fn load(&self, id: SagaId) -> StoreFuture<'_, Option<SagaRecord>> {
-        let record = self.lock().sagas.get(&id).map(|e| e.record());
+        let record = self.lock().sagas.get_mut(&id).map(|e| e.record());
         ready(Ok(record))
     }
 
@@ -414,7 +450,8 @@ impl SagaStore for MemoryStore {
     ) -> StoreFuture<'_, Option<Vec<SagaEvent>>> {
         let history = self.lock().sagas.get(&id).map(|e| {
             let from = usize::try_from(from).unwrap_or(usize::MAX);
-            e.history.iter().skip(from).take(limit).cloned().collect()
+            let events = e.history.iter().skip(from).take(limit);
+            events.map(|recorded| e.event(recorded)).collect()
         });
         ready(Ok(history))
     }
@@ -490,7 +527,11 @@ mod tests {
     }
 
     fn create(store: &MemoryStore, saga: NewSaga) -> Created {
-        store.create(saga).now_or_never().unwrap().unwrap()
+        store
+            .create(saga, &mut Vec::new())
+            .now_or_never()
+            .unwrap()
+            .unwrap()
     }
 
     fn finish(store: &MemoryStore, id: SagaId) {

@@ -27,12 +27,11 @@
 
 pub mod conformance;
 mod context;
+mod future;
 mod handoff;
 mod memory;
 mod sqlite;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -41,14 +40,12 @@ pub use crate::machine::{
     StepFailed, Write,
 };
 pub use context::StoredContext;
+pub use future::StoreFuture;
 pub use memory::MemoryStore;
 pub use sqlite::{Durability, SqliteOptions, SqliteStore, SCHEMA_VERSION};
 
 use crate::event::SagaEvent;
 use crate::SagaId;
-
-/// The future a store method returns.
-pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
 /// What kind of failure a [`StoreError`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -286,10 +283,6 @@ pub struct NewSaga {
     pub deadline: Option<SystemTime>,
     /// The "saga started" event, the first of its history.
     pub started: SagaEvent,
-    /// Transitions recorded with the saga, in the same commit (the executor records the first
-    /// step's intent this way: starting a saga then costs no commit of its own). Applied in
-    /// order as [`SagaStore::write`] would, only when the saga is new.
-    pub writes: Vec<Write>,
     /// The lease its creator takes on it, in the same commit (token 1).
     pub lease: Option<LeaseRequest>,
 }
@@ -311,7 +304,6 @@ impl NewSaga {
             idempotency_key: None,
             deadline: None,
             started,
-            writes: Vec::new(),
             lease: None,
         }
     }
@@ -508,10 +500,14 @@ pub struct StatusCount {
 ///
 /// Implementations apply each request atomically; a request that is refused changes nothing.
 pub trait SagaStore: Send + Sync + 'static {
-    /// Records a new saga with its first transitions (`saga.writes`) and its creator's lease,
-    /// atomically, or returns the existing one with the same id or idempotency key (and records
-    /// nothing).
-    fn create(&self, saga: NewSaga) -> StoreFuture<'_, Created>;
+    /// Records a new saga with its first transitions and its creator's lease, atomically, or
+    /// returns the existing one with the same id or idempotency key (and records nothing).
+    ///
+    /// `writes` are recorded with the saga, in the same commit, applied in order as
+    /// [`SagaStore::write`] would (the executor records the first step's intent this way:
+    /// starting a saga then costs no commit of its own). They are taken out of the vector
+    /// (which is left empty, for reuse) whether or not they were recorded.
+    fn create<'a>(&'a self, saga: NewSaga, writes: &mut Vec<Write>) -> StoreFuture<'a, Created>;
 
     /// Records the transitions in `writes`, in order and atomically, if `fence` holds (see
     /// [`Fence`]); returns the saga's new version. Takes the writes out of the vector (which is

@@ -203,7 +203,7 @@ impl SqliteStore {
                 "the SQLite writer thread has stopped",
             ),
         };
-        Box::pin(async move {
+        StoreFuture::new(async move {
             sent.map_err(|_| stopped())?;
             waiter.answer(reply).await.ok_or_else(stopped)?
         })
@@ -231,7 +231,7 @@ impl SqliteStore {
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> StoreFuture<'_, T> {
         let reader = self.reader.clone();
-        Box::pin(async move {
+        StoreFuture::new(async move {
             tokio::task::spawn_blocking(move || {
                 f(&reader.lock().unwrap_or_else(|e| e.into_inner()))
             })
@@ -337,14 +337,16 @@ fn channel<T>() -> (oneshot::Sender<T>, oneshot::Receiver<T>) {
 }
 
 fn failed<'a, T: Send + 'a>(error: StoreError) -> StoreFuture<'a, T> {
-    Box::pin(std::future::ready(Err(error)))
+    StoreFuture::ready(Err(error))
 }
 
 impl SagaStore for SqliteStore {
-    fn create(&self, mut saga: NewSaga) -> StoreFuture<'_, Created> {
+    fn create<'a>(&'a self, saga: NewSaga, writes: &mut Vec<Write>) -> StoreFuture<'a, Created> {
+        // Encoded first: the writes leave the vector whatever happens next.
+        let writes = encode(writes);
         let encoded = serde_json::to_string(&saga.started)
             .map_err(store_error)
-            .and_then(|started| Ok((started, encode(&mut saga.writes)?)));
+            .and_then(|started| Ok((started, writes?)));
         let (started, writes) = match encoded {
             Ok(encoded) => encoded,
             Err(error) => return failed(error),
@@ -358,7 +360,7 @@ impl SagaStore for SqliteStore {
             Request::Create(Box::new(saga), started, writes, reply),
             receiver,
         );
-        Box::pin(async move {
+        StoreFuture::new(async move {
             let created = created.await?;
             if let Created::New { version, .. } = &created {
                 if !state.status.is_terminal() {
@@ -393,7 +395,7 @@ impl SagaStore for SqliteStore {
         };
         let (reply, receiver) = channel();
         let written = self.send(Request::Write(id, fence, encoded, folded, reply), receiver);
-        Box::pin(async move {
+        StoreFuture::new(async move {
             let version = written.await?;
             if let Some(state) = state.filter(|s| !s.status.is_terminal()) {
                 self.remember(id, version, state);
@@ -516,7 +518,7 @@ mod tests {
     }
 
     async fn create(store: &SqliteStore, id: SagaId) -> Fence {
-        match store.create(new_saga(id)).await.unwrap() {
+        match store.create(new_saga(id), &mut Vec::new()).await.unwrap() {
             Created::New { version, lease } => Fence {
                 token: lease.unwrap().token,
                 version,
