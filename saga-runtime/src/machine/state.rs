@@ -53,8 +53,14 @@ pub struct SagaState {
     pub recovery_attempts: u32,
 }
 
+// A state is encoded at every transition of a durable saga: what is false or zero (most of it)
+// is left out, and read back as such.
 fn is_zero(n: &u32) -> bool {
     *n == 0
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// A step that completed, as the state keeps it for rollback.
@@ -65,12 +71,14 @@ pub struct CompletedStep {
     pub step: usize,
     /// `true` when the step's fallback completed in its place (its compensation is then the
     /// fallback's).
+    #[serde(default, skip_serializing_if = "is_false")]
     pub via_fallback: bool,
     /// `true` once its compensation succeeded.
+    #[serde(default, skip_serializing_if = "is_false")]
     pub compensated: bool,
     /// `true` when the step did not complete but timed out for good and asked to be compensated
     /// anyway (`compensate_on_timeout`); such an entry is not progress.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub timed_out: bool,
 }
 
@@ -104,12 +112,12 @@ pub struct Activity {
     pub phase: Phase,
     /// `true` when the action is the step's fallback (and, in rollback, when the compensation is
     /// the fallback's).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub fallback: bool,
     /// The last attempt started, from 1; 0 before the first.
     pub attempt: u32,
     /// `true` while that attempt's intent is recorded and its result is not.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub in_flight: bool,
     /// When the next attempt is due, after a retryable failure.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "millis")]
@@ -142,7 +150,7 @@ pub struct Failure {
     /// The step's own error: a fallback that fails too does not replace it.
     pub error: StepError,
     /// `true` once the step's fallback was started.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub fallback_tried: bool,
     /// Set when the step was stopped in a retry wait by a cancellation or the deadline: the
     /// rollback's cause.

@@ -14,6 +14,7 @@
 
 mod codec;
 mod reads;
+mod rows;
 mod schema;
 mod writer;
 
@@ -352,12 +353,13 @@ impl SagaStore for SqliteStore {
             Err(error) => return failed(error),
         };
         let (id, mut state) = (saga.id, SagaState::new(saga.deadline));
-        for write in &writes {
-            write.apply_to(&mut state);
-        }
+        let folded = match codec::fold(&mut state, &writes) {
+            Ok(folded) => Box::new(folded),
+            Err(error) => return failed(error),
+        };
         let (reply, receiver) = channel();
         let created = self.send(
-            Request::Create(Box::new(saga), started, writes, reply),
+            Request::Create(Box::new(saga), started, writes, folded, reply),
             receiver,
         );
         StoreFuture::new(async move {
