@@ -90,6 +90,9 @@ async fn a_completed_saga_is_read_back_by_a_new_engine() {
         SagaStatus::Completed
     );
     let history = client.history(outcome.id()).await.unwrap();
+    assert!(history
+        .iter()
+        .all(|e| e.saga_id == outcome.id() && e.saga_type == "Durable"));
     assert!(matches!(
         history.first().unwrap().kind,
         SagaEventKind::SagaStarted { .. }
@@ -227,7 +230,12 @@ async fn a_version_1_database_is_migrated_and_its_sagas_resume() {
     let engine = engine(&path, &script);
     let client = Durable::on(&engine);
     assert_eq!(client.status(done).await.unwrap(), SagaStatus::Completed);
-    assert_eq!(client.history(done).await.unwrap().len(), 8);
+    let history = client.history(done).await.unwrap();
+    assert_eq!(history.len(), 8);
+    // Entries written before they left out the saga's id and type read the same as new ones.
+    assert!(history
+        .iter()
+        .all(|e| e.saga_id == done && e.saga_type == "Durable"));
 
     let report = engine.recover().await.unwrap();
     assert_eq!(report.resumed, [hung]);

@@ -345,9 +345,7 @@ impl SagaStore for SqliteStore {
     fn create<'a>(&'a self, saga: NewSaga, writes: &mut Vec<Write>) -> StoreFuture<'a, Created> {
         // Encoded first: the writes leave the vector whatever happens next.
         let writes = encode(writes);
-        let encoded = serde_json::to_string(&saga.started)
-            .map_err(store_error)
-            .and_then(|started| Ok((started, writes?)));
+        let encoded = codec::encode_event(&saga.started).and_then(|started| Ok((started, writes?)));
         let (started, writes) = match encoded {
             Ok(encoded) => encoded,
             Err(error) => return failed(error),
@@ -456,7 +454,7 @@ impl SagaStore for SqliteStore {
         from: u64,
         limit: usize,
     ) -> StoreFuture<'_, Option<Vec<SagaEvent>>> {
-        self.read(move |conn| reads::history(conn, &id.to_string(), from, limit))
+        self.read(move |conn| reads::history(conn, id, from, limit))
     }
 
     fn list(&self, query: SagaQuery) -> StoreFuture<'_, Vec<SagaSummary>> {

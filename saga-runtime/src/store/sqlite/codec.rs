@@ -5,11 +5,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::types::ValueRef;
 use rusqlite::ErrorCode;
 
+use serde::{Deserialize, Serialize};
+
+use crate::event::{SagaEvent, SagaEventKind};
 use crate::machine::{Change, SagaState, Write};
 use crate::store::{
     CorruptRecord, Fence, Lease, SagaRecord, StoreError, StoreErrorKind, StoredContext,
 };
-use crate::SagaStatus;
+use crate::{SagaId, SagaStatus};
 
 /// A SQLite error as a store error of the matching kind.
 pub(super) fn store_error(error: impl Into<SqliteError>) -> StoreError {
@@ -100,13 +103,53 @@ pub(super) fn fold(state: &mut SagaState, writes: &[EncodedWrite]) -> Result<Fol
     })
 }
 
+/// A history entry as it is stored: the event but for the saga's id and type, which the saga's
+/// row holds (every write encodes its event, and these were a third of it). Entries written
+/// with them, before, read the same.
+#[derive(Serialize)]
+struct StoredEvent<'a> {
+    at: &'a SystemTime,
+    kind: &'a SagaEventKind,
+}
+
+/// A history entry read back (other fields, as older entries have, are ignored).
+#[derive(Deserialize)]
+struct ReadEvent {
+    at: SystemTime,
+    kind: SagaEventKind,
+}
+
+/// Encodes an event as its history entry.
+pub(super) fn encode_event(event: &SagaEvent) -> Result<String, StoreError> {
+    let stored = StoredEvent {
+        at: &event.at,
+        kind: &event.kind,
+    };
+    serde_json::to_string(&stored).map_err(store_error)
+}
+
+/// Decodes a history entry of saga `id`, of type `saga_type`.
+pub(super) fn decode_event(
+    json: &str,
+    id: SagaId,
+    saga_type: &str,
+) -> serde_json::Result<SagaEvent> {
+    let ReadEvent { at, kind } = serde_json::from_str(json)?;
+    Ok(SagaEvent {
+        saga_id: id,
+        saga_type: saga_type.to_owned().into(),
+        at,
+        kind,
+    })
+}
+
 /// Encodes `writes` for the writer thread, taking them out of the vector.
 pub(super) fn encode(writes: &mut Vec<Write>) -> Result<Vec<EncodedWrite>, StoreError> {
     writes
         .drain(..)
         .map(|w| {
             Ok(EncodedWrite {
-                event: serde_json::to_string(&w.event).map_err(store_error)?,
+                event: encode_event(&w.event)?,
                 at: w.event.at,
                 context: w
                     .context

@@ -5,10 +5,13 @@ use rusqlite::{Connection, OptionalExtension};
 
 use rusqlite::params;
 
-use super::codec::{millis, row_to_record, store_error, time, unreadable, RECORD_COLUMNS};
+use super::codec::{
+    decode_event, millis, row_to_record, store_error, time, unreadable, RECORD_COLUMNS,
+};
 use super::schema::history_key;
 use crate::event::SagaEvent;
 use crate::store::{CorruptRecord, SagaQuery, SagaRecord, SagaSummary, StatusCount, StoreError};
+use crate::SagaId;
 
 /// Reads one record; `Err(CorruptRecord)` when its stored fields do not decode.
 pub(super) fn load_record(
@@ -23,15 +26,19 @@ pub(super) fn load_record(
 /// Up to `limit` history entries of saga `id` from entry `from`; `None` for an unknown saga.
 pub(super) fn history(
     conn: &Connection,
-    id: &str,
+    id: SagaId,
     from: u64,
     limit: usize,
 ) -> Result<Option<Vec<SagaEvent>>, StoreError> {
-    let seq: Option<i64> = conn
-        .prepare_cached("SELECT seq FROM sagas WHERE id = ?1")
-        .and_then(|mut statement| statement.query_row([id], |row| row.get(0)).optional())
+    let saga: Option<(i64, String)> = conn
+        .prepare_cached("SELECT seq, saga_type FROM sagas WHERE id = ?1")
+        .and_then(|mut statement| {
+            statement
+                .query_row([id.to_string()], |row| Ok((row.get(0)?, row.get(1)?)))
+                .optional()
+        })
         .map_err(store_error)?;
-    let Some(seq) = seq else {
+    let Some((seq, saga_type)) = saga else {
         return Ok(None);
     };
     let mut statement = conn
@@ -54,7 +61,7 @@ pub(super) fn history(
     for row in rows {
         let json = row.map_err(store_error)?;
         events.push(
-            serde_json::from_str(&json)
+            decode_event(&json, id, &saga_type)
                 .map_err(|e| unreadable(format!("saga {id}: unreadable history entry: {e}")))?,
         );
     }
