@@ -1,8 +1,11 @@
 //! The typed client of one saga type on one engine (what the generated `OrderSaga::run`,
 //! `start`, `status`... go through), and the options of one run.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+
+use futures_util::future::Either;
 
 use tokio::sync::{broadcast, oneshot};
 use tracing::Instrument;
@@ -12,6 +15,9 @@ use crate::event::SagaEvent;
 use crate::executor::{self, Claim, Unrecorded};
 use crate::store::{NewSaga, StoreError, StoreErrorKind, StoredContext};
 use crate::{Saga, SagaError, SagaId, SagaOutcome, SagaStatus, StepEnum};
+
+/// The outcome of a saga of type `S`.
+type Outcome<S> = SagaOutcome<<S as Saga>::Context, <S as Saga>::Step>;
 
 /// How often [`SagaClient::wait`] re-reads the store when no event of the saga arrived.
 const WAIT_POLL: Duration = Duration::from_millis(200);
@@ -98,10 +104,16 @@ impl<'e, S: Saga> SagaRequest<'e, S> {
     ///
     /// With an id or key that is already taken, nothing runs and the error is
     /// [`SagaError::AlreadyExists`]; use [`SagaRequest::start`] for "start unless it exists".
-    pub async fn run(self) -> Result<SagaOutcome<S::Context, S::Step>, SagaError> {
-        match self.prepare()? {
-            Ok(prepared) => prepared.run(None).await,
-            Err(id) => Err(SagaError::AlreadyExists { id }),
+    ///
+    /// The id is claimed when this is called; the saga is recorded, then run, when the future
+    /// is awaited (dropping it unawaited records nothing).
+    pub fn run(self) -> impl Future<Output = Result<Outcome<S>, SagaError>> + Send + 'static {
+        // The run's future is returned as it is rather than awaited in another: it holds the
+        // whole run (a few kilobytes), which every future around it would copy.
+        match self.prepare() {
+            Ok(Ok(prepared)) => Either::Left(prepared.run(None)),
+            Ok(Err(id)) => Either::Right(std::future::ready(Err(SagaError::AlreadyExists { id }))),
+            Err(error) => Either::Right(std::future::ready(Err(error))),
         }
     }
 
@@ -141,18 +153,16 @@ struct Prepared<S: Saga> {
 
 impl<S: Saga> Prepared<S> {
     /// Runs it; `recorded` is told which saga holds its id once the store answered.
-    async fn run(
+    fn run(
         self,
         recorded: Option<oneshot::Sender<Result<SagaId, SagaError>>>,
-    ) -> Result<SagaOutcome<S::Context, S::Step>, SagaError> {
+    ) -> impl Future<Output = Result<Outcome<S>, SagaError>> + Send + 'static {
         let span = executor::span::<S>(self.saga.id);
         let unrecorded = Unrecorded {
             saga: self.saga,
             recorded,
         };
-        executor::run::<S>(self.claim, self.ctx, self.deps, unrecorded)
-            .instrument(span)
-            .await
+        executor::run::<S>(self.claim, self.ctx, self.deps, unrecorded).instrument(span)
     }
 }
 
@@ -208,21 +218,25 @@ impl<'e, S: Saga> SagaClient<'e, S> {
         self.request(ctx).deps(Arc::new(S::Deps::default()))
     }
 
-    /// Runs a saga whose dependencies are `Default` (e.g. `()`) to a terminal state.
-    pub async fn run(&self, ctx: S::Context) -> Result<SagaOutcome<S::Context, S::Step>, SagaError>
+    /// Runs a saga whose dependencies are `Default` (e.g. `()`) to a terminal state (see
+    /// [`SagaRequest::run`]).
+    pub fn run(
+        &self,
+        ctx: S::Context,
+    ) -> impl Future<Output = Result<Outcome<S>, SagaError>> + Send + 'static
     where
         S::Deps: Default,
     {
-        self.request_default(ctx).run().await
+        self.request_default(ctx).run()
     }
 
-    /// Runs a saga with these dependencies to a terminal state.
-    pub async fn run_with(
+    /// Runs a saga with these dependencies to a terminal state (see [`SagaRequest::run`]).
+    pub fn run_with(
         &self,
         ctx: S::Context,
         deps: impl Into<Arc<S::Deps>>,
-    ) -> Result<SagaOutcome<S::Context, S::Step>, SagaError> {
-        self.request(ctx).deps(deps).run().await
+    ) -> impl Future<Output = Result<Outcome<S>, SagaError>> + Send + 'static {
+        self.request(ctx).deps(deps).run()
     }
 
     /// Starts a saga whose dependencies are `Default` in the background; returns its id.

@@ -1,5 +1,6 @@
 //! Cancellation of a running saga, its deadline, and the loss of its lease.
 
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Mutex;
 
 use tokio::sync::Notify;
@@ -10,7 +11,9 @@ use crate::{SagaError, SagaId};
 /// Shared between a running saga and whoever may cancel it.
 #[derive(Debug)]
 pub(crate) struct CancelState {
-    flags: Mutex<Flags>,
+    /// [`REQUESTED`], [`PAST_PIVOT`], [`LOST`]: the run reads them at every decision, so they are
+    /// one atomic rather than a lock.
+    flags: AtomicU8,
     notify: Notify,
     /// Since when this engine's lease on the saga is known to be committed: a renewal asked
     /// before then may not list the saga, and says nothing about it.
@@ -20,44 +23,45 @@ pub(crate) struct CancelState {
 impl Default for CancelState {
     fn default() -> Self {
         CancelState {
-            flags: Mutex::default(),
+            flags: AtomicU8::new(0),
             notify: Notify::new(),
             leased: Mutex::new(None),
         }
     }
 }
 
-#[derive(Debug, Default, Clone, Copy)]
-struct Flags {
-    requested: bool,
-    past_pivot: bool,
-    /// Another worker took the saga over: this run must stop at once.
-    lost: bool,
-}
+/// Cancellation was requested.
+const REQUESTED: u8 = 1;
+/// The saga passed its pivot: cancellation is refused.
+const PAST_PIVOT: u8 = 2;
+/// Another worker took the saga over: this run must stop at once.
+const LOST: u8 = 4;
 
 impl CancelState {
-    fn flags(&self) -> std::sync::MutexGuard<'_, Flags> {
-        self.flags.lock().unwrap_or_else(|e| e.into_inner())
+    fn flags(&self) -> u8 {
+        self.flags.load(Ordering::Acquire)
     }
 
     /// Requests cancellation, unless the saga has passed its pivot.
     pub(crate) fn cancel(&self, id: SagaId) -> Result<(), SagaError> {
-        let mut flags = self.flags();
-        if flags.past_pivot {
+        let requested = self
+            .flags
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |flags| {
+                (flags & PAST_PIVOT == 0).then_some(flags | REQUESTED)
+            });
+        if requested.is_err() {
             return Err(SagaError::NotCancellable {
                 id,
                 reason: "it has passed its pivot step and can no longer be rolled back",
             });
         }
-        flags.requested = true;
-        drop(flags);
         self.notify.notify_waiters();
         Ok(())
     }
 
     /// From now on cancellation is refused.
     pub(crate) fn pass_pivot(&self) {
-        self.flags().past_pivot = true;
+        self.flags.fetch_or(PAST_PIVOT, Ordering::AcqRel);
     }
 
     /// The saga's lease is committed, as of now.
@@ -75,13 +79,13 @@ impl CancelState {
 
     /// The lease was lost: the run stops at its next await.
     pub(crate) fn lose(&self) {
-        self.flags().lost = true;
+        self.flags.fetch_or(LOST, Ordering::AcqRel);
         self.notify.notify_waiters();
     }
 
     /// An error once the lease is lost.
     pub(crate) fn check_lease(&self, id: SagaId) -> Result<(), SagaError> {
-        match self.flags().lost {
+        match self.flags() & LOST != 0 {
             true => Err(SagaError::Store(crate::store::StoreError::new(
                 crate::store::StoreErrorKind::Fenced,
                 format!("saga {id}: this worker's lease was lost; another worker may run it now"),
@@ -94,7 +98,7 @@ impl CancelState {
     pub(crate) async fn lost(&self) {
         loop {
             let notified = self.notify.notified();
-            if self.flags().lost {
+            if self.flags() & LOST != 0 {
                 return;
             }
             notified.await;
@@ -102,19 +106,15 @@ impl CancelState {
     }
 
     pub(crate) fn is_requested(&self) -> bool {
-        let flags = self.flags();
-        flags.requested && !flags.past_pivot
+        self.flags() & (REQUESTED | PAST_PIVOT) == REQUESTED
     }
 
     /// Sleeps until `until` (tokio's clock), waking early when the saga is cancelled or loses
     /// its lease: the decision then sees why.
     pub(crate) async fn sleep_until(&self, until: Instant) {
         let notified = self.notify.notified();
-        {
-            let flags = self.flags();
-            if (flags.requested && !flags.past_pivot) || flags.lost {
-                return;
-            }
+        if self.is_requested() || self.flags() & LOST != 0 {
+            return;
         }
         tokio::select! {
             _ = tokio::time::sleep_until(until) => {}

@@ -254,8 +254,9 @@ impl<S: Saga> Run<S> {
         state: SagaState,
         fence: Fence,
     ) -> Self {
-        if fence.token != 0 {
-            // Resumed or reopened: the store committed the lease before this run was made.
+        if fence.token != 0 && claim.engine.inner.shared {
+            // Resumed or reopened: the store committed the lease before this run was made (only
+            // leases on a shared store are renewed, and can be lost).
             claim.cancel.leased();
         }
         let wall = SystemTime::now();
@@ -536,7 +537,9 @@ impl<S: Saga> Run<S> {
         let created = answer.await;
         let (told, result) = match created {
             Ok(Created::New { version, lease }) => {
-                self.cancel.leased();
+                if self.engine.inner.shared {
+                    self.cancel.leased();
+                }
                 self.fence = Fence {
                     token: lease.map_or(0, |l| l.token),
                     version,

@@ -109,7 +109,8 @@ impl Entry {
             context,
             idempotency_key,
             version: 1,
-            lease: lease.map(|l| lease_for(l, token, SystemTime::now())),
+            // From the saga's start: the time its creator just read.
+            lease: lease.map(|l| lease_for(l, token, now)),
             created_at: now,
             updated_at: now,
         };
