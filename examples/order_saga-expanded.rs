@@ -300,6 +300,13 @@ const _: () = {
             ];
             &STEPS
         }
+        fn default_deps() -> ::saga_runtime::__private::Option<
+            ::std::sync::Arc<Services>,
+        > {
+            #[allow(unused_imports)]
+            use ::saga_runtime::__private::{DepsDefault as _, DepsNoDefault as _};
+            (&::saga_runtime::__private::DepsProbe::<Services>::new()).default_deps()
+        }
     }
     ::saga_runtime::__private::assert_declares_undo::<__SagaStep0>();
     ::saga_runtime::__private::assert_declares_undo::<__SagaStep1>();

@@ -23,6 +23,21 @@ scripted!(
 
 saga! { Transfer(Trail, Script) { debit, credit, notify } }
 
+scripted!(
+    #[saga_step(pivot, fallback = settle_by_wire)]
+    settle
+);
+scripted!(
+    #[saga_step]
+    settle_by_wire
+);
+scripted!(
+    #[saga_step]
+    confirm
+);
+
+saga! { Settlement(Trail, Script) { debit, settle, confirm } }
+
 #[tokio::test(start_paused = true)]
 async fn failures_after_the_pivot_are_retried_forward_then_fail_without_compensation() {
     let script =
@@ -87,4 +102,27 @@ async fn forward_retries_after_the_pivot_can_succeed() {
         .unwrap();
     assert!(outcome.is_completed(), "{outcome:?}");
     assert_eq!(script.calls_of("notify").len(), 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pivot_completed_through_its_fallback_is_still_the_point_of_no_return() {
+    let script = Arc::new(
+        Script::new()
+            .plan("settle", [Plan::Permanent("rejected")])
+            .plan("confirm", [Plan::Permanent("down")]),
+    );
+    let outcome = Settlement::on(&engine())
+        .run_with(Trail::default(), script.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        script.keys(),
+        ["debit", "settle", "settle_by_wire", "confirm"],
+        "nothing before the pivot is compensated"
+    );
+    let SagaOutcome::Failed { step, error, .. } = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(step, SettlementStep::Confirm);
+    assert_eq!(error.message(), "down");
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use saga_runtime::{saga, saga_step, SagaError, SagaId, SagaStatus};
+use saga_runtime::{saga, saga_step, SagaError, SagaId, SagaStatus, StepCx};
 use saga_tests::{engine, scripted, Plan, Script, Trail};
 
 scripted!(
@@ -160,9 +160,22 @@ async fn unknown_and_foreign_ids_are_clear_errors() {
     );
 }
 
+/// Dependencies with no `Default`: a run must be given them.
+struct Gateway {
+    name: &'static str,
+}
+
+#[saga_step]
+async fn charge(ctx: &mut Trail, cx: &StepCx<Gateway>) -> Result<(), saga_runtime::StepError> {
+    ctx.push(cx.deps().name);
+    Ok(())
+}
+
+saga! { Billing(Trail, Gateway) { charge } }
+
 #[tokio::test(start_paused = true)]
 async fn missing_dependencies_are_a_clear_error() {
-    let err = Tracked::on(&engine())
+    let err = Billing::on(&engine())
         .request(Trail::default())
         .run()
         .await
@@ -170,10 +183,37 @@ async fn missing_dependencies_are_a_clear_error() {
     assert!(matches!(
         err,
         SagaError::MissingDeps {
-            saga_type: "Tracked"
+            saga_type: "Billing"
         }
     ));
     assert!(err.to_string().contains("run_with"), "{err}");
+    let outcome = Billing::on(&engine())
+        .request(Trail::default())
+        .deps(Gateway { name: "stripe" })
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(outcome.ctx().entries, ["stripe"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn dependencies_that_are_default_need_not_be_given() {
+    // `()`, as the docs promise: deps are required only when they are not `Default`.
+    let outcome = NoDeps::on(&engine())
+        .request(Trail::default())
+        .id(SagaId::new())
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(outcome.ctx().entries, ["unit"]);
+    // Any `Default` type: the script's default plays every step as a success.
+    let outcome = Tracked::on(&engine())
+        .request(Trail::default())
+        .run()
+        .await
+        .unwrap();
+    assert!(outcome.is_completed(), "{outcome:?}");
+    assert_eq!(outcome.ctx().entries, ["a", "b"]);
 }
 
 #[saga_step]

@@ -64,6 +64,7 @@ impl<'e, S: Saga> SagaRequest<'e, S> {
     fn take_deps(&mut self) -> Result<Arc<S::Deps>, SagaError> {
         self.deps
             .take()
+            .or_else(S::default_deps)
             .ok_or(SagaError::MissingDeps { saga_type: S::NAME })
     }
 

@@ -99,8 +99,10 @@ struct Registered {
     resume: Resume,
 }
 
-/// Resumes one claimed record of the registered type, with the registered dependencies.
-type Resume = Arc<dyn Fn(Claim, SagaRecord) -> BoxFuture<'static, ()> + Send + Sync>;
+/// Resumes one claimed record of the registered type, with the registered dependencies: the run,
+/// or why the saga cannot resume under this program (it is then parked).
+type Resume =
+    Arc<dyn Fn(&Engine, Claim, SagaRecord) -> Result<BoxFuture<'static, ()>, String> + Send + Sync>;
 
 /// What [`Engine::recover`] did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -347,7 +349,16 @@ impl Engine {
             },
         };
         failpoint::hit("mid_recovery", "saga");
-        let resume = (registered.resume)(claim, record);
+        let saga_type = record.saga_type.clone();
+        let resume = match (registered.resume)(self, claim, record) {
+            Ok(resume) => resume,
+            Err(reason) => {
+                drop(permit);
+                executor::park(self, id, &saga_type, fence, reason.clone()).await?;
+                report.parked.push((id, reason));
+                return Ok(());
+            }
+        };
         tokio::spawn(async move {
             resume.await;
             drop(permit);
@@ -518,17 +529,18 @@ impl EngineBuilder {
     /// `deps`.
     pub fn register<S: Saga>(mut self, deps: impl Into<Arc<S::Deps>>) -> Self {
         let deps: Arc<S::Deps> = deps.into();
-        let resume: Resume = Arc::new(move |claim, record| {
+        let resume: Resume = Arc::new(move |engine, claim, record| {
+            let ctx = executor::resumable::<S>(engine, &record)?;
             let deps = Arc::clone(&deps);
             let span = executor::span::<S>(record.id);
-            Box::pin(
+            Ok(Box::pin(
                 async move {
-                    if let Err(error) = executor::resume::<S>(claim, record, deps).await {
+                    if let Err(error) = executor::resume::<S>(claim, record, ctx, deps).await {
                         tracing::error!(%error, "resumed saga stopped");
                     }
                 }
                 .instrument(span),
-            )
+            ))
         });
         let steps = S::steps().iter().map(|s| s.name()).collect();
         self.registry.insert(S::NAME, Registered { steps, resume });

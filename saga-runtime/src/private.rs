@@ -16,6 +16,58 @@ pub use crate::step::{
     CompensationRetries, SagaStep, StepCx, StepDef, StepDescription, StepFuture, StepPolicy, Undo,
 };
 
+/// Finds the default dependencies of a saga whose dependencies type is `Default`, from the
+/// concrete type `saga!` names: `(&DepsProbe::<D>::new()).default_deps()` is `Some` when `D:
+/// Default` (through [`DepsDefault`], found first) and `None` otherwise (through
+/// [`DepsNoDefault`]). Generic code cannot ask whether a type is `Default`; an expansion, which
+/// names the type, can.
+pub struct DepsProbe<D>(std::marker::PhantomData<fn() -> D>);
+
+impl<D> DepsProbe<D> {
+    /// A probe for `D`.
+    pub const fn new() -> Self {
+        DepsProbe(std::marker::PhantomData)
+    }
+}
+
+impl<D> Default for DepsProbe<D> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<D> Clone for DepsProbe<D> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<D> Copy for DepsProbe<D> {}
+
+/// [`DepsProbe`] of a `Default` type.
+pub trait DepsDefault<D> {
+    /// `Some(D::default())`.
+    fn default_deps(self) -> Option<std::sync::Arc<D>>;
+}
+
+impl<D: Default> DepsDefault<D> for &DepsProbe<D> {
+    fn default_deps(self) -> Option<std::sync::Arc<D>> {
+        Some(std::sync::Arc::new(D::default()))
+    }
+}
+
+/// [`DepsProbe`] of any other type.
+pub trait DepsNoDefault<D> {
+    /// `None`.
+    fn default_deps(self) -> Option<std::sync::Arc<D>>;
+}
+
+impl<D> DepsNoDefault<D> for DepsProbe<D> {
+    fn default_deps(self) -> Option<std::sync::Arc<D>> {
+        None
+    }
+}
+
 /// Implemented by `#[saga_step]` for steps that declare what rollback does with them
 /// (`compensate`, `pivot` or `nothing_to_undo`). `saga!` requires it of every step but the last.
 #[diagnostic::on_unimplemented(

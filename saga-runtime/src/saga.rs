@@ -89,6 +89,12 @@ pub trait Saga: Send + Sync + 'static {
     /// The steps, in declaration order.
     fn steps() -> &'static [StepDef<Self::Context, Self::Deps>];
 
+    /// The dependencies a run gets when none are given: `Deps::default()` when the dependencies
+    /// type is `Default` (`saga!` says so), `None` otherwise.
+    fn default_deps() -> Option<std::sync::Arc<Self::Deps>> {
+        None
+    }
+
     /// The static description: name, options, steps and their policies.
     fn description() -> SagaDescription {
         SagaDescription {

@@ -179,6 +179,12 @@ pub(crate) fn expand(saga: &Saga) -> TokenStream {
                     static STEPS: [#rt::StepDef<#ctx_ty, #deps_ty>; #count] = [#(#step_defs),*];
                     &STEPS
                 }
+
+                fn default_deps() -> #rt::Option<::std::sync::Arc<#deps_ty>> {
+                    #[allow(unused_imports)]
+                    use #rt::{DepsDefault as _, DepsNoDefault as _};
+                    (&#rt::DepsProbe::<#deps_ty>::new()).default_deps()
+                }
             }
 
             #(#undo_asserts)*

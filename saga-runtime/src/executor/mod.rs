@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use tracing::level_filters::LevelFilter;
 
 pub(crate) use cancel::CancelState;
-pub(crate) use recovery::{park, resume};
+pub(crate) use recovery::{park, resumable, resume};
 
 use crate::engine::Engine;
 use crate::event::{RollbackReason, SagaEvent, SagaEventKind};

@@ -17,16 +17,37 @@ use crate::machine::{Change, Write};
 use crate::store::{Fence, SagaRecord};
 use crate::{Engine, Saga, SagaError, SagaId, SagaStatus};
 
-/// Resumes an acquired, non-terminal saga of type `S` that `claim` holds. A context that does
-/// not decode parks the saga, and so does one taken over too many times in a row without
-/// progress.
+/// The context an acquired saga of type `S` resumes with, or why it cannot resume under this
+/// program and is to be parked: its stored context does not decode, or it was taken over too
+/// many times in a row without progress (it may be what crashes its workers).
+pub(crate) fn resumable<S: Saga>(
+    engine: &Engine,
+    record: &SagaRecord,
+) -> Result<S::Context, String> {
+    let attempts = record.state.recovery_attempts;
+    if attempts > engine.inner.max_recovery_attempts {
+        return Err(format!(
+            "it was resumed {} times in a row without making progress; it may be crashing its worker",
+            attempts - 1
+        ));
+    }
+    record.context.decode::<S::Context>().map_err(|message| {
+        format!(
+            "its stored context does not decode as `{}`: {message}",
+            S::NAME
+        )
+    })
+}
+
+/// Resumes an acquired, non-terminal saga of type `S` that `claim` holds, with the context
+/// [`resumable`] gave.
 pub(crate) async fn resume<S: Saga>(
     claim: Claim,
     record: SagaRecord,
+    ctx: S::Context,
     deps: Arc<S::Deps>,
-) -> Result<Option<Outcome<S>>, SagaError> {
+) -> Result<Outcome<S>, SagaError> {
     let id = record.id;
-    let engine = claim.engine.clone();
     let Some(fence) = record.fence() else {
         return Err(SagaError::InvalidState {
             id,
@@ -36,25 +57,6 @@ pub(crate) async fn resume<S: Saga>(
         });
     };
     let attempts = record.state.recovery_attempts;
-    if attempts > engine.inner.max_recovery_attempts {
-        let reason = format!(
-            "it was resumed {} times in a row without making progress; it may be crashing its worker",
-            attempts - 1
-        );
-        park(&engine, id, S::NAME, fence, reason).await?;
-        return Ok(None);
-    }
-    let ctx = match record.context.decode::<S::Context>() {
-        Ok(ctx) => ctx,
-        Err(message) => {
-            let reason = format!(
-                "its stored context does not decode as `{}`: {message}",
-                S::NAME
-            );
-            park(&engine, id, S::NAME, fence, reason).await?;
-            return Err(SagaError::CorruptContext { id, message });
-        }
-    };
     let mut run = Run::<S>::new(claim, Arc::new(ctx), deps, record.state, fence);
     run.record(
         SagaEventKind::SagaResumed {
@@ -63,7 +65,7 @@ pub(crate) async fn resume<S: Saga>(
         Change::None,
         None,
     );
-    run.drive().await.map(Some)
+    run.drive().await
 }
 
 /// Parks a saga this worker holds: it cannot go on under this program and needs attention, for

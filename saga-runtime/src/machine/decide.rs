@@ -172,7 +172,14 @@ pub(crate) fn past_pivot<D: Definition + ?Sized>(def: &D, state: &SagaState) -> 
     state
         .completed
         .iter()
-        .any(|d| !d.timed_out && def.is_pivot(d.step, d.via_fallback))
+        .any(|d| !d.timed_out && completes_pivot(def, d.step, d.via_fallback))
+}
+
+/// Whether step `step`, completed (through its fallback when `via_fallback`), is the point of no
+/// return: a step declared `pivot` is, however it completed (its fallback stood in for it, with
+/// the same consequences), and so is a fallback that declares itself one.
+fn completes_pivot<D: Definition + ?Sized>(def: &D, step: usize, via_fallback: bool) -> bool {
+    def.is_pivot(step, false) || (via_fallback && def.is_pivot(step, true))
 }
 
 /// Why the saga must stop going forward, if it must.
