@@ -104,4 +104,52 @@ impl Saga {
             .expect("a parsed path has a segment")
             .ident
     }
+
+    /// The step's name in CamelCase, for its variant of the generated step enum
+    /// (`reserve_inventory` is `ReserveInventory`, `r#type` is `Type`), and whether that is an
+    /// identifier (`__` and `_1` give none).
+    pub(crate) fn variant_name(path: &Path) -> (String, bool) {
+        let name = syn::ext::IdentExt::unraw(Self::step_name(path)).to_string();
+        let camel = camel_case(&name);
+        let valid = syn::parse_str::<Ident>(&camel).is_ok();
+        (camel, valid)
+    }
+}
+
+/// `reserve_inventory` to `ReserveInventory`.
+fn camel_case(snake: &str) -> String {
+    snake
+        .split('_')
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            let mut chars = part.chars();
+            match chars.next() {
+                Some(first) => first.to_uppercase().chain(chars).collect::<String>(),
+                None => String::new(),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Saga;
+
+    fn variant(step: &str) -> (String, bool) {
+        Saga::variant_name(&syn::parse_str(step).expect("a path"))
+    }
+
+    #[test]
+    fn variant_names_are_camel_case_identifiers_or_refused() {
+        assert_eq!(
+            variant("reserve_inventory"),
+            ("ReserveInventory".into(), true)
+        );
+        assert_eq!(variant("inventory::reserve"), ("Reserve".into(), true));
+        assert_eq!(variant("r#type"), ("Type".into(), true));
+        assert_eq!(variant("__"), ("".into(), false));
+        assert_eq!(variant("_1"), ("1".into(), false));
+        assert_eq!(variant("_١"), ("١".into(), false));
+        assert_eq!(variant("self_"), ("Self".into(), false), "a keyword");
+    }
 }

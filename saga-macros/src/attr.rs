@@ -159,7 +159,19 @@ fn saga_arg_list(
         } else if key == &BEST_EFFORT_ROLLBACK {
             args.best_effort_rollback = flag(cx, arg);
         } else if key == &DEADLINE {
-            args.deadline = duration_value(cx, arg);
+            args.deadline = duration_value(cx, arg).and_then(|d| {
+                if d.value.is_zero() {
+                    // As `timeout`: a zero deadline would roll back every saga before its
+                    // first step.
+                    cx.error_at(
+                        d.span,
+                        "`deadline` must be greater than zero; remove it for no deadline",
+                    );
+                    None
+                } else {
+                    Some(d)
+                }
+            });
         } else if key == &CRATE {
             args.krate = string_value(cx, arg).and_then(|s| match syn::parse_str::<Path>(&s) {
                 Ok(path) => Some(path),

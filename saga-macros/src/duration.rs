@@ -56,6 +56,12 @@ pub(crate) fn parse(text: &str) -> Result<Duration, String> {
             .checked_add(part)
             .ok_or_else(|| format!("invalid duration \"{text}\": too large"))?;
     }
+    // What a `Duration` of whole nanoseconds in a `u64` holds, as the runtime's timers take it.
+    if u64::try_from(total.as_nanos()).is_err() {
+        return Err(format!(
+            "invalid duration \"{text}\": too large; the most is \"18446744073s\" (about 584 years)"
+        ));
+    }
     Ok(total)
 }
 
@@ -78,6 +84,16 @@ mod tests {
         assert_eq!(parse("1m30s"), Ok(Duration::from_secs(90)));
         assert_eq!(parse("2 h"), Ok(Duration::from_secs(7200)));
         assert_eq!(parse("0s"), Ok(Duration::ZERO));
+    }
+
+    #[test]
+    fn durations_hold_in_u64_nanoseconds_or_are_refused() {
+        assert_eq!(
+            parse("18446744073s"),
+            Ok(Duration::from_secs(18_446_744_073))
+        );
+        assert!(parse("18446744074s").unwrap_err().contains("584 years"));
+        assert!(parse("213503982335d").unwrap_err().contains("too large"));
     }
 
     #[test]

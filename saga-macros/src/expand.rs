@@ -19,15 +19,14 @@ pub(crate) fn private(krate: Option<&syn::Path>) -> TokenStream {
 
 /// A `Duration` constant, in the largest whole unit for readability of the expansion.
 pub(crate) fn duration(rt: &TokenStream, d: Duration) -> TokenStream {
-    let nanos = d.as_nanos() as u64;
-    if nanos.is_multiple_of(1_000_000_000) {
-        let secs = d.as_secs();
+    let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
+    if nanos == 0 {
         quote!(#rt::Duration::from_secs(#secs))
-    } else if nanos.is_multiple_of(1_000_000) {
-        let millis = nanos / 1_000_000;
+    } else if let (true, Ok(millis)) = (nanos % 1_000_000 == 0, u64::try_from(d.as_millis())) {
         quote!(#rt::Duration::from_millis(#millis))
     } else {
-        quote!(#rt::Duration::from_nanos(#nanos))
+        // Never truncated: seconds and the nanoseconds beyond them.
+        quote!(#rt::Duration::new(#secs, #nanos))
     }
 }
 

@@ -78,6 +78,9 @@ fn dedup_steps(saga: &mut ast::Saga) {
     let steps = std::mem::take(&mut saga.steps);
     saga.steps = steps
         .into_iter()
-        .filter(|path| seen.insert(ast::Saga::step_name(path).to_string()))
+        .filter(|path| match ast::Saga::variant_name(path) {
+            (variant, true) => seen.insert(variant),
+            (_, false) => false,
+        })
         .collect();
 }

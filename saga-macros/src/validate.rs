@@ -69,6 +69,8 @@ pub(crate) fn saga(cx: &Ctxt, saga: &Saga) {
         cx.error_at(saga.brace_span, "a saga needs at least one step");
     }
     let mut seen = HashMap::new();
+    let mut variants = HashMap::new();
+    let step_enum = format!("{}Step", saga.name);
     for path in &saga.steps {
         let name = Saga::step_name(path);
         if let Some(first) = seen.insert(name.to_string(), path) {
@@ -78,6 +80,33 @@ pub(crate) fn saga(cx: &Ctxt, saga: &Saga) {
                 format!("two steps are named `{name}`; step names must be unique within a saga")
             };
             cx.error_spanned_by(path, message);
+            continue;
+        }
+        match Saga::variant_name(path) {
+            (variant, false) => {
+                let why = match variant.is_empty() {
+                    true => "its name is only underscores".to_owned(),
+                    false => format!("`{variant}` is not an identifier"),
+                };
+                cx.error_spanned_by(
+                    name,
+                    format!(
+                        "step `{name}` cannot name its variant of `{step_enum}`: {why}; give the \
+                         step a name that starts with a letter (after any `_`)"
+                    ),
+                )
+            }
+            (variant, true) => {
+                if let Some(first) = variants.insert(variant.clone(), name) {
+                    cx.error_spanned_by(
+                        name,
+                        format!(
+                            "steps `{first}` and `{name}` would both be the variant `{variant}` \
+                             of `{step_enum}`; rename one of them"
+                        ),
+                    );
+                }
+            }
         }
     }
 }

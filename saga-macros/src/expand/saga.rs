@@ -46,13 +46,18 @@ pub(crate) fn expand(saga: &Saga) -> TokenStream {
     let count = paths.len();
     let step_names: Vec<String> = paths
         .iter()
-        .map(|p| Saga::step_name(p).to_string())
+        .map(|p| syn::ext::IdentExt::unraw(Saga::step_name(p)).to_string())
         .collect();
+    // Validation refused (and dropped) the steps whose variant name is not an identifier.
     let variants: Vec<Ident> = paths
         .iter()
-        .map(|p| {
-            let ident = Saga::step_name(p);
-            Ident::new(&camel_case(&ident.to_string()), ident.span())
+        .enumerate()
+        .map(|(i, p)| {
+            let span = Saga::step_name(p).span();
+            match Saga::variant_name(p) {
+                (name, true) => Ident::new(&name, span),
+                (_, false) => format_ident!("Step{}", i, span = span),
+            }
         })
         .collect();
     // Each alias is spanned at its step's name, so that a type error about the step (not a step
@@ -270,19 +275,4 @@ fn methods(
             }
         }
     }
-}
-
-/// `reserve_inventory` to `ReserveInventory`.
-fn camel_case(snake: &str) -> String {
-    snake
-        .split('_')
-        .filter(|part| !part.is_empty())
-        .map(|part| {
-            let mut chars = part.chars();
-            match chars.next() {
-                Some(first) => first.to_uppercase().chain(chars).collect::<String>(),
-                None => String::new(),
-            }
-        })
-        .collect()
 }

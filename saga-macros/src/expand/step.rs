@@ -245,7 +245,8 @@ pub(crate) fn marker(item: &syn::ItemFn) -> TokenStream {
 
 fn description(rt: &TokenStream, step: &Step) -> TokenStream {
     let args = &step.args;
-    let name = step.name.to_string();
+    // A raw identifier (`r#type`) is the step `type` in events, statuses and the store.
+    let name = syn::ext::IdentExt::unraw(step.name).to_string();
     let mut fields = Vec::new();
     if let Some(timeout) = &args.timeout {
         let d = duration(rt, timeout.value);
