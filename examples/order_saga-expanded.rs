@@ -81,6 +81,8 @@ impl ::saga_runtime::__private::SagaStep<OrderCtx, Services> for reserve_invento
 }
 #[automatically_derived]
 impl ::saga_runtime::__private::DeclaresUndo for reserve_inventory {}
+#[automatically_derived]
+impl ::saga_runtime::__private::FallbackDeclaresUndo for reserve_inventory {}
 async fn release_inventory(
     ctx: &mut OrderCtx,
     _cx: &StepCx<Services>,
@@ -156,6 +158,8 @@ impl ::saga_runtime::__private::SagaStep<OrderCtx, Services> for charge_payment 
 }
 #[automatically_derived]
 impl ::saga_runtime::__private::DeclaresUndo for charge_payment {}
+#[automatically_derived]
+impl ::saga_runtime::__private::FallbackDeclaresUndo for charge_payment {}
 async fn refund_payment(
     ctx: &mut OrderCtx,
     _cx: &StepCx<Services>,

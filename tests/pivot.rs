@@ -28,7 +28,9 @@ scripted!(
     settle
 );
 scripted!(
-    #[saga_step]
+    // A fallback of a step that says what rollback does must say it too; the pivot is the
+    // step's, and holds however the step completed.
+    #[saga_step(nothing_to_undo)]
     settle_by_wire
 );
 scripted!(

@@ -208,6 +208,21 @@ pub const fn fallback<F: FallbackOf<S, C, D>, S, C, D>() -> Option<fn() -> StepD
     Some(StepDef::<C, D>::of::<F>)
 }
 
+/// Implemented by `#[saga_step]`, as [`DeclaresUndo`], for steps that say what rollback does with
+/// them: required of the fallback of a step that does, since it stands in for that step.
+#[diagnostic::on_unimplemented(
+    message = "fallback `{Self}` says nothing about compensation",
+    label = "it stands in for a step that says what rollback does with it",
+    note = "add `compensate = <fn>`, `pivot` or `nothing_to_undo` to its `#[saga_step(...)]`"
+)]
+pub trait FallbackDeclaresUndo {}
+
+/// [`fallback`] of a step that says what rollback does with it: its fallback must too.
+pub const fn fallback_declaring_undo<F: FallbackOf<S, C, D> + FallbackDeclaresUndo, S, C, D>(
+) -> Option<fn() -> StepDef<C, D>> {
+    Some(StepDef::<C, D>::of::<F>)
+}
+
 pub use crate::client::SagaRequest;
 pub use crate::engine::Engine;
 pub use crate::saga::SagaDescription;

@@ -112,19 +112,24 @@ pub(crate) fn expand(step: &Step) -> TokenStream {
 
     // rustc reports an unmet bound of an explicit generic argument at the argument: here, the
     // user's own `fallback` path.
-    let fallback = match &args.fallback {
-        Some(path) => quote!(#rt::fallback::<#path, #name, #ctx_ty, #deps_ty>()),
-        None => quote!(#rt::None),
+    // A fallback stands in for its step: when the step says what rollback does with it, so must
+    // the fallback.
+    let undo = args.compensate.is_some() || args.pivot.is_some() || args.nothing_to_undo.is_some();
+    let fallback = match (&args.fallback, undo) {
+        (Some(path), false) => quote!(#rt::fallback::<#path, #name, #ctx_ty, #deps_ty>()),
+        (Some(path), true) => {
+            quote!(#rt::fallback_declaring_undo::<#path, #name, #ctx_ty, #deps_ty>())
+        }
+        (None, _) => quote!(#rt::None),
     };
 
     let description = description(&rt, step);
-    let declares_undo = (args.compensate.is_some()
-        || args.pivot.is_some()
-        || args.nothing_to_undo.is_some())
-    .then(|| {
+    let declares_undo = undo.then(|| {
         quote! {
             #[automatically_derived]
             impl #rt::DeclaresUndo for #name {}
+            #[automatically_derived]
+            impl #rt::FallbackDeclaresUndo for #name {}
         }
     });
     let marker = marker(item);
