@@ -207,7 +207,7 @@ fn a_database_from_a_newer_version_is_refused_before_anything_is_written() {
             .unwrap();
     }
     let before = std::fs::read(&path).unwrap();
-    let error = Engine::builder().sqlite(&path).err().expect("refused");
+    let error = Engine::builder().sqlite(&path).expect_err("refused");
     assert_eq!(
         error.to_string(),
         format!(

@@ -296,7 +296,7 @@ fn a_migration_that_would_drop_history_is_refused_and_changes_nothing() {
         &path,
         "INSERT INTO saga_history (saga_id, event) VALUES ('no-such-saga', '{}');",
     );
-    let error = Engine::builder().sqlite(&path).err().expect("refused");
+    let error = Engine::builder().sqlite(&path).expect_err("refused");
     assert_eq!(
         error.to_string(),
         format!(

@@ -232,3 +232,30 @@ async fn the_global_engine_runs_and_tracks_sagas_with_zero_setup() {
     assert_eq!(NoDeps::wait(id).await.unwrap(), SagaStatus::Completed);
     assert_eq!(NoDeps::status(id).await.unwrap(), SagaStatus::Completed);
 }
+
+#[tokio::test]
+async fn engines_builders_clients_and_requests_are_debug() {
+    let builder = saga_runtime::Engine::builder()
+        .worker_id("billing")
+        .register::<Tracked>(Arc::new(Script::new()));
+    let printed = format!("{builder:?}");
+    assert!(printed.starts_with("EngineBuilder"), "{printed}");
+    assert!(
+        printed.contains("\"Tracked\"") && printed.contains("billing"),
+        "{printed}"
+    );
+    let engine = builder.build();
+    let printed = format!("{engine:?}");
+    assert!(
+        printed.contains("billing#") && printed.contains("\"Tracked\""),
+        "{printed}"
+    );
+    let client = Tracked::on(&engine);
+    assert!(format!("{client:?}").contains("\"Tracked\""));
+    let request = client.request(Trail::default()).idempotency_key("order-7");
+    let printed = format!("{request:?}");
+    assert!(
+        printed.contains("\"order-7\"") && printed.contains("\"Tracked\""),
+        "{printed}"
+    );
+}

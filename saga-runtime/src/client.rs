@@ -34,6 +34,19 @@ pub struct SagaRequest<'e, S: Saga> {
     deadline: Option<Duration>,
 }
 
+impl<S: Saga> std::fmt::Debug for SagaRequest<'_, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The context and the dependencies are the user's types, not required to be `Debug`.
+        f.debug_struct("SagaRequest")
+            .field("saga", &S::NAME)
+            .field("deps", &self.deps.as_ref().map(|_| "given"))
+            .field("id", &self.id)
+            .field("idempotency_key", &self.idempotency_key)
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<'e, S: Saga> SagaRequest<'e, S> {
     /// The dependencies handed to steps. Required unless `S::Deps: Default`.
     pub fn deps(mut self, deps: impl Into<Arc<S::Deps>>) -> Self {
@@ -172,6 +185,15 @@ impl<S: Saga> Prepared<S> {
 pub struct SagaClient<'e, S> {
     engine: &'e Engine,
     _saga: std::marker::PhantomData<fn() -> S>,
+}
+
+impl<S: Saga> std::fmt::Debug for SagaClient<'_, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SagaClient")
+            .field("saga", &S::NAME)
+            .field("engine", self.engine)
+            .finish()
+    }
 }
 
 impl<S> Clone for SagaClient<'_, S> {

@@ -43,6 +43,32 @@ pub struct Engine {
     pub(crate) inner: Arc<EngineInner>,
 }
 
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let inner = &self.inner;
+        let mut types: Vec<&str> = inner.registry.keys().copied().collect();
+        types.sort_unstable();
+        f.debug_struct("Engine")
+            .field("worker", &inner.worker.id)
+            .field("shared_store", &inner.shared)
+            .field("registered", &types)
+            .field("running", &self.running_count())
+            .field("fenced_writes", &inner.fenced.load(Ordering::Relaxed))
+            .field("lost_leases", &inner.lost.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    fn running_count(&self) -> usize {
+        self.inner
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+}
+
 pub(crate) struct EngineInner {
     pub(crate) store: Arc<dyn SagaStore>,
     /// Whether other processes may share the store (`SagaStore::shared`).
@@ -462,6 +488,23 @@ pub struct EngineBuilder {
     lease: Duration,
     interval: Duration,
     claims: bool,
+}
+
+impl std::fmt::Debug for EngineBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut types: Vec<&str> = self.registry.keys().copied().collect();
+        types.sort_unstable();
+        f.debug_struct("EngineBuilder")
+            .field("store", &self.store.as_ref().map(|_| "set"))
+            .field("registered", &types)
+            .field("worker_name", &self.worker_name)
+            .field("lease", &self.lease)
+            .field("renew_interval", &self.interval)
+            .field("claims", &self.claims)
+            .field("max_recovery_attempts", &self.max_recovery_attempts)
+            .field("recovery_concurrency", &self.recovery_concurrency)
+            .finish_non_exhaustive()
+    }
 }
 
 impl EngineBuilder {
