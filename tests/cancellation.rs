@@ -32,6 +32,21 @@ saga! {
     #[saga(deadline = "5s")]
     Deadline(Trail, Script) { a, b, c }
 }
+saga! {
+    #[saga(deadline = "5s")]
+    DeadlinePastPivot(Trail, Script) { a, p, b, c }
+}
+
+/// The `StopIgnored` events of a history: (cancelled, reason).
+fn ignored(history: &[saga_runtime::SagaEvent]) -> Vec<(bool, String)> {
+    history
+        .iter()
+        .filter_map(|e| match &e.kind {
+            SagaEventKind::StopIgnored { cancelled, reason } => Some((*cancelled, reason.clone())),
+            _ => None,
+        })
+        .collect()
+}
 
 /// Waits until the saga emits an event matching `pred`.
 async fn until(
@@ -185,4 +200,80 @@ async fn a_request_deadline_overrides_the_declared_one_and_cuts_waits_short() {
         outcome.cause(),
         Some(saga_runtime::RollbackCause::DeadlineExceeded)
     ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancel_accepted_while_the_pivot_runs_is_recorded_as_ignored() {
+    let script = Arc::new(Script::new().plan("p", [Plan::Sleep(Duration::from_secs(3))]));
+    let engine = engine();
+    let client = PastPivot::on(&engine);
+    let mut events = engine.subscribe();
+    let id = client
+        .start_with(Trail::default(), script.clone())
+        .await
+        .unwrap();
+    until(&mut events, started("p")).await;
+    // Accepted: the pivot has not completed yet, and may still fail (then it would roll back).
+    client.cancel(id).unwrap();
+    assert_eq!(client.wait(id).await.unwrap(), SagaStatus::Completed);
+    assert_eq!(script.keys(), ["a", "p", "b", "c"], "nothing compensated");
+    let history = client.history(id).await.unwrap();
+    assert_eq!(
+        ignored(&history),
+        [(
+            true,
+            "the saga had passed its pivot step and can no longer be rolled back".to_owned()
+        )],
+        "recorded once, not dropped silently"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancel_accepted_while_the_last_step_runs_is_recorded_as_ignored() {
+    let script = Arc::new(Script::new().plan("c", [Plan::Sleep(Duration::from_secs(3))]));
+    let engine = engine();
+    let client = Cancellable::on(&engine);
+    let mut events = engine.subscribe();
+    let id = client
+        .start_with(Trail::default(), script.clone())
+        .await
+        .unwrap();
+    until(&mut events, started("c")).await;
+    client.cancel(id).unwrap();
+    assert_eq!(client.wait(id).await.unwrap(), SagaStatus::Completed);
+    assert_eq!(script.keys(), ["a", "b", "c"]);
+    let history = client.history(id).await.unwrap();
+    assert_eq!(
+        ignored(&history),
+        [(
+            true,
+            "the saga's last step had already started; nothing was left to stop".to_owned()
+        )]
+    );
+    let last = &history.last().unwrap().kind;
+    assert!(
+        matches!(last, SagaEventKind::SagaCompleted { .. }),
+        "{last:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deadline_passing_while_the_pivot_runs_is_recorded_as_ignored() {
+    let script = Arc::new(Script::new().plan("p", [Plan::Sleep(Duration::from_secs(10))]));
+    let engine = engine();
+    let client = DeadlinePastPivot::on(&engine);
+    let outcome = client
+        .run_with(Trail::default(), script.clone())
+        .await
+        .unwrap();
+    assert!(outcome.is_completed(), "{outcome:?}");
+    assert_eq!(script.keys(), ["a", "p", "b", "c"]);
+    let history = client.history(outcome.id()).await.unwrap();
+    assert_eq!(
+        ignored(&history),
+        [(
+            false,
+            "the saga had passed its pivot step and can no longer be rolled back".to_owned()
+        )]
+    );
 }

@@ -133,6 +133,15 @@ pub enum SagaEventKind {
         /// How many times in a row it was resumed without progress (from 1).
         recovery_attempt: u32,
     },
+    /// A cancellation, or the passing of the saga's deadline, came too late to stop the saga:
+    /// it had passed its pivot, or its last step was already running. The saga goes on;
+    /// recorded once per cause.
+    StopIgnored {
+        /// `true` for a cancellation, `false` for the deadline.
+        cancelled: bool,
+        /// Why it could not stop.
+        reason: String,
+    },
     /// The saga cannot go on under this program and needs attention.
     SagaParked {
         /// Why.
@@ -247,6 +256,9 @@ pub(crate) fn trace(kind: &SagaEventKind) {
         }
         SagaEventKind::SagaResumed { recovery_attempt } => {
             info!(recovery_attempt, "saga resumed")
+        }
+        SagaEventKind::StopIgnored { cancelled, reason } => {
+            tracing::warn!(cancelled, %reason, "stop ignored")
         }
         SagaEventKind::SagaParked { reason } => tracing::error!(%reason, "saga parked"),
         SagaEventKind::SagaCompleted { duration } => info!(?duration, "saga completed"),

@@ -105,6 +105,11 @@ impl CancelState {
         }
     }
 
+    /// Whether cancellation was requested, whether or not the saga can still act on it.
+    pub(crate) fn was_requested(&self) -> bool {
+        self.flags() & REQUESTED != 0
+    }
+
     pub(crate) fn is_requested(&self) -> bool {
         self.flags() & (REQUESTED | PAST_PIVOT) == REQUESTED
     }

@@ -285,7 +285,9 @@ impl<S: Saga> Run<S> {
         // whatever takes time (an attempt, a wait) when it ends: a decision that follows a
         // record-only one sees the same time, and no time it could act on passed in between.
         loop {
-            let cancelled = self.cancel.is_requested();
+            // Whether a cancellation was asked for at all: past the pivot the decision records
+            // it as ignored rather than acting on it.
+            let cancelled = self.cancel.was_requested();
             match decide(&self.table, &self.state, self.clock, cancelled) {
                 Decision::Run(task) => self.attempt(task).await?,
                 Decision::Wait(until) => self.wait(until).await?,
@@ -330,6 +332,14 @@ impl<S: Saga> Run<S> {
                     );
                     self.set_status(finish::pending_status(&self.table, &self.state));
                 }
+                Decision::IgnoreStop { cancelled, reason } => self.record(
+                    SagaEventKind::StopIgnored {
+                        cancelled,
+                        reason: reason.into(),
+                    },
+                    Change::StopIgnored { cancelled },
+                    None,
+                ),
                 Decision::Complete => return self.complete().await,
                 Decision::Fail { step, error } => return self.fail(step, error).await,
                 Decision::Compensated => return self.compensated().await,

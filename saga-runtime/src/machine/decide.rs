@@ -63,6 +63,14 @@ pub(crate) enum Decision {
     StartRollback(RollbackCause<usize>),
     /// Every step completed.
     Complete,
+    /// A cancellation (`cancelled`) or the deadline came too late to stop the saga: recorded,
+    /// then the saga goes on.
+    IgnoreStop {
+        /// A cancellation, or the deadline.
+        cancelled: bool,
+        /// Why it cannot stop the saga.
+        reason: &'static str,
+    },
     /// A step after the pivot failed for good: the saga ends failed.
     Fail {
         /// The step.
@@ -142,7 +150,13 @@ pub(crate) fn decide<D: Definition + ?Sized>(
         });
     }
     let next = next_step(state);
-    if next >= def.len() {
+    let last_done = next >= def.len();
+    if past_pivot || last_done {
+        if let Some(ignored) = ignored_stop(state, now, cancelled, past_pivot) {
+            return ignored;
+        }
+    }
+    if last_done {
         return Decision::Complete;
     }
     if let Some(cause) = stop() {
@@ -180,6 +194,34 @@ pub(crate) fn past_pivot<D: Definition + ?Sized>(def: &D, state: &SagaState) -> 
 /// the same consequences), and so is a fallback that declares itself one.
 fn completes_pivot<D: Definition + ?Sized>(def: &D, step: usize, via_fallback: bool) -> bool {
     def.is_pivot(step, false) || (via_fallback && def.is_pivot(step, true))
+}
+
+/// At a step boundary where the saga cannot stop any more (past its pivot, or its last step
+/// done), a cancellation or a passed deadline not recorded yet: it is recorded as ignored.
+fn ignored_stop(
+    state: &SagaState,
+    now: SystemTime,
+    cancelled: bool,
+    past_pivot: bool,
+) -> Option<Decision> {
+    let reason = match past_pivot {
+        true => "the saga had passed its pivot step and can no longer be rolled back",
+        false => "the saga's last step had already started; nothing was left to stop",
+    };
+    if cancelled && !state.cancel_ignored {
+        return Some(Decision::IgnoreStop {
+            cancelled: true,
+            reason,
+        });
+    }
+    let deadline_passed = state.deadline.is_some_and(|deadline| now >= deadline);
+    if deadline_passed && !state.deadline_ignored {
+        return Some(Decision::IgnoreStop {
+            cancelled: false,
+            reason,
+        });
+    }
+    None
 }
 
 /// Why the saga must stop going forward, if it must.
@@ -431,6 +473,24 @@ mod tests {
         };
         let mut state = SagaState::new(Some(at(1)));
         apply(&mut state, Change::Completed(CompletedStep::new(0, false)));
+        // A cancellation, then the passed deadline, are recorded as ignored, once each.
+        let reason = "the saga had passed its pivot step and can no longer be rolled back";
+        assert_eq!(
+            decide(&plan, &state, at(9), true),
+            Decision::IgnoreStop {
+                cancelled: true,
+                reason
+            }
+        );
+        apply(&mut state, Change::StopIgnored { cancelled: true });
+        assert_eq!(
+            decide(&plan, &state, at(9), true),
+            Decision::IgnoreStop {
+                cancelled: false,
+                reason
+            }
+        );
+        apply(&mut state, Change::StopIgnored { cancelled: false });
         assert_eq!(decide(&plan, &state, at(9), true), run(1, Phase::Action, 1));
         apply(
             &mut state,

@@ -51,6 +51,12 @@ pub struct SagaState {
     /// How many times in a row a worker took the saga over without it making progress since.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub recovery_attempts: u32,
+    /// A cancellation came too late to stop the saga, and that was recorded.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub cancel_ignored: bool,
+    /// The deadline passed too late to stop the saga, and that was recorded.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub deadline_ignored: bool,
 }
 
 // A state is encoded at every transition of a durable saga: what is false or zero (most of it)
@@ -210,6 +216,12 @@ pub enum Change {
     },
     /// The compensation of this completed step failed for good.
     CompensationFailed(Box<CompensationFailed>),
+    /// A cancellation (`true`) or the deadline (`false`) came too late to stop the saga; it is
+    /// not looked at again.
+    StopIgnored {
+        /// Which.
+        cancelled: bool,
+    },
 }
 
 /// What [`Change::RetryScheduled`] records.
@@ -340,6 +352,8 @@ impl SagaState {
             compensation_failures: Vec::new(),
             deadline,
             recovery_attempts: 0,
+            cancel_ignored: false,
+            deadline_ignored: false,
         }
     }
 
@@ -431,6 +445,8 @@ impl SagaState {
                 self.finish_activity(failed.step, Phase::Compensation);
                 self.compensation_failures.push((**failed).clone());
             }
+            Change::StopIgnored { cancelled: true } => self.cancel_ignored = true,
+            Change::StopIgnored { cancelled: false } => self.deadline_ignored = true,
         }
     }
 
