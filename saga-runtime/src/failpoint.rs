@@ -3,7 +3,7 @@
 //! With the `failpoints` feature, in a debug build, `SAGA_FAILPOINT=<point>@<step>` makes the
 //! process abort (as a crash would: no destructors, no flush) the first time it reaches that
 //! point for that step (`saga` for the saga-level points). Without the feature, or in a release
-//! build, [`hit`] is an empty inline function.
+//! build, `hit` is an empty inline function.
 
 /// Every failpoint, for the tests that check each one fires.
 pub const POINTS: &[&str] = &[

@@ -82,10 +82,9 @@ pub use crate::outcome::{CompensationFailure, RollbackCause, SagaOutcome};
 pub use crate::retry::{Backoff, Jitter};
 pub use crate::saga::{Saga, SagaContext, SagaDescription, SagaOptions, StepEnum};
 pub use crate::status::SagaStatus;
-pub use crate::step::{
-    CompensationRetries, Phase, SagaStep, StepCx, StepDef, StepDescription, StepFn, StepFuture,
-    StepPolicy, Undo,
-};
+// The macros' support types (`SagaStep`, `StepDef`, `StepFn`, `StepFuture`) are not here: only
+// expansions use them, through `__private`.
+pub use crate::step::{CompensationRetries, Phase, StepCx, StepDescription, StepPolicy, Undo};
 
 #[cfg(feature = "macros")]
 pub use saga_macros::{saga, saga_step};

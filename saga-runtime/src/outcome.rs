@@ -7,6 +7,7 @@ use crate::{SagaId, StepError};
 /// Why a saga rolled back.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "cause", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum RollbackCause<S> {
     /// A step failed for good; `error` is its last error, never replaced by later errors.
     StepFailed {
@@ -43,6 +44,7 @@ pub struct CompensationFailure<S> {
 /// How a saga ended. Every variant carries the saga's id and its last committed context.
 #[derive(Debug, Clone, PartialEq)]
 #[must_use = "a saga may end compensated or failed: look at the outcome"]
+#[non_exhaustive]
 pub enum SagaOutcome<C, S> {
     /// Every step completed.
     Completed {

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 /// may retry a compensation-failed saga, which compensates onwards.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum SagaStatus<S> {
     /// Recorded, no step started yet. A saga started by an engine is recorded together with its
     /// first step's intent, so it is seen running from the start.
