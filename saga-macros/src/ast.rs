@@ -46,6 +46,8 @@ pub(crate) struct StepArgs {
     pub(crate) compensation_retries: Option<Sp<CompensationRetries>>,
     /// `compensate_on_timeout`: the span of the word.
     pub(crate) compensate_on_timeout: Option<Span>,
+    /// `crate = "path"`: where the runtime is, when not at `::saga_runtime`.
+    pub(crate) krate: Option<Path>,
 }
 
 /// A `#[saga_step]` function.

@@ -126,6 +126,8 @@ pub(crate) fn step_args(cx: &Ctxt, tokens: TokenStream) -> StepArgs {
             args.compensation_retries = compensation_retries_value(cx, arg);
         } else if key == &COMPENSATE_ON_TIMEOUT {
             args.compensate_on_timeout = flag(cx, arg);
+        } else if key == &CRATE {
+            args.krate = crate_value(cx, arg);
         }
     }
     args
@@ -173,15 +175,20 @@ fn saga_arg_list(
                 }
             });
         } else if key == &CRATE {
-            args.krate = string_value(cx, arg).and_then(|s| match syn::parse_str::<Path>(&s) {
-                Ok(path) => Some(path),
-                Err(_) => {
-                    cx.error_spanned_by(&arg.value, "expected a path, e.g. `crate = \"my::saga\"`");
-                    None
-                }
-            });
+            args.krate = crate_value(cx, arg);
         }
     }
+}
+
+/// `crate = "path"`: the path of the runtime, for a crate that re-exports it.
+fn crate_value(cx: &Ctxt, arg: &Arg) -> Option<Path> {
+    string_value(cx, arg).and_then(|s| match syn::parse_str::<Path>(&s) {
+        Ok(path) => Some(path),
+        Err(_) => {
+            cx.error_spanned_by(&arg.value, "expected a path, e.g. `crate = \"my::saga\"`");
+            None
+        }
+    })
 }
 
 /// An unknown key: list what is accepted, with a hint for a likely rename or typo.

@@ -25,6 +25,7 @@ pub(crate) const STEP_KEYS: &[Symbol] = &[
     FALLBACK,
     COMPENSATION_RETRIES,
     COMPENSATE_ON_TIMEOUT,
+    CRATE,
 ];
 
 pub(crate) const BEST_EFFORT_ROLLBACK: Symbol = Symbol("best_effort_rollback");

@@ -30,7 +30,7 @@ use crate::ast::{CompensationRetries, Step};
 // on the return type, a future that is not `Send` on the name, a compensation that does not fit
 // on the `compensate` path, a bad fallback on the `fallback` path.
 pub(crate) fn expand(step: &Step) -> TokenStream {
-    let rt = private(None);
+    let rt = private(step.args.krate.as_ref());
     let item = step.original;
     let name = step.name;
     let ctx_ty = step.ctx_ty;
