@@ -392,15 +392,13 @@ impl OrderSaga {
     }
     /// A run with options (id, idempotency key, deadline, dependencies) on the global
     /// engine.
-    pub fn request(
-        ctx: OrderCtx,
-    ) -> ::saga_runtime::__private::SagaRequest<'static, OrderSaga> {
+    pub fn request(ctx: OrderCtx) -> ::saga_runtime::__private::SagaRequest<OrderSaga> {
         ::saga_runtime::__private::SagaClient::<OrderSaga>::global().request(ctx)
     }
     /// This saga type on another engine.
     pub fn on(
         engine: &::saga_runtime::__private::Engine,
-    ) -> ::saga_runtime::__private::SagaClient<'_, OrderSaga> {
+    ) -> ::saga_runtime::__private::SagaClient<OrderSaga> {
         engine.saga::<OrderSaga>()
     }
     /// The saga's static description: its steps and their policies.

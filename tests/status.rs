@@ -22,7 +22,7 @@ saga! { Other(Trail, Script) { a, b } }
 
 /// Polls the status every 100 ms (tokio's clock) until terminal; returns each distinct status.
 async fn observe(
-    client: saga_runtime::SagaClient<'_, Tracked>,
+    client: saga_runtime::SagaClient<Tracked>,
     id: SagaId,
 ) -> Vec<SagaStatus<TrackedStep>> {
     let mut seen: Vec<SagaStatus<TrackedStep>> = Vec::new();
@@ -258,4 +258,19 @@ async fn engines_builders_clients_and_requests_are_debug() {
         printed.contains("\"order-7\"") && printed.contains("\"Tracked\""),
         "{printed}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_moves_into_a_spawned_task() {
+    let engine = engine();
+    let client = Tracked::on(&engine);
+    let task = tokio::spawn(async move {
+        client
+            .run_with(Trail::default(), Arc::new(Script::new()))
+            .await
+    });
+    // The client holds the engine: nothing borrowed outlives this scope.
+    drop(engine);
+    let outcome = task.await.unwrap().unwrap();
+    assert!(outcome.is_completed(), "{outcome:?}");
 }

@@ -25,8 +25,8 @@ const WAIT_POLL: Duration = Duration::from_millis(200);
 /// Options for one saga run, built by [`SagaClient::request`] or the generated
 /// `OrderSaga::request(ctx)`.
 #[must_use]
-pub struct SagaRequest<'e, S: Saga> {
-    engine: &'e Engine,
+pub struct SagaRequest<S: Saga> {
+    engine: Engine,
     ctx: S::Context,
     deps: Option<Arc<S::Deps>>,
     id: Option<SagaId>,
@@ -34,7 +34,7 @@ pub struct SagaRequest<'e, S: Saga> {
     deadline: Option<Duration>,
 }
 
-impl<S: Saga> std::fmt::Debug for SagaRequest<'_, S> {
+impl<S: Saga> std::fmt::Debug for SagaRequest<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The context and the dependencies are the user's types, not required to be `Debug`.
         f.debug_struct("SagaRequest")
@@ -47,7 +47,7 @@ impl<S: Saga> std::fmt::Debug for SagaRequest<'_, S> {
     }
 }
 
-impl<'e, S: Saga> SagaRequest<'e, S> {
+impl<S: Saga> SagaRequest<S> {
     /// The dependencies handed to steps. Required unless `S::Deps: Default`.
     pub fn deps(mut self, deps: impl Into<Arc<S::Deps>>) -> Self {
         self.deps = Some(deps.into());
@@ -90,7 +90,7 @@ impl<'e, S: Saga> SagaRequest<'e, S> {
         let id = this.id.unwrap_or_else(|| SagaId::at(now));
         let ctx = Arc::new(this.ctx);
         // Claimed before it is recorded, so that recovery on this engine never resumes it too.
-        let Some(claim) = Claim::take(this.engine, id) else {
+        let Some(claim) = Claim::take(&this.engine, id) else {
             return Ok(Err(id));
         };
         this.engine.ensure_background();
@@ -181,51 +181,53 @@ impl<S: Saga> Prepared<S> {
 }
 
 /// The typed view of one saga type on one engine. The generated `OrderSaga::on(&engine)` returns
-/// one; the generated `OrderSaga::run` etc. use the one on [`Engine::global`].
-pub struct SagaClient<'e, S> {
-    engine: &'e Engine,
+/// one; the generated `OrderSaga::run` etc. use the one on [`Engine::global`]. It holds the engine
+/// (a cheap, shared handle), so it can be cloned and moved into a spawned task.
+pub struct SagaClient<S> {
+    engine: Engine,
     _saga: std::marker::PhantomData<fn() -> S>,
 }
 
-impl<S: Saga> std::fmt::Debug for SagaClient<'_, S> {
+impl<S: Saga> std::fmt::Debug for SagaClient<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SagaClient")
             .field("saga", &S::NAME)
-            .field("engine", self.engine)
+            .field("engine", &self.engine)
             .finish()
     }
 }
 
-impl<S> Clone for SagaClient<'_, S> {
+impl<S> Clone for SagaClient<S> {
     fn clone(&self) -> Self {
-        *self
+        SagaClient {
+            engine: self.engine.clone(),
+            _saga: std::marker::PhantomData,
+        }
     }
 }
 
-impl<S> Copy for SagaClient<'_, S> {}
-
-impl<'e, S: Saga> SagaClient<'e, S> {
-    pub(crate) fn new(engine: &'e Engine) -> Self {
+impl<S: Saga> SagaClient<S> {
+    pub(crate) fn new(engine: &Engine) -> Self {
         SagaClient {
-            engine,
+            engine: engine.clone(),
             _saga: std::marker::PhantomData,
         }
     }
 
     /// The client on the global engine.
-    pub fn global() -> SagaClient<'static, S> {
+    pub fn global() -> SagaClient<S> {
         Engine::global().saga()
     }
 
     /// The engine.
-    pub fn engine(&self) -> &'e Engine {
-        self.engine
+    pub fn engine(&self) -> &Engine {
+        &self.engine
     }
 
     /// Starts building a run with options (id, idempotency key, deadline, deps).
-    pub fn request(&self, ctx: S::Context) -> SagaRequest<'e, S> {
+    pub fn request(&self, ctx: S::Context) -> SagaRequest<S> {
         SagaRequest {
-            engine: self.engine,
+            engine: self.engine.clone(),
             ctx,
             deps: None,
             id: None,
@@ -234,7 +236,7 @@ impl<'e, S: Saga> SagaClient<'e, S> {
         }
     }
 
-    fn request_default(&self, ctx: S::Context) -> SagaRequest<'e, S>
+    fn request_default(&self, ctx: S::Context) -> SagaRequest<S>
     where
         S::Deps: Default,
     {
@@ -281,7 +283,7 @@ impl<'e, S: Saga> SagaClient<'e, S> {
 
     /// The saga's current status.
     pub async fn status(&self, id: SagaId) -> Result<SagaStatus<S::Step>, SagaError> {
-        let record = executor::load::<S>(self.engine, id).await?;
+        let record = executor::load::<S>(&self.engine, id).await?;
         // Same step list as this definition, so every stored position names one of its steps.
         Ok(record
             .state

@@ -223,7 +223,7 @@ impl Engine {
     }
 
     /// A typed client for saga type `S` on this engine.
-    pub fn saga<S: Saga>(&self) -> SagaClient<'_, S> {
+    pub fn saga<S: Saga>(&self) -> SagaClient<S> {
         SagaClient::new(self)
     }
 

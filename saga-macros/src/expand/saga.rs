@@ -260,12 +260,12 @@ fn methods(
 
             /// A run with options (id, idempotency key, deadline, dependencies) on the global
             /// engine.
-            pub fn request(ctx: #ctx_ty) -> #rt::SagaRequest<'static, #name> {
+            pub fn request(ctx: #ctx_ty) -> #rt::SagaRequest<#name> {
                 #client.request(ctx)
             }
 
             /// This saga type on another engine.
-            pub fn on(engine: &#rt::Engine) -> #rt::SagaClient<'_, #name> {
+            pub fn on(engine: &#rt::Engine) -> #rt::SagaClient<#name> {
                 engine.saga::<#name>()
             }
 
