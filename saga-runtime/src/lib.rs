@@ -86,8 +86,97 @@ pub use crate::status::SagaStatus;
 // expansions use them, through `__private`.
 pub use crate::step::{CompensationRetries, Phase, StepCx, StepDescription, StepPolicy, Undo};
 
+/// Marks an `async fn` as a saga step: `#[saga_step(key = value, ...)]` on
+/// `async fn step(ctx: &mut Ctx) -> Result<(), StepError>`, optionally with a second parameter
+/// `cx: &StepCx<Deps>` (the step handle).
+///
+/// Keys, all optional:
+/// - `compensate = path`: the step's undo, a plain `async fn` with the step's parameters.
+/// - `pivot`: the point of no return; once it completed, later failures are not compensated.
+/// - `nothing_to_undo`: the step has no effect to undo.
+/// - `timeout = "5s"`: the limit of each attempt (units `ns us ms s m h d`, compounds `"1m30s"`).
+/// - `retries = N`: attempts after the first, for transient errors and timeouts (at most 1000).
+/// - `backoff = "100ms"`: base of the exponential, jittered wait between attempts (`"0s"`: none).
+/// - `fallback = path`: another `#[saga_step]` run in place of the step when it failed for good.
+/// - `compensation_retries = N` or `"forever"`: retries of the compensation (default 4).
+/// - `compensate_on_timeout`: when the step times out for good, run its compensation as well.
+/// - `crate = "path"`: where this crate is, for a crate that re-exports it.
+///
+/// Every step but the last of a saga must say what rollback does with it (`compensate`,
+/// `pivot` or `nothing_to_undo`), and so must its fallback. Mistakes are compile errors at the
+/// offending token.
+///
+/// ```
+/// use saga_runtime::{saga_step, StepCx, StepError};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Clone, Default, Serialize, Deserialize)]
+/// struct Order {
+///     reserved: bool,
+/// }
+///
+/// #[saga_step(compensate = release, timeout = "5s", retries = 2, backoff = "100ms")]
+/// async fn reserve(order: &mut Order, cx: &StepCx<()>) -> Result<(), StepError> {
+///     assert!(cx.attempt() >= 1);
+///     order.reserved = true;
+///     Ok(())
+/// }
+///
+/// async fn release(order: &mut Order, _cx: &StepCx<()>) -> Result<(), StepError> {
+///     order.reserved = false;
+///     Ok(())
+/// }
+/// ```
 #[cfg(feature = "macros")]
-pub use saga_macros::{saga, saga_step};
+pub use saga_macros::saga_step;
+
+/// Declares a saga: `saga! { pub OrderSaga(Ctx, Deps) { step_a, step_b, path::to::step_c } }`,
+/// the dependencies type optional (`()`), the steps run in the order listed.
+///
+/// Optional `#[saga(...)]` keys before the name: `best_effort_rollback` (keep compensating older
+/// steps after a compensation fails for good), `deadline = "30s"` (the whole saga's deadline,
+/// greater than zero), `crate = "path"` (where this crate is, for a crate that re-exports it).
+///
+/// It generates the saga type (`OrderSaga`, with `run`, `run_with`, `start`, `start_with`,
+/// `request`, `status`, `wait`, `cancel`, `on(&engine)` and `description`), the step enum
+/// `OrderSagaStep` (one CamelCase variant per step) and the aliases `OrderSagaStatus` and
+/// `OrderSagaOutcome`.
+///
+/// ```
+/// use saga_runtime::{saga, saga_step, StepError};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+/// pub struct Order {
+///     paid: bool,
+///     shipped: bool,
+/// }
+///
+/// #[saga_step(pivot)]
+/// async fn charge(order: &mut Order) -> Result<(), StepError> {
+///     order.paid = true;
+///     Ok(())
+/// }
+///
+/// #[saga_step]
+/// async fn ship(order: &mut Order) -> Result<(), StepError> {
+///     order.shipped = true;
+///     Ok(())
+/// }
+///
+/// saga! {
+///     #[saga(deadline = "30s")]
+///     pub OrderSaga(Order) { charge, ship }
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let outcome = OrderSaga::run(Order::default()).await.unwrap();
+/// assert!(outcome.is_completed());
+/// assert_eq!(OrderSagaStep::ALL, [OrderSagaStep::Charge, OrderSagaStep::Ship]);
+/// # });
+/// ```
+#[cfg(feature = "macros")]
+pub use saga_macros::saga;
 
 // Not public API.
 #[doc(hidden)]
