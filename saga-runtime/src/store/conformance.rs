@@ -39,6 +39,9 @@ pub const CASES: &[(&str, Case)] = &[
     ("create_records_its_first_writes_only_when_new", |s| {
         Box::pin(create_records_its_first_writes_only_when_new(s))
     }),
+    ("a_create_whose_writes_end_the_saga_holds_no_lease", |s| {
+        Box::pin(a_create_whose_writes_end_the_saga_holds_no_lease(s))
+    }),
     ("writes_fold_into_the_state_and_history", |s| {
         Box::pin(writes_fold_into_the_state_and_history(s))
     }),
@@ -165,6 +168,22 @@ async fn create_records_its_first_writes_only_when_new(store: Box<dyn SagaStore>
     assert!(record.state.active[0].in_flight);
     let history = store.history(id, 0, 10).await.unwrap().expect("recorded");
     assert!(matches!(history[1].kind, SagaEventKind::StepStarted { .. }));
+}
+
+async fn a_create_whose_writes_end_the_saga_holds_no_lease(store: Box<dyn SagaStore>) {
+    let saga = new_saga(Some("w#1"), LONG);
+    let id = saga.id;
+    let mut writes = vec![intent(id, 0), finished(id)];
+    match store.create(saga, &mut writes).await.unwrap() {
+        Created::New { version, lease } => {
+            assert_eq!(version, 3);
+            assert!(lease.is_none(), "a terminal saga holds no lease: {lease:?}");
+        }
+        Created::Existing(_) => panic!("a new id exists already"),
+    }
+    let record = store.load(id).await.unwrap().expect("recorded");
+    assert_eq!(record.state.status, SagaStatus::Completed);
+    assert!(record.lease.is_none());
 }
 
 async fn create_then_find_by_id_or_key(store: Box<dyn SagaStore>) {

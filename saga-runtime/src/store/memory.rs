@@ -318,12 +318,13 @@ impl SagaStore for MemoryStore {
         let id = saga.id;
         inner.seq += 1;
         let entry = Entry::new(saga, inner.seq);
-        let lease = entry.record.lease.clone();
         inner.sagas.insert(id, Box::new(entry));
         let result = match writes.is_empty() {
             true => Ok(1),
             false => inner.apply(id, None, writes, self.retention),
         };
+        // Read after the first writes: writes that end the saga end its lease too.
+        let lease = inner.sagas.get(&id).and_then(|e| e.record.lease.clone());
         ready(result.map(|version| Created::New { version, lease }))
     }
 

@@ -406,7 +406,17 @@ impl SagaStore for SqliteStore {
 
     fn acquire(&self, request: Acquire) -> StoreFuture<'_, Vec<Result<SagaRecord, CorruptRecord>>> {
         let (reply, receiver) = channel();
-        self.send(Request::Acquire(Box::new(request), reply), receiver)
+        let acquired = self.send(Request::Acquire(Box::new(request), reply), receiver);
+        StoreFuture::new(async move {
+            let records = acquired.await?;
+            // Taking a saga over changes its state (its count of takeovers) but not its version:
+            // a state kept from before, at the same version, would undo that.
+            let mut states = self.states();
+            for record in records.iter().flatten() {
+                states.remove(&record.id);
+            }
+            Ok(records)
+        })
     }
 
     fn renew(
@@ -606,5 +616,32 @@ mod tests {
             SagaStatus::Pending,
             "the write was undone"
         );
+    }
+
+    #[tokio::test]
+    async fn a_takeover_counted_by_acquire_is_not_undone_by_a_state_kept_from_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("s.db")).unwrap();
+        let id = SagaId::new();
+        let mut saga = new_saga(id);
+        saga.lease = Some(LeaseRequest::new("w#1", Duration::from_millis(1)));
+        // The creator keeps the state its first writes left (at version 2).
+        store.create(saga, &mut vec![intent(id)]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let request = Acquire::new(LeaseRequest::new("w#2", Duration::from_secs(60)), 10);
+        let record = store.acquire(request).await.unwrap().remove(0).unwrap();
+        assert_eq!(record.state.recovery_attempts, 1, "a takeover");
+        let fence = record.fence().unwrap();
+        assert_eq!(fence.version, 2, "the version did not move");
+        let resumed = event(
+            id,
+            SagaEventKind::SagaResumed {
+                recovery_attempt: 1,
+            },
+        );
+        let mut writes = vec![Write::new(resumed, Change::None)];
+        store.write(id, fence, &mut writes).await.unwrap();
+        let record = store.load(id).await.unwrap().unwrap();
+        assert_eq!(record.state.recovery_attempts, 1, "still counted");
     }
 }
