@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use saga_runtime::{saga, saga_step, RollbackReason, SagaError, SagaEventKind, SagaStatus};
+use saga_runtime::{
+    saga, saga_step, Engine, RollbackReason, Saga, SagaError, SagaEventKind, SagaId, SagaStatus,
+};
 use saga_tests::{engine, scripted, Plan, Script, Trail};
 
 scripted!(
@@ -65,17 +67,27 @@ fn started(step: &'static str) -> impl Fn(&SagaEventKind) -> bool {
     move |k| matches!(k, SagaEventKind::StepStarted { step: s, .. } if s == step)
 }
 
+/// Starts a saga of type `S` with `script` and returns its id once `step` has started.
+async fn start_until_started<S>(engine: &Engine, script: &Arc<Script>, step: &'static str) -> SagaId
+where
+    S: Saga<Context = Trail, Deps = Script>,
+{
+    let mut events = engine.subscribe();
+    let id = engine
+        .saga::<S>()
+        .start_with(Trail::default(), script.clone())
+        .await
+        .unwrap();
+    until(&mut events, started(step)).await;
+    id
+}
+
 #[tokio::test(start_paused = true)]
 async fn cancelling_stops_at_the_next_step_boundary_and_compensates() {
     let script = Arc::new(Script::new().plan("b", [Plan::Sleep(Duration::from_secs(3))]));
     let engine = engine();
     let client = Cancellable::on(&engine);
-    let mut events = engine.subscribe();
-    let id = client
-        .start_with(Trail::default(), script.clone())
-        .await
-        .unwrap();
-    until(&mut events, started("b")).await;
+    let id = start_until_started::<Cancellable>(&engine, &script, "b").await;
     client.cancel(id).unwrap();
 
     assert_eq!(client.wait(id).await.unwrap(), SagaStatus::Compensated);
@@ -129,12 +141,7 @@ async fn a_saga_past_its_pivot_cannot_be_cancelled() {
     let script = Arc::new(Script::new().plan("b", [Plan::Sleep(Duration::from_secs(3))]));
     let engine = engine();
     let client = PastPivot::on(&engine);
-    let mut events = engine.subscribe();
-    let id = client
-        .start_with(Trail::default(), script.clone())
-        .await
-        .unwrap();
-    until(&mut events, started("b")).await;
+    let id = start_until_started::<PastPivot>(&engine, &script, "b").await;
     let refused = client.cancel(id);
     assert!(
         matches!(&refused, Err(SagaError::NotCancellable { reason, .. }) if reason.contains("pivot")),
@@ -207,12 +214,7 @@ async fn a_cancel_accepted_while_the_pivot_runs_is_recorded_as_ignored() {
     let script = Arc::new(Script::new().plan("p", [Plan::Sleep(Duration::from_secs(3))]));
     let engine = engine();
     let client = PastPivot::on(&engine);
-    let mut events = engine.subscribe();
-    let id = client
-        .start_with(Trail::default(), script.clone())
-        .await
-        .unwrap();
-    until(&mut events, started("p")).await;
+    let id = start_until_started::<PastPivot>(&engine, &script, "p").await;
     // Accepted: the pivot has not completed yet, and may still fail (then it would roll back).
     client.cancel(id).unwrap();
     assert_eq!(client.wait(id).await.unwrap(), SagaStatus::Completed);
@@ -233,12 +235,7 @@ async fn a_cancel_accepted_while_the_last_step_runs_is_recorded_as_ignored() {
     let script = Arc::new(Script::new().plan("c", [Plan::Sleep(Duration::from_secs(3))]));
     let engine = engine();
     let client = Cancellable::on(&engine);
-    let mut events = engine.subscribe();
-    let id = client
-        .start_with(Trail::default(), script.clone())
-        .await
-        .unwrap();
-    until(&mut events, started("c")).await;
+    let id = start_until_started::<Cancellable>(&engine, &script, "c").await;
     client.cancel(id).unwrap();
     assert_eq!(client.wait(id).await.unwrap(), SagaStatus::Completed);
     assert_eq!(script.keys(), ["a", "b", "c"]);
