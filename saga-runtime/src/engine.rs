@@ -1,6 +1,7 @@
 //! The engine: where sagas are recorded, which saga types it can resume, how they are observed.
 
 use std::collections::{HashMap, HashSet};
+#[cfg(feature = "sqlite")]
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -17,9 +18,9 @@ use crate::executor::{self, CancelState, Claim};
 use crate::failpoint;
 use crate::id::IdMap;
 use crate::retry::Backoff;
-use crate::store::{
-    Acquire, CorruptRecord, Durability, MemoryStore, SagaRecord, SagaStore, SqliteStore, StoreError,
-};
+use crate::store::{Acquire, CorruptRecord, MemoryStore, SagaRecord, SagaStore};
+#[cfg(feature = "sqlite")]
+use crate::store::{Durability, SqliteStore, StoreError};
 use crate::{Saga, SagaError, SagaId};
 
 /// Runs sagas against one store and publishes their events.
@@ -555,11 +556,15 @@ impl EngineBuilder {
     }
 
     /// Records sagas in the SQLite file at `path` (created if needed), with full durability.
+    /// (Feature `sqlite`, on by default.)
+    #[cfg(feature = "sqlite")]
     pub fn sqlite(self, path: impl AsRef<Path>) -> Result<Self, StoreError> {
         self.sqlite_with(path, Durability::Full)
     }
 
-    /// Records sagas in the SQLite file at `path` with the given durability.
+    /// Records sagas in the SQLite file at `path` with the given durability. (Feature `sqlite`,
+    /// on by default.)
+    #[cfg(feature = "sqlite")]
     pub fn sqlite_with(
         self,
         path: impl AsRef<Path>,

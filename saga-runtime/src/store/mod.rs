@@ -28,8 +28,10 @@
 pub mod conformance;
 mod context;
 mod future;
+#[cfg(feature = "sqlite")]
 mod handoff;
 mod memory;
+#[cfg(feature = "sqlite")]
 mod sqlite;
 
 use std::sync::Arc;
@@ -42,6 +44,7 @@ pub use crate::machine::{
 pub use context::StoredContext;
 pub use future::StoreFuture;
 pub use memory::MemoryStore;
+#[cfg(feature = "sqlite")]
 pub use sqlite::{Durability, SqliteOptions, SqliteStore, SCHEMA_VERSION};
 
 use crate::event::SagaEvent;
