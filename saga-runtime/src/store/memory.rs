@@ -295,10 +295,6 @@ impl Inner {
     }
 }
 
-fn ready<'a, T: Send + 'a>(result: Result<T, StoreError>) -> StoreFuture<'a, T> {
-    StoreFuture::ready(result)
-}
-
 impl SagaStore for MemoryStore {
     fn create<'a>(&'a self, saga: NewSaga, writes: &mut Vec<Write>) -> StoreFuture<'a, Created> {
         let mut inner = self.lock();
@@ -310,7 +306,7 @@ impl SagaStore for MemoryStore {
         if let Some(entry) = existing.and_then(|id| inner.sagas.get_mut(&id)) {
             let record = Box::new(entry.record());
             writes.clear();
-            return ready(Ok(Created::Existing(record)));
+            return StoreFuture::ready(Ok(Created::Existing(record)));
         }
         if let Some(key) = &saga.idempotency_key {
             inner.by_key.insert(key.clone(), saga.id);
@@ -325,7 +321,7 @@ impl SagaStore for MemoryStore {
         };
         // Read after the first writes: writes that end the saga end its lease too.
         let lease = inner.sagas.get(&id).and_then(|e| e.record.lease.clone());
-        ready(result.map(|version| Created::New { version, lease }))
+        StoreFuture::ready(result.map(|version| Created::New { version, lease }))
     }
 
     fn write<'a>(
@@ -334,7 +330,7 @@ impl SagaStore for MemoryStore {
         fence: Fence,
         writes: &mut Vec<Write>,
     ) -> StoreFuture<'a, u64> {
-        ready(self.lock().apply(id, Some(fence), writes, self.retention))
+        StoreFuture::ready(self.lock().apply(id, Some(fence), writes, self.retention))
     }
 
     fn acquire(&self, request: Acquire) -> StoreFuture<'_, Vec<Result<SagaRecord, CorruptRecord>>> {
@@ -376,7 +372,7 @@ impl SagaStore for MemoryStore {
                 Ok(entry.record())
             })
             .collect();
-        ready(Ok(records))
+        StoreFuture::ready(Ok(records))
     }
 
     fn renew(
@@ -397,7 +393,7 @@ impl SagaStore for MemoryStore {
                 })
             })
             .collect();
-        ready(Ok(held))
+        StoreFuture::ready(Ok(held))
     }
 
     fn release(&self, id: SagaId, fence: Fence) -> StoreFuture<'_, ()> {
@@ -413,7 +409,7 @@ impl SagaStore for MemoryStore {
             )
             .map(|()| entry.record.lease = None),
         };
-        ready(result)
+        StoreFuture::ready(result)
     }
 
     fn reopen(&self, id: SagaId, lease: LeaseRequest, write: Write) -> StoreFuture<'_, SagaRecord> {
@@ -436,12 +432,12 @@ impl SagaStore for MemoryStore {
                 )),
             },
         };
-        ready(result)
+        StoreFuture::ready(result)
     }
 
     fn load(&self, id: SagaId) -> StoreFuture<'_, Option<SagaRecord>> {
         let record = self.lock().sagas.get_mut(&id).map(|e| e.record());
-        ready(Ok(record))
+        StoreFuture::ready(Ok(record))
     }
 
     fn history(
@@ -455,7 +451,7 @@ impl SagaStore for MemoryStore {
             let events = e.history.iter().skip(from).take(limit);
             events.map(|recorded| e.event(recorded)).collect()
         });
-        ready(Ok(history))
+        StoreFuture::ready(Ok(history))
     }
 
     fn list(&self, query: SagaQuery) -> StoreFuture<'_, Vec<SagaSummary>> {
@@ -468,7 +464,7 @@ impl SagaStore for MemoryStore {
             .collect();
         page.sort_unstable_by_key(|s| s.id);
         page.truncate(query.limit);
-        ready(Ok(page))
+        StoreFuture::ready(Ok(page))
     }
 
     fn counts(&self) -> StoreFuture<'_, Vec<StatusCount>> {
@@ -487,7 +483,7 @@ impl SagaStore for MemoryStore {
                 count,
             })
             .collect();
-        ready(Ok(counts))
+        StoreFuture::ready(Ok(counts))
     }
 
     fn shared(&self) -> bool {
