@@ -116,7 +116,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let mut table = Vec::new();
     for id in ids {
-        table.push((id, sagas.wait(id).await?));
+        // Its outcome, once it has ended (here or in an earlier run of this program).
+        let _outcome = sagas.wait(id).await?;
+        table.push((id, sagas.status(id).await?));
     }
     // The history is in the file too: it shows which steps ran in which process.
     println!(

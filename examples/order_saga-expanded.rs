@@ -374,21 +374,22 @@ impl OrderSaga {
     > {
         ::saga_runtime::__private::SagaClient::<OrderSaga>::global().status(id).await
     }
-    /// Waits until a saga of this type on the global engine is terminal.
+    /// Waits until a saga of this type on the global engine has ended; returns its
+    /// outcome with its final context.
     pub async fn wait(
         id: ::saga_runtime::__private::SagaId,
     ) -> ::saga_runtime::__private::Result<
-        OrderSagaStatus,
+        OrderSagaOutcome,
         ::saga_runtime::__private::SagaError,
     > {
         ::saga_runtime::__private::SagaClient::<OrderSaga>::global().wait(id).await
     }
-    /// Asks a running saga of this type on the global engine to stop at its next step
-    /// boundary and compensate.
-    pub fn cancel(
+    /// Asks a saga of this type on the global engine to stop at its next step boundary
+    /// and compensate, wherever it runs.
+    pub async fn cancel(
         id: ::saga_runtime::__private::SagaId,
     ) -> ::saga_runtime::__private::Result<(), ::saga_runtime::__private::SagaError> {
-        ::saga_runtime::__private::SagaClient::<OrderSaga>::global().cancel(id)
+        ::saga_runtime::__private::SagaClient::<OrderSaga>::global().cancel(id).await
     }
     /// A run with options (id, idempotency key, deadline, dependencies) on the global
     /// engine.

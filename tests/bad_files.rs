@@ -99,7 +99,7 @@ fn a_sagas_table_that_is_not_ours_is_refused_untouched() {
     refused(
         &path,
         &bytes,
-        "its schema version is 3, but its table `sagas` lacks seq, saga_type, steps",
+        &format!("its schema version is {SCHEMA_VERSION}, but its table `sagas` lacks seq, saga_type, steps"),
     );
 }
 
@@ -194,7 +194,7 @@ async fn a_store_opened_read_only_reads_and_never_writes() {
     assert_eq!(store.list(SagaQuery::new()).await.unwrap().len(), 1);
     assert_eq!(store.history(id, 0, 100).await.unwrap().unwrap().len(), 4);
     let fence = record.fence().unwrap_or_default();
-    let error = store.release(id, fence).await.unwrap_err();
+    let error = store.release(id, fence, None).await.unwrap_err();
     assert_eq!(error.kind(), StoreErrorKind::Unavailable);
     assert_eq!(error.to_string(), "the store is open read-only");
     drop(store);

@@ -1,11 +1,13 @@
 //! Cancellation and the whole-saga deadline: the saga stops at the next step boundary (or cuts a
-//! retry wait short) and compensates like a failure; past the pivot it cannot be cancelled.
+//! retry wait short) and compensates like a failure; past the pivot, inside it or in the last
+//! step it cannot be cancelled, and the refusal says why.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use saga_runtime::{
-    saga, saga_step, Engine, RollbackReason, Saga, SagaError, SagaEventKind, SagaId, SagaStatus,
+    saga, saga_step, Engine, OperatorRequest, Refusal, RollbackReason, Saga, SagaError,
+    SagaEventKind, SagaId, SagaOutcome,
 };
 use saga_tests::{engine, scripted, Plan, Script, Trail};
 
@@ -88,9 +90,12 @@ async fn cancelling_stops_at_the_next_step_boundary_and_compensates() {
     let engine = engine();
     let client = Cancellable::on(&engine);
     let id = start_until_started::<Cancellable>(&engine, &script, "b").await;
-    client.cancel(id).unwrap();
+    client.cancel(id).await.unwrap();
 
-    assert_eq!(client.wait(id).await.unwrap(), SagaStatus::Compensated);
+    assert!(matches!(
+        client.wait(id).await.unwrap(),
+        SagaOutcome::Compensated { .. }
+    ));
     assert_eq!(
         script.keys(),
         ["a", "b", "undo:b", "undo:a"],
@@ -121,9 +126,12 @@ async fn cancelling_cuts_a_retry_wait_short() {
     })
     .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    client.cancel(id).unwrap();
+    client.cancel(id).await.unwrap();
 
-    assert_eq!(client.wait(id).await.unwrap(), SagaStatus::Compensated);
+    assert!(matches!(
+        client.wait(id).await.unwrap(),
+        SagaOutcome::Compensated { .. }
+    ));
     assert_eq!(
         script.keys(),
         ["a", "b", "undo:a"],
@@ -142,12 +150,26 @@ async fn a_saga_past_its_pivot_cannot_be_cancelled() {
     let engine = engine();
     let client = PastPivot::on(&engine);
     let id = start_until_started::<PastPivot>(&engine, &script, "b").await;
-    let refused = client.cancel(id);
+    let refused = client.cancel(id).await;
     assert!(
-        matches!(&refused, Err(SagaError::NotCancellable { reason, .. }) if reason.contains("pivot")),
+        matches!(
+            &refused,
+            Err(SagaError::Refused {
+                refusal: Refusal::PastPivot,
+                request: OperatorRequest::Cancel,
+                ..
+            })
+        ),
         "{refused:?}"
     );
-    assert_eq!(client.wait(id).await.unwrap(), SagaStatus::Completed);
+    assert!(
+        refused
+            .unwrap_err()
+            .to_string()
+            .contains("has passed its pivot step"),
+        "the message says why"
+    );
+    assert!(client.wait(id).await.unwrap().is_completed());
     assert_eq!(script.keys(), ["a", "p", "b", "c"]);
 }
 
@@ -159,10 +181,15 @@ async fn cancelling_a_saga_that_is_not_running_is_refused() {
         .run_with(Trail::default(), Arc::new(Script::new()))
         .await
         .unwrap();
-    let refused = client.cancel(outcome.id());
+    let refused = client.cancel(outcome.id()).await;
     assert!(
-        matches!(refused, Err(SagaError::NotCancellable { .. })),
+        matches!(&refused, Err(SagaError::Refused { refusal: Refusal::Finished { status }, .. }) if status == "completed"),
         "{refused:?}"
+    );
+    let unknown = client.cancel(SagaId::new()).await;
+    assert!(
+        matches!(unknown, Err(SagaError::NotFound(_))),
+        "{unknown:?}"
     );
 }
 
@@ -210,43 +237,52 @@ async fn a_request_deadline_overrides_the_declared_one_and_cuts_waits_short() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_cancel_accepted_while_the_pivot_runs_is_recorded_as_ignored() {
+async fn a_cancel_while_the_pivot_runs_is_refused() {
     let script = Arc::new(Script::new().plan("p", [Plan::Sleep(Duration::from_secs(3))]));
     let engine = engine();
     let client = PastPivot::on(&engine);
     let id = start_until_started::<PastPivot>(&engine, &script, "p").await;
-    // Accepted: the pivot has not completed yet, and may still fail (then it would roll back).
-    client.cancel(id).unwrap();
-    assert_eq!(client.wait(id).await.unwrap(), SagaStatus::Completed);
+    // The pivot decides: completed, the saga cannot roll back; failed, it rolls back anyway.
+    let refused = client.cancel(id).await;
+    assert!(
+        matches!(
+            &refused,
+            Err(SagaError::Refused {
+                refusal: Refusal::InsidePivot,
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    assert!(client.wait(id).await.unwrap().is_completed());
     assert_eq!(script.keys(), ["a", "p", "b", "c"], "nothing compensated");
     let history = client.history(id).await.unwrap();
-    assert_eq!(
-        ignored(&history),
-        [(
-            true,
-            "the saga had passed its pivot step and can no longer be rolled back".to_owned()
-        )],
-        "recorded once, not dropped silently"
+    assert!(
+        ignored(&history).is_empty(),
+        "nothing to record: it was refused"
     );
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_cancel_accepted_while_the_last_step_runs_is_recorded_as_ignored() {
+async fn a_cancel_while_the_last_step_runs_is_refused() {
     let script = Arc::new(Script::new().plan("c", [Plan::Sleep(Duration::from_secs(3))]));
     let engine = engine();
     let client = Cancellable::on(&engine);
     let id = start_until_started::<Cancellable>(&engine, &script, "c").await;
-    client.cancel(id).unwrap();
-    assert_eq!(client.wait(id).await.unwrap(), SagaStatus::Completed);
+    let refused = client.cancel(id).await;
+    assert!(
+        matches!(
+            &refused,
+            Err(SagaError::Refused {
+                refusal: Refusal::LastStep,
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    assert!(client.wait(id).await.unwrap().is_completed());
     assert_eq!(script.keys(), ["a", "b", "c"]);
     let history = client.history(id).await.unwrap();
-    assert_eq!(
-        ignored(&history),
-        [(
-            true,
-            "the saga's last step had already started; nothing was left to stop".to_owned()
-        )]
-    );
     let last = &history.last().unwrap().kind;
     assert!(
         matches!(last, SagaEventKind::SagaCompleted { .. }),

@@ -172,7 +172,7 @@ async fn a_compensation_failing_for_good_stops_rollback_and_an_operator_can_retr
     );
 
     // The operator retries: compensation continues in order from b.
-    let outcome = client.retry_compensation(id, script.clone()).await.unwrap();
+    let outcome = client.retry(id, script.clone()).await.unwrap();
     let SagaOutcome::Compensated { cause, ctx, .. } = outcome else {
         panic!("{outcome:?}")
     };
@@ -191,9 +191,15 @@ async fn a_compensation_failing_for_good_stops_rollback_and_an_operator_can_retr
     assert_eq!(client.status(id).await.unwrap(), SagaStatus::Compensated);
 
     // A compensated saga cannot be retried.
-    let again = client.retry_compensation(id, script.clone()).await;
+    let again = client.retry(id, script.clone()).await;
     assert!(
-        matches!(again, Err(saga_runtime::SagaError::InvalidState { .. })),
+        matches!(
+            &again,
+            Err(saga_runtime::SagaError::Refused {
+                refusal: saga_runtime::Refusal::Finished { .. },
+                ..
+            })
+        ),
         "{again:?}"
     );
 }

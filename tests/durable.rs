@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use saga_runtime::{saga, saga_step, Engine, SagaEventKind, SagaId, SagaStatus};
+use saga_runtime::{saga, saga_step, Engine, SagaEventKind, SagaId, SagaOutcome, SagaStatus};
 use saga_tests::{scripted, Plan, Script, Trail};
 
 scripted!(
@@ -134,7 +134,7 @@ fn an_interrupted_step_runs_again_with_the_same_idempotency_key() {
         let report = engine.recover().await.unwrap();
         assert_eq!(report.resumed, [id]);
         let client = Durable::on(&engine);
-        assert_eq!(client.wait(id).await.unwrap(), SagaStatus::Completed);
+        assert!(client.wait(id).await.unwrap().is_completed());
         let history = client.history(id).await.unwrap();
         assert!(history
             .iter()
@@ -176,9 +176,10 @@ fn a_saga_interrupted_while_compensating_only_finishes_compensating() {
     runtime.block_on(async {
         let engine = engine(&path, &second);
         engine.recover().await.unwrap();
-        assert_eq!(
-            Durable::on(&engine).wait(id).await.unwrap(),
-            SagaStatus::Compensated
+        let outcome = Durable::on(&engine).wait(id).await.unwrap();
+        assert!(
+            matches!(outcome, SagaOutcome::Compensated { .. }),
+            "{outcome:?}"
         );
     });
     assert_eq!(
@@ -239,7 +240,7 @@ async fn a_version_1_database_is_migrated_and_its_sagas_resume() {
 
     let report = engine.recover().await.unwrap();
     assert_eq!(report.resumed, [hung]);
-    assert_eq!(client.wait(hung).await.unwrap(), SagaStatus::Completed);
+    assert!(client.wait(hung).await.unwrap().is_completed());
     assert_eq!(script.keys(), ["b", "c"], "resumed at the interrupted step");
     let kinds: Vec<String> = client
         .history(hung)
@@ -336,7 +337,10 @@ fn a_deadline_holds_across_a_restart_and_the_interrupted_step_is_settled_first()
         let engine = engine(&path, &second);
         assert_eq!(engine.recover().await.unwrap().resumed, [id]);
         let client = Durable::on(&engine);
-        assert_eq!(client.wait(id).await.unwrap(), SagaStatus::Compensated);
+        assert!(matches!(
+            client.wait(id).await.unwrap(),
+            SagaOutcome::Compensated { .. }
+        ));
         let history = client.history(id).await.unwrap();
         assert!(history.iter().any(|e| matches!(
             e.kind,
@@ -362,11 +366,16 @@ async fn wait_sees_a_saga_that_another_engine_runs() {
         .unwrap();
     // Another engine on the same file hears none of the runner's events.
     let watcher = engine(&path, &Arc::new(Script::new()));
-    let status = tokio::time::timeout(Duration::from_secs(10), Durable::on(&watcher).wait(id))
+    let outcome = tokio::time::timeout(Duration::from_secs(10), Durable::on(&watcher).wait(id))
         .await
         .expect("wait returned")
         .unwrap();
-    assert_eq!(status, SagaStatus::Completed);
+    assert!(outcome.is_completed(), "{outcome:?}");
+    assert_eq!(
+        outcome.ctx().entries,
+        ["a", "b", "c"],
+        "the final context, as the runner left it"
+    );
     assert_eq!(script.keys(), ["a", "b", "c"]);
 }
 
@@ -418,9 +427,6 @@ async fn a_run_that_stalled_past_its_lease_stops_and_the_saga_is_resumed() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert_eq!(resumed, [id]);
-    assert_eq!(
-        Durable::on(&engine).wait(id).await.unwrap(),
-        SagaStatus::Completed
-    );
+    assert!(Durable::on(&engine).wait(id).await.unwrap().is_completed());
     assert_eq!(script.keys(), ["a", "b", "b", "c"]);
 }

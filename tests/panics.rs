@@ -83,7 +83,10 @@ async fn a_panic_in_a_background_saga_does_not_take_down_the_engine() {
         .start_with(Trail::default(), script.clone())
         .await
         .unwrap();
-    assert_eq!(client.wait(id).await.unwrap(), SagaStatus::Compensated);
+    assert!(matches!(
+        client.wait(id).await.unwrap(),
+        SagaOutcome::Compensated { .. }
+    ));
     // The engine still runs sagas.
     let ok = client
         .run_with(Trail::default(), Arc::new(Script::new()))

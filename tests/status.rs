@@ -121,8 +121,8 @@ async fn an_explicit_id_or_key_returns_the_existing_saga() {
     let k2 = k2.start().await.unwrap();
     assert_eq!(k1, k2);
 
-    client.wait(id).await.unwrap();
-    client.wait(k1).await.unwrap();
+    assert!(client.wait(id).await.unwrap().is_completed());
+    assert!(client.wait(k1).await.unwrap().is_completed());
     assert_eq!(script.keys(), ["a", "b", "a", "b"], "each saga ran once");
 
     let rerun = client
@@ -229,7 +229,7 @@ async fn the_global_engine_runs_and_tracks_sagas_with_zero_setup() {
     let outcome = NoDeps::run(Trail::default()).await.unwrap();
     assert_eq!(outcome.ctx().entries, ["unit"]);
     let id = NoDeps::start(Trail::default()).await.unwrap();
-    assert_eq!(NoDeps::wait(id).await.unwrap(), SagaStatus::Completed);
+    assert!(NoDeps::wait(id).await.unwrap().is_completed());
     assert_eq!(NoDeps::status(id).await.unwrap(), SagaStatus::Completed);
 }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use futures_util::future::Either;
 
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::oneshot;
 use tracing::Instrument;
 
 use crate::engine::Engine;
@@ -18,9 +18,6 @@ use crate::{Saga, SagaError, SagaId, SagaOutcome, SagaStatus, StepEnum};
 
 /// The outcome of a saga of type `S`.
 type Outcome<S> = SagaOutcome<<S as Saga>::Context, <S as Saga>::Step>;
-
-/// How often [`SagaClient::wait`] re-reads the store when no event of the saga arrived.
-const WAIT_POLL: Duration = Duration::from_millis(200);
 
 /// Options for one saga run, built by [`SagaClient::request`] or the generated
 /// `OrderSaga::request(ctx)`.
@@ -106,6 +103,7 @@ impl<S: Saga> SagaRequest<S> {
         // A deadline past what the clock can represent is no deadline.
         saga.deadline = deadline.and_then(|d| now.checked_add(d));
         saga.lease = Some(this.engine.lease_request());
+        saga.pivot = crate::machine::Definition::pivot(&executor::table::<S>());
         Ok(Ok(Prepared {
             claim,
             saga,
@@ -291,47 +289,49 @@ impl<S: Saga> SagaClient<S> {
             .map(|i| S::Step::from_index(i).expect("positions of the same steps")))
     }
 
-    /// Waits until the saga is terminal and returns its final status, wherever it runs: this
-    /// engine's events wake the wait at once, and the store is re-read every 200 ms for a saga
-    /// that another process (sharing the store) runs.
-    pub async fn wait(&self, id: SagaId) -> Result<SagaStatus<S::Step>, SagaError> {
-        let mut events = self.engine.subscribe();
-        loop {
-            let status = self.status(id).await?;
-            if status.is_terminal() {
-                return Ok(status);
-            }
-            let poll = tokio::time::sleep(WAIT_POLL);
-            tokio::pin!(poll);
-            // Any event of this saga may be its last; a lagging receiver just re-reads the store.
-            loop {
-                tokio::select! {
-                    event = events.recv() => match event {
-                        Ok(event) if event.saga_id == id => break,
-                        Ok(_) => continue,
-                        Err(broadcast::error::RecvError::Lagged(_)) => break,
-                        Err(broadcast::error::RecvError::Closed) => return self.status(id).await,
-                    },
-                    () = &mut poll => break,
-                }
-            }
-        }
+    /// Waits until the saga has ended and returns its outcome with its final context, wherever
+    /// it runs: a run on this engine wakes the wait when it ends; a saga another process runs
+    /// (sharing the store) is looked up in the store, every 50 ms at first, then less often, up to
+    /// once a second. A saga that ends compensation-failed or failed is returned as such (an
+    /// operator may retry it later); a parked saga is an error naming why it was parked.
+    ///
+    /// ```
+    /// # use saga_runtime::{saga, saga_step, Engine, SagaOutcome, StepError};
+    /// # #[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
+    /// # struct Ctx { done: bool }
+    /// # #[saga_step]
+    /// # async fn work(ctx: &mut Ctx) -> Result<(), StepError> { ctx.done = true; Ok(()) }
+    /// # saga! { Demo(Ctx, ()) { work } }
+    /// # #[tokio::main] async fn main() -> Result<(), saga_runtime::SagaError> {
+    /// let engine = Engine::in_memory();
+    /// let sagas = Demo::on(&engine);
+    /// let id = sagas.start(Ctx::default()).await?;
+    /// // Later, here or in another process sharing the store:
+    /// let outcome = sagas.wait(id).await?;
+    /// assert!(outcome.is_completed() && outcome.ctx().done);
+    /// # Ok(()) }
+    /// ```
+    pub async fn wait(&self, id: SagaId) -> Result<Outcome<S>, SagaError> {
+        executor::waiting::outcome::<S>(&self.engine, id).await
     }
 
-    /// Asks a running saga to stop at its next step boundary and compensate.
-    pub fn cancel(&self, id: SagaId) -> Result<(), SagaError> {
-        self.engine.cancel(id)
+    /// Asks saga `id` to stop at its next step boundary and compensate, wherever it runs (see
+    /// [`Engine::cancel`]).
+    pub async fn cancel(&self, id: SagaId) -> Result<(), SagaError> {
+        self.engine.cancel(id).await
     }
 
-    /// Retries the compensation of a compensation-failed saga: compensation continues in order
-    /// from the step that failed.
-    pub async fn retry_compensation(
+    /// Retries a saga that needs attention, here, with these dependencies, and returns its
+    /// outcome: a compensation-failed saga continues its compensation with the step whose
+    /// compensation failed; a saga that failed after its pivot runs its failed step again. (Any
+    /// process can ask for the same by id alone with [`Engine::retry`].)
+    pub async fn retry(
         &self,
         id: SagaId,
         deps: impl Into<Arc<S::Deps>>,
     ) -> Result<SagaOutcome<S::Context, S::Step>, SagaError> {
         let span = executor::span::<S>(id);
-        executor::retry_compensation::<S>(self.engine.clone(), id, deps.into())
+        executor::retry::<S>(self.engine.clone(), id, deps.into())
             .instrument(span)
             .await
     }

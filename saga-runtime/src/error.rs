@@ -243,13 +243,15 @@ pub enum SagaError {
         /// The type the saga was started as.
         actual: String,
     },
-    /// The saga cannot be cancelled: it has passed its pivot step, or it has ended.
-    #[error("saga {id} cannot be cancelled: {reason}")]
-    NotCancellable {
+    /// An operator request (cancel, resume, retry) cannot be honoured in the saga's state.
+    #[error("saga {id}: cannot {request}: {refusal}")]
+    Refused {
         /// The saga's id.
         id: SagaId,
-        /// Why.
-        reason: &'static str,
+        /// What was asked.
+        request: crate::OperatorRequest,
+        /// Why it cannot be done.
+        refusal: crate::Refusal,
     },
     /// The operation needs the saga in another state (e.g. retrying a saga whose compensation
     /// did not fail).
@@ -263,6 +265,15 @@ pub enum SagaError {
         needed: &'static str,
         /// The state it is in.
         status: String,
+    },
+    /// The saga is parked: it cannot go on under this program and waits for an operator (who
+    /// may resume it once the cause is fixed), so it has no outcome yet.
+    #[error("saga {id} is parked: {reason}")]
+    Parked {
+        /// The saga's id.
+        id: SagaId,
+        /// Why it was parked.
+        reason: String,
     },
     /// The stored context could not be read back as this saga's context type.
     #[error("saga {id}: stored context is unreadable: {message}")]

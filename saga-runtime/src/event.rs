@@ -147,6 +147,12 @@ pub enum SagaEventKind {
         /// Why.
         reason: String,
     },
+    /// An operator reopened the ended saga: resumed it (parked) or retried it
+    /// (compensation-failed, or failed after its pivot). A worker goes on with it.
+    SagaReopened {
+        /// What the operator asked for.
+        request: crate::OperatorRequest,
+    },
     /// Every step completed.
     SagaCompleted {
         /// From start to end.
@@ -261,6 +267,7 @@ pub(crate) fn trace(kind: &SagaEventKind) {
             tracing::warn!(cancelled, %reason, "stop ignored")
         }
         SagaEventKind::SagaParked { reason } => tracing::error!(%reason, "saga parked"),
+        SagaEventKind::SagaReopened { request } => info!(%request, "saga reopened"),
         SagaEventKind::SagaCompleted { duration } => info!(?duration, "saga completed"),
         SagaEventKind::SagaCompensated { duration } => info!(?duration, "saga compensated"),
         SagaEventKind::SagaFailed {

@@ -11,10 +11,12 @@
 //! The state holds a list of activities rather than one cursor, so that more than one step can be
 //! in flight, and a wake time per activity, so that a saga can wait without a task.
 
+mod admit;
 mod decide;
 mod definition;
 mod state;
 
+pub use admit::{Admission, Requested};
 pub(crate) use decide::{decide, past_pivot, pending_compensations, retries_after, Decision, Task};
 pub(crate) use definition::{Definition, StepTable};
 pub use state::{

@@ -247,15 +247,16 @@ fn methods(
                 #client.status(id).await
             }
 
-            /// Waits until a saga of this type on the global engine is terminal.
-            pub async fn wait(id: #id) -> #result<#status, #error> {
+            /// Waits until a saga of this type on the global engine has ended; returns its
+            /// outcome with its final context.
+            pub async fn wait(id: #id) -> #result<#outcome, #error> {
                 #client.wait(id).await
             }
 
-            /// Asks a running saga of this type on the global engine to stop at its next step
-            /// boundary and compensate.
-            pub fn cancel(id: #id) -> #result<(), #error> {
-                #client.cancel(id)
+            /// Asks a saga of this type on the global engine to stop at its next step boundary
+            /// and compensate, wherever it runs.
+            pub async fn cancel(id: #id) -> #result<(), #error> {
+                #client.cancel(id).await
             }
 
             /// A run with options (id, idempotency key, deadline, dependencies) on the global

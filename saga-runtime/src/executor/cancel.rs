@@ -42,21 +42,11 @@ impl CancelState {
         self.flags.load(Ordering::Acquire)
     }
 
-    /// Requests cancellation, unless the saga has passed its pivot.
-    pub(crate) fn cancel(&self, id: SagaId) -> Result<(), SagaError> {
-        let requested = self
-            .flags
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |flags| {
-                (flags & PAST_PIVOT == 0).then_some(flags | REQUESTED)
-            });
-        if requested.is_err() {
-            return Err(SagaError::NotCancellable {
-                id,
-                reason: "it has passed its pivot step and can no longer be rolled back",
-            });
-        }
+    /// Requests cancellation: the decision acts on it at the next step boundary (or records it
+    /// as ignored, past the pivot).
+    pub(crate) fn request_cancel(&self) {
+        self.flags.fetch_or(REQUESTED, Ordering::AcqRel);
         self.notify.notify_waiters();
-        Ok(())
     }
 
     /// From now on cancellation is refused.

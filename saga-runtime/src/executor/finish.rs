@@ -13,7 +13,7 @@ use super::{step_at, Outcome, Run};
 use crate::event::SagaEventKind;
 use crate::machine::{pending_compensations, Change, Definition, SagaState};
 use crate::outcome::{CompensationFailure, RollbackCause};
-use crate::{Saga, SagaError, SagaOutcome, SagaStatus, StepError};
+use crate::{Saga, SagaError, SagaId, SagaOutcome, SagaStatus, StepError};
 
 /// The status of a saga that rolls back: compensating the next step still to compensate, if
 /// there is one.
@@ -92,65 +92,71 @@ impl<S: Saga> Run<S> {
 
     /// The outcome of a terminal saga, from its state.
     pub(super) fn outcome_of_terminal(&self) -> Result<Outcome<S>, SagaError> {
-        let (id, ctx) = (self.id, self.take_ctx());
-        let cause = || -> RollbackCause<S::Step> {
-            match self.state.rollback.clone() {
-                Some(RollbackCause::StepFailed { step, error }) => RollbackCause::StepFailed {
-                    step: step_at::<S>(step),
-                    error,
-                },
-                Some(RollbackCause::DeadlineExceeded) => RollbackCause::DeadlineExceeded,
-                Some(RollbackCause::Cancelled) | None => RollbackCause::Cancelled,
-            }
-        };
-        Ok(match &self.state.status {
-            SagaStatus::Completed => SagaOutcome::Completed { id, ctx },
-            SagaStatus::Compensated => SagaOutcome::Compensated {
-                id,
-                cause: cause(),
-                ctx,
-            },
-            SagaStatus::CompensationFailed { .. } => SagaOutcome::CompensationFailed {
-                id,
-                cause: cause(),
-                failures: self
-                    .state
-                    .compensation_failures
-                    .iter()
-                    .map(|f| CompensationFailure {
-                        step: step_at::<S>(f.step),
-                        error: f.error.clone(),
-                    })
-                    .collect(),
-                uncompensated: self
-                    .state
-                    .completed
-                    .iter()
-                    .rev()
-                    .filter(|d| !d.compensated && self.table.compensates(d.step, d.via_fallback))
-                    .map(|d| step_at::<S>(d.step))
-                    .collect(),
-                ctx,
-            },
-            SagaStatus::Failed { step } => SagaOutcome::Failed {
-                id,
-                step: step_at::<S>(*step),
-                error: self
-                    .state
-                    .failure
-                    .as_ref()
-                    .map(|f| f.error.clone())
-                    .unwrap_or_else(|| StepError::permanent("failed")),
-                ctx,
-            },
-            other => {
-                return Err(SagaError::InvalidState {
-                    id,
-                    operation: "reading the outcome",
-                    needed: "completed, compensated, compensation_failed or failed",
-                    status: other.to_string(),
-                })
-            }
-        })
+        outcome::<S>(self.id, &self.state, self.take_ctx())
     }
+}
+
+/// The outcome of saga `id` of type `S`, ended in `state` with context `ctx`.
+pub(crate) fn outcome<S: Saga>(
+    id: SagaId,
+    state: &SagaState,
+    ctx: S::Context,
+) -> Result<Outcome<S>, SagaError> {
+    let table = super::table::<S>();
+    let cause = || -> RollbackCause<S::Step> {
+        match state.rollback.clone() {
+            Some(RollbackCause::StepFailed { step, error }) => RollbackCause::StepFailed {
+                step: step_at::<S>(step),
+                error,
+            },
+            Some(RollbackCause::DeadlineExceeded) => RollbackCause::DeadlineExceeded,
+            Some(RollbackCause::Cancelled) | None => RollbackCause::Cancelled,
+        }
+    };
+    Ok(match &state.status {
+        SagaStatus::Completed => SagaOutcome::Completed { id, ctx },
+        SagaStatus::Compensated => SagaOutcome::Compensated {
+            id,
+            cause: cause(),
+            ctx,
+        },
+        SagaStatus::CompensationFailed { .. } => SagaOutcome::CompensationFailed {
+            id,
+            cause: cause(),
+            failures: state
+                .compensation_failures
+                .iter()
+                .map(|f| CompensationFailure {
+                    step: step_at::<S>(f.step),
+                    error: f.error.clone(),
+                })
+                .collect(),
+            uncompensated: state
+                .completed
+                .iter()
+                .rev()
+                .filter(|d| !d.compensated && table.compensates(d.step, d.via_fallback))
+                .map(|d| step_at::<S>(d.step))
+                .collect(),
+            ctx,
+        },
+        SagaStatus::Failed { step } => SagaOutcome::Failed {
+            id,
+            step: step_at::<S>(*step),
+            error: state
+                .failure
+                .as_ref()
+                .map(|f| f.error.clone())
+                .unwrap_or_else(|| StepError::permanent("failed")),
+            ctx,
+        },
+        other => {
+            return Err(SagaError::InvalidState {
+                id,
+                operation: "reading the outcome",
+                needed: "completed, compensated, compensation_failed or failed",
+                status: other.to_string(),
+            })
+        }
+    })
 }

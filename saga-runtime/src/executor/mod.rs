@@ -5,6 +5,7 @@ mod attempt;
 mod cancel;
 mod finish;
 mod recovery;
+pub(crate) mod waiting;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -24,7 +25,7 @@ use crate::outcome::RollbackCause;
 use crate::store::{
     Created, Fence, LeaseRequest, NewSaga, SagaRecord, StoreErrorKind, StoredContext,
 };
-use crate::{Saga, SagaError, SagaId, SagaOutcome, SagaStatus, StepEnum};
+use crate::{OperatorRequest, Saga, SagaError, SagaId, SagaOutcome, SagaStatus, StepEnum};
 
 /// The tracing span of one saga.
 pub(crate) fn span<S: Saga>(id: SagaId) -> tracing::Span {
@@ -100,6 +101,8 @@ impl Drop for Claim {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&self.id);
+        // The run ended, or let the saga go: whoever waits for it looks again.
+        self.engine.inner.waiters.wake(self.id);
     }
 }
 
@@ -142,18 +145,27 @@ pub(crate) fn table<S: Saga>() -> StepTable<S::Context, S::Deps> {
     }
 }
 
-/// Records a new saga and runs it to a terminal state. With an id or idempotency key already
-/// taken, nothing runs and the error is [`SagaError::AlreadyExists`].
+/// Records a new saga and runs it to a terminal state (waiting for its outcome if it was let go
+/// on a durable timer). With an id or idempotency key already taken, nothing runs and the error
+/// is [`SagaError::AlreadyExists`].
 pub(crate) async fn run<S: Saga>(
     claim: Claim,
     ctx: Arc<S::Context>,
     deps: Arc<S::Deps>,
     unrecorded: Unrecorded,
 ) -> Result<Outcome<S>, SagaError> {
-    let state = SagaState::new(unrecorded.saga.deadline);
+    let state = unrecorded.saga.initial_state();
+    let engine = claim.engine.clone();
+    let id = claim.id;
     let mut run = Run::<S>::new(claim, ctx, deps, state, Fence::default());
     run.unrecorded = Some(Box::new(unrecorded));
-    run.drive().await
+    let ended = run.drive().await;
+    // The run (a few kilobytes) is not kept while the saga waits on a timer.
+    drop(run);
+    match ended? {
+        Some(outcome) => Ok(outcome),
+        None => waiting::outcome::<S>(&engine, id).await,
+    }
 }
 
 /// Loads saga `id`, checking that it is an `S` started under this program's definition of `S`.
@@ -195,55 +207,43 @@ pub(crate) fn check_definition<S: Saga>(record: &SagaRecord) -> Result<(), SagaE
     Ok(())
 }
 
-/// Resumes the rollback of a compensation-failed saga (an operator's retry).
-pub(crate) async fn retry_compensation<S: Saga>(
+/// An operator's retry of saga `id`, run here with `deps`: reopened and leased to this engine in
+/// one request, then driven to its end (see [`crate::OperatorRequest::Retry`]).
+pub(crate) async fn retry<S: Saga>(
     engine: Engine,
     id: SagaId,
     deps: Arc<S::Deps>,
 ) -> Result<Outcome<S>, SagaError> {
+    // Checked before anything changes: a saga of another type or definition is not reopened.
     let record = load::<S>(&engine, id).await?;
-    let (SagaStatus::CompensationFailed { .. }, Some(cause)) =
-        (&record.state.status, &record.state.rollback)
-    else {
-        return Err(SagaError::InvalidState {
-            id,
-            operation: "retrying compensation",
-            needed: "compensation_failed",
-            status: record.state.status.to_string(),
-        });
-    };
     let ctx = record
         .context
         .decode::<S::Context>()
         .map_err(|message| SagaError::CorruptContext { id, message })?;
     let claim = Claim::take(&engine, id).ok_or(SagaError::InvalidState {
         id,
-        operation: "retrying compensation",
+        operation: "retrying",
         needed: "not running",
         status: "running on this engine".into(),
     })?;
-    let table = table::<S>();
-    let reason = reason::<S>(cause);
-    let now = SystemTime::now();
-    let kind = SagaEventKind::CompensationStarted { reason };
-    let mut write = Write::new(event::<S>(id, now, kind), Change::RollbackResumed);
-    let mut after = record.state.clone();
-    after.apply(&write);
-    write.status = finish::pending_status(&table, &after);
     let record = engine
-        .inner
-        .store
-        .reopen(id, engine.lease_request(), write.clone())
+        .request(id, OperatorRequest::Retry, Some(engine.lease_request()))
         .await?;
     let fence = record.fence().ok_or(SagaError::InvalidState {
         id,
-        operation: "retrying compensation",
+        operation: "retrying",
         needed: "leased by this worker",
         status: "not leased".into(),
     })?;
     let mut run = Run::<S>::new(claim, Arc::new(ctx), deps, record.state, fence);
-    run.announce(vec![write.event]);
-    run.drive().await
+    let reopened = engine.inner.store.history(id, fence.version - 1, 1).await?;
+    run.announce(reopened.unwrap_or_default());
+    let ended = run.drive().await;
+    drop(run);
+    match ended? {
+        Some(outcome) => Ok(outcome),
+        None => waiting::outcome::<S>(&engine, id).await,
+    }
 }
 
 impl<S: Saga> Run<S> {
@@ -278,8 +278,9 @@ impl<S: Saga> Run<S> {
         }
     }
 
-    /// The loop: decide, then do what was decided, until the saga is terminal.
-    async fn drive(&mut self) -> Result<Outcome<S>, SagaError> {
+    /// The loop: decide, then do what was decided, until the saga is terminal (its outcome) or
+    /// let go on a durable timer (`None`).
+    async fn drive(&mut self) -> Result<Option<Outcome<S>>, SagaError> {
         self.note_pivot();
         // The clock was looked at when the run was made (nothing awaited since), then is by
         // whatever takes time (an attempt, a wait) when it ends: a decision that follows a
@@ -290,7 +291,11 @@ impl<S: Saga> Run<S> {
             let cancelled = self.cancel.was_requested();
             match decide(&self.table, &self.state, self.clock, cancelled) {
                 Decision::Run(task) => self.attempt(task).await?,
-                Decision::Wait(until) => self.wait(until).await?,
+                Decision::Wait(until) => {
+                    if !self.wait(until).await? {
+                        return Ok(None);
+                    }
+                }
                 Decision::Stop {
                     step,
                     attempt,
@@ -340,11 +345,11 @@ impl<S: Saga> Run<S> {
                     Change::StopIgnored { cancelled },
                     None,
                 ),
-                Decision::Complete => return self.complete().await,
-                Decision::Fail { step, error } => return self.fail(step, error).await,
-                Decision::Compensated => return self.compensated().await,
-                Decision::CompensationFailed => return self.compensation_failed().await,
-                Decision::Done => return self.outcome_of_terminal(),
+                Decision::Complete => return self.complete().await.map(Some),
+                Decision::Fail { step, error } => return self.fail(step, error).await.map(Some),
+                Decision::Compensated => return self.compensated().await.map(Some),
+                Decision::CompensationFailed => return self.compensation_failed().await.map(Some),
+                Decision::Done => return self.outcome_of_terminal().map(Some),
             }
         }
     }
@@ -387,24 +392,47 @@ impl<S: Saga> Run<S> {
     }
 
     /// Waits until `until` (a retry backoff), cut short by a cancellation or the deadline.
-    async fn wait(&mut self, until: SystemTime) -> Result<(), SagaError> {
+    /// Returns `false` when the wait became a durable timer: the saga was let go until then, and
+    /// this run ends.
+    async fn wait(&mut self, until: SystemTime) -> Result<bool, SagaError> {
         self.flush().await?;
-        let wake = self.instant(until);
         // Compensations are never cut short (a rollback must finish), nor is anything past the
         // pivot; otherwise a cancellation or the deadline wakes the wait early, and the decision
         // sees why.
         let stoppable =
             self.state.rollback.is_none() && !crate::machine::past_pivot(&self.table, &self.state);
+        let wake_at = match (stoppable, self.state.deadline) {
+            (true, Some(deadline)) => deadline.min(until),
+            _ => until,
+        };
+        if self.durable_timer(wake_at) {
+            let store = &self.engine.inner.store;
+            store.release(self.id, self.fence, Some(wake_at)).await?;
+            self.engine.set_timer(wake_at);
+            return Ok(false);
+        }
+        let wake = self.instant(wake_at);
         match stoppable {
             false => tokio::time::sleep_until(wake).await,
-            true => {
-                let deadline = self.state.deadline.map(|d| self.instant(d));
-                let until = deadline.map_or(wake, |d| d.min(wake));
-                self.cancel.sleep_until(until).await
-            }
+            true => self.cancel.sleep_until(wake).await,
         }
         self.tick();
-        self.cancel.check_lease(self.id)
+        self.cancel.check_lease(self.id)?;
+        Ok(true)
+    }
+
+    /// Whether a wait until `wake_at` becomes a durable timer: it is long enough, and a worker
+    /// (this one) will take the saga back when it is due (see
+    /// [`EngineBuilder::timer_threshold`](crate::EngineBuilder::timer_threshold)).
+    fn durable_timer(&self, wake_at: SystemTime) -> bool {
+        let engine = &self.engine;
+        engine.inner.shared
+            && engine.claims()
+            && engine.registers(S::NAME)
+            && !self.cancel.was_requested()
+            && wake_at
+                .duration_since(self.clock)
+                .is_ok_and(|wait| wait >= engine.inner.timer_threshold)
     }
 
     /// Tells the cancellation state once the saga has passed its pivot: from then on it cannot

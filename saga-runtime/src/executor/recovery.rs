@@ -46,7 +46,7 @@ pub(crate) async fn resume<S: Saga>(
     record: SagaRecord,
     ctx: S::Context,
     deps: Arc<S::Deps>,
-) -> Result<Outcome<S>, SagaError> {
+) -> Result<Option<Outcome<S>>, SagaError> {
     let id = record.id;
     let Some(fence) = record.fence() else {
         return Err(SagaError::InvalidState {
@@ -57,6 +57,9 @@ pub(crate) async fn resume<S: Saga>(
         });
     };
     let attempts = record.state.recovery_attempts;
+    if record.cancel_requested {
+        claim.cancel.request_cancel();
+    }
     let mut run = Run::<S>::new(claim, Arc::new(ctx), deps, record.state, fence);
     run.record(
         SagaEventKind::SagaResumed {

@@ -22,6 +22,14 @@ pub(crate) trait Definition {
     fn is_pivot(&self, step: usize, fallback: bool) -> bool {
         self.policy(step, fallback).undo == Undo::Pivot
     }
+
+    /// The first step that is a pivot, or whose fallback is one: what a saga's state records
+    /// for operators' requests (see `SagaState::pivot`).
+    fn pivot(&self) -> Option<usize> {
+        (0..self.len()).find(|&step| {
+            self.is_pivot(step, false) || (self.has_fallback(step) && self.is_pivot(step, true))
+        })
+    }
 }
 
 /// The generated step table of a saga, with its options.

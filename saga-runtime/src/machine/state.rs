@@ -57,6 +57,15 @@ pub struct SagaState {
     /// The deadline passed too late to stop the saga, and that was recorded.
     #[serde(default, skip_serializing_if = "is_false")]
     pub deadline_ignored: bool,
+    /// The position of the saga's pivot step (or of the step whose fallback is a pivot), as its
+    /// definition had it when the saga was recorded: what an operator's cancellation is checked
+    /// against without the definition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pivot: Option<usize>,
+    /// The status a parked saga had before it was parked: the one it gets back when an operator
+    /// resumes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parked_from: Option<Box<SagaStatus<usize>>>,
 }
 
 // A state is encoded at every transition of a durable saga: what is false or zero (most of it)
@@ -222,6 +231,12 @@ pub enum Change {
         /// Which.
         cancelled: bool,
     },
+    /// An operator resumed a parked saga: it goes on from where it stopped, its count of
+    /// takeovers without progress starting again.
+    Unparked,
+    /// An operator retries a saga that failed after its pivot: the failure is forgotten and the
+    /// failed step runs again.
+    FailureCleared,
 }
 
 /// What [`Change::RetryScheduled`] records.
@@ -354,7 +369,15 @@ impl SagaState {
             recovery_attempts: 0,
             cancel_ignored: false,
             deadline_ignored: false,
+            pivot: None,
+            parked_from: None,
         }
+    }
+
+    /// The same state, recording the position of the definition's pivot step.
+    pub fn with_pivot(mut self, pivot: Option<usize>) -> Self {
+        self.pivot = pivot;
+        self
     }
 
     /// Applies one write (its status and change; its context and event are the store's to keep).
@@ -372,6 +395,9 @@ impl SagaState {
         at: SystemTime,
     ) {
         if let Some(status) = status {
+            if let (SagaStatus::Parked { .. }, false) = (status, self.status.is_terminal()) {
+                self.parked_from = Some(Box::new(self.status.clone()));
+            }
             self.status = status.clone();
         }
         if change.is_progress() {
@@ -447,6 +473,11 @@ impl SagaState {
             }
             Change::StopIgnored { cancelled: true } => self.cancel_ignored = true,
             Change::StopIgnored { cancelled: false } => self.deadline_ignored = true,
+            Change::Unparked => {
+                self.parked_from = None;
+                self.recovery_attempts = 0;
+            }
+            Change::FailureCleared => self.failure = None,
         }
     }
 

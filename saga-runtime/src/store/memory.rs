@@ -7,13 +7,13 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use super::{
-    check_fence, Acquire, Change, CorruptRecord, Created, Fence, Lease, LeaseRequest, NewSaga,
-    SagaQuery, SagaRecord, SagaState, SagaStore, SagaSummary, StatusCount, StoreError,
-    StoreErrorKind, StoreFuture, Write,
+    check_fence, Acquire, Admission, Change, CorruptRecord, Created, Fence, Held, Lease,
+    LeaseRequest, NewSaga, Requested, SagaQuery, SagaRecord, SagaState, SagaStore, SagaSummary,
+    StatusCount, StoreError, StoreFuture, Write,
 };
 use crate::event::{SagaEvent, SagaEventKind};
 use crate::id::IdMap;
-use crate::SagaId;
+use crate::{OperatorRequest, Refusal, SagaId};
 
 /// Keeps sagas in a map. Terminal sagas beyond the retention limit are forgotten oldest first,
 /// so a long-running program does not grow without bound.
@@ -56,6 +56,8 @@ struct Entry {
     /// The last token handed out, kept when the lease ends.
     token: u64,
     seq: u64,
+    /// Not acquired before this time (a durable timer set by `release`).
+    wake_at: Option<SystemTime>,
 }
 
 /// One write, as an entry keeps it.
@@ -97,6 +99,7 @@ impl Entry {
             deadline,
             started,
             lease,
+            pivot,
         } = saga;
         let now = started.at;
         let token = u64::from(lease.is_some());
@@ -105,12 +108,13 @@ impl Entry {
             // Empty names allocate nothing.
             saga_type: String::new(),
             steps: Vec::new(),
-            state: SagaState::new(deadline),
+            state: SagaState::new(deadline).with_pivot(pivot),
             context,
             idempotency_key,
             version: 1,
             // From the saga's start: the time its creator just read.
             lease: lease.map(|l| lease_for(l, token, now)),
+            cancel_requested: false,
             created_at: now,
             updated_at: now,
         };
@@ -126,6 +130,22 @@ impl Entry {
             history,
             token,
             seq,
+            wake_at: None,
+        }
+    }
+
+    /// Whether `acquire` may take it now: no live lease, and due (or held by an earlier
+    /// incarnation of the acquiring worker, when it reclaims its own).
+    fn acquirable(&self, request: &Acquire, now: SystemTime) -> bool {
+        match &self.record.lease {
+            Some(lease)
+                if request.reclaim_own
+                    && earlier_incarnation(&lease.owner, &request.lease.owner) =>
+            {
+                true
+            }
+            Some(lease) if lease.expires_at > now => false,
+            _ => self.wake_at.is_none_or(|wake| wake <= now),
         }
     }
 
@@ -346,14 +366,7 @@ impl SagaStore for MemoryStore {
                     .as_ref()
                     .is_none_or(|types| types.iter().any(|t| t == e.saga_type))
             })
-            .filter(|(_, e)| match &e.record.lease {
-                None => true,
-                Some(lease) => {
-                    lease.expires_at <= now
-                        || (request.reclaim_own
-                            && earlier_incarnation(&lease.owner, &request.lease.owner))
-                }
-            })
+            .filter(|(_, e)| e.acquirable(&request, now))
             .map(|(id, e)| (e.seq, *id))
             .collect();
         candidates.sort_unstable();
@@ -365,6 +378,7 @@ impl SagaStore for MemoryStore {
                 entry.token += 1;
                 let taken_over = entry.record.lease.is_some();
                 entry.record.lease = Some(lease_for(request.lease.clone(), entry.token, now));
+                entry.wake_at = None;
                 entry.fold();
                 if taken_over {
                     entry.record.state.recovery_attempts += 1;
@@ -375,28 +389,30 @@ impl SagaStore for MemoryStore {
         StoreFuture::ready(Ok(records))
     }
 
-    fn renew(
-        &self,
-        owner: &str,
-        ids: &[SagaId],
-        duration: Duration,
-    ) -> StoreFuture<'_, Vec<(SagaId, u64)>> {
+    fn renew(&self, owner: &str, ids: &[SagaId], duration: Duration) -> StoreFuture<'_, Vec<Held>> {
         let mut inner = self.lock();
         let expires_at = expiry(SystemTime::now(), duration);
         let held = ids
             .iter()
             .filter_map(|id| {
-                let lease = inner.sagas.get_mut(id)?.record.lease.as_mut()?;
+                let record = &mut inner.sagas.get_mut(id)?.record;
+                let cancel_requested = record.cancel_requested;
+                let lease = record.lease.as_mut()?;
                 (&*lease.owner == owner).then(|| {
                     lease.expires_at = expires_at;
-                    (*id, lease.token)
+                    Held::new(*id, lease.token, cancel_requested)
                 })
             })
             .collect();
         StoreFuture::ready(Ok(held))
     }
 
-    fn release(&self, id: SagaId, fence: Fence) -> StoreFuture<'_, ()> {
+    fn release(
+        &self,
+        id: SagaId,
+        fence: Fence,
+        wake_at: Option<SystemTime>,
+    ) -> StoreFuture<'_, ()> {
         let mut inner = self.lock();
         let result = match inner.sagas.get_mut(&id) {
             None => Err(StoreError::not_found(id)),
@@ -407,32 +423,75 @@ impl SagaStore for MemoryStore {
                 &entry.record.state.status,
                 entry.record.version,
             )
-            .map(|()| entry.record.lease = None),
+            .map(|()| {
+                entry.record.lease = None;
+                entry.wake_at = wake_at;
+            }),
         };
         StoreFuture::ready(result)
     }
 
-    fn reopen(&self, id: SagaId, lease: LeaseRequest, write: Write) -> StoreFuture<'_, SagaRecord> {
+    fn next_wake(&self, types: Option<Vec<String>>) -> StoreFuture<'_, Option<SystemTime>> {
+        let inner = self.lock();
+        let now = SystemTime::now();
+        let next = inner
+            .sagas
+            .values()
+            .filter(|e| !e.record.state.status.is_terminal())
+            .filter(|e| e.record.lease.as_ref().is_none_or(|l| l.expires_at <= now))
+            .filter(|e| {
+                types
+                    .as_ref()
+                    .is_none_or(|types| types.iter().any(|t| t == e.saga_type))
+            })
+            .filter_map(|e| e.wake_at.filter(|wake| *wake > now))
+            .min();
+        StoreFuture::ready(Ok(next))
+    }
+
+    fn request(
+        &self,
+        id: SagaId,
+        request: OperatorRequest,
+        lease: Option<LeaseRequest>,
+    ) -> StoreFuture<'_, Result<SagaRecord, Refusal>> {
         let mut inner = self.lock();
-        let result = match inner.sagas.get_mut(&id) {
-            None => Err(StoreError::not_found(id)),
-            Some(entry) => match &entry.record.state.status {
-                crate::SagaStatus::CompensationFailed { .. } => {
-                    entry.token += 1;
-                    entry.record.lease = Some(lease_for(lease, entry.token, SystemTime::now()));
-                    entry.push(write);
-                    Ok(entry.record())
-                }
-                other => Err(StoreError::new(
-                    StoreErrorKind::Conflict,
-                    format!(
-                        "saga {id} is {}; only a compensation-failed saga can be reopened",
-                        other.name()
-                    ),
-                )),
-            },
+        let Some(entry) = inner.sagas.get_mut(&id) else {
+            return StoreFuture::ready(Err(StoreError::not_found(id)));
         };
-        StoreFuture::ready(result)
+        entry.fold();
+        let now = SystemTime::now();
+        let saga = Requested {
+            id,
+            saga_type: entry.saga_type,
+            steps: entry.steps.len(),
+            at: now,
+        };
+        let admission = match entry.record.state.admit(request, saga) {
+            Ok(admission) => admission,
+            Err(refusal) => return StoreFuture::ready(Ok(Err(refusal))),
+        };
+        match admission {
+            Admission::Cancel => entry.record.cancel_requested = true,
+            Admission::Reopen(write) => {
+                entry.push(*write);
+                entry.fold();
+                if let Some(lease) = lease {
+                    entry.token += 1;
+                    entry.record.lease = Some(lease_for(lease, entry.token, now));
+                }
+            }
+        }
+        if entry
+            .record
+            .lease
+            .as_ref()
+            .is_none_or(|l| l.expires_at <= now)
+        {
+            // No live worker holds it: it is due at once.
+            entry.wake_at = None;
+        }
+        StoreFuture::ready(Ok(Ok(entry.record())))
     }
 
     fn load(&self, id: SagaId) -> StoreFuture<'_, Option<SagaRecord>> {

@@ -38,8 +38,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 pub use crate::machine::{
-    Activity, Change, CompensationFailed, CompletedStep, Failure, RetryScheduled, SagaState,
-    StepFailed, Write,
+    Activity, Admission, Change, CompensationFailed, CompletedStep, Failure, Requested,
+    RetryScheduled, SagaState, StepFailed, Write,
 };
 pub use context::StoredContext;
 pub use future::StoreFuture;
@@ -288,6 +288,9 @@ pub struct NewSaga {
     pub started: SagaEvent,
     /// The lease its creator takes on it, in the same commit (token 1).
     pub lease: Option<LeaseRequest>,
+    /// The position of its definition's pivot step, kept in its state (see
+    /// [`SagaState::pivot`]).
+    pub pivot: Option<usize>,
 }
 
 impl NewSaga {
@@ -308,7 +311,13 @@ impl NewSaga {
             deadline: None,
             started,
             lease: None,
+            pivot: None,
         }
+    }
+
+    /// The state it starts in.
+    pub fn initial_state(&self) -> SagaState {
+        SagaState::new(self.deadline).with_pivot(self.pivot)
     }
 }
 
@@ -347,6 +356,9 @@ pub struct SagaRecord {
     pub version: u64,
     /// The lease on it, if a worker holds (or held, and it expired) one.
     pub lease: Option<Lease>,
+    /// An operator asked to cancel it (see [`SagaStore::request`]); the worker holding it acts on
+    /// it at its next step boundary.
+    pub cancel_requested: bool,
     /// When it was recorded.
     pub created_at: SystemTime,
     /// When it last changed.
@@ -487,6 +499,29 @@ pub struct SagaSummary {
     pub updated_at: SystemTime,
 }
 
+/// A saga a worker still holds after renewing its leases (see [`SagaStore::renew`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct Held {
+    /// The saga.
+    pub id: SagaId,
+    /// The token of the worker's lease on it.
+    pub token: u64,
+    /// An operator asked to cancel it: the worker acts on it at its next step boundary.
+    pub cancel_requested: bool,
+}
+
+impl Held {
+    /// Saga `id`, held under `token`.
+    pub fn new(id: SagaId, token: u64, cancel_requested: bool) -> Self {
+        Held {
+            id,
+            token,
+            cancel_requested,
+        }
+    }
+}
+
 /// How many sagas of one type have one status.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -523,8 +558,10 @@ pub trait SagaStore: Send + Sync + 'static {
         writes: &mut Vec<Write>,
     ) -> StoreFuture<'a, u64>;
 
-    /// Leases up to `request.limit` sagas that are not terminal and that no live lease holds,
-    /// oldest first, each with a new token, and returns them. A saga taken from another
+    /// Leases up to `request.limit` sagas that are not terminal, that no live lease holds and
+    /// that are due (no wake time, or one that has passed: see [`SagaStore::release`]), oldest
+    /// first, each with a new token, and returns them (`reclaim_own` takes back this owner's
+    /// sagas, due or not). A saga taken from another
     /// holder (its lease expired, or `reclaim_own`) counts one more recovery attempt in its
     /// state. A record that does not decode comes back as [`CorruptRecord`] (leased too, so that
     /// it can be parked), so that one bad record stops nothing else.
@@ -532,22 +569,38 @@ pub trait SagaStore: Send + Sync + 'static {
 
     /// Extends to `duration` from now the leases `owner` holds on those of `ids` that are not
     /// terminal (the sagas it is working on: a lease whose run ended without a last write is left
-    /// to expire); returns the sagas it still holds, with their tokens.
-    fn renew(
+    /// to expire); returns the sagas it still holds, with their tokens and whether an operator
+    /// asked to cancel them.
+    fn renew(&self, owner: &str, ids: &[SagaId], duration: Duration) -> StoreFuture<'_, Vec<Held>>;
+
+    /// Gives up the lease `fence` names (refused as a write would be). With no `wake_at` any
+    /// worker may acquire the saga at once; with one, not before then (a durable timer: the saga
+    /// waits without a worker holding it, and any worker fires it).
+    fn release(&self, id: SagaId, fence: Fence, wake_at: Option<SystemTime>)
+        -> StoreFuture<'_, ()>;
+
+    /// The earliest wake time after now among sagas of these types (`None`: any type) that no
+    /// live lease holds: when a worker next has a durable timer to fire.
+    fn next_wake(&self, types: Option<Vec<String>>) -> StoreFuture<'_, Option<SystemTime>>;
+
+    /// An operator's request on saga `id` (see [`crate::OperatorRequest`]), checked and applied
+    /// atomically through [`SagaState::admit`] (with the request's time taken by the store):
+    ///
+    /// - a cancellation marks the saga ([`SagaRecord::cancel_requested`]) without a history
+    ///   entry (the worker records what it does about it); a saga no live lease holds becomes due
+    ///   at once;
+    /// - a reopening records its write without a fence, then leases the saga to `lease` with a
+    ///   new token when one is given (the caller runs it), or leaves it unheld and due at once
+    ///   (any worker acquires it).
+    ///
+    /// Returns the record as it is after the request, or the refusal ([`StoreErrorKind::NotFound`]
+    /// for an unknown id).
+    fn request(
         &self,
-        owner: &str,
-        ids: &[SagaId],
-        duration: Duration,
-    ) -> StoreFuture<'_, Vec<(SagaId, u64)>>;
-
-    /// Gives up the lease `fence` names (refused as a write would be), so that any worker may
-    /// acquire the saga at once.
-    fn release(&self, id: SagaId, fence: Fence) -> StoreFuture<'_, ()>;
-
-    /// An operator reopens a compensation-failed saga to retry its compensation: if it is
-    /// compensation-failed, records `write` (which must make it non-terminal) and leases it for
-    /// `lease` with a new token. Refused with [`StoreErrorKind::Conflict`] otherwise.
-    fn reopen(&self, id: SagaId, lease: LeaseRequest, write: Write) -> StoreFuture<'_, SagaRecord>;
+        id: SagaId,
+        request: crate::OperatorRequest,
+        lease: Option<LeaseRequest>,
+    ) -> StoreFuture<'_, Result<SagaRecord, crate::Refusal>>;
 
     /// Reads a saga's record.
     fn load(&self, id: SagaId) -> StoreFuture<'_, Option<SagaRecord>>;

@@ -20,7 +20,7 @@ mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
@@ -29,13 +29,13 @@ use self::codec::{encode, store_error};
 use self::writer::Request;
 use super::handoff::Waiting;
 use super::{
-    Acquire, CorruptRecord, Created, Fence, LeaseRequest, NewSaga, SagaQuery, SagaRecord,
+    Acquire, CorruptRecord, Created, Fence, Held, LeaseRequest, NewSaga, SagaQuery, SagaRecord,
     SagaStore, SagaSummary, StatusCount, StoreError, StoreErrorKind, StoreFuture, Write,
 };
 use crate::event::SagaEvent;
 use crate::id::IdMap;
 use crate::machine::SagaState;
-use crate::SagaId;
+use crate::{OperatorRequest, Refusal, SagaId};
 
 pub use self::schema::SCHEMA_VERSION;
 
@@ -350,7 +350,7 @@ impl SagaStore for SqliteStore {
             Ok(encoded) => encoded,
             Err(error) => return failed(error),
         };
-        let (id, mut state) = (saga.id, SagaState::new(saga.deadline));
+        let (id, mut state) = (saga.id, saga.initial_state());
         let folded = match codec::fold(&mut state, &writes) {
             Ok(folded) => Box::new(folded),
             Err(error) => return failed(error),
@@ -419,33 +419,40 @@ impl SagaStore for SqliteStore {
         })
     }
 
-    fn renew(
-        &self,
-        owner: &str,
-        ids: &[SagaId],
-        duration: Duration,
-    ) -> StoreFuture<'_, Vec<(SagaId, u64)>> {
+    fn renew(&self, owner: &str, ids: &[SagaId], duration: Duration) -> StoreFuture<'_, Vec<Held>> {
         let (reply, receiver) = channel();
         let request = Request::Renew(owner.to_owned(), ids.to_vec(), duration, reply);
         self.send(request, receiver)
     }
 
-    fn release(&self, id: SagaId, fence: Fence) -> StoreFuture<'_, ()> {
+    fn release(
+        &self,
+        id: SagaId,
+        fence: Fence,
+        wake_at: Option<SystemTime>,
+    ) -> StoreFuture<'_, ()> {
         let (reply, receiver) = channel();
-        self.send(Request::Release(id, fence, reply), receiver)
+        self.send(Request::Release(id, fence, wake_at, reply), receiver)
     }
 
-    fn reopen(&self, id: SagaId, lease: LeaseRequest, write: Write) -> StoreFuture<'_, SagaRecord> {
-        let mut writes = vec![write];
-        let encoded = match encode(&mut writes) {
-            Ok(mut encoded) => encoded.remove(0),
-            Err(error) => return failed(error),
-        };
+    fn next_wake(&self, types: Option<Vec<String>>) -> StoreFuture<'_, Option<SystemTime>> {
+        self.read(move |conn| reads::next_wake(conn, types.as_deref()))
+    }
+
+    fn request(
+        &self,
+        id: SagaId,
+        request: OperatorRequest,
+        lease: Option<LeaseRequest>,
+    ) -> StoreFuture<'_, Result<SagaRecord, Refusal>> {
         let (reply, receiver) = channel();
-        self.send(
-            Request::Reopen(id, lease, Box::new(encoded), reply),
-            receiver,
-        )
+        let requested = self.send(Request::Operator(id, request, lease, reply), receiver);
+        StoreFuture::new(async move {
+            let answer = requested.await?;
+            // A reopened saga's state changed under a version a kept state may still have.
+            self.states().remove(&id);
+            Ok(answer)
+        })
     }
 
     fn load(&self, id: SagaId) -> StoreFuture<'_, Option<SagaRecord>> {

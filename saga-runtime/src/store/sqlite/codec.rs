@@ -171,7 +171,7 @@ pub(super) fn encode(writes: &mut Vec<Write>) -> Result<Vec<EncodedWrite>, Store
 
 /// The columns [`row_to_record`] reads, in its order.
 pub(super) const RECORD_COLUMNS: &str = "id, saga_type, steps, state, context, idempotency_key, \
-     events, token, owner, lease_until, created_at, updated_at";
+     events, token, owner, lease_until, created_at, updated_at, cancel_requested";
 
 /// Reads one record; `Err(CorruptRecord)` when its stored fields do not decode.
 pub(super) fn row_to_record(
@@ -234,6 +234,7 @@ pub(super) fn row_to_record(
             lease: lease.clone()?,
             created_at: time(integer(10)?),
             updated_at: time(integer(11)?),
+            cancel_requested: integer(12)? != 0,
         })
     };
     Ok(decode().map_err(|message| CorruptRecord {

@@ -1,6 +1,8 @@
 //! Reads: a saga's record and its history, on the reader connection (WAL lets it read while the
 //! writer writes).
 
+use std::time::SystemTime;
+
 use rusqlite::{Connection, OptionalExtension};
 
 use rusqlite::params;
@@ -21,6 +23,32 @@ pub(super) fn load_record(
     conn.prepare_cached(&format!("SELECT {RECORD_COLUMNS} FROM sagas WHERE id = ?1"))
         .and_then(|mut statement| statement.query_row([id], row_to_record).optional())
         .map_err(store_error)
+}
+
+/// The earliest wake time after now of a saga of these types that no live lease holds.
+pub(super) fn next_wake(
+    conn: &Connection,
+    types: Option<&[String]>,
+) -> Result<Option<SystemTime>, StoreError> {
+    let types = types
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(store_error)?;
+    let now = millis(SystemTime::now());
+    // In wake order through the index, stopping at the first that qualifies.
+    conn.prepare_cached(
+        "SELECT wake_at FROM sagas
+         WHERE terminal = 0 AND wake_at > ?1 AND (owner IS NULL OR lease_until <= ?1)
+           AND (?2 IS NULL OR saga_type IN (SELECT value FROM json_each(?2)))
+         ORDER BY wake_at LIMIT 1",
+    )
+    .and_then(|mut statement| {
+        statement
+            .query_row(rusqlite::params![now, types], |row| row.get::<_, i64>(0))
+            .optional()
+    })
+    .map(|wake| wake.map(super::codec::time))
+    .map_err(store_error)
 }
 
 /// Up to `limit` history entries of saga `id` from entry `from`; `None` for an unknown saga.

@@ -12,10 +12,10 @@ use super::schema::{history_key, HISTORY_POSITION_BITS};
 use super::writer::{execute_cached, expiry};
 use crate::id::IdMap;
 use crate::store::{
-    check_fence, Created, Fence, Lease, LeaseRequest, NewSaga, SagaRecord, SagaState, StoreError,
-    StoreErrorKind,
+    check_fence, Admission, Created, Fence, Lease, LeaseRequest, NewSaga, Requested, SagaRecord,
+    SagaState, StoreError, StoreErrorKind,
 };
-use crate::{SagaId, SagaStatus};
+use crate::{OperatorRequest, Refusal, SagaId, SagaStatus};
 
 /// Records a new saga, in one insert of its row as its first writes leave it (`folded`) and one
 /// insert per history entry; or finds the saga with its id or idempotency key.
@@ -395,55 +395,83 @@ fn write_fenced(
     Ok(Some(events as u64))
 }
 
-/// Ends the lease on a saga, if `fence` holds.
-pub(super) fn release(conn: &Connection, id: SagaId, fence: Fence) -> Result<(), StoreError> {
+/// Ends the lease on a saga, if `fence` holds; it is not acquired before `wake_at`.
+pub(super) fn release(
+    conn: &Connection,
+    id: SagaId,
+    fence: Fence,
+    wake_at: Option<SystemTime>,
+) -> Result<(), StoreError> {
     let text_id = id.to_string();
     let row = read_row(conn, &text_id)?.ok_or_else(|| StoreError::not_found(id))?;
     row.check(id, fence)?;
     execute_cached(
         conn,
-        "UPDATE sagas SET owner = NULL, lease_until = NULL WHERE seq = ?1",
-        [row.seq],
+        "UPDATE sagas SET owner = NULL, lease_until = NULL, wake_at = ?2 WHERE seq = ?1",
+        params![row.seq, wake_at.map(millis)],
     )
     .map(drop)
 }
 
-/// Reopens a compensation-failed saga with an operator's write and leases it.
-pub(super) fn reopen(
+/// An operator's request (see [`crate::store::SagaStore::request`]).
+pub(super) fn operator(
     conn: &Connection,
     id: SagaId,
-    lease: &LeaseRequest,
-    reopening: &EncodedWrite,
-) -> Result<SagaRecord, StoreError> {
+    request: OperatorRequest,
+    lease: Option<&LeaseRequest>,
+) -> Result<Result<SagaRecord, Refusal>, StoreError> {
     let text_id = id.to_string();
-    let row = read_row(conn, &text_id)?.ok_or_else(|| StoreError::not_found(id))?;
-    let state = row
-        .state()
-        .map_err(|message| unreadable(format!("saga {id}: bad state: {message}")))?;
-    if !matches!(state.status, SagaStatus::CompensationFailed { .. }) {
-        return Err(StoreError::new(
-            StoreErrorKind::Conflict,
-            format!(
-                "saga {id} is {}; only a compensation-failed saga can be reopened",
-                state.status.name()
-            ),
-        ));
-    }
-    // The operator's write reopens it (its status is not terminal), then the lease is taken.
-    write(
-        conn,
-        &mut Seqs::default(),
+    let load = || -> Result<SagaRecord, StoreError> {
+        super::reads::load_record(conn, &text_id)?
+            .ok_or_else(|| StoreError::not_found(id))?
+            .map_err(|corrupt| unreadable(format!("saga {id}: {}", corrupt.message)))
+    };
+    let record = load()?;
+    let now = SystemTime::now();
+    let saga = Requested {
         id,
-        None,
-        std::slice::from_ref(reopening),
-        None,
-    )?;
-    execute_cached(
-        conn,
-        "UPDATE sagas SET owner = ?2, token = token + 1, lease_until = ?3 WHERE seq = ?1",
-        params![row.seq, &*lease.owner, expiry(lease.duration)],
-    )?;
-    super::reads::load_record(conn, &text_id)?
+        saga_type: &record.saga_type,
+        steps: record.steps.len(),
+        at: now,
+    };
+    let admission = match record.state.admit(request, saga) {
+        Ok(admission) => admission,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    let seq = read_row(conn, &text_id)?
         .ok_or_else(|| StoreError::not_found(id))?
-        .map_err(|corrupt| unreadable(corrupt.message))
+        .seq;
+    match admission {
+        Admission::Cancel => {
+            // A saga no live worker holds is due at once.
+            execute_cached(
+                conn,
+                "UPDATE sagas SET cancel_requested = 1,
+                     wake_at = CASE WHEN owner IS NULL OR lease_until <= ?2 THEN NULL
+                                    ELSE wake_at END
+                 WHERE seq = ?1",
+                params![seq, millis(now)],
+            )?;
+        }
+        Admission::Reopen(write) => {
+            // The operator's write reopens it (its status is not terminal), unfenced: an ended
+            // saga has no holder. Then the caller's lease, if it asked for one.
+            let encoded = super::codec::encode(&mut vec![*write])?;
+            self::write(conn, &mut Seqs::default(), id, None, &encoded, None)?;
+            execute_cached(
+                conn,
+                "UPDATE sagas SET wake_at = NULL WHERE seq = ?1",
+                [seq],
+            )?;
+            if let Some(lease) = lease {
+                execute_cached(
+                    conn,
+                    "UPDATE sagas SET owner = ?2, token = token + 1, lease_until = ?3
+                     WHERE seq = ?1",
+                    params![seq, &*lease.owner, expiry(lease.duration)],
+                )?;
+            }
+        }
+    }
+    load().map(Ok)
 }

@@ -13,7 +13,7 @@ use crate::store::{CompletedStep, StoreError, StoreErrorKind};
 use crate::SagaStatus;
 
 /// The schema version this library writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Refuses a database written by a newer version of this library; returns its version.
 pub(super) fn check_version(conn: &Connection) -> Result<i64, StoreError> {
@@ -126,6 +126,34 @@ const TABLES: &[(i64, &[Table])] = &[
             ("saga_history", &["key", "saga", "n", "event"]),
         ],
     ),
+    (
+        4,
+        &[
+            (
+                "sagas",
+                &[
+                    "seq",
+                    "id",
+                    "saga_type",
+                    "steps",
+                    "status",
+                    "terminal",
+                    "state",
+                    "context",
+                    "idempotency_key",
+                    "events",
+                    "token",
+                    "owner",
+                    "lease_until",
+                    "wake_at",
+                    "cancel_requested",
+                    "created_at",
+                    "updated_at",
+                ],
+            ),
+            ("saga_history", &["key", "saga", "n", "event"]),
+        ],
+    ),
 ];
 
 /// Checks, before anything is written, that the database is a saga store this library can open:
@@ -196,6 +224,13 @@ fn inspect_snapshot(conn: &Connection) -> Result<i64, StoreError> {
     Ok(version)
 }
 
+/// Sagas by wake time, for the next durable timer (since version 4).
+macro_rules! waking_index {
+    () => {
+        "CREATE INDEX sagas_waking ON sagas (wake_at) WHERE terminal = 0 AND wake_at IS NOT NULL;"
+    };
+}
+
 /// The indexes and the history table, the same since version 2.
 macro_rules! indexes_and_history {
     () => {
@@ -237,11 +272,18 @@ pub(super) const SCHEMA: &str = concat!(
         owner             TEXT,
         lease_until       INTEGER,
         wake_at           INTEGER,
+        cancel_requested  INTEGER NOT NULL DEFAULT 0,
         created_at        INTEGER NOT NULL,
         updated_at        INTEGER NOT NULL
     );",
-    indexes_and_history!()
+    indexes_and_history!(),
+    waking_index!()
 );
+
+/// Version 3 to 4: operators' cancellations are marked on the saga, and sagas are indexed by
+/// wake time (durable timers).
+const MIGRATE_3_TO_4: &str =
+    "ALTER TABLE sagas ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;";
 
 /// Bits of a history key that hold the entry's position in its saga's history.
 pub(super) const HISTORY_POSITION_BITS: u32 = 24;
@@ -319,13 +361,23 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         1 => {
             migrate_1_to_2(&tx)?;
             migrate_2_to_3(&tx)?;
+            migrate_3_to_4(&tx)?;
         }
-        2 => migrate_2_to_3(&tx)?,
+        2 => {
+            migrate_2_to_3(&tx)?;
+            migrate_3_to_4(&tx)?;
+        }
+        3 => migrate_3_to_4(&tx)?,
         other => return Err(never_wrote(other)),
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)
         .map_err(store_error)?;
     tx.commit().map_err(store_error)
+}
+
+fn migrate_3_to_4(tx: &Connection) -> Result<(), StoreError> {
+    tx.execute_batch(MIGRATE_3_TO_4).map_err(store_error)?;
+    tx.execute_batch(waking_index!()).map_err(store_error)
 }
 
 fn migrate_1_to_2(tx: &Connection) -> Result<(), StoreError> {

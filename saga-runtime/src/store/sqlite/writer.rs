@@ -17,10 +17,10 @@ use super::codec::{millis, store_error, EncodedWrite, Folded};
 use super::rows::{self, Seqs};
 use crate::store::handoff;
 use crate::store::{
-    Acquire, CorruptRecord, Created, Fence, LeaseRequest, NewSaga, SagaRecord, StoreError,
+    Acquire, CorruptRecord, Created, Fence, Held, LeaseRequest, NewSaga, SagaRecord, StoreError,
     StoreErrorKind,
 };
-use crate::SagaId;
+use crate::{OperatorRequest, Refusal, SagaId};
 
 /// The most requests one transaction takes; bounds the latency of the first in a large batch.
 const MAX_BATCH: usize = 4096;
@@ -52,14 +52,19 @@ pub(super) enum Request {
         String,
         Vec<SagaId>,
         Duration,
-        oneshot::Sender<Result<Vec<(SagaId, u64)>, StoreError>>,
+        oneshot::Sender<Result<Vec<Held>, StoreError>>,
     ),
-    Release(SagaId, Fence, oneshot::Sender<Result<(), StoreError>>),
-    Reopen(
+    Release(
         SagaId,
-        LeaseRequest,
-        Box<EncodedWrite>,
-        oneshot::Sender<Result<SagaRecord, StoreError>>,
+        Fence,
+        Option<SystemTime>,
+        oneshot::Sender<Result<(), StoreError>>,
+    ),
+    Operator(
+        SagaId,
+        OperatorRequest,
+        Option<LeaseRequest>,
+        oneshot::Sender<Result<Result<SagaRecord, Refusal>, StoreError>>,
     ),
 }
 
@@ -68,9 +73,9 @@ enum Outcome {
     Create(Created),
     Write(u64),
     Acquire(Vec<Result<SagaRecord, CorruptRecord>>),
-    Renew(Vec<(SagaId, u64)>),
+    Renew(Vec<Held>),
     Release,
-    Reopen(Box<SagaRecord>),
+    Operator(Box<Result<SagaRecord, Refusal>>),
 }
 
 /// The writer thread's loop; ends once every sender is gone.
@@ -198,11 +203,12 @@ fn apply(conn: &Connection, seqs: &mut Seqs, request: &Request) -> Result<Outcom
         Request::Renew(owner, ids, duration, _) => {
             renew(conn, owner, ids, *duration).map(Outcome::Renew)
         }
-        Request::Release(id, fence, _) => {
-            rows::release(conn, *id, *fence).map(|()| Outcome::Release)
+        Request::Release(id, fence, wake_at, _) => {
+            rows::release(conn, *id, *fence, *wake_at).map(|()| Outcome::Release)
         }
-        Request::Reopen(id, lease, write, _) => {
-            rows::reopen(conn, *id, lease, write).map(|r| Outcome::Reopen(Box::new(r)))
+        Request::Operator(id, request, lease, _) => {
+            rows::operator(conn, *id, *request, lease.as_ref())
+                .map(|answer| Outcome::Operator(Box::new(answer)))
         }
     }
 }
@@ -243,12 +249,12 @@ fn reply(request: Request, outcome: Result<Outcome, StoreError>, commit: Result<
             Outcome::Renew(held) => Some(held),
             _ => None,
         }),
-        Request::Release(_, _, tx) => answer(tx, outcome, |o| match o {
+        Request::Release(_, _, _, tx) => answer(tx, outcome, |o| match o {
             Outcome::Release => Some(()),
             _ => None,
         }),
-        Request::Reopen(_, _, _, tx) => answer(tx, outcome, |o| match o {
-            Outcome::Reopen(record) => Some(*record),
+        Request::Operator(_, _, _, tx) => answer(tx, outcome, |o| match o {
+            Outcome::Operator(answer) => Some(*answer),
             _ => None,
         }),
     }
@@ -301,7 +307,7 @@ fn acquire(
         .prepare_cached(
             "SELECT seq, id, owner FROM sagas
              WHERE terminal = 0
-               AND (owner IS NULL OR lease_until <= ?1
+               AND (((owner IS NULL OR lease_until <= ?1) AND (wake_at IS NULL OR wake_at <= ?1))
                     OR (?2 IS NOT NULL AND owner != ?3 AND substr(owner, 1, length(?2)) = ?2))
                AND (?4 IS NULL OR saga_type IN (SELECT value FROM json_each(?4)))
              ORDER BY id LIMIT ?5",
@@ -320,7 +326,8 @@ fn acquire(
     for (seq, id, previous) in candidates {
         execute_cached(
             conn,
-            "UPDATE sagas SET owner = ?2, token = token + 1, lease_until = ?3 WHERE seq = ?1",
+            "UPDATE sagas SET owner = ?2, token = token + 1, lease_until = ?3, wake_at = NULL
+             WHERE seq = ?1",
             params![seq, owner, lease_until],
         )?;
         if previous.is_some() {
@@ -346,25 +353,25 @@ fn renew(
     owner: &str,
     ids: &[SagaId],
     duration: Duration,
-) -> Result<Vec<(SagaId, u64)>, StoreError> {
+) -> Result<Vec<Held>, StoreError> {
     let ids: Vec<String> = ids.iter().map(SagaId::to_string).collect();
     let ids = serde_json::to_string(&ids).map_err(store_error)?;
-    let rows: Vec<(String, i64)> = conn
+    let rows: Vec<(String, i64, bool)> = conn
         .prepare_cached(
             "UPDATE sagas SET lease_until = ?2
              WHERE terminal = 0 AND owner = ?1 AND id IN (SELECT value FROM json_each(?3))
-             RETURNING id, token",
+             RETURNING id, token, cancel_requested",
         )
         .and_then(|mut statement| {
             statement
                 .query_map(params![owner, expiry(duration), ids], |row| {
-                    Ok((row.get(0)?, row.get(1)?))
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
                 })?
                 .collect()
         })
         .map_err(store_error)?;
     Ok(rows
         .into_iter()
-        .filter_map(|(id, token)| Some((id.parse().ok()?, token as u64)))
+        .filter_map(|(id, token, cancel)| Some(Held::new(id.parse().ok()?, token as u64, cancel)))
         .collect())
 }

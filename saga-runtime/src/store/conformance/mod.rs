@@ -14,6 +14,8 @@
 //! # }
 //! ```
 
+mod requests;
+
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -21,8 +23,8 @@ use std::time::{Duration, SystemTime};
 use futures_util::future::BoxFuture;
 
 use super::{
-    Acquire, Change, Created, Fence, LeaseRequest, NewSaga, SagaQuery, SagaStore, StatusCount,
-    StoreErrorKind, StoredContext, Write,
+    Acquire, Change, Created, Fence, Held, LeaseRequest, NewSaga, SagaQuery, SagaStore,
+    StatusCount, StoreErrorKind, StoredContext, Write,
 };
 use crate::event::{SagaEvent, SagaEventKind};
 use crate::step::Phase;
@@ -75,6 +77,22 @@ pub const CASES: &[(&str, Case)] = &[
     }),
     ("unknown_sagas_are_not_found", |s| {
         Box::pin(unknown_sagas_are_not_found(s))
+    }),
+    ("a_cancel_is_marked_and_renew_reports_it", |s| {
+        Box::pin(requests::a_cancel_is_marked_and_renew_reports_it(s))
+    }),
+    (
+        "requests_that_cannot_be_honoured_are_refused_with_the_reason",
+        |s| Box::pin(requests::requests_that_cannot_be_honoured_are_refused_with_the_reason(s)),
+    ),
+    ("resume_reopens_a_parked_saga_for_any_worker", |s| {
+        Box::pin(requests::resume_reopens_a_parked_saga_for_any_worker(s))
+    }),
+    ("retry_reopens_and_leases_to_the_caller", |s| {
+        Box::pin(requests::retry_reopens_and_leases_to_the_caller(s))
+    }),
+    ("a_released_saga_waits_for_its_wake_time", |s| {
+        Box::pin(requests::a_released_saga_waits_for_its_wake_time(s))
     }),
 ];
 
@@ -255,7 +273,7 @@ async fn a_stale_token_is_fenced_and_changes_nothing(store: Box<dyn SagaStore>) 
     let after = store.load(id).await.unwrap().unwrap();
     assert_eq!(after.version, record.version, "nothing applied");
     assert_eq!(after.state, record.state);
-    let release = store.release(id, stale).await.unwrap_err();
+    let release = store.release(id, stale, None).await.unwrap_err();
     assert_eq!(release.kind(), StoreErrorKind::Fenced);
     // The new owner writes.
     let fence = record.fence().unwrap();
@@ -386,7 +404,11 @@ async fn renew_keeps_and_release_frees(store: Box<dyn SagaStore>) {
     let (b, _) = create(&*store, "w1#1", Duration::from_millis(300)).await;
     let (other, _) = create(&*store, "w9#1", LONG).await;
     let held = store.renew("w1#1", &[a, other], LONG).await.unwrap();
-    assert_eq!(held, [(a, 1)], "only the asked sagas it holds");
+    assert_eq!(
+        held,
+        [Held::new(a, 1, false)],
+        "only the asked sagas it holds"
+    );
     tokio::time::sleep(Duration::from_millis(400)).await;
     let taken: Vec<SagaId> = store
         .acquire(Acquire::new(LeaseRequest::new("w2#1", LONG), 10))
@@ -400,7 +422,7 @@ async fn renew_keeps_and_release_frees(store: Box<dyn SagaStore>) {
         [b],
         "the renewed lease is live; the other one expired"
     );
-    store.release(a, fence_a).await.unwrap();
+    store.release(a, fence_a, None).await.unwrap();
     let taken: Vec<SagaId> = store
         .acquire(Acquire::new(LeaseRequest::new("w2#1", LONG), 10))
         .await

@@ -1,0 +1,235 @@
+//! The engine: where sagas are recorded, which saga types it can resume, how they are observed.
+
+mod background;
+mod builder;
+mod operator;
+mod waiters;
+
+pub use builder::EngineBuilder;
+pub(crate) use waiters::Waiters;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use tokio::sync::{broadcast, Semaphore};
+use tokio::task::JoinHandle;
+
+use crate::client::SagaClient;
+use crate::event::{EventBus, SagaEvent};
+use crate::executor::{CancelState, Claim};
+use crate::id::IdMap;
+use crate::retry::Backoff;
+use crate::store::{SagaRecord, SagaStore};
+use crate::{Saga, SagaError, SagaId};
+
+/// Runs sagas against one store and publishes their events.
+///
+/// Cheap to clone. [`Engine::global`] is the engine the generated `OrderSaga::run` and friends
+/// use (in memory unless [`Engine::make_global`] chose another); `OrderSaga::on(&engine)` picks
+/// another.
+///
+/// A durable engine in one line, resuming whatever a previous process left unfinished:
+///
+/// ```no_run
+/// # use saga_runtime::Engine;
+/// # async fn demo() -> Result<(), saga_runtime::SagaError> {
+/// let engine = Engine::builder().sqlite("orders.db")?/* .register::<OrderSaga>(services) */.build();
+/// engine.recover().await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Engine {
+    pub(crate) inner: Arc<EngineInner>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let inner = &self.inner;
+        let mut types: Vec<&str> = inner.registry.keys().copied().collect();
+        types.sort_unstable();
+        f.debug_struct("Engine")
+            .field("worker", &inner.worker.id)
+            .field("shared_store", &inner.shared)
+            .field("registered", &types)
+            .field("running", &self.running_count())
+            .field("fenced_writes", &inner.fenced.load(Ordering::Relaxed))
+            .field("lost_leases", &inner.lost.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Whether saga type `name` is registered with this engine.
+    pub(crate) fn registers(&self, name: &str) -> bool {
+        self.inner.registry.contains_key(name)
+    }
+
+    /// Whether this engine runs saga `id` now.
+    pub(crate) fn is_running(&self, id: SagaId) -> bool {
+        self.inner
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&id)
+    }
+
+    fn running_count(&self) -> usize {
+        self.inner
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+}
+
+pub(crate) struct EngineInner {
+    pub(crate) store: Arc<dyn SagaStore>,
+    /// Whether other processes may share the store (`SagaStore::shared`).
+    pub(crate) shared: bool,
+    pub(crate) events: EventBus,
+    pub(crate) backoff: Backoff,
+    pub(crate) running: Mutex<IdMap<Arc<CancelState>>>,
+    registry: HashMap<&'static str, Registered>,
+    pub(crate) max_recovery_attempts: u32,
+    recovery_concurrency: Arc<Semaphore>,
+    pub(crate) worker: Worker,
+    /// Writes the store refused because another worker had taken the saga over.
+    fenced: AtomicU64,
+    /// Sagas a renewal found this engine no longer held.
+    lost: AtomicU64,
+    /// The task that renews this engine's leases and claims orphaned sagas.
+    background: Mutex<Option<JoinHandle<()>>>,
+    /// When the last renewal that succeeded was asked for.
+    renewed: Mutex<std::time::Instant>,
+    /// The earliest durable timer the background task knows of, and how to wake it sooner.
+    pub(crate) timers: background::Timers,
+    /// Waits shorter than this stay in the run's task; longer ones become durable timers.
+    pub(crate) timer_threshold: Duration,
+    /// Who waits for which saga's end.
+    pub(crate) waiters: Waiters,
+}
+
+/// Who this engine is to the store, and how it holds sagas.
+#[derive(Debug, Clone)]
+pub(crate) struct Worker {
+    /// `{name}#{incarnation}`: the name is the worker's (stable if configured), the incarnation
+    /// this engine's own.
+    pub(crate) id: Arc<str>,
+    /// The length of a lease.
+    pub(crate) lease: Duration,
+    /// How often leases are renewed and orphaned sagas looked for.
+    pub(crate) interval: Duration,
+    /// Whether the engine claims orphaned sagas of its registered types in the background.
+    pub(crate) claims: bool,
+}
+
+impl EngineInner {
+    /// The lease length for this engine's store: a store no other process shares never sees a
+    /// lease expire (nothing renews it, and nobody else could take the saga).
+    pub(crate) fn lease_for_store(&self) -> Duration {
+        match self.shared {
+            true => self.worker.lease,
+            false => Duration::MAX,
+        }
+    }
+
+    pub(crate) fn count_fenced(&self) {
+        self.fenced.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A saga type this engine can resume.
+struct Registered {
+    steps: Vec<&'static str>,
+    resume: Resume,
+}
+
+/// Resumes one claimed record of the registered type, with the registered dependencies: the run,
+/// or why the saga cannot resume under this program (it is then parked).
+type Resume =
+    Arc<dyn Fn(&Engine, Claim, SagaRecord) -> Result<BoxFuture<'static, ()>, String> + Send + Sync>;
+
+/// What [`Engine::recover`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RecoveryReport {
+    /// Sagas resumed (running in the background now).
+    pub resumed: Vec<SagaId>,
+    /// Sagas parked, with the reason.
+    pub parked: Vec<(SagaId, String)>,
+    /// Records that could not even be parked (their id does not decode), with the problem.
+    pub unreadable: Vec<(String, String)>,
+    /// Sagas acquired and let go at once: this engine was still running them under the lease
+    /// that had expired (it stalled past it); that run stops, and any worker may take them.
+    pub released: Vec<SagaId>,
+}
+
+static GLOBAL: OnceLock<Engine> = OnceLock::new();
+
+impl Engine {
+    /// An engine on a fresh in-memory store with default settings.
+    pub fn in_memory() -> Self {
+        Engine::builder().build()
+    }
+
+    /// Configures an engine.
+    pub fn builder() -> EngineBuilder {
+        EngineBuilder::new()
+    }
+
+    /// This engine's identity as a worker, as leases record it: `{name}#{incarnation}`.
+    pub fn worker_id(&self) -> &str {
+        &self.inner.worker.id
+    }
+
+    /// How many of this engine's writes the store refused as stale: another worker had taken
+    /// the saga over, or had finished it (each stopped that saga's run here).
+    pub fn fenced_writes(&self) -> u64 {
+        self.inner.fenced.load(Ordering::Relaxed)
+    }
+
+    /// How many running sagas a lease renewal found this engine no longer held (another worker
+    /// took them over while this one could not renew: a pause, a store out of reach); each
+    /// stopped at once.
+    pub fn lost_leases(&self) -> u64 {
+        self.inner.lost.load(Ordering::Relaxed)
+    }
+    /// The process-wide engine: the one given to [`Engine::make_global`], else an in-memory
+    /// engine created on first use.
+    pub fn global() -> &'static Engine {
+        GLOBAL.get_or_init(Engine::in_memory)
+    }
+
+    /// Makes this engine the one [`Engine::global`] returns, so that the generated
+    /// `OrderSaga::run`, `start` and `status` use it. Fails (returning the engine) once the
+    /// global engine has been used or set.
+    pub fn make_global(self) -> Result<(), Engine> {
+        GLOBAL.set(self)
+    }
+
+    /// A typed client for saga type `S` on this engine.
+    pub fn saga<S: Saga>(&self) -> SagaClient<S> {
+        SagaClient::new(self)
+    }
+
+    /// Subscribes to every saga's events from now on.
+    ///
+    /// A subscriber that falls more than the channel capacity behind loses the oldest events
+    /// (`RecvError::Lagged`); the history in the store keeps them all.
+    pub fn subscribe(&self) -> broadcast::Receiver<SagaEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// A saga's history: every event it emitted, oldest first.
+    pub async fn history(&self, id: SagaId) -> Result<Vec<SagaEvent>, SagaError> {
+        self.inner
+            .store
+            .history(id, 0, usize::MAX)
+            .await?
+            .ok_or(SagaError::NotFound(id))
+    }
+}
