@@ -63,6 +63,16 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
+    /// How many sagas this engine runs now: each holds a task and its run's state. A saga
+    /// waiting on a durable timer is not one of them.
+    ///
+    /// ```
+    /// assert_eq!(saga_runtime::Engine::in_memory().running_sagas(), 0);
+    /// ```
+    pub fn running_sagas(&self) -> usize {
+        self.running_count()
+    }
+
     /// Whether saga type `name` is registered with this engine.
     pub(crate) fn registers(&self, name: &str) -> bool {
         self.inner.registry.contains_key(name)

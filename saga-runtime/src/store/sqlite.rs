@@ -431,6 +431,9 @@ impl SagaStore for SqliteStore {
         fence: Fence,
         wake_at: Option<SystemTime>,
     ) -> StoreFuture<'_, ()> {
+        // A saga let go is not this process's to write until it acquires it again (which reads
+        // its state anew): a waiting saga keeps no state here.
+        self.states().remove(&id);
         let (reply, receiver) = channel();
         self.send(Request::Release(id, fence, wake_at, reply), receiver)
     }
