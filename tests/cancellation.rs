@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use saga_runtime::{
-    saga, saga_step, Engine, OperatorRequest, Refusal, RollbackReason, Saga, SagaError,
-    SagaEventKind, SagaId, SagaOutcome,
+    saga, saga_step, Engine, OperatorRequest, Refusal, Saga, SagaError, SagaEventKind, SagaId,
+    SagaOutcome,
 };
 use saga_tests::{engine, scripted, Plan, Script, Trail};
 
@@ -105,7 +105,7 @@ async fn cancelling_stops_at_the_next_step_boundary_and_compensates() {
     assert!(history.iter().any(|e| matches!(
         e.kind,
         SagaEventKind::CompensationStarted {
-            reason: RollbackReason::Cancelled
+            reason: saga_runtime::RollbackCause::Cancelled
         }
     )));
 }

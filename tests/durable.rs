@@ -345,7 +345,7 @@ fn a_deadline_holds_across_a_restart_and_the_interrupted_step_is_settled_first()
         assert!(history.iter().any(|e| matches!(
             e.kind,
             SagaEventKind::CompensationStarted {
-                reason: saga_runtime::RollbackReason::DeadlineExceeded
+                reason: saga_runtime::RollbackCause::DeadlineExceeded
             }
         )));
     });

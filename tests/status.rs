@@ -143,6 +143,51 @@ async fn an_explicit_id_or_key_returns_the_existing_saga() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn in_memory_a_key_is_kept_however_many_sagas_end_after_it() {
+    let engine = saga_runtime::Engine::builder()
+        .store(saga_runtime::store::MemoryStore::with_retention(2))
+        .build();
+    let client = Tracked::on(&engine);
+    let script = Arc::new(Script::new());
+    let keyed = client
+        .request(Trail::default())
+        .deps(script.clone())
+        .idempotency_key("order-1")
+        .run()
+        .await
+        .unwrap();
+    let mut keyless = Vec::new();
+    for _ in 0..5 {
+        let outcome = client
+            .run_with(Trail::default(), script.clone())
+            .await
+            .unwrap();
+        keyless.push(outcome.id());
+    }
+    assert!(
+        matches!(client.status(keyless[0]).await, Err(SagaError::NotFound(_))),
+        "ended sagas without a key beyond the retention are forgotten"
+    );
+    assert_eq!(
+        client.status(keyed.id()).await.unwrap(),
+        SagaStatus::Completed
+    );
+    let again = client
+        .request(Trail::default())
+        .deps(script.clone())
+        .idempotency_key("order-1")
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(again, keyed.id(), "the key still names the first saga");
+    assert_eq!(
+        script.keys().iter().filter(|k| *k == "a").count(),
+        6,
+        "it did not run again"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn unknown_and_foreign_ids_are_clear_errors() {
     let engine = engine();
     let unknown = SagaId::new();

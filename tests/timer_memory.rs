@@ -48,8 +48,8 @@ async fn done(ctx: &mut Trail) -> Result<(), StepError> {
     Ok(())
 }
 
-/// Fails at its first attempt; the retry waits a minute.
-#[saga_step(retries = 2, backoff = "60s", nothing_to_undo)]
+/// Fails at its first attempt; the retry waits ten minutes.
+#[saga_step(retries = 2, backoff = "10m", nothing_to_undo)]
 async fn patient(ctx: &mut Trail, cx: &StepCx<()>) -> Result<(), StepError> {
     ctx.push(format!("patient#{}", cx.attempt()));
     match cx.attempt() {
@@ -60,7 +60,7 @@ async fn patient(ctx: &mut Trail, cx: &StepCx<()>) -> Result<(), StepError> {
 
 saga! { LongWaits(Trail, ()) { patient, done } }
 
-/// `n` sagas wait a minute in backoff on one engine: none holds a run or a lease while it waits.
+/// `n` sagas wait ten minutes in backoff on one engine: none holds a run or a lease while it waits.
 /// Returns the growth of the process's resident memory from before the first start to when all
 /// wait, in KiB, and how long starting them took; then, with `cancel`, an operator cancels them
 /// all, which wakes each at once, and each ends compensated.
@@ -76,7 +76,7 @@ async fn waiting_sagas(n: usize, durable: bool) -> (i64, Duration) {
         .unwrap()
         .timer_threshold(threshold)
         .backoff(Backoff {
-            cap: Duration::from_secs(60),
+            cap: Duration::from_secs(3600),
             jitter: Jitter::None,
         })
         .register::<LongWaits>(())
@@ -159,7 +159,7 @@ async fn sagas_waiting_on_durable_timers_hold_no_runs() {
     let (held, _) = waiting_sagas(2_000, true).await;
     assert!(
         started.elapsed() < Duration::from_secs(50),
-        "cancelled, not left to their minute of backoff"
+        "cancelled, not left to their ten minutes of backoff"
     );
     let (in_tasks, _) = waiting_sagas(2_000, false).await;
     eprintln!(

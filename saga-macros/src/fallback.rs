@@ -13,6 +13,7 @@ use crate::expand::{private, step::marker};
 //     struct reserve { _private: () }
 //     impl<C, D> SagaStep<C, D> for reserve { ... }  // fits any saga that lists it
 //     impl DeclaresUndo for reserve {}
+//     impl FallbackDeclaresUndo for reserve {}
 pub(crate) fn step(item: &syn::ItemFn, errors: syn::Error) -> TokenStream {
     let rt = private(None);
     let name = &item.sig.ident;
@@ -49,6 +50,9 @@ pub(crate) fn step(item: &syn::ItemFn, errors: syn::Error) -> TokenStream {
 
         #[automatically_derived]
         impl #rt::DeclaresUndo for #name {}
+
+        #[automatically_derived]
+        impl #rt::FallbackDeclaresUndo for #name {}
     }
 }
 

@@ -27,7 +27,7 @@ pub(crate) fn step(cx: &Ctxt, step: &Step) {
         );
     }
     if let Some(fallback) = &args.fallback {
-        if fallback.is_ident(step.name) {
+        if names_itself(fallback, step.name) {
             cx.error_spanned_by(
                 fallback,
                 format!("step `{}` cannot be its own fallback", step.name),
@@ -35,7 +35,7 @@ pub(crate) fn step(cx: &Ctxt, step: &Step) {
         }
     }
     if let Some(compensate) = &args.compensate {
-        if compensate.is_ident(step.name) {
+        if names_itself(compensate, step.name) {
             cx.error_spanned_by(
                 compensate,
                 format!("step `{}` cannot be its own compensation", step.name),
@@ -109,4 +109,17 @@ pub(crate) fn saga(cx: &Ctxt, saga: &Saga) {
             }
         }
     }
+}
+
+/// Whether `path` names the step itself: its bare name, or its name after `self::` or `crate::`
+/// (the module the step is in, or the crate root where most steps are; `super::` is another
+/// module, so another function).
+fn names_itself(path: &syn::Path, name: &syn::Ident) -> bool {
+    let mut segments = path.segments.iter().rev();
+    let Some(last) = segments.next() else {
+        return false;
+    };
+    last.ident == *name
+        && last.arguments.is_empty()
+        && segments.all(|s| s.ident == "self" || s.ident == "crate")
 }

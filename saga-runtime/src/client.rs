@@ -123,7 +123,7 @@ impl<S: Saga> SagaRequest<S> {
         // The run's future is returned as it is rather than awaited in another: it holds the
         // whole run (a few kilobytes), which every future around it would copy.
         match self.prepare() {
-            Ok(Ok(prepared)) => Either::Left(prepared.run(None)),
+            Ok(Ok(prepared)) => Either::Left(prepared.run()),
             Ok(Err(id)) => Either::Right(std::future::ready(Err(SagaError::AlreadyExists { id }))),
             Err(error) => Either::Right(std::future::ready(Err(error))),
         }
@@ -137,15 +137,8 @@ impl<S: Saga> SagaRequest<S> {
             Ok(prepared) => prepared,
             Err(existing) => return Ok(existing),
         };
-        let id = prepared.saga.id;
         let (recorded, answer) = oneshot::channel();
-        tokio::spawn(async move {
-            match prepared.run(Some(recorded)).await {
-                // `start` returned the existing saga's id; nothing ran.
-                Ok(_) | Err(SagaError::AlreadyExists { .. }) => {}
-                Err(error) => tracing::error!(saga.id = %id, %error, "saga stopped"),
-            }
-        });
+        prepared.start(recorded);
         answer.await.unwrap_or_else(|_| {
             Err(SagaError::Store(StoreError::new(
                 StoreErrorKind::Unavailable,
@@ -164,17 +157,33 @@ struct Prepared<S: Saga> {
 }
 
 impl<S: Saga> Prepared<S> {
-    /// Runs it; `recorded` is told which saga holds its id once the store answered.
-    fn run(
-        self,
-        recorded: Option<oneshot::Sender<Result<SagaId, SagaError>>>,
-    ) -> impl Future<Output = Result<Outcome<S>, SagaError>> + Send + 'static {
+    /// Runs it to its end (waiting for its outcome if it is let go on a durable timer).
+    fn run(self) -> impl Future<Output = Result<Outcome<S>, SagaError>> + Send + 'static {
         let span = executor::span::<S>(self.saga.id);
         let unrecorded = Unrecorded {
             saga: self.saga,
-            recorded,
+            recorded: None,
         };
-        executor::run::<S>(self.claim, self.ctx, self.deps, unrecorded).instrument(span)
+        executor::run_to_end::<S>(self.claim, self.ctx, self.deps, unrecorded).instrument(span)
+    }
+
+    /// Runs it in the background until it ends or is let go on a durable timer (nobody waits for
+    /// its outcome); `recorded` is told which saga holds its id once the store answered.
+    fn start(self, recorded: oneshot::Sender<Result<SagaId, SagaError>>) {
+        let id = self.saga.id;
+        let span = executor::span::<S>(id);
+        let unrecorded = Unrecorded {
+            saga: self.saga,
+            recorded: Some(recorded),
+        };
+        let run = executor::run::<S>(self.claim, self.ctx, self.deps, unrecorded).instrument(span);
+        tokio::spawn(async move {
+            match run.await {
+                // `start` returned the existing saga's id; nothing ran.
+                Ok(_) | Err(SagaError::AlreadyExists { .. }) => {}
+                Err(error) => tracing::error!(saga.id = %id, %error, "saga stopped"),
+            }
+        });
     }
 }
 

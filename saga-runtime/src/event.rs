@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use crate::step::Phase;
-use crate::{SagaId, StepError};
+use crate::{RollbackCause, SagaId, StepError};
 
 /// A step's name in an event.
 pub type StepName = Cow<'static, str>;
@@ -31,23 +31,6 @@ pub struct SagaEvent {
     pub at: SystemTime,
     /// What happened.
     pub kind: SagaEventKind,
-}
-
-/// Why a rollback started, as events report it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "reason", rename_all = "snake_case")]
-pub enum RollbackReason {
-    /// A step failed for good.
-    StepFailed {
-        /// The step.
-        step: StepName,
-        /// Its error.
-        error: StepError,
-    },
-    /// The saga was cancelled.
-    Cancelled,
-    /// The saga's deadline passed.
-    DeadlineExceeded,
 }
 
 /// What happened.
@@ -110,7 +93,7 @@ pub enum SagaEventKind {
     /// Rollback starts.
     CompensationStarted {
         /// Why.
-        reason: RollbackReason,
+        reason: RollbackCause<StepName>,
     },
     /// A step's compensation succeeded.
     StepCompensated {

@@ -77,7 +77,7 @@ pub mod store;
 pub use crate::client::{SagaClient, SagaRequest};
 pub use crate::engine::{Engine, EngineBuilder, RecoveryReport};
 pub use crate::error::{ErrorKind, ResultExt, SagaError, StepError};
-pub use crate::event::{RollbackReason, SagaEvent, SagaEventKind, StepName};
+pub use crate::event::{SagaEvent, SagaEventKind, StepName};
 pub use crate::id::SagaId;
 pub use crate::outcome::{CompensationFailure, RollbackCause, SagaOutcome};
 pub use crate::request::{OperatorRequest, Refusal};

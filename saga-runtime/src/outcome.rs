@@ -4,8 +4,17 @@ use std::fmt;
 
 use crate::{SagaId, StepError};
 
-/// Why a saga rolled back.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+/// Why a saga rolled back. `S` is the generated step enum in an outcome, a step's name
+/// ([`StepName`](crate::StepName)) in an event, its position in a stored state.
+///
+/// ```
+/// use saga_runtime::{RollbackCause, StepError, StepName};
+///
+/// let cause: RollbackCause<usize> = RollbackCause::StepFailed { step: 1, error: StepError::permanent("no") };
+/// let named: RollbackCause<StepName> = cause.map(|step| ["reserve", "charge"][step].into());
+/// assert_eq!(named.to_string(), "step `charge` failed: no");
+/// ```
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[serde(tag = "cause", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum RollbackCause<S> {
@@ -20,6 +29,56 @@ pub enum RollbackCause<S> {
     Cancelled,
     /// The saga's deadline passed.
     DeadlineExceeded,
+}
+
+impl<S> RollbackCause<S> {
+    /// The same cause, with its step mapped.
+    pub fn map<T>(self, f: impl FnOnce(S) -> T) -> RollbackCause<T> {
+        match self {
+            RollbackCause::StepFailed { step, error } => RollbackCause::StepFailed {
+                step: f(step),
+                error,
+            },
+            RollbackCause::Cancelled => RollbackCause::Cancelled,
+            RollbackCause::DeadlineExceeded => RollbackCause::DeadlineExceeded,
+        }
+    }
+}
+
+/// What a stored cause looks like: tagged `cause`, or `reason` (how events recorded it before
+/// events and outcomes shared this type), so that histories written before still read.
+#[derive(serde::Deserialize)]
+struct StoredCause<S> {
+    #[serde(alias = "reason")]
+    cause: CauseKind,
+    step: Option<S>,
+    error: Option<StepError>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum CauseKind {
+    StepFailed,
+    Cancelled,
+    DeadlineExceeded,
+}
+
+impl<'de, S: serde::Deserialize<'de>> serde::Deserialize<'de> for RollbackCause<S> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let stored = StoredCause::<S>::deserialize(deserializer)?;
+        Ok(match stored.cause {
+            CauseKind::StepFailed => RollbackCause::StepFailed {
+                step: stored
+                    .step
+                    .ok_or_else(|| serde::de::Error::missing_field("step"))?,
+                error: stored
+                    .error
+                    .ok_or_else(|| serde::de::Error::missing_field("error"))?,
+            },
+            CauseKind::Cancelled => RollbackCause::Cancelled,
+            CauseKind::DeadlineExceeded => RollbackCause::DeadlineExceeded,
+        })
+    }
 }
 
 impl<S: fmt::Display> fmt::Display for RollbackCause<S> {

@@ -61,6 +61,8 @@ impl Engine {
         lease: Option<LeaseRequest>,
     ) -> Result<SagaRecord, SagaError> {
         let leased = lease.is_some();
+        // A reopened saga is claimed (and a leased one renewed) by the background task.
+        self.ensure_background();
         let answer = match self.inner.store.request(id, request, lease).await {
             Ok(answer) => answer,
             Err(error) if error.kind() == StoreErrorKind::NotFound => {

@@ -19,7 +19,7 @@ pub(crate) use cancel::CancelState;
 pub(crate) use recovery::{park, resumable, resume};
 
 use crate::engine::Engine;
-use crate::event::{RollbackReason, SagaEvent, SagaEventKind};
+use crate::event::{SagaEvent, SagaEventKind, StepName};
 use crate::machine::{decide, Change, Decision, SagaState, StepFailed, StepTable, Write};
 use crate::outcome::RollbackCause;
 use crate::store::{
@@ -145,24 +145,33 @@ pub(crate) fn table<S: Saga>() -> StepTable<S::Context, S::Deps> {
     }
 }
 
-/// Records a new saga and runs it to a terminal state (waiting for its outcome if it was let go
-/// on a durable timer). With an id or idempotency key already taken, nothing runs and the error
-/// is [`SagaError::AlreadyExists`].
+/// Records a new saga and runs it to a terminal state, or until it is let go on a durable timer
+/// (`None`). With an id or idempotency key already taken, nothing runs and the error is
+/// [`SagaError::AlreadyExists`].
 pub(crate) async fn run<S: Saga>(
     claim: Claim,
     ctx: Arc<S::Context>,
     deps: Arc<S::Deps>,
     unrecorded: Unrecorded,
-) -> Result<Outcome<S>, SagaError> {
+) -> Result<Option<Outcome<S>>, SagaError> {
     let state = unrecorded.saga.initial_state();
-    let engine = claim.engine.clone();
-    let id = claim.id;
     let mut run = Run::<S>::new(claim, ctx, deps, state, Fence::default());
     run.unrecorded = Some(Box::new(unrecorded));
-    let ended = run.drive().await;
-    // The run (a few kilobytes) is not kept while the saga waits on a timer.
-    drop(run);
-    match ended? {
+    run.drive().await
+}
+
+/// [`run`], then, if the saga was let go on a durable timer, its outcome once it ends (wherever
+/// it then runs): what a caller of `run` gets.
+pub(crate) async fn run_to_end<S: Saga>(
+    claim: Claim,
+    ctx: Arc<S::Context>,
+    deps: Arc<S::Deps>,
+    unrecorded: Unrecorded,
+) -> Result<Outcome<S>, SagaError> {
+    let (engine, id) = (claim.engine.clone(), claim.id);
+    // Awaited in place: the run (a few kilobytes) is dropped before the wait for the outcome.
+    let ended = run::<S>(claim, ctx, deps, unrecorded).await?;
+    match ended {
         Some(outcome) => Ok(outcome),
         None => waiting::outcome::<S>(&engine, id).await,
     }
@@ -615,15 +624,8 @@ fn step_at<S: Saga>(index: usize) -> S::Step {
 }
 
 /// Why a rollback started, with step names, as events report it.
-fn reason<S: Saga>(cause: &RollbackCause<usize>) -> RollbackReason {
-    match cause {
-        RollbackCause::StepFailed { step, error } => RollbackReason::StepFailed {
-            step: S::steps()[*step].name().into(),
-            error: error.clone(),
-        },
-        RollbackCause::Cancelled => RollbackReason::Cancelled,
-        RollbackCause::DeadlineExceeded => RollbackReason::DeadlineExceeded,
-    }
+fn reason<S: Saga>(cause: &RollbackCause<usize>) -> RollbackCause<StepName> {
+    cause.clone().map(|step| S::steps()[step].name().into())
 }
 
 impl Engine {

@@ -15,8 +15,13 @@ use crate::event::{SagaEvent, SagaEventKind};
 use crate::id::IdMap;
 use crate::{OperatorRequest, Refusal, SagaId};
 
-/// Keeps sagas in a map. Terminal sagas beyond the retention limit are forgotten oldest first,
-/// so a long-running program does not grow without bound.
+/// Keeps sagas in a map, for as long as the store lives, with one exception so that a
+/// long-running program does not grow without bound: ended sagas started without an idempotency
+/// key are forgotten oldest first beyond the retention limit (default
+/// [`Self::DEFAULT_RETENTION`]); `status(id)` of a forgotten saga is `NotFound`. A saga started with
+/// an idempotency key is never forgotten: a second start with its key returns it, never runs the
+/// saga again, however many sagas ended since. (For sagas and keys that outlive the process, use
+/// a durable store.)
 #[derive(Debug)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
@@ -227,15 +232,17 @@ fn expiry(now: SystemTime, duration: Duration) -> SystemTime {
 }
 
 impl MemoryStore {
-    /// Default number of terminal sagas kept.
+    /// Default number of ended sagas without an idempotency key kept.
     pub const DEFAULT_RETENTION: usize = 10_000;
 
-    /// A store keeping the last [`Self::DEFAULT_RETENTION`] terminal sagas.
+    /// A store keeping the last [`Self::DEFAULT_RETENTION`] ended sagas without a key (and every
+    /// saga with one).
     pub fn new() -> Self {
         Self::with_retention(Self::DEFAULT_RETENTION)
     }
 
-    /// A store keeping the last `retention` terminal sagas (running ones are always kept).
+    /// A store keeping the last `retention` ended sagas without a key (running ones, and those
+    /// with a key, are always kept).
     pub fn with_retention(retention: usize) -> Self {
         MemoryStore {
             inner: Mutex::new(Inner::default()),
@@ -291,8 +298,11 @@ impl Inner {
         let version = record.version;
         if record.state.status.is_terminal() {
             record.lease = None;
-            self.finished.push_back(id);
-            self.evict(retention);
+            // A key is a promise that the saga runs once: a keyed saga is kept.
+            if record.idempotency_key.is_none() {
+                self.finished.push_back(id);
+                self.evict(retention);
+            }
         }
         Ok(version)
     }
@@ -613,13 +623,22 @@ mod tests {
     }
 
     #[test]
-    fn the_oldest_terminal_sagas_are_forgotten_with_their_keys() {
+    fn the_oldest_ended_sagas_without_a_key_are_forgotten_and_keyed_ones_kept() {
         let store = MemoryStore::with_retention(2);
-        let sagas: Vec<NewSaga> = ["a", "b", "c"].map(new_saga).into();
+        let keyless = |key| {
+            let mut saga = new_saga(key);
+            saga.idempotency_key = None;
+            saga
+        };
+        let sagas: Vec<NewSaga> = ["a", "b", "c"].map(keyless).into();
         let ids: Vec<SagaId> = sagas.iter().map(|s| s.id).collect();
-        let running = new_saga("running");
+        let keyed = new_saga("keyed");
+        let keyed_id = keyed.id;
+        let running = keyless("running");
         let running_id = running.id;
+        create(&store, keyed);
         create(&store, running);
+        finish(&store, keyed_id);
         for saga in sagas {
             create(&store, saga);
         }
@@ -627,15 +646,16 @@ mod tests {
             finish(&store, id);
         }
         let load = |id| store.load(id).now_or_never().unwrap().unwrap();
-        assert!(load(ids[0]).is_none());
+        assert!(
+            load(ids[0]).is_none(),
+            "the oldest keyless one is forgotten"
+        );
         assert!(load(ids[1]).is_some());
         assert!(load(ids[2]).is_some());
         assert!(load(running_id).is_some(), "running sagas are kept");
-        // The forgotten saga's key is free again; the kept ones' are not.
-        assert!(matches!(create(&store, new_saga("a")), Created::New { .. }));
-        assert!(matches!(
-            create(&store, new_saga("b")),
-            Created::Existing(_)
-        ));
+        assert!(load(keyed_id).is_some(), "keyed sagas are kept");
+        // Its key still finds it: the saga does not run again.
+        let again = create(&store, new_saga("keyed"));
+        assert!(matches!(&again, Created::Existing(record) if record.id == keyed_id));
     }
 }
