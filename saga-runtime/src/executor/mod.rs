@@ -5,7 +5,10 @@ mod attempt;
 mod cancel;
 mod finish;
 mod recovery;
+mod typed;
 pub(crate) mod waiting;
+
+pub(crate) use typed::{load, retry};
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -22,10 +25,8 @@ use crate::engine::Engine;
 use crate::event::{SagaEvent, SagaEventKind, StepName};
 use crate::machine::{decide, Change, Decision, SagaState, StepFailed, StepTable, Write};
 use crate::outcome::RollbackCause;
-use crate::store::{
-    Created, Fence, LeaseRequest, NewSaga, SagaRecord, StoreErrorKind, StoredContext,
-};
-use crate::{OperatorRequest, Saga, SagaError, SagaId, SagaOutcome, SagaStatus, StepEnum};
+use crate::store::{Created, Fence, LeaseRequest, NewSaga, StoreErrorKind, StoredContext};
+use crate::{Saga, SagaError, SagaId, SagaOutcome, SagaStatus, StepEnum};
 
 /// The tracing span of one saga.
 pub(crate) fn span<S: Saga>(id: SagaId) -> tracing::Span {
@@ -172,84 +173,6 @@ pub(crate) async fn run_to_end<S: Saga>(
     // Awaited in place: the run (a few kilobytes) is dropped before the wait for the outcome.
     let ended = run::<S>(claim, ctx, deps, unrecorded).await?;
     match ended {
-        Some(outcome) => Ok(outcome),
-        None => waiting::outcome::<S>(&engine, id).await,
-    }
-}
-
-/// Loads saga `id`, checking that it is an `S` started under this program's definition of `S`.
-pub(crate) async fn load<S: Saga>(engine: &Engine, id: SagaId) -> Result<SagaRecord, SagaError> {
-    let record = engine
-        .inner
-        .store
-        .load(id)
-        .await?
-        .ok_or(SagaError::NotFound(id))?;
-    check_definition::<S>(&record)?;
-    Ok(record)
-}
-
-/// Refuses a record of another type, or started under other steps than this program's `S`.
-pub(crate) fn check_definition<S: Saga>(record: &SagaRecord) -> Result<(), SagaError> {
-    let id = record.id;
-    if record.saga_type != S::NAME {
-        return Err(SagaError::WrongType {
-            id,
-            expected: S::NAME,
-            actual: record.saga_type.clone(),
-        });
-    }
-    if !S::steps()
-        .iter()
-        .map(|s| s.name())
-        .eq(record.steps.iter().map(String::as_str))
-    {
-        let names: Vec<&str> = S::steps().iter().map(|s| s.name()).collect();
-        return Err(SagaError::IncompatibleDefinition {
-            id,
-            message: format!(
-                "it was started with steps {:?}, this program has {names:?}",
-                record.steps
-            ),
-        });
-    }
-    Ok(())
-}
-
-/// An operator's retry of saga `id`, run here with `deps`: reopened and leased to this engine in
-/// one request, then driven to its end (see [`crate::OperatorRequest::Retry`]).
-pub(crate) async fn retry<S: Saga>(
-    engine: Engine,
-    id: SagaId,
-    deps: Arc<S::Deps>,
-) -> Result<Outcome<S>, SagaError> {
-    // Checked before anything changes: a saga of another type or definition is not reopened.
-    let record = load::<S>(&engine, id).await?;
-    let ctx = record
-        .context
-        .decode::<S::Context>()
-        .map_err(|message| SagaError::CorruptContext { id, message })?;
-    let claim = Claim::take(&engine, id).ok_or(SagaError::InvalidState {
-        id,
-        operation: "retrying",
-        needed: "not running",
-        status: "running on this engine".into(),
-    })?;
-    let record = engine
-        .request(id, OperatorRequest::Retry, Some(engine.lease_request()))
-        .await?;
-    let fence = record.fence().ok_or(SagaError::InvalidState {
-        id,
-        operation: "retrying",
-        needed: "leased by this worker",
-        status: "not leased".into(),
-    })?;
-    let mut run = Run::<S>::new(claim, Arc::new(ctx), deps, record.state, fence);
-    let reopened = engine.inner.store.history(id, fence.version - 1, 1).await?;
-    run.announce(reopened.unwrap_or_default());
-    let ended = run.drive().await;
-    drop(run);
-    match ended? {
         Some(outcome) => Ok(outcome),
         None => waiting::outcome::<S>(&engine, id).await,
     }

@@ -13,6 +13,7 @@
 //! - `reads`: records and history.
 
 mod codec;
+mod options;
 mod reads;
 mod rows;
 mod schema;
@@ -22,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use self::codec::{encode, store_error};
@@ -37,6 +38,8 @@ use crate::id::IdMap;
 use crate::machine::SagaState;
 use crate::{OperatorRequest, Refusal, SagaId};
 
+use self::options::connect;
+pub use self::options::SqliteOptions;
 pub use self::schema::SCHEMA_VERSION;
 
 /// The writer's page cache, in KiB (negative: SQLite reads `cache_size` below zero as KiB).
@@ -240,96 +243,6 @@ impl SqliteStore {
             .map_err(|e| StoreError::new(StoreErrorKind::Unavailable, e.to_string()))?
         })
     }
-}
-
-/// How to open a [`SqliteStore`]: `SqliteStore::options(path).busy_timeout(..).open()`.
-#[derive(Debug, Clone)]
-#[must_use]
-pub struct SqliteOptions {
-    path: PathBuf,
-    durability: Durability,
-    busy_timeout: Duration,
-    read_only: bool,
-}
-
-impl SqliteOptions {
-    /// How much a commit survives (default [`Durability::Full`]).
-    pub fn durability(mut self, durability: Durability) -> Self {
-        self.durability = durability;
-        self
-    }
-
-    /// How long a write waits while another process holds the database's write lock before
-    /// it fails with an error (default 30 s). The store itself never holds the lock between
-    /// commits.
-    pub fn busy_timeout(mut self, timeout: Duration) -> Self {
-        self.busy_timeout = timeout;
-        self
-    }
-
-    /// Opens the store read-only, for tools: it never migrates, switches the journal mode or
-    /// writes anything (every write fails with [`StoreErrorKind::Unavailable`]), and it needs the
-    /// file to exist at this library's schema version.
-    pub fn read_only(mut self, read_only: bool) -> Self {
-        self.read_only = read_only;
-        self
-    }
-
-    /// Opens (creating and migrating if needed) the database.
-    pub fn open(self) -> Result<SqliteStore, StoreError> {
-        SqliteStore::open_options(self)
-    }
-}
-
-/// Opens a connection, after checking (before anything is written: even switching to WAL
-/// rewrites the header) that the file is a saga store this library can use. Errors name the
-/// file.
-fn connect(options: &SqliteOptions) -> Result<Connection, StoreError> {
-    let in_file = |error: StoreError| {
-        StoreError::new(error.kind(), format!("{}: {error}", options.path.display()))
-            .with_source(error)
-    };
-    let flags = match options.read_only {
-        true => OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        false => OpenFlags::default(),
-    };
-    let conn = Connection::open_with_flags(&options.path, flags)
-        .map_err(store_error)
-        .map_err(in_file)?;
-    conn.busy_timeout(options.busy_timeout)
-        .map_err(store_error)
-        .map_err(in_file)?;
-    let version = schema::inspect(&conn).map_err(in_file)?;
-    if options.read_only {
-        if version != SCHEMA_VERSION {
-            return Err(in_file(StoreError::new(
-                StoreErrorKind::Unavailable,
-                format!(
-                    "its schema version is {version}, and a read-only store does not migrate it \
-                     to version {SCHEMA_VERSION}: open it read-write once"
-                ),
-            )));
-        }
-        return Ok(conn);
-    }
-    if conn
-        .is_readonly("main")
-        .map_err(store_error)
-        .map_err(in_file)?
-    {
-        return Err(in_file(StoreError::new(
-            StoreErrorKind::Unavailable,
-            "the file is read-only: open it with `SqliteStore::options(path).read_only(true)` to \
-             read it (nothing was written)",
-        )));
-    }
-    conn.pragma_update(None, "journal_mode", "WAL")
-        .map_err(store_error)
-        .map_err(in_file)?;
-    conn.pragma_update(None, "synchronous", options.durability.pragma())
-        .map_err(store_error)
-        .map_err(in_file)?;
-    Ok(conn)
 }
 
 /// A request's answer channel, and the future awaiting it.

@@ -1,0 +1,97 @@
+//! The in-memory store's own rules: what it forgets, and what it keeps.
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use futures_util::FutureExt;
+
+use super::*;
+use crate::event::SagaEventKind;
+use crate::machine::Change;
+use crate::store::StoredContext;
+use crate::SagaStatus;
+
+fn new_saga(key: &str) -> NewSaga {
+    let id = SagaId::new();
+    let started = SagaEvent {
+        saga_id: id,
+        saga_type: Cow::Borrowed("OrderSaga"),
+        at: SystemTime::now(),
+        kind: SagaEventKind::SagaStarted { steps: Vec::new() },
+    };
+    let mut saga = NewSaga::new(
+        id,
+        "OrderSaga",
+        vec!["a"],
+        StoredContext::live(Arc::new(7u32)),
+        started,
+    );
+    saga.idempotency_key = Some(key.to_owned());
+    saga.lease = Some(LeaseRequest::new("w#1", Duration::from_secs(60)));
+    saga
+}
+
+fn create(store: &MemoryStore, saga: NewSaga) -> Created {
+    store
+        .create(saga, &mut Vec::new())
+        .now_or_never()
+        .unwrap()
+        .unwrap()
+}
+
+fn finish(store: &MemoryStore, id: SagaId) {
+    let event = SagaEvent {
+        saga_id: id,
+        saga_type: Cow::Borrowed("OrderSaga"),
+        at: SystemTime::now(),
+        kind: SagaEventKind::SagaCompleted {
+            duration: Duration::ZERO,
+        },
+    };
+    let write = Write::new(event, Change::None).with_status(Some(SagaStatus::Completed));
+    let fence = Fence {
+        token: 1,
+        version: 1,
+    };
+    store
+        .write(id, fence, &mut vec![write])
+        .now_or_never()
+        .unwrap()
+        .unwrap();
+}
+
+#[test]
+fn the_oldest_ended_sagas_without_a_key_are_forgotten_and_keyed_ones_kept() {
+    let store = MemoryStore::with_retention(2);
+    let keyless = |key| {
+        let mut saga = new_saga(key);
+        saga.idempotency_key = None;
+        saga
+    };
+    let sagas: Vec<NewSaga> = ["a", "b", "c"].map(keyless).into();
+    let ids: Vec<SagaId> = sagas.iter().map(|s| s.id).collect();
+    let keyed = new_saga("keyed");
+    let keyed_id = keyed.id;
+    let running = keyless("running");
+    let running_id = running.id;
+    create(&store, keyed);
+    create(&store, running);
+    finish(&store, keyed_id);
+    for saga in sagas {
+        create(&store, saga);
+    }
+    for &id in &ids {
+        finish(&store, id);
+    }
+    let load = |id| store.load(id).now_or_never().unwrap().unwrap();
+    assert!(
+        load(ids[0]).is_none(),
+        "the oldest keyless one is forgotten"
+    );
+    assert!(load(ids[1]).is_some());
+    assert!(load(ids[2]).is_some());
+    assert!(load(running_id).is_some(), "running sagas are kept");
+    assert!(load(keyed_id).is_some(), "keyed sagas are kept");
+    // Its key still finds it: the saga does not run again.
+    let again = create(&store, new_saga("keyed"));
+    assert!(matches!(&again, Created::Existing(record) if record.id == keyed_id));
+}
