@@ -164,7 +164,7 @@ impl<S: Saga> Prepared<S> {
             saga: self.saga,
             recorded: None,
         };
-        executor::run_to_end::<S>(self.claim, self.ctx, self.deps, unrecorded).instrument(span)
+        executor::run::<S>(self.claim, self.ctx, self.deps, unrecorded).instrument(span)
     }
 
     /// Runs it in the background until it ends or is let go on a durable timer (nobody waits for
@@ -176,7 +176,8 @@ impl<S: Saga> Prepared<S> {
             saga: self.saga,
             recorded: Some(recorded),
         };
-        let run = executor::run::<S>(self.claim, self.ctx, self.deps, unrecorded).instrument(span);
+        let run =
+            executor::start::<S>(self.claim, self.ctx, self.deps, unrecorded).instrument(span);
         tokio::spawn(async move {
             match run.await {
                 // `start` returned the existing saga's id; nothing ran.

@@ -146,39 +146,53 @@ pub(crate) fn table<S: Saga>() -> StepTable<S::Context, S::Deps> {
     }
 }
 
-/// Records a new saga and runs it to a terminal state, or until it is let go on a durable timer
-/// (`None`). With an id or idempotency key already taken, nothing runs and the error is
-/// [`SagaError::AlreadyExists`].
+/// Records a new saga and runs it to a terminal state; if it is let go on a durable timer, waits
+/// for its outcome (wherever it then runs). With an id or idempotency key already taken, nothing
+/// runs and the error is [`SagaError::AlreadyExists`].
 pub(crate) async fn run<S: Saga>(
     claim: Claim,
     ctx: Arc<S::Context>,
     deps: Arc<S::Deps>,
     unrecorded: Unrecorded,
-) -> Result<Option<Outcome<S>>, SagaError> {
-    let state = unrecorded.saga.initial_state();
-    let mut run = Run::<S>::new(claim, ctx, deps, state, Fence::default());
-    run.unrecorded = Some(Box::new(unrecorded));
-    run.drive().await
+) -> Result<Outcome<S>, SagaError> {
+    // One future, not a run's future inside a waiting one: a run's future is a few kilobytes,
+    // and every future wrapped around it copies it when it moves.
+    let mut run = Run::<S>::recording(claim, ctx, deps, unrecorded);
+    if let Some(outcome) = run.drive().await? {
+        return Ok(outcome);
+    }
+    let (engine, id) = (run.engine.clone(), run.id);
+    // Not kept while the saga waits.
+    drop(run);
+    waiting::outcome::<S>(&engine, id).await
 }
 
-/// [`run`], then, if the saga was let go on a durable timer, its outcome once it ends (wherever
-/// it then runs): what a caller of `run` gets.
-pub(crate) async fn run_to_end<S: Saga>(
+/// Records a new saga and runs it until it ends or is let go on a durable timer; nobody waits
+/// for its outcome.
+pub(crate) async fn start<S: Saga>(
     claim: Claim,
     ctx: Arc<S::Context>,
     deps: Arc<S::Deps>,
     unrecorded: Unrecorded,
-) -> Result<Outcome<S>, SagaError> {
-    let (engine, id) = (claim.engine.clone(), claim.id);
-    // Awaited in place: the run (a few kilobytes) is dropped before the wait for the outcome.
-    let ended = run::<S>(claim, ctx, deps, unrecorded).await?;
-    match ended {
-        Some(outcome) => Ok(outcome),
-        None => waiting::outcome::<S>(&engine, id).await,
-    }
+) -> Result<(), SagaError> {
+    let mut run = Run::<S>::recording(claim, ctx, deps, unrecorded);
+    run.drive().await.map(drop)
 }
 
 impl<S: Saga> Run<S> {
+    /// The run of a new saga, which its first flush records.
+    fn recording(
+        claim: Claim,
+        ctx: Arc<S::Context>,
+        deps: Arc<S::Deps>,
+        unrecorded: Unrecorded,
+    ) -> Self {
+        let state = unrecorded.saga.initial_state();
+        let mut run = Run::new(claim, ctx, deps, state, Fence::default());
+        run.unrecorded = Some(Box::new(unrecorded));
+        run
+    }
+
     fn new(
         claim: Claim,
         ctx: Arc<S::Context>,
