@@ -142,6 +142,15 @@ fn finished(id: SagaId) -> Write {
     Write::new(event(id, kind), Change::None).with_status(Some(SagaStatus::Completed))
 }
 
+/// Ids of the sagas `request` acquires.
+async fn acquired(store: &dyn SagaStore, request: Acquire) -> Vec<SagaId> {
+    let records = store.acquire(request).await.expect("acquire");
+    records
+        .into_iter()
+        .map(|r| r.expect("decodes").id)
+        .collect()
+}
+
 /// Creates a saga leased to `owner`; its fence.
 async fn create(store: &dyn SagaStore, owner: &str, lease: Duration) -> (SagaId, Fence) {
     let saga = new_saga(Some(owner), lease);
@@ -333,24 +342,12 @@ async fn acquire_skips_live_leases_and_takes_expired_ones(store: Box<dyn SagaSto
     store.create(free, &mut Vec::new()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(20)).await;
     let only_ours = Acquire::new(LeaseRequest::new("w2#1", LONG), 10).types(["ConformanceSaga"]);
-    let taken: Vec<SagaId> = store
-        .acquire(only_ours)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| r.expect("decodes").id)
-        .collect();
+    let taken: Vec<SagaId> = acquired(&*store, only_ours).await;
     assert_eq!(taken, [expired], "not the live lease, not another type");
     let record = store.load(expired).await.unwrap().unwrap();
     assert_eq!(record.state.recovery_attempts, 1, "taken from a worker");
     let any = Acquire::new(LeaseRequest::new("w2#1", LONG), 10);
-    let taken: Vec<SagaId> = store
-        .acquire(any)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| r.expect("decodes").id)
-        .collect();
+    let taken: Vec<SagaId> = acquired(&*store, any).await;
     assert_eq!(taken, [free_id], "a saga never leased is free");
     let record = store.load(free_id).await.unwrap().unwrap();
     assert_eq!(record.state.recovery_attempts, 0, "not taken from anyone");
@@ -410,26 +407,16 @@ async fn renew_keeps_and_release_frees(store: Box<dyn SagaStore>) {
         "only the asked sagas it holds"
     );
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let taken: Vec<SagaId> = store
-        .acquire(Acquire::new(LeaseRequest::new("w2#1", LONG), 10))
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| r.expect("decodes").id)
-        .collect();
+    let taken: Vec<SagaId> =
+        acquired(&*store, Acquire::new(LeaseRequest::new("w2#1", LONG), 10)).await;
     assert_eq!(
         taken,
         [b],
         "the renewed lease is live; the other one expired"
     );
     store.release(a, fence_a, None).await.unwrap();
-    let taken: Vec<SagaId> = store
-        .acquire(Acquire::new(LeaseRequest::new("w2#1", LONG), 10))
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| r.expect("decodes").id)
-        .collect();
+    let taken: Vec<SagaId> =
+        acquired(&*store, Acquire::new(LeaseRequest::new("w2#1", LONG), 10)).await;
     assert_eq!(taken, [a], "released, so free at once");
     let _ = other;
 }
@@ -439,13 +426,7 @@ async fn reclaim_takes_an_earlier_incarnations_sagas_only(store: Box<dyn SagaSto
     let (current, _) = create(&*store, "worker-a#2", LONG).await;
     let (stranger, _) = create(&*store, "worker-b#1", LONG).await;
     let request = Acquire::new(LeaseRequest::new("worker-a#2", LONG), 10).reclaim_own(true);
-    let taken: Vec<SagaId> = store
-        .acquire(request)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| r.expect("decodes").id)
-        .collect();
+    let taken: Vec<SagaId> = acquired(&*store, request).await;
     assert_eq!(taken, [old]);
     assert_eq!(
         store.load(old).await.unwrap().unwrap().lease.unwrap().token,

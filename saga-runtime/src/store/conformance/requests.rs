@@ -10,13 +10,7 @@ use crate::{OperatorRequest, Refusal, RollbackCause, SagaId, SagaStatus, StepErr
 
 /// Ids of the sagas `owner` acquires now.
 async fn acquired(store: &dyn SagaStore, owner: &str) -> Vec<SagaId> {
-    store
-        .acquire(Acquire::new(LeaseRequest::new(owner, LONG), 10))
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| r.expect("decodes").id)
-        .collect()
+    super::acquired(store, Acquire::new(LeaseRequest::new(owner, LONG), 10)).await
 }
 
 /// Writes `writes` under `fence`; the new fence.
