@@ -236,10 +236,47 @@ saga! { P2of3(CrashCtx, Ledger) { step_0, pivot_1, step_2 } }
 saga! { P3of5(CrashCtx, Ledger) { step_0, step_1, pivot_2, step_3, step_4 } }
 saga! { P4of4(CrashCtx, Ledger) { step_0, step_1, step_2, pivot_3 } }
 saga! { P6of8(CrashCtx, Ledger) { step_0, step_1, step_2, step_3, step_4, pivot_5, step_6, step_7 } }
-saga! {
-    /// The failpoint matrix's saga: a first, a middle, a pivot and a last step.
-    Matrix(CrashCtx, Ledger) { step_0, step_1, pivot_2, step_3 }
+/// The failpoint matrix's saga: a first, a middle, a pivot and a last step, named as in the
+/// generated sagas (failpoints name steps). Its plans never time out, so its steps have a
+/// generous timeout: the matrix is about crashes at durability boundaries, and a 40 ms timeout
+/// can be exceeded three times in a row on a loaded 2-core machine (the soak runs beside it).
+mod matrix {
+    use saga_runtime::{saga, saga_step, StepCx, StepError};
+
+    use super::{act, undo, CrashCtx, Ledger};
+
+    macro_rules! matrix_steps {
+        ($($n:literal: $step:ident [$($attr:tt)*], $undo:ident;)*) => {$(
+            #[saga_step($($attr)* timeout = "10s", retries = 2, backoff = "1ms")]
+            pub(super) async fn $step(
+                ctx: &mut CrashCtx,
+                cx: &StepCx<Ledger>,
+            ) -> Result<(), StepError> {
+                act(ctx, cx, $n).await
+            }
+
+            #[allow(dead_code)]
+            pub(super) async fn $undo(
+                ctx: &mut CrashCtx,
+                cx: &StepCx<Ledger>,
+            ) -> Result<(), StepError> {
+                undo(ctx, cx, $n).await
+            }
+        )*};
+    }
+
+    matrix_steps! {
+        0: step_0 [compensate = undo_0,], undo_0;
+        1: step_1 [compensate = undo_1,], undo_1;
+        2: pivot_2 [pivot,], undo_2;
+        3: step_3 [compensate = undo_3,], undo_3;
+    }
+
+    saga! {
+        pub(super) Matrix(CrashCtx, Ledger) { step_0, step_1, pivot_2, step_3 }
+    }
 }
+use matrix::Matrix;
 
 /// Starts saga `i` of `seed`: its type, plan and delays follow from the seed alone.
 async fn start_generated(engine: &Engine, ledger: &Arc<Ledger>, seed: u64, i: u64) {
