@@ -27,10 +27,14 @@
 
 pub mod conformance;
 mod context;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod encoding;
 mod future;
 #[cfg(feature = "sqlite")]
 mod handoff;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod query;
 #[cfg(feature = "sqlite")]
 mod sqlite;
@@ -45,6 +49,8 @@ pub use crate::machine::{
 pub use context::StoredContext;
 pub use future::StoreFuture;
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresOptions, PostgresStore, POSTGRES_SCHEMA_VERSION};
 pub use query::{SagaQuery, SagaSummary, StatusCount};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{Durability, SqliteOptions, SqliteStore, SCHEMA_VERSION};

@@ -1,18 +1,17 @@
 //! How a saga is encoded in its row, and decoded back; SQLite errors as store errors.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use rusqlite::types::ValueRef;
 use rusqlite::ErrorCode;
 
-use serde::{Deserialize, Serialize};
+pub(super) use crate::store::encoding::{decode_event, encode_event, millis, time};
 
-use crate::event::{SagaEvent, SagaEventKind};
 use crate::machine::{Change, SagaState, Write};
 use crate::store::{
     CorruptRecord, Fence, Lease, SagaRecord, StoreError, StoreErrorKind, StoredContext,
 };
-use crate::{SagaId, SagaStatus};
+use crate::SagaStatus;
 
 /// A SQLite error as a store error of the matching kind.
 pub(super) fn store_error(error: impl Into<SqliteError>) -> StoreError {
@@ -53,18 +52,6 @@ pub(super) fn unreadable(message: impl Into<String>) -> StoreError {
     StoreError::new(StoreErrorKind::Corrupt, message)
 }
 
-/// Milliseconds since the Unix epoch, as rows keep times.
-pub(super) fn millis(at: SystemTime) -> i64 {
-    at.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-/// A time a row keeps.
-pub(super) fn time(ms: i64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
-}
-
 /// A write with its JSON already encoded, on the caller's thread rather than the writer's.
 pub(super) struct EncodedWrite {
     pub(super) event: String,
@@ -100,46 +87,6 @@ pub(super) fn fold(state: &mut SagaState, writes: &[EncodedWrite]) -> Result<Fol
         status: serde_json::to_string(&state.status).map_err(store_error)?,
         terminal: state.status.is_terminal(),
         wake: state.wake_at().map(millis),
-    })
-}
-
-/// A history entry as it is stored: the event but for the saga's id and type, which the saga's
-/// row holds (every write encodes its event, and these were a third of it). Entries written
-/// with them, before, read the same.
-#[derive(Serialize)]
-struct StoredEvent<'a> {
-    at: &'a SystemTime,
-    kind: &'a SagaEventKind,
-}
-
-/// A history entry read back (other fields, as older entries have, are ignored).
-#[derive(Deserialize)]
-struct ReadEvent {
-    at: SystemTime,
-    kind: SagaEventKind,
-}
-
-/// Encodes an event as its history entry.
-pub(super) fn encode_event(event: &SagaEvent) -> Result<String, StoreError> {
-    let stored = StoredEvent {
-        at: &event.at,
-        kind: &event.kind,
-    };
-    serde_json::to_string(&stored).map_err(store_error)
-}
-
-/// Decodes a history entry of saga `id`, of type `saga_type`.
-pub(super) fn decode_event(
-    json: &str,
-    id: SagaId,
-    saga_type: &str,
-) -> serde_json::Result<SagaEvent> {
-    let ReadEvent { at, kind } = serde_json::from_str(json)?;
-    Ok(SagaEvent {
-        saga_id: id,
-        saga_type: saga_type.to_owned().into(),
-        at,
-        kind,
     })
 }
 

@@ -1,0 +1,248 @@
+//! The PostgreSQL store: many worker processes, on many machines, on one database.
+//!
+//! Each request is one transaction on a pooled connection. A saga's row holds its state (the
+//! fold of its writes, as JSON), its context, its lease and, for queries, its status; its history
+//! is one row per entry. A write locks the saga's row (`FOR UPDATE`), checks the fence against
+//! it, then updates the row and appends the history in the same transaction; `acquire` takes
+//! sagas with `FOR UPDATE SKIP LOCKED`, so that concurrent workers never take the same one and
+//! never wait for each other.
+//!
+//! Every table lives in one schema of the database (`public` unless
+//! [`PostgresOptions::schema`] names another), so that several stores, or tests, can share a
+//! database.
+
+mod reads;
+mod rows;
+mod schema;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use deadpool_postgres::{Config, ManagerConfig, Pool, PoolConfig, RecyclingMethod, Runtime};
+
+use super::{
+    Acquire, CorruptRecord, Created, Fence, Held, LeaseRequest, NewSaga, SagaQuery, SagaRecord,
+    SagaStore, SagaSummary, StatusCount, StoreError, StoreErrorKind, StoreFuture, Write,
+};
+use crate::event::SagaEvent;
+use crate::{OperatorRequest, Refusal, SagaId};
+
+pub use schema::POSTGRES_SCHEMA_VERSION;
+
+/// How to connect a [`PostgresStore`]: `PostgresStore::options(url).schema("sagas").connect()`.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct PostgresOptions {
+    url: String,
+    schema: String,
+    pool_size: usize,
+}
+
+impl PostgresOptions {
+    /// The schema the store's tables live in (default `public`); created if missing.
+    pub fn schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = schema.into();
+        self
+    }
+
+    /// How many connections the store's pool holds at most (default 16).
+    pub fn pool_size(mut self, size: usize) -> Self {
+        self.pool_size = size.max(1);
+        self
+    }
+
+    /// Connects, creating the schema (or checking its version) before anything else is written.
+    pub async fn connect(self) -> Result<PostgresStore, StoreError> {
+        PostgresStore::connect_with(self).await
+    }
+}
+
+/// A durable store shared by any number of worker processes through one PostgreSQL database.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), saga_runtime::store::StoreError> {
+/// use saga_runtime::store::PostgresStore;
+///
+/// let store = PostgresStore::connect("postgres://postgres@127.0.0.1:5432/test").await?;
+/// let engine = saga_runtime::Engine::builder().store(store)/* .register::<OrderSaga>(deps) */.build();
+/// # Ok(()) }
+/// ```
+pub struct PostgresStore {
+    pool: Pool,
+    sql: Arc<rows::Sql>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("schema", &self.sql.schema)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresStore {
+    /// Options for the store at `url` (a `postgres://` URL).
+    pub fn options(url: impl Into<String>) -> PostgresOptions {
+        PostgresOptions {
+            url: url.into(),
+            schema: "public".to_owned(),
+            pool_size: 16,
+        }
+    }
+
+    /// Connects to the database at `url`, tables in its `public` schema.
+    pub async fn connect(url: &str) -> Result<PostgresStore, StoreError> {
+        Self::options(url).connect().await
+    }
+
+    async fn connect_with(options: PostgresOptions) -> Result<PostgresStore, StoreError> {
+        if !options
+            .schema
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            || options.schema.is_empty()
+        {
+            return Err(StoreError::new(
+                StoreErrorKind::Invalid,
+                format!(
+                    "schema name `{}`: use letters, digits and underscores",
+                    options.schema
+                ),
+            ));
+        }
+        let mut config = Config::new();
+        config.url = Some(options.url.clone());
+        config.manager = Some(ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        });
+        config.pool = Some(PoolConfig::new(options.pool_size));
+        let pool = config
+            .create_pool(Some(Runtime::Tokio1), tokio_postgres::NoTls)
+            .map_err(|e| {
+                StoreError::new(
+                    StoreErrorKind::Invalid,
+                    format!("cannot use the PostgreSQL URL: {e}"),
+                )
+            })?;
+        let mut client = pool.get().await.map_err(rows::pool_error)?;
+        schema::migrate(&mut client, &options.schema).await?;
+        Ok(PostgresStore {
+            pool,
+            sql: Arc::new(rows::Sql::new(&options.schema)),
+        })
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(rows::pool_error)
+    }
+}
+
+impl SagaStore for PostgresStore {
+    fn create<'a>(&'a self, saga: NewSaga, writes: &mut Vec<Write>) -> StoreFuture<'a, Created> {
+        let writes = std::mem::take(writes);
+        StoreFuture::new(async move {
+            let mut client = self.client().await?;
+            rows::create(&mut client, &self.sql, saga, writes).await
+        })
+    }
+
+    fn write<'a>(
+        &'a self,
+        id: SagaId,
+        fence: Fence,
+        writes: &mut Vec<Write>,
+    ) -> StoreFuture<'a, u64> {
+        let writes = std::mem::take(writes);
+        StoreFuture::new(async move {
+            let mut client = self.client().await?;
+            rows::write(&mut client, &self.sql, id, fence, writes).await
+        })
+    }
+
+    fn acquire(&self, request: Acquire) -> StoreFuture<'_, Vec<Result<SagaRecord, CorruptRecord>>> {
+        StoreFuture::new(async move {
+            let mut client = self.client().await?;
+            rows::acquire(&mut client, &self.sql, &request).await
+        })
+    }
+
+    fn renew(&self, owner: &str, ids: &[SagaId], duration: Duration) -> StoreFuture<'_, Vec<Held>> {
+        let owner = owner.to_owned();
+        let ids: Vec<String> = ids.iter().map(SagaId::to_string).collect();
+        StoreFuture::new(async move {
+            let client = self.client().await?;
+            rows::renew(&**client, &self.sql, &owner, &ids, duration).await
+        })
+    }
+
+    fn release(
+        &self,
+        id: SagaId,
+        fence: Fence,
+        wake_at: Option<SystemTime>,
+    ) -> StoreFuture<'_, ()> {
+        StoreFuture::new(async move {
+            let mut client = self.client().await?;
+            rows::release(&mut client, &self.sql, id, fence, wake_at).await
+        })
+    }
+
+    fn next_wake(&self, types: Option<Vec<String>>) -> StoreFuture<'_, Option<SystemTime>> {
+        StoreFuture::new(async move {
+            let client = self.client().await?;
+            reads::next_wake(&**client, &self.sql, types).await
+        })
+    }
+
+    fn request(
+        &self,
+        id: SagaId,
+        request: OperatorRequest,
+        lease: Option<LeaseRequest>,
+    ) -> StoreFuture<'_, Result<SagaRecord, Refusal>> {
+        StoreFuture::new(async move {
+            let mut client = self.client().await?;
+            rows::request(&mut client, &self.sql, id, request, lease).await
+        })
+    }
+
+    fn load(&self, id: SagaId) -> StoreFuture<'_, Option<SagaRecord>> {
+        StoreFuture::new(async move {
+            let client = self.client().await?;
+            match reads::load(&**client, &self.sql, id).await? {
+                None => Ok(None),
+                Some(Ok(record)) => Ok(Some(record)),
+                Some(Err(corrupt)) => Err(StoreError::new(
+                    StoreErrorKind::Corrupt,
+                    format!("saga {}: {}", corrupt.id, corrupt.message),
+                )),
+            }
+        })
+    }
+
+    fn history(
+        &self,
+        id: SagaId,
+        from: u64,
+        limit: usize,
+    ) -> StoreFuture<'_, Option<Vec<SagaEvent>>> {
+        StoreFuture::new(async move {
+            let client = self.client().await?;
+            reads::history(&**client, &self.sql, id, from, limit).await
+        })
+    }
+
+    fn list(&self, query: SagaQuery) -> StoreFuture<'_, Vec<SagaSummary>> {
+        StoreFuture::new(async move {
+            let client = self.client().await?;
+            reads::list(&**client, &self.sql, &query).await
+        })
+    }
+
+    fn counts(&self) -> StoreFuture<'_, Vec<StatusCount>> {
+        StoreFuture::new(async move {
+            let client = self.client().await?;
+            reads::counts(&**client, &self.sql).await
+        })
+    }
+}

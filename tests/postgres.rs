@@ -1,0 +1,147 @@
+//! The PostgreSQL store through the engine: a saga run by one engine is read back, outcome and
+//! final context, by another on the same database; an operator's cancel from the other engine
+//! reaches it; a schema written by a newer version of the library is refused before anything is
+//! written. Skipped, saying so, without `SAGA_POSTGRES_URL`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use saga_runtime::store::{PostgresStore, StoreErrorKind, POSTGRES_SCHEMA_VERSION};
+use saga_runtime::{saga, saga_step, Engine, RollbackCause, SagaOutcome};
+use saga_tests::{scripted, Plan, Script, Trail};
+
+scripted!(
+    #[saga_step(compensate = undo_a)]
+    a
+);
+scripted!(undo_a as "undo:a");
+scripted!(
+    #[saga_step(compensate = undo_b)]
+    b
+);
+scripted!(undo_b as "undo:b");
+scripted!(
+    #[saga_step]
+    c
+);
+
+saga! { OnPostgres(Trail, Script) { a, b, c } }
+
+/// The server's URL, or `None` after saying that the test was skipped.
+fn url() -> Option<String> {
+    let url = std::env::var("SAGA_POSTGRES_URL").ok();
+    if url.is_none() {
+        // Straight to the process's stderr, which the test harness does not capture.
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: PostgreSQL tests need SAGA_POSTGRES_URL (e.g. \
+             postgres://postgres@127.0.0.1:5432/test)"
+        );
+    }
+    url
+}
+
+/// A fresh schema's name.
+fn schema() -> String {
+    format!("engine_{}", uuid::Uuid::new_v4().simple())
+}
+
+async fn store(url: &str, schema: &str) -> PostgresStore {
+    PostgresStore::options(url)
+        .schema(schema)
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("{url}: {e}"))
+}
+
+async fn sql(url: &str, statements: &str) {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client.batch_execute(statements).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saga_run_by_one_engine_is_read_and_cancelled_by_another() {
+    let Some(url) = url() else { return };
+    let schema = schema();
+    let script =
+        Arc::new(Script::new().plan("b", [Plan::Ok, Plan::Sleep(Duration::from_millis(1_500))]));
+    let runner = Engine::builder()
+        .store(store(&url, &schema).await)
+        .renew_interval(Duration::from_millis(100))
+        .register::<OnPostgres>(script.clone())
+        .build();
+    let operator = Engine::builder()
+        .store(store(&url, &schema).await)
+        .claims(false)
+        .build();
+
+    let done = OnPostgres::on(&runner)
+        .run_with(Trail::default(), script.clone())
+        .await
+        .unwrap();
+    assert!(done.is_completed());
+    let read = OnPostgres::on(&operator).wait(done.id()).await.unwrap();
+    assert_eq!(read.ctx().entries, ["a", "b", "c"], "the final context");
+    assert_eq!(
+        OnPostgres::on(&operator)
+            .history(done.id())
+            .await
+            .unwrap()
+            .len(),
+        8,
+        "started, 3 x (step started, step completed), completed"
+    );
+
+    // The runner starts another; the operator cancels it while `b` sleeps.
+    let id = OnPostgres::on(&runner)
+        .start_with(Trail::default(), script.clone())
+        .await
+        .unwrap();
+    while script.keys().iter().filter(|k| *k == "b").count() < 2 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    operator.cancel(id).await.expect("accepted while b runs");
+    let outcome = OnPostgres::on(&operator).wait(id).await.unwrap();
+    assert!(
+        matches!(
+            &outcome,
+            SagaOutcome::Compensated {
+                cause: RollbackCause::Cancelled,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    assert_eq!(outcome.ctx().entries, ["a", "b", "undo:b", "undo:a"]);
+    sql(&url, &format!("DROP SCHEMA {schema} CASCADE")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_schema_is_refused_before_anything_is_written() {
+    let Some(url) = url() else { return };
+    let schema = schema();
+    drop(store(&url, &schema).await);
+    sql(
+        &url,
+        &format!(
+            "UPDATE {schema}.saga_schema SET version = {};",
+            POSTGRES_SCHEMA_VERSION + 1
+        ),
+    )
+    .await;
+    let refused = PostgresStore::options(&url)
+        .schema(&schema)
+        .connect()
+        .await
+        .unwrap_err();
+    assert_eq!(refused.kind(), StoreErrorKind::Corrupt);
+    assert!(
+        refused.to_string().contains("newer than this library's"),
+        "{refused}"
+    );
+    sql(&url, &format!("DROP SCHEMA {schema} CASCADE")).await;
+}
