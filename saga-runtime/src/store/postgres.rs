@@ -36,6 +36,7 @@ pub struct PostgresOptions {
     url: String,
     schema: String,
     pool_size: usize,
+    outage: Duration,
 }
 
 impl PostgresOptions {
@@ -48,6 +49,14 @@ impl PostgresOptions {
     /// How many connections the store's pool holds at most (default 16).
     pub fn pool_size(mut self, size: usize) -> Self {
         self.pool_size = size.max(1);
+        self
+    }
+
+    /// How long a request keeps trying, with backoff, while the database cannot be reached (a
+    /// restart, a dropped connection) before it fails (default 30 s). A run whose write waits
+    /// goes on once the database is back; past its lease, another worker takes the saga over.
+    pub fn outage_timeout(mut self, timeout: Duration) -> Self {
+        self.outage = timeout;
         self
     }
 
@@ -70,6 +79,7 @@ impl PostgresOptions {
 pub struct PostgresStore {
     pool: Pool,
     sql: Arc<rows::Sql>,
+    outage: Duration,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -87,6 +97,7 @@ impl PostgresStore {
             url: url.into(),
             schema: "public".to_owned(),
             pool_size: 16,
+            outage: Duration::from_secs(30),
         }
     }
 
@@ -129,6 +140,7 @@ impl PostgresStore {
         Ok(PostgresStore {
             pool,
             sql: Arc::new(rows::Sql::new(&options.schema)),
+            outage: options.outage,
         })
     }
 
@@ -137,12 +149,73 @@ impl PostgresStore {
     }
 }
 
+/// Retries of one request while the database cannot be reached: with backoff (from 50 ms,
+/// doubling up to 2 s), for up to the store's outage timeout.
+struct Retry {
+    deadline: tokio::time::Instant,
+    delay: Duration,
+    /// Whether an attempt was made already (and may have committed before its connection
+    /// dropped).
+    retried: bool,
+}
+
+impl Retry {
+    fn new(outage: Duration) -> Self {
+        Retry {
+            deadline: tokio::time::Instant::now() + outage,
+            delay: Duration::from_millis(50),
+            retried: false,
+        }
+    }
+
+    /// The answer, or `None` after waiting for another attempt.
+    async fn after<T>(&mut self, result: Result<T, StoreError>) -> Option<Result<T, StoreError>> {
+        match result {
+            Err(error)
+                if error.kind() == StoreErrorKind::Unavailable
+                    && tokio::time::Instant::now() + self.delay < self.deadline =>
+            {
+                tracing::warn!(%error, delay = ?self.delay, "the database cannot be reached; retrying");
+                tokio::time::sleep(self.delay).await;
+                self.delay = (self.delay * 2).min(Duration::from_secs(2));
+                self.retried = true;
+                None
+            }
+            done => Some(done),
+        }
+    }
+}
+
+/// Runs `$body` with `$client`, a pooled connection, and `$retried` (see [`Retry`]), again while
+/// the database cannot be reached. (A macro rather than a function taking an async closure: the
+/// closure's future could not be shown `Send` for every lifetime of its connection.)
+macro_rules! retrying {
+    ($store:expr, |$client:ident, $retried:ident| $body:expr) => {{
+        let mut retry = Retry::new($store.outage);
+        loop {
+            let result = match $store.client().await {
+                Ok(mut connection) => {
+                    let $client = &mut connection;
+                    let $retried = retry.retried;
+                    $body.await
+                }
+                Err(error) => Err(error),
+            };
+            if let Some(done) = retry.after(result).await {
+                break done;
+            }
+        }
+    }};
+}
+
 impl SagaStore for PostgresStore {
     fn create<'a>(&'a self, saga: NewSaga, writes: &mut Vec<Write>) -> StoreFuture<'a, Created> {
         let writes = std::mem::take(writes);
         StoreFuture::new(async move {
-            let mut client = self.client().await?;
-            rows::create(&mut client, &self.sql, saga, writes).await
+            let (saga, writes) = (&saga, &writes);
+            retrying!(self, |client, retried| rows::create(
+                client, &self.sql, saga, writes, retried
+            ))
         })
     }
 
@@ -154,15 +227,19 @@ impl SagaStore for PostgresStore {
     ) -> StoreFuture<'a, u64> {
         let writes = std::mem::take(writes);
         StoreFuture::new(async move {
-            let mut client = self.client().await?;
-            rows::write(&mut client, &self.sql, id, fence, writes).await
+            let writes = &writes;
+            retrying!(self, |client, retried| rows::write(
+                client, &self.sql, id, fence, writes, retried
+            ))
         })
     }
 
     fn acquire(&self, request: Acquire) -> StoreFuture<'_, Vec<Result<SagaRecord, CorruptRecord>>> {
         StoreFuture::new(async move {
-            let mut client = self.client().await?;
-            rows::acquire(&mut client, &self.sql, &request).await
+            let request = &request;
+            retrying!(self, |client, _retried| rows::acquire(
+                client, &self.sql, request
+            ))
         })
     }
 
@@ -182,15 +259,20 @@ impl SagaStore for PostgresStore {
         wake_at: Option<SystemTime>,
     ) -> StoreFuture<'_, ()> {
         StoreFuture::new(async move {
-            let mut client = self.client().await?;
-            rows::release(&mut client, &self.sql, id, fence, wake_at).await
+            retrying!(self, |client, _retried| rows::release(
+                client, &self.sql, id, fence, wake_at
+            ))
         })
     }
 
     fn next_wake(&self, types: Option<Vec<String>>) -> StoreFuture<'_, Option<SystemTime>> {
         StoreFuture::new(async move {
-            let client = self.client().await?;
-            reads::next_wake(&**client, &self.sql, types).await
+            let types = &types;
+            retrying!(self, |client, _retried| reads::next_wake(
+                &***client,
+                &self.sql,
+                types.clone()
+            ))
         })
     }
 
@@ -201,15 +283,23 @@ impl SagaStore for PostgresStore {
         lease: Option<LeaseRequest>,
     ) -> StoreFuture<'_, Result<SagaRecord, Refusal>> {
         StoreFuture::new(async move {
-            let mut client = self.client().await?;
-            rows::request(&mut client, &self.sql, id, request, lease).await
+            let lease = &lease;
+            retrying!(self, |client, _retried| rows::request(
+                client,
+                &self.sql,
+                id,
+                request,
+                lease.clone()
+            ))
         })
     }
 
     fn load(&self, id: SagaId) -> StoreFuture<'_, Option<SagaRecord>> {
         StoreFuture::new(async move {
-            let client = self.client().await?;
-            match reads::load(&**client, &self.sql, id).await? {
+            let loaded = retrying!(self, |client, _retried| reads::load(
+                &***client, &self.sql, id
+            ))?;
+            match loaded {
                 None => Ok(None),
                 Some(Ok(record)) => Ok(Some(record)),
                 Some(Err(corrupt)) => Err(StoreError::new(
@@ -227,22 +317,26 @@ impl SagaStore for PostgresStore {
         limit: usize,
     ) -> StoreFuture<'_, Option<Vec<SagaEvent>>> {
         StoreFuture::new(async move {
-            let client = self.client().await?;
-            reads::history(&**client, &self.sql, id, from, limit).await
+            retrying!(self, |client, _retried| reads::history(
+                &***client, &self.sql, id, from, limit
+            ))
         })
     }
 
     fn list(&self, query: SagaQuery) -> StoreFuture<'_, Vec<SagaSummary>> {
         StoreFuture::new(async move {
-            let client = self.client().await?;
-            reads::list(&**client, &self.sql, &query).await
+            let query = &query;
+            retrying!(self, |client, _retried| reads::list(
+                &***client, &self.sql, query
+            ))
         })
     }
 
     fn counts(&self) -> StoreFuture<'_, Vec<StatusCount>> {
         StoreFuture::new(async move {
-            let client = self.client().await?;
-            reads::counts(&**client, &self.sql).await
+            retrying!(self, |client, _retried| reads::counts(
+                &***client, &self.sql
+            ))
         })
     }
 }

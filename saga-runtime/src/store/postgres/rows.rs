@@ -17,16 +17,18 @@ use crate::store::{
 };
 use crate::{OperatorRequest, Refusal, SagaId};
 
-/// A PostgreSQL error as a store error of the matching kind.
+/// A PostgreSQL error as a store error of the matching kind: `Unavailable` only for what waiting
+/// can cure (the connection dropped, the server is shutting down or starting), so that only those
+/// are retried.
 pub(super) fn pg_error(error: tokio_postgres::Error) -> StoreError {
-    use tokio_postgres::error::SqlState;
-    let kind = match error.code() {
-        Some(code) if *code == SqlState::UNIQUE_VIOLATION => StoreErrorKind::Conflict,
-        Some(code) if *code == SqlState::T_R_SERIALIZATION_FAILURE => StoreErrorKind::Busy,
-        Some(code) if *code == SqlState::T_R_DEADLOCK_DETECTED => StoreErrorKind::Busy,
-        Some(code) if *code == SqlState::LOCK_NOT_AVAILABLE => StoreErrorKind::Busy,
-        Some(code) if code.code().starts_with("22") => StoreErrorKind::Invalid,
-        _ => StoreErrorKind::Unavailable,
+    let kind = match error.code().map(|code| code.code()) {
+        None => StoreErrorKind::Unavailable,
+        Some(code) if code.starts_with("08") || code.starts_with("57P") => {
+            StoreErrorKind::Unavailable
+        }
+        Some("23505") => StoreErrorKind::Conflict,
+        Some("40001" | "40P01" | "55P03") => StoreErrorKind::Busy,
+        Some(_) => StoreErrorKind::Invalid,
     };
     StoreError::new(kind, format!("PostgreSQL: {error}")).with_source(error)
 }
@@ -132,15 +134,20 @@ fn fold(state: &mut SagaState, writes: &[Write]) -> Result<Folded, StoreError> {
 }
 
 /// Records a new saga with its first writes, or returns the one with its id or key.
+///
+/// `retried`: an earlier attempt's connection dropped, so it may have committed; finding this very
+/// saga as it would have left it (same id, version and owner) is then its creation, not an
+/// existing saga.
 pub(super) async fn create(
     client: &mut deadpool_postgres::Object,
     sql: &Sql,
-    saga: NewSaga,
-    writes: Vec<Write>,
+    saga: &NewSaga,
+    writes: &[Write],
+    retried: bool,
 ) -> Result<Created, StoreError> {
     let id = saga.id.to_string();
     let mut state = saga.initial_state();
-    let folded = fold(&mut state, &writes)?;
+    let folded = fold(&mut state, writes)?;
     let context = match folded.context {
         Some(context) => context,
         None => saga
@@ -212,6 +219,16 @@ pub(super) async fn create(
             })?;
         let existing = record(&row)
             .map_err(|corrupt| StoreError::new(StoreErrorKind::Corrupt, corrupt.message))?;
+        let ours = retried
+            && existing.id == saga.id
+            && existing.version == events as u64
+            && existing.lease.as_ref().map(|l| &*l.owner) == owner.as_deref();
+        if ours {
+            return Ok(Created::New {
+                version: existing.version,
+                lease: existing.lease,
+            });
+        }
         return Ok(Created::Existing(Box::new(existing)));
     }
     let history: Vec<&SagaEvent> = std::iter::once(&saga.started)
@@ -332,18 +349,57 @@ async fn lock_fenced(
 }
 
 /// Records `writes` if `fence` holds.
+///
+/// `retried`: an earlier attempt's connection dropped, so it may have committed; a saga whose
+/// history ends with these very writes is then answered as written.
 pub(super) async fn write(
     client: &mut deadpool_postgres::Object,
     sql: &Sql,
     id: SagaId,
     fence: Fence,
-    writes: Vec<Write>,
+    writes: &[Write],
+    retried: bool,
 ) -> Result<u64, StoreError> {
     let tx = client.transaction().await.map_err(pg_error)?;
+    if retried {
+        if let Some(version) = already_written(&*tx, sql, id, fence, writes).await? {
+            return Ok(version);
+        }
+    }
     let (state, events) = lock_fenced(&*tx, sql, id, fence).await?;
-    let version = apply(&*tx, sql, id, state, events, &writes).await?;
+    let version = apply(&*tx, sql, id, state, events, writes).await?;
     tx.commit().await.map_err(pg_error)?;
     Ok(version)
+}
+
+/// The saga's version if its history already ends with `writes`, written at `fence.version`.
+async fn already_written(
+    client: &impl GenericClient,
+    sql: &Sql,
+    id: SagaId,
+    fence: Fence,
+    writes: &[Write],
+) -> Result<Option<u64>, StoreError> {
+    let Some(last) = writes.last() else {
+        return Ok(None);
+    };
+    let after = fence.version + writes.len() as u64;
+    let query = format!(
+        "SELECT s.events, h.event FROM {} s JOIN {} h ON h.saga = s.id AND h.n = $2 \
+         WHERE s.id = $1",
+        sql.sagas, sql.history
+    );
+    let last_position = i64::try_from(after).unwrap_or(i64::MAX) - 1;
+    let row = client
+        .query_opt(&query, &[&id.to_string(), &last_position])
+        .await
+        .map_err(pg_error)?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let written = u64::try_from(row.get::<_, i64>(0)).ok() == Some(after)
+        && row.get::<_, String>(1) == encode_event(&last.event)?;
+    Ok(written.then_some(after))
 }
 
 /// Leases the sagas `request` asks for.
