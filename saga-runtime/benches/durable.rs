@@ -24,85 +24,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use rusqlite::{params, Connection, TransactionBehavior};
-use saga_runtime::{saga, saga_step, Engine, SagaOutcome, StepError};
-use serde::{Deserialize, Serialize};
+use saga_runtime::Engine;
 
-/// Sagas per iteration of the concurrent and grouped benches.
-const SAGAS: usize = 1000;
-/// Sagas per transaction in `raw_grouped_100`.
-const GROUP: usize = 100;
+mod common;
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct BenchCtx {
-    order: u64,
-    a: u64,
-    b: u64,
-    c: u64,
-}
-
-// ---------------------------------------------------------------------------------------------
-// The saga.
-
-#[saga_step(compensate = undo_a)]
-async fn step_a(ctx: &mut BenchCtx) -> Result<(), StepError> {
-    ctx.a = 1;
-    Ok(())
-}
-
-async fn undo_a(ctx: &mut BenchCtx) -> Result<(), StepError> {
-    ctx.a = 0;
-    Ok(())
-}
-
-#[saga_step(compensate = undo_b)]
-async fn step_b(ctx: &mut BenchCtx) -> Result<(), StepError> {
-    ctx.b = 2;
-    Ok(())
-}
-
-async fn undo_b(ctx: &mut BenchCtx) -> Result<(), StepError> {
-    ctx.b = 0;
-    Ok(())
-}
-
-#[saga_step]
-async fn step_c(ctx: &mut BenchCtx) -> Result<(), StepError> {
-    ctx.c = 3;
-    Ok(())
-}
-
-saga! {
-    BenchSaga(BenchCtx, ()) {
-        step_a,
-        step_b,
-        step_c,
-    }
-}
-
-async fn run_saga(engine: Engine, order: u64) {
-    match BenchSaga::on(&engine)
-        .run(BenchCtx {
-            order,
-            ..BenchCtx::default()
-        })
-        .await
-    {
-        Ok(SagaOutcome::Completed { ctx, .. }) => {
-            assert_eq!((ctx.order, ctx.a, ctx.b, ctx.c), (order, 1, 2, 3))
-        }
-        other => panic!("unexpected outcome {other:?}"),
-    }
-}
-
-/// Runs `SAGAS` sagas at once, each in its own task, and waits for all.
-async fn run_sagas(engine: &Engine) {
-    let tasks: Vec<_> = (0..SAGAS as u64)
-        .map(|order| tokio::spawn(run_saga(engine.clone(), order)))
-        .collect();
-    for task in tasks {
-        task.await.expect("a saga task panicked");
-    }
-}
+use common::{run_saga, run_sagas, BenchCtx, GROUP, SAGAS};
 
 // ---------------------------------------------------------------------------------------------
 // The same by hand.
