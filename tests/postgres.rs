@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use saga_runtime::store::{PostgresStore, StoreErrorKind, POSTGRES_SCHEMA_VERSION};
 use saga_runtime::{saga, saga_step, Engine, RollbackCause, SagaOutcome};
-use saga_tests::{scripted, Plan, Script, Trail};
+use saga_tests::{fresh_schema, postgres_sql, postgres_url, scripted, Plan, Script, Trail};
 
 scripted!(
     #[saga_step(compensate = undo_a)]
@@ -27,26 +27,6 @@ scripted!(
 
 saga! { OnPostgres(Trail, Script) { a, b, c } }
 
-/// The server's URL, or `None` after saying that the test was skipped.
-fn url() -> Option<String> {
-    let url = std::env::var("SAGA_POSTGRES_URL").ok();
-    if url.is_none() {
-        // Straight to the process's stderr, which the test harness does not capture.
-        use std::io::Write as _;
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED: PostgreSQL tests need SAGA_POSTGRES_URL (e.g. \
-             postgres://postgres@127.0.0.1:5432/test)"
-        );
-    }
-    url
-}
-
-/// A fresh schema's name.
-fn schema() -> String {
-    format!("engine_{}", uuid::Uuid::new_v4().simple())
-}
-
 async fn store(url: &str, schema: &str) -> PostgresStore {
     PostgresStore::options(url)
         .schema(schema)
@@ -55,18 +35,12 @@ async fn store(url: &str, schema: &str) -> PostgresStore {
         .unwrap_or_else(|e| panic!("{url}: {e}"))
 }
 
-async fn sql(url: &str, statements: &str) {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    client.batch_execute(statements).await.unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_saga_run_by_one_engine_is_read_and_cancelled_by_another() {
-    let Some(url) = url() else { return };
-    let schema = schema();
+    let Some(url) = postgres_url("this PostgreSQL test") else {
+        return;
+    };
+    let schema = fresh_schema("engine");
     let script =
         Arc::new(Script::new().plan("b", [Plan::Ok, Plan::Sleep(Duration::from_millis(1_500))]));
     let runner = Engine::builder()
@@ -117,15 +91,17 @@ async fn a_saga_run_by_one_engine_is_read_and_cancelled_by_another() {
         "{outcome:?}"
     );
     assert_eq!(outcome.ctx().entries, ["a", "b", "undo:b", "undo:a"]);
-    sql(&url, &format!("DROP SCHEMA {schema} CASCADE")).await;
+    postgres_sql(&url, &format!("DROP SCHEMA {schema} CASCADE")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_newer_schema_is_refused_before_anything_is_written() {
-    let Some(url) = url() else { return };
-    let schema = schema();
+    let Some(url) = postgres_url("this PostgreSQL test") else {
+        return;
+    };
+    let schema = fresh_schema("engine");
     drop(store(&url, &schema).await);
-    sql(
+    postgres_sql(
         &url,
         &format!(
             "UPDATE {schema}.saga_schema SET version = {};",
@@ -143,5 +119,5 @@ async fn a_newer_schema_is_refused_before_anything_is_written() {
         refused.to_string().contains("newer than this library's"),
         "{refused}"
     );
-    sql(&url, &format!("DROP SCHEMA {schema} CASCADE")).await;
+    postgres_sql(&url, &format!("DROP SCHEMA {schema} CASCADE")).await;
 }

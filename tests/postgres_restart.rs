@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use saga_runtime::store::PostgresStore;
 use saga_runtime::{saga, saga_step, Engine, SagaEventKind};
-use saga_tests::{scripted, Plan, Script, Trail};
+use saga_tests::{fresh_schema, postgres_sql, postgres_url, scripted, Plan, Script, Trail};
 
 scripted!(
     #[saga_step(compensate = undo_a)]
@@ -53,15 +53,10 @@ fn restart_postgres() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_restart_costs_time_never_data() {
-    let Ok(url) = std::env::var("SAGA_POSTGRES_URL") else {
-        use std::io::Write as _;
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED: the PostgreSQL restart test needs SAGA_POSTGRES_URL"
-        );
+    let Some(url) = postgres_url("the PostgreSQL restart test") else {
         return;
     };
-    let schema = format!("restart_{}", uuid::Uuid::new_v4().simple());
+    let schema = fresh_schema("restart");
     let store = PostgresStore::options(&url)
         .schema(&schema)
         .connect()
@@ -116,12 +111,5 @@ async fn a_database_restart_costs_time_never_data() {
     }
     assert_eq!(engine.fenced_writes(), 0);
     assert_eq!(engine.lost_leases(), 0);
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    client
-        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
-        .await
-        .unwrap();
+    postgres_sql(&url, &format!("DROP SCHEMA {schema} CASCADE")).await;
 }

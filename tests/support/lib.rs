@@ -176,3 +176,32 @@ macro_rules! scripted {
         }
     };
 }
+
+/// The PostgreSQL server the tests use, `SAGA_POSTGRES_URL` (`.ci/run` sets it); without it,
+/// `None` after saying that `what` was skipped, straight to the process's stderr (which the test
+/// harness does not capture, so the skip is seen even though the test passes).
+pub fn postgres_url(what: &str) -> Option<String> {
+    let url = std::env::var("SAGA_POSTGRES_URL").ok();
+    if url.is_none() {
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: {what} needs SAGA_POSTGRES_URL (e.g. postgres://postgres@127.0.0.1:5432/test)"
+        );
+    }
+    url
+}
+
+/// A fresh schema name starting with `prefix`, for one test's tables.
+pub fn fresh_schema(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Runs `statements` on the database at `url`.
+pub async fn postgres_sql(url: &str, statements: &str) {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("PostgreSQL at SAGA_POSTGRES_URL");
+    tokio::spawn(connection);
+    client.batch_execute(statements).await.unwrap();
+}
