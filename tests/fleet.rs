@@ -240,6 +240,8 @@ fn run_fleet(sagas: u64, kills: u64) {
     let mut taken_while_paused = 0;
     let mut pauses = 0;
     let mut blocked_pauses = 0;
+    // No worker held a saga when a pause was due: the reserve is released.
+    let mut starved = false;
     let mut last_kill = started;
     let quiet = LEASE + RENEW + Duration::from_secs(1);
     let deadline = started + Duration::from_secs(600);
@@ -248,8 +250,14 @@ fn run_fleet(sagas: u64, kills: u64) {
             Instant::now() < deadline,
             "the fleet did not finish starting"
         );
+        // A fifth of the sagas is held back until a pause has bitten (or pausing is over): a
+        // pause needs sagas in flight, and the run must not finish them all before it.
+        let reserve = match taken_while_paused > 0 || pauses >= 8 || starved {
+            true => 0,
+            false => sagas as usize / 5,
+        };
         let released = (sagas as u128 * started.elapsed().as_millis() / pace.as_millis().max(1))
-            .min(sagas as u128) as usize;
+            .min((sagas as usize - reserve) as u128) as usize;
         for w in &mut workers {
             acked.extend(w.take_acked());
             if let Some(status) = w.child.try_wait().unwrap() {
@@ -320,7 +328,9 @@ fn run_fleet(sagas: u64, kills: u64) {
                 .enumerate()
                 .max_by_key(|(_, h)| h.len())
                 .unwrap();
-            if !most.is_empty() {
+            if most.is_empty() {
+                starved = true;
+            } else {
                 signal(workers[i].pid(), "-STOP");
                 // Stopped while holding a write lock (the store's or the ledger's), it would stall
                 // every worker and nothing could be taken over: woken at once, tried again.
