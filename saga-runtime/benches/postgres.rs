@@ -1,10 +1,10 @@
 //! What a saga on PostgreSQL costs against the same bookkeeping written by hand.
 //!
 //! - `saga_concurrent_1000` runs 1,000 sagas of a 3-step saga at once on an engine on
-//!   `PostgresStore` (a pool of 16 connections) and waits for all. The runtime commits 4 times per
+//!   `PostgresStore` (a pool of 16 connections) and waits for all. The runtime writes 4 times per
 //!   saga (the saga with its first intent; each completion with the next intent; the last
-//!   completion with the end), each a transaction that locks the saga's row, checks the fence,
-//!   updates the row and appends the history.
+//!   completion with the end); each write locks the saga's row, checks the fence, updates the
+//!   row and appends the history, and the store commits the writes of many sagas together.
 //! - `raw_grouped_100` is the best the hand-written side can do with batching: the same 5
 //!   statements per saga (insert the row, update it after each step with the context as JSON, a
 //!   final update), 100 sagas per transaction, on one connection.

@@ -1,16 +1,98 @@
 //! The PostgreSQL store: many worker processes, on many machines, on one database.
 //!
-//! Each request is one transaction on a pooled connection. A saga's row holds its state (the
-//! fold of its writes, as JSON), its context, its lease and, for queries, its status; its history
-//! is one row per entry. A write locks the saga's row (`FOR UPDATE`), checks the fence against
-//! it, then updates the row and appends the history in the same transaction; `acquire` takes
-//! sagas with `FOR UPDATE SKIP LOCKED`, so that concurrent workers never take the same one and
-//! never wait for each other.
+//! A saga's row holds its state (the fold of its writes, as JSON), its context, its lease and, for
+//! queries, its status; its history is one row per entry. A write locks the saga's row
+//! (`FOR UPDATE`), checks the fence against it, then updates the row and appends the history in
+//! the same transaction. Creates and writes are committed in groups (see [`batch`]): whatever
+//! is queued while a transaction runs goes into the next one, so that many sagas in flight
+//! share commits. Every other request is a transaction of its own on a pooled connection;
+//! `acquire` takes sagas with `FOR UPDATE SKIP LOCKED`, so that concurrent workers never take
+//! the same one and never wait for each other. Every statement is prepared once per connection.
 //!
 //! Every table lives in one schema of the database (`public` unless
 //! [`PostgresOptions::schema`] names another), so that several stores, or tests, can share a
 //! database.
 
+/// Retries of one request while the database cannot be reached, or aborted its transaction (a
+/// deadlock, a serialization failure): with backoff (from 50 ms, doubling up to 2 s), for up to
+/// the store's outage timeout.
+pub(crate) struct Retry {
+    deadline: tokio::time::Instant,
+    delay: Duration,
+    /// Whether an attempt was made already (and may have committed before its connection
+    /// dropped).
+    retried: bool,
+}
+
+impl Retry {
+    pub(crate) fn new(outage: Duration) -> Self {
+        Retry {
+            deadline: tokio::time::Instant::now() + outage,
+            delay: Duration::from_millis(50),
+            retried: false,
+        }
+    }
+
+    /// The answer, or `None` after waiting for another attempt.
+    pub(crate) async fn after<T>(
+        &mut self,
+        result: Result<T, StoreError>,
+    ) -> Option<Result<T, StoreError>> {
+        match result {
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    StoreErrorKind::Unavailable | StoreErrorKind::Busy
+                ) && tokio::time::Instant::now() + self.delay < self.deadline =>
+            {
+                tracing::warn!(%error, delay = ?self.delay, "the database cannot serve the request; retrying");
+                tokio::time::sleep(self.delay).await;
+                self.delay = (self.delay * 2).min(Duration::from_secs(2));
+                self.retried = true;
+                None
+            }
+            done => Some(done),
+        }
+    }
+}
+
+/// Runs `$body` with `$client`, a connection of `$db` (a [`Connections`]), and `$retried` (see
+/// [`Retry`]), again while the database cannot be reached. (A macro rather than a function taking an async closure: the
+/// closure's future could not be shown `Send` for every lifetime of its connection.)
+macro_rules! retrying {
+    ($db:expr, |$client:ident, $retried:ident| $body:expr) => {{
+        let mut retry = $crate::store::postgres::Retry::new($db.outage);
+        loop {
+            let result = match $db.client().await {
+                Ok(mut connection) => {
+                    let $client = &mut connection;
+                    let $retried = retry.retried;
+                    $body.await
+                }
+                Err(error) => Err(error),
+            };
+            if let Some(done) = retry.after(result).await {
+                break done;
+            }
+        }
+    }};
+}
+
+/// The pool, and how long a request waits for the database to come back.
+#[derive(Clone)]
+pub(crate) struct Connections {
+    pool: Pool,
+    outage: Duration,
+}
+
+impl Connections {
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(rows::pool_error)
+    }
+}
+
+mod batch;
+mod columns;
 mod reads;
 mod rows;
 mod schema;
@@ -28,6 +110,9 @@ use crate::event::SagaEvent;
 use crate::{OperatorRequest, Refusal, SagaId};
 
 pub use schema::POSTGRES_SCHEMA_VERSION;
+
+/// How many transactions of creates and writes a store runs at once (see [`batch`]).
+const WRITE_LANES: usize = 4;
 
 /// How to connect a [`PostgresStore`]: `PostgresStore::options(url).schema("sagas").connect()`.
 #[derive(Debug, Clone)]
@@ -77,9 +162,9 @@ impl PostgresOptions {
 /// # Ok(()) }
 /// ```
 pub struct PostgresStore {
-    pool: Pool,
+    db: Connections,
     sql: Arc<rows::Sql>,
-    outage: Duration,
+    batches: batch::Batches,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -137,86 +222,23 @@ impl PostgresStore {
             })?;
         let mut client = pool.get().await.map_err(rows::pool_error)?;
         schema::migrate(&mut client, &options.schema).await?;
-        Ok(PostgresStore {
+        let db = Connections {
             pool,
-            sql: Arc::new(rows::Sql::new(&options.schema)),
             outage: options.outage,
+        };
+        let sql = Arc::new(rows::Sql::new(&options.schema));
+        Ok(PostgresStore {
+            batches: batch::Batches::start(db.clone(), Arc::clone(&sql), WRITE_LANES),
+            db,
+            sql,
         })
     }
-
-    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
-        self.pool.get().await.map_err(rows::pool_error)
-    }
-}
-
-/// Retries of one request while the database cannot be reached: with backoff (from 50 ms,
-/// doubling up to 2 s), for up to the store's outage timeout.
-struct Retry {
-    deadline: tokio::time::Instant,
-    delay: Duration,
-    /// Whether an attempt was made already (and may have committed before its connection
-    /// dropped).
-    retried: bool,
-}
-
-impl Retry {
-    fn new(outage: Duration) -> Self {
-        Retry {
-            deadline: tokio::time::Instant::now() + outage,
-            delay: Duration::from_millis(50),
-            retried: false,
-        }
-    }
-
-    /// The answer, or `None` after waiting for another attempt.
-    async fn after<T>(&mut self, result: Result<T, StoreError>) -> Option<Result<T, StoreError>> {
-        match result {
-            Err(error)
-                if error.kind() == StoreErrorKind::Unavailable
-                    && tokio::time::Instant::now() + self.delay < self.deadline =>
-            {
-                tracing::warn!(%error, delay = ?self.delay, "the database cannot be reached; retrying");
-                tokio::time::sleep(self.delay).await;
-                self.delay = (self.delay * 2).min(Duration::from_secs(2));
-                self.retried = true;
-                None
-            }
-            done => Some(done),
-        }
-    }
-}
-
-/// Runs `$body` with `$client`, a pooled connection, and `$retried` (see [`Retry`]), again while
-/// the database cannot be reached. (A macro rather than a function taking an async closure: the
-/// closure's future could not be shown `Send` for every lifetime of its connection.)
-macro_rules! retrying {
-    ($store:expr, |$client:ident, $retried:ident| $body:expr) => {{
-        let mut retry = Retry::new($store.outage);
-        loop {
-            let result = match $store.client().await {
-                Ok(mut connection) => {
-                    let $client = &mut connection;
-                    let $retried = retry.retried;
-                    $body.await
-                }
-                Err(error) => Err(error),
-            };
-            if let Some(done) = retry.after(result).await {
-                break done;
-            }
-        }
-    }};
 }
 
 impl SagaStore for PostgresStore {
     fn create<'a>(&'a self, saga: NewSaga, writes: &mut Vec<Write>) -> StoreFuture<'a, Created> {
         let writes = std::mem::take(writes);
-        StoreFuture::new(async move {
-            let (saga, writes) = (&saga, &writes);
-            retrying!(self, |client, retried| rows::create(
-                client, &self.sql, saga, writes, retried
-            ))
-        })
+        StoreFuture::new(self.batches.create(saga, writes))
     }
 
     fn write<'a>(
@@ -226,18 +248,13 @@ impl SagaStore for PostgresStore {
         writes: &mut Vec<Write>,
     ) -> StoreFuture<'a, u64> {
         let writes = std::mem::take(writes);
-        StoreFuture::new(async move {
-            let writes = &writes;
-            retrying!(self, |client, retried| rows::write(
-                client, &self.sql, id, fence, writes, retried
-            ))
-        })
+        StoreFuture::new(self.batches.write(id, fence, writes))
     }
 
     fn acquire(&self, request: Acquire) -> StoreFuture<'_, Vec<Result<SagaRecord, CorruptRecord>>> {
         StoreFuture::new(async move {
             let request = &request;
-            retrying!(self, |client, _retried| rows::acquire(
+            retrying!(self.db, |client, _retried| rows::acquire(
                 client, &self.sql, request
             ))
         })
@@ -247,8 +264,8 @@ impl SagaStore for PostgresStore {
         let owner = owner.to_owned();
         let ids: Vec<String> = ids.iter().map(SagaId::to_string).collect();
         StoreFuture::new(async move {
-            let client = self.client().await?;
-            rows::renew(&**client, &self.sql, &owner, &ids, duration).await
+            let client = self.db.client().await?;
+            rows::renew(&client, &self.sql, &owner, &ids, duration).await
         })
     }
 
@@ -259,7 +276,7 @@ impl SagaStore for PostgresStore {
         wake_at: Option<SystemTime>,
     ) -> StoreFuture<'_, ()> {
         StoreFuture::new(async move {
-            retrying!(self, |client, _retried| rows::release(
+            retrying!(self.db, |client, _retried| rows::release(
                 client, &self.sql, id, fence, wake_at
             ))
         })
@@ -268,7 +285,7 @@ impl SagaStore for PostgresStore {
     fn next_wake(&self, types: Option<Vec<String>>) -> StoreFuture<'_, Option<SystemTime>> {
         StoreFuture::new(async move {
             let types = &types;
-            retrying!(self, |client, _retried| reads::next_wake(
+            retrying!(self.db, |client, _retried| reads::next_wake(
                 &***client,
                 &self.sql,
                 types.clone()
@@ -284,7 +301,7 @@ impl SagaStore for PostgresStore {
     ) -> StoreFuture<'_, Result<SagaRecord, Refusal>> {
         StoreFuture::new(async move {
             let lease = &lease;
-            retrying!(self, |client, _retried| rows::request(
+            retrying!(self.db, |client, _retried| rows::request(
                 client,
                 &self.sql,
                 id,
@@ -296,7 +313,7 @@ impl SagaStore for PostgresStore {
 
     fn load(&self, id: SagaId) -> StoreFuture<'_, Option<SagaRecord>> {
         StoreFuture::new(async move {
-            let loaded = retrying!(self, |client, _retried| reads::load(
+            let loaded = retrying!(self.db, |client, _retried| reads::load(
                 &***client, &self.sql, id
             ))?;
             match loaded {
@@ -317,7 +334,7 @@ impl SagaStore for PostgresStore {
         limit: usize,
     ) -> StoreFuture<'_, Option<Vec<SagaEvent>>> {
         StoreFuture::new(async move {
-            retrying!(self, |client, _retried| reads::history(
+            retrying!(self.db, |client, _retried| reads::history(
                 &***client, &self.sql, id, from, limit
             ))
         })
@@ -326,7 +343,7 @@ impl SagaStore for PostgresStore {
     fn list(&self, query: SagaQuery) -> StoreFuture<'_, Vec<SagaSummary>> {
         StoreFuture::new(async move {
             let query = &query;
-            retrying!(self, |client, _retried| reads::list(
+            retrying!(self.db, |client, _retried| reads::list(
                 &***client, &self.sql, query
             ))
         })
@@ -334,7 +351,7 @@ impl SagaStore for PostgresStore {
 
     fn counts(&self) -> StoreFuture<'_, Vec<StatusCount>> {
         StoreFuture::new(async move {
-            retrying!(self, |client, _retried| reads::counts(
+            retrying!(self.db, |client, _retried| reads::counts(
                 &***client, &self.sql
             ))
         })

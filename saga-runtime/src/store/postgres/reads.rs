@@ -18,6 +18,9 @@ pub(super) const RECORD_COLUMNS: &str =
     "id, saga_type, steps, state, context, idempotency_key, events, \
      token, owner, lease_until, created_at, updated_at, cancel_requested";
 
+/// How many columns [`RECORD_COLUMNS`] names.
+pub(super) const RECORD_COLUMN_COUNT: usize = 13;
+
 /// Reads one record; `Err(CorruptRecord)` when its stored fields do not decode.
 pub(super) fn record(row: &Row) -> Result<SagaRecord, CorruptRecord> {
     let id: String = row.get(0);

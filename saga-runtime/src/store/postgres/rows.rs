@@ -1,19 +1,17 @@
 //! A saga's row and history on PostgreSQL: each request of the store contract as one
 //! transaction.
 
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
-use tokio_postgres::types::ToSql;
-use tokio_postgres::GenericClient;
+use super::columns::{json_error, NewRows, Updates};
+use super::reads::{load_decoded, record, RECORD_COLUMNS, RECORD_COLUMN_COUNT};
 
-use super::reads::{load_decoded, record, RECORD_COLUMNS};
-
-use crate::event::SagaEvent;
 use crate::machine::{Admission, Requested, SagaState, Write};
-use crate::store::encoding::{encode_event, millis, time};
+use crate::store::encoding::millis;
 use crate::store::{
-    check_fence, Acquire, CorruptRecord, Created, Fence, Held, Lease, LeaseRequest, NewSaga,
-    SagaRecord, StoreError, StoreErrorKind,
+    check_fence, Acquire, CorruptRecord, Created, Fence, Held, LeaseRequest, NewSaga, SagaRecord,
+    StoreError, StoreErrorKind,
 };
 use crate::{OperatorRequest, Refusal, SagaId};
 
@@ -42,98 +40,83 @@ pub(super) fn pool_error(error: deadpool_postgres::PoolError) -> StoreError {
     .with_source(error)
 }
 
-fn json_error(what: &str, error: serde_json::Error) -> StoreError {
-    StoreError::new(StoreErrorKind::Invalid, format!("{what}: {error}"))
-}
-
 /// The statements, with the store's schema in their table names.
 pub(super) struct Sql {
     pub(super) schema: String,
     pub(super) sagas: String,
     pub(super) history: String,
+    /// Locks rows `$1` (ids), in id order (so that two writers locking several never deadlock).
+    pub(super) lock_sagas: String,
+    /// Inserts new sagas, one array per column; returns the ids it inserted.
+    pub(super) insert_sagas: String,
+    /// Updates sagas' states, one array per column; a saga that ends loses its lease.
+    pub(super) update_sagas: String,
+    /// Appends history entries: arrays of sagas, positions and events.
+    pub(super) append_history: String,
 }
 
 impl Sql {
     pub(super) fn new(schema: &str) -> Self {
+        let sagas = format!("{schema}.sagas");
+        let history = format!("{schema}.saga_history");
         Sql {
             schema: schema.to_owned(),
-            sagas: format!("{schema}.sagas"),
-            history: format!("{schema}.saga_history"),
+            lock_sagas: format!(
+                "SELECT id, token, owner, events, state FROM {sagas}
+                 WHERE id = ANY($1) ORDER BY id FOR UPDATE"
+            ),
+            insert_sagas: format!(
+                "INSERT INTO {sagas} (id, saga_type, steps, status, status_name, terminal, state,
+                                      context, idempotency_key, events, token, owner,
+                                      lease_until, wake_at, created_at, updated_at)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
+                                      $5::text[], $6::bool[], $7::text[], $8::bytea[],
+                                      $9::text[], $10::bigint[], $11::bigint[], $12::text[],
+                                      $13::bigint[], $14::bigint[], $15::bigint[],
+                                      $16::bigint[])
+                 ON CONFLICT DO NOTHING RETURNING id"
+            ),
+            update_sagas: format!(
+                "UPDATE {sagas} AS s SET state = u.state, status = u.status,
+                     status_name = u.status_name, terminal = u.terminal,
+                     context = coalesce(u.context, s.context), events = u.events,
+                     wake_at = u.wake_at, updated_at = u.updated_at,
+                     owner = CASE WHEN u.terminal THEN NULL ELSE s.owner END,
+                     lease_until = CASE WHEN u.terminal THEN NULL ELSE s.lease_until END
+                 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[],
+                             $6::bytea[], $7::bigint[], $8::bigint[], $9::bigint[])
+                      AS u(id, state, status, status_name, terminal, context, events, wake_at,
+                           updated_at)
+                 WHERE s.id = u.id"
+            ),
+            append_history: format!(
+                "INSERT INTO {history} (saga, n, event)
+                 SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[])"
+            ),
+            sagas,
+            history,
         }
     }
+}
+
+/// `query` prepared on `client`'s connection, once per connection (each statement otherwise
+/// costs a round trip to parse it before the one that runs it).
+pub(super) async fn prepared(
+    client: &impl deadpool_postgres::GenericClient,
+    query: &str,
+) -> Result<tokio_postgres::Statement, StoreError> {
+    client.prepare_cached(query).await.map_err(pg_error)
 }
 
 pub(super) fn now() -> i64 {
     millis(SystemTime::now())
 }
 
-fn expiry(duration: Duration) -> i64 {
+pub(super) fn expiry(duration: Duration) -> i64 {
     now().saturating_add(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// Appends `events` to saga `id`'s history from position `from`.
-async fn append(
-    client: &impl GenericClient,
-    sql: &Sql,
-    id: &str,
-    from: i64,
-    events: &[&SagaEvent],
-) -> Result<(), StoreError> {
-    if events.is_empty() {
-        return Ok(());
-    }
-    let encoded = events
-        .iter()
-        .map(|e| encode_event(e))
-        .collect::<Result<Vec<String>, _>>()?;
-    let positions: Vec<i64> = (from..).take(encoded.len()).collect();
-    client
-        .execute(
-            &format!(
-                "INSERT INTO {} (saga, n, event) SELECT $1, * FROM unnest($2::bigint[], $3::text[])",
-                sql.history
-            ),
-            &[&id, &positions, &encoded],
-        )
-        .await
-        .map_err(pg_error)?;
-    Ok(())
-}
-
-/// The row's columns after `writes` fold into `state`: the state and status as JSON, the status's
-/// name, whether it is terminal, the last committed context (if a write committed one).
-struct Folded {
-    state: String,
-    status: String,
-    status_name: &'static str,
-    terminal: bool,
-    wake: Option<i64>,
-    context: Option<Vec<u8>>,
-}
-
-fn fold(state: &mut SagaState, writes: &[Write]) -> Result<Folded, StoreError> {
-    let mut context = None;
-    for write in writes {
-        state.apply(write);
-        if let Some(committed) = &write.context {
-            context = Some(committed);
-        }
-    }
-    let context = context
-        .map(|c| c.to_json().map(|j| j.to_vec()))
-        .transpose()
-        .map_err(|e| json_error("the context does not serialize", e))?;
-    Ok(Folded {
-        state: serde_json::to_string(&*state).map_err(|e| json_error("state", e))?,
-        status: serde_json::to_string(&state.status).map_err(|e| json_error("status", e))?,
-        status_name: state.status.name(),
-        terminal: state.status.is_terminal(),
-        wake: state.wake_at().map(millis),
-        context,
-    })
-}
-
-/// Records a new saga with its first writes, or returns the one with its id or key.
+/// Records a new saga with its first writes on its own, or returns the one with its id or key.
 ///
 /// `retried`: an earlier attempt's connection dropped, so it may have committed; finding this very
 /// saga as it would have left it (same id, version and owner) is then its creation, not an
@@ -145,261 +128,103 @@ pub(super) async fn create(
     writes: &[Write],
     retried: bool,
 ) -> Result<Created, StoreError> {
-    let id = saga.id.to_string();
-    let mut state = saga.initial_state();
-    let folded = fold(&mut state, writes)?;
-    let context = match folded.context {
-        Some(context) => context,
-        None => saga
-            .context
-            .to_json()
-            .map_err(|e| json_error("the context does not serialize", e))?
-            .to_vec(),
-    };
-    let steps = serde_json::to_string(&saga.steps).map_err(|e| json_error("steps", e))?;
-    let created_at = millis(saga.started.at);
-    let updated_at = writes.last().map_or(created_at, |w| millis(w.event.at));
-    let (owner, token, lease_until) = match &saga.lease {
-        Some(lease) if !folded.terminal => (
-            Some(lease.owner.to_string()),
-            1i64,
-            Some(expiry(lease.duration)),
-        ),
-        Some(_) => (None, 1, None),
-        None => (None, 0, None),
-    };
-    let events = 1 + writes.len() as i64;
+    let mut row = NewRows::default();
+    row.push(saga, writes)?;
+    let (version, owner) = row.pushed(0);
+    let owner = owner.map(str::to_owned);
     let tx = client.transaction().await.map_err(pg_error)?;
-    let inserted = tx
-        .execute(
-            &format!(
-                "INSERT INTO {} (id, saga_type, steps, status, status_name, terminal, state,
-                                 context, idempotency_key, events, token, owner, lease_until,
-                                 wake_at, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
-                 ON CONFLICT DO NOTHING",
-                sql.sagas
-            ),
-            &[
-                &id,
-                &saga.saga_type,
-                &steps,
-                &folded.status,
-                &folded.status_name,
-                &folded.terminal,
-                &folded.state,
-                &context,
-                &saga.idempotency_key,
-                &events,
-                &token,
-                &owner,
-                &lease_until,
-                &folded.wake,
-                &created_at,
-                &updated_at,
-            ],
-        )
-        .await
-        .map_err(pg_error)?;
-    if inserted == 0 {
-        // Its id or key is taken (perhaps by a concurrent start): that saga is the answer.
-        drop(tx);
-        let row = client
-            .query_opt(
-                &format!(
-                    "SELECT {RECORD_COLUMNS} FROM {} WHERE id = $1 OR idempotency_key = $2",
-                    sql.sagas
-                ),
-                &[&id, &saga.idempotency_key],
-            )
-            .await
-            .map_err(pg_error)?
-            .ok_or_else(|| {
-                StoreError::new(StoreErrorKind::Conflict, "saga vanished during create")
-            })?;
-        let existing = record(&row)
-            .map_err(|corrupt| StoreError::new(StoreErrorKind::Corrupt, corrupt.message))?;
-        let ours = retried
-            && existing.id == saga.id
-            && existing.version == events as u64
-            && existing.lease.as_ref().map(|l| &*l.owner) == owner.as_deref();
-        if ours {
-            return Ok(Created::New {
-                version: existing.version,
-                lease: existing.lease,
-            });
-        }
-        return Ok(Created::Existing(Box::new(existing)));
+    if let Some(created) = row.insert(&tx, sql).await?.pop().flatten() {
+        tx.commit().await.map_err(pg_error)?;
+        return Ok(created);
     }
-    let history: Vec<&SagaEvent> = std::iter::once(&saga.started)
-        .chain(writes.iter().map(|w| &w.event))
-        .collect();
-    append(&*tx, sql, &id, 0, &history).await?;
-    tx.commit().await.map_err(pg_error)?;
-    let lease = match (&saga.lease, owner, lease_until) {
-        (Some(lease), Some(_), Some(until)) => Some(Lease {
-            owner: lease.owner.clone(),
-            token: 1,
-            expires_at: time(until),
-        }),
-        _ => None,
-    };
-    Ok(Created::New {
-        version: events as u64,
-        lease,
-    })
-}
-
-/// The row a write locks: its fence, status and state.
-struct Locked {
-    token: Option<u64>,
-    events: i64,
-    state: String,
-}
-
-async fn lock(
-    client: &impl GenericClient,
-    sql: &Sql,
-    id: SagaId,
-) -> Result<Option<Locked>, StoreError> {
+    // Its id or key is taken (perhaps by a concurrent start): that saga is the answer.
+    drop(tx);
     let row = client
         .query_opt(
             &format!(
-                "SELECT token, owner, events, state FROM {} WHERE id = $1 FOR UPDATE",
+                "SELECT {RECORD_COLUMNS} FROM {} WHERE id = $1 OR idempotency_key = $2",
                 sql.sagas
             ),
-            &[&id.to_string()],
+            &[&saga.id.to_string(), &saga.idempotency_key],
         )
         .await
-        .map_err(pg_error)?;
-    Ok(row.map(|row| Locked {
-        token: row
-            .get::<_, Option<String>>(1)
-            .map(|_| u64::try_from(row.get::<_, i64>(0)).unwrap_or(0)),
-        events: row.get(2),
-        state: row.get(3),
-    }))
-}
-
-fn decode_state(id: SagaId, state: &str) -> Result<SagaState, StoreError> {
-    serde_json::from_str(state).map_err(|e| {
-        StoreError::new(
-            StoreErrorKind::Corrupt,
-            format!("saga {id}: bad state: {e}"),
-        )
-    })
-}
-
-/// Applies `writes` to a locked row (its state `state`, at version `events`) and its history.
-async fn apply(
-    client: &impl GenericClient,
-    sql: &Sql,
-    id: SagaId,
-    mut state: SagaState,
-    events: i64,
-    writes: &[Write],
-) -> Result<u64, StoreError> {
-    let folded = fold(&mut state, writes)?;
-    let version = events + writes.len() as i64;
-    let updated_at = writes.last().map_or_else(now, |w| millis(w.event.at));
-    client
-        .execute(
-            &format!(
-                "UPDATE {} SET state = $2, status = $3, status_name = $4, terminal = $5,
-                     context = coalesce($6, context), events = $7, wake_at = $8, updated_at = $9,
-                     owner = CASE WHEN $5 THEN NULL ELSE owner END,
-                     lease_until = CASE WHEN $5 THEN NULL ELSE lease_until END
-                 WHERE id = $1",
-                sql.sagas
-            ),
-            &[
-                &id.to_string(),
-                &folded.state,
-                &folded.status,
-                &folded.status_name,
-                &folded.terminal,
-                &folded.context,
-                &version,
-                &folded.wake,
-                &updated_at,
-            ],
-        )
-        .await
-        .map_err(pg_error)?;
-    let history: Vec<&SagaEvent> = writes.iter().map(|w| &w.event).collect();
-    append(client, sql, &id.to_string(), events, &history).await?;
-    Ok(version as u64)
-}
-
-/// Locks saga `id`'s row and checks `fence` against it (see [`check_fence`]); its state and
-/// version.
-async fn lock_fenced(
-    client: &impl GenericClient,
-    sql: &Sql,
-    id: SagaId,
-    fence: Fence,
-) -> Result<(SagaState, i64), StoreError> {
-    let locked = lock(client, sql, id)
-        .await?
-        .ok_or_else(|| StoreError::not_found(id))?;
-    let state = decode_state(id, &locked.state)?;
-    let version = u64::try_from(locked.events).unwrap_or(0);
-    check_fence(id, fence, locked.token, &state.status, version)?;
-    Ok((state, locked.events))
-}
-
-/// Records `writes` if `fence` holds.
-///
-/// `retried`: an earlier attempt's connection dropped, so it may have committed; a saga whose
-/// history ends with these very writes is then answered as written.
-pub(super) async fn write(
-    client: &mut deadpool_postgres::Object,
-    sql: &Sql,
-    id: SagaId,
-    fence: Fence,
-    writes: &[Write],
-    retried: bool,
-) -> Result<u64, StoreError> {
-    let tx = client.transaction().await.map_err(pg_error)?;
-    if retried {
-        if let Some(version) = already_written(&*tx, sql, id, fence, writes).await? {
-            return Ok(version);
-        }
+        .map_err(pg_error)?
+        .ok_or_else(|| StoreError::new(StoreErrorKind::Conflict, "saga vanished during create"))?;
+    let existing = record(&row)
+        .map_err(|corrupt| StoreError::new(StoreErrorKind::Corrupt, corrupt.message))?;
+    let ours = retried
+        && existing.id == saga.id
+        && existing.version == version
+        && existing.lease.as_ref().map(|l| &*l.owner) == owner.as_deref();
+    if ours {
+        return Ok(Created::New {
+            version: existing.version,
+            lease: existing.lease,
+        });
     }
-    let (state, events) = lock_fenced(&*tx, sql, id, fence).await?;
-    let version = apply(&*tx, sql, id, state, events, writes).await?;
-    tx.commit().await.map_err(pg_error)?;
-    Ok(version)
+    Ok(Created::Existing(Box::new(existing)))
 }
 
-/// The saga's version if its history already ends with `writes`, written at `fence.version`.
-async fn already_written(
-    client: &impl GenericClient,
+/// A row a write locked: its fence, version and state.
+pub(super) struct Locked {
+    token: Option<u64>,
+    pub(super) events: i64,
+    state: String,
+}
+
+impl Locked {
+    /// Its state, if `fence` holds (see [`check_fence`]).
+    pub(super) fn fenced(&self, id: SagaId, fence: Fence) -> Result<SagaState, StoreError> {
+        let state = self.state(id)?;
+        let version = u64::try_from(self.events).unwrap_or(0);
+        check_fence(id, fence, self.token, &state.status, version)?;
+        Ok(state)
+    }
+
+    fn state(&self, id: SagaId) -> Result<SagaState, StoreError> {
+        serde_json::from_str(&self.state).map_err(|e| {
+            StoreError::new(
+                StoreErrorKind::Corrupt,
+                format!("saga {id}: bad state: {e}"),
+            )
+        })
+    }
+}
+
+/// Locks the rows of `ids` (those that exist), in id order.
+pub(super) async fn lock(
+    client: &impl deadpool_postgres::GenericClient,
+    sql: &Sql,
+    ids: &[String],
+) -> Result<HashMap<String, Locked>, StoreError> {
+    let statement = prepared(client, &sql.lock_sagas).await?;
+    let rows = client.query(&statement, &[&ids]).await.map_err(pg_error)?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let locked = Locked {
+                token: row
+                    .get::<_, Option<String>>(2)
+                    .map(|_| u64::try_from(row.get::<_, i64>(1)).unwrap_or(0)),
+                events: row.get(3),
+                state: row.get(4),
+            };
+            (row.get(0), locked)
+        })
+        .collect())
+}
+
+/// Locks saga `id`'s row.
+async fn lock_one(
+    client: &impl deadpool_postgres::GenericClient,
     sql: &Sql,
     id: SagaId,
-    fence: Fence,
-    writes: &[Write],
-) -> Result<Option<u64>, StoreError> {
-    let Some(last) = writes.last() else {
-        return Ok(None);
-    };
-    let after = fence.version + writes.len() as u64;
-    let query = format!(
-        "SELECT s.events, h.event FROM {} s JOIN {} h ON h.saga = s.id AND h.n = $2 \
-         WHERE s.id = $1",
-        sql.sagas, sql.history
-    );
-    let last_position = i64::try_from(after).unwrap_or(i64::MAX) - 1;
-    let row = client
-        .query_opt(&query, &[&id.to_string(), &last_position])
-        .await
-        .map_err(pg_error)?;
-    let Some(row) = row else {
-        return Ok(None);
-    };
-    let written = u64::try_from(row.get::<_, i64>(0)).ok() == Some(after)
-        && row.get::<_, String>(1) == encode_event(&last.event)?;
-    Ok(written.then_some(after))
+) -> Result<Locked, StoreError> {
+    let text_id = id.to_string();
+    lock(client, sql, std::slice::from_ref(&text_id))
+        .await?
+        .remove(&text_id)
+        .ok_or_else(|| StoreError::not_found(id))
 }
 
 /// Leases the sagas `request` asks for.
@@ -417,50 +242,66 @@ pub(super) async fn acquire(
     };
     let limit = i64::try_from(request.limit).unwrap_or(i64::MAX);
     let tx = client.transaction().await.map_err(pg_error)?;
-    let candidates = tx
-        .query(
-            &format!(
-                "SELECT id, owner FROM {} WHERE NOT terminal
+    // Rows another transaction has locked are skipped, not waited for: concurrent workers take
+    // different sagas. `taken`: whether a worker held it (a takeover).
+    let take = prepared(
+        &tx,
+        &format!(
+            "WITH due AS (
+                 SELECT id AS due_id, owner IS NOT NULL AS taken FROM {sagas} WHERE NOT terminal
                    AND (((owner IS NULL OR lease_until <= $1)
                          AND (wake_at IS NULL OR wake_at <= $1))
                         OR ($2::text IS NOT NULL AND owner <> $3 AND starts_with(owner, $2)))
                    AND ($4::text[] IS NULL OR saga_type = ANY($4))
-                 ORDER BY seq LIMIT $5 FOR UPDATE SKIP LOCKED",
-                sql.sagas
-            ),
-            &[&now, &prefix, &owner, &request.types, &limit],
+                 ORDER BY seq LIMIT $5 FOR UPDATE SKIP LOCKED)
+             UPDATE {sagas} AS s SET owner = $3, token = token + 1, lease_until = $6,
+                 wake_at = NULL
+             FROM due WHERE s.id = due.due_id
+             RETURNING {RECORD_COLUMNS}, due.taken, s.seq",
+            sagas = sql.sagas
+        ),
+    )
+    .await?;
+    let mut rows = tx
+        .query(
+            &take,
+            &[
+                &now,
+                &prefix,
+                &owner,
+                &request.types,
+                &limit,
+                &expiry(request.lease.duration),
+            ],
         )
         .await
         .map_err(pg_error)?;
-    let lease_until = expiry(request.lease.duration);
-    let mut records = Vec::with_capacity(candidates.len());
-    for row in candidates {
-        let id: String = row.get(0);
-        let previous: Option<String> = row.get(1);
-        let updated = tx
-            .query_one(
-                &format!(
-                    "UPDATE {} SET owner = $2, token = token + 1, lease_until = $3, wake_at = NULL
-                     WHERE id = $1 RETURNING {RECORD_COLUMNS}",
-                    sql.sagas
-                ),
-                &[&id, &owner, &lease_until],
-            )
-            .await
-            .map_err(pg_error)?;
-        let mut taken = record(&updated);
-        if let (Ok(record), Some(_)) = (&mut taken, previous) {
+    rows.sort_by_key(|row| row.get::<_, i64>(RECORD_COLUMN_COUNT + 1));
+    let mut records = Vec::with_capacity(rows.len());
+    let (mut recovered, mut states) = (Vec::new(), Vec::new());
+    for row in &rows {
+        let mut taken = record(row);
+        if let (Ok(record), true) = (&mut taken, row.get::<_, bool>(RECORD_COLUMN_COUNT)) {
             // Taken from a worker that held it: one more recovery without progress.
             record.state.recovery_attempts += 1;
-            let state = serde_json::to_string(&record.state).map_err(|e| json_error("state", e))?;
-            tx.execute(
-                &format!("UPDATE {} SET state = $2 WHERE id = $1", sql.sagas),
-                &[&id, &state],
-            )
-            .await
-            .map_err(pg_error)?;
+            recovered.push(record.id.to_string());
+            states.push(serde_json::to_string(&record.state).map_err(|e| json_error("state", e))?);
         }
         records.push(taken);
+    }
+    if !recovered.is_empty() {
+        let statement = prepared(
+            &tx,
+            &format!(
+                "UPDATE {} AS s SET state = u.state
+                 FROM unnest($1::text[], $2::text[]) AS u(id, state) WHERE s.id = u.id",
+                sql.sagas
+            ),
+        )
+        .await?;
+        tx.execute(&statement, &[&recovered, &states])
+            .await
+            .map_err(pg_error)?;
     }
     tx.commit().await.map_err(pg_error)?;
     Ok(records)
@@ -468,22 +309,28 @@ pub(super) async fn acquire(
 
 /// Extends `owner`'s leases on those of `ids` it holds.
 pub(super) async fn renew(
-    client: &impl GenericClient,
+    client: &impl deadpool_postgres::GenericClient,
     sql: &Sql,
     owner: &str,
     ids: &[String],
     duration: Duration,
 ) -> Result<Vec<Held>, StoreError> {
+    // Locked in id order, as writes lock them, so that a renewal and a write never deadlock.
+    let statement = prepared(
+        client,
+        &format!(
+            "WITH held AS (
+                 SELECT id FROM {sagas} WHERE NOT terminal AND owner = $1 AND id = ANY($3)
+                 ORDER BY id FOR UPDATE)
+             UPDATE {sagas} AS s SET lease_until = $2 FROM held
+             WHERE s.id = held.id AND NOT s.terminal AND s.owner = $1
+             RETURNING s.id, s.token, s.cancel_requested",
+            sagas = sql.sagas
+        ),
+    )
+    .await?;
     let rows = client
-        .query(
-            &format!(
-                "UPDATE {} SET lease_until = $2
-                 WHERE NOT terminal AND owner = $1 AND id = ANY($3)
-                 RETURNING id, token, cancel_requested",
-                sql.sagas
-            ),
-            &[&owner, &expiry(duration), &ids],
-        )
+        .query(&statement, &[&owner, &expiry(duration), &ids])
         .await
         .map_err(pg_error)?;
     Ok(rows
@@ -505,16 +352,18 @@ pub(super) async fn release(
     wake_at: Option<SystemTime>,
 ) -> Result<(), StoreError> {
     let tx = client.transaction().await.map_err(pg_error)?;
-    lock_fenced(&*tx, sql, id, fence).await?;
-    tx.execute(
+    lock_one(&tx, sql, id).await?.fenced(id, fence)?;
+    let statement = prepared(
+        &tx,
         &format!(
             "UPDATE {} SET owner = NULL, lease_until = NULL, wake_at = $2 WHERE id = $1",
             sql.sagas
         ),
-        &[&id.to_string(), &wake_at.map(millis)],
     )
-    .await
-    .map_err(pg_error)?;
+    .await?;
+    tx.execute(&statement, &[&id.to_string(), &wake_at.map(millis)])
+        .await
+        .map_err(pg_error)?;
     tx.commit().await.map_err(pg_error)
 }
 
@@ -527,9 +376,7 @@ pub(super) async fn request(
     lease: Option<LeaseRequest>,
 ) -> Result<Result<SagaRecord, Refusal>, StoreError> {
     let tx = client.transaction().await.map_err(pg_error)?;
-    let locked = lock(&*tx, sql, id)
-        .await?
-        .ok_or_else(|| StoreError::not_found(id))?;
+    let locked = lock_one(&tx, sql, id).await?;
     let record = load_decoded(&*tx, sql, id).await?;
     let at = SystemTime::now();
     let saga = Requested {
@@ -560,20 +407,17 @@ pub(super) async fn request(
         }
         Admission::Reopen(write) => {
             // Unfenced: an ended saga has no holder. Then the caller's lease, if it asked.
-            let state = record.state.clone();
-            apply(
-                &*tx,
-                sql,
-                id,
-                state,
+            let mut reopened = Updates::default();
+            reopened.push(
+                &text_id,
+                record.state.clone(),
                 locked.events,
                 std::slice::from_ref(&*write),
-            )
-            .await?;
-            let params: [&(dyn ToSql + Sync); 1] = [&text_id];
+            )?;
+            reopened.apply(&tx, sql).await?;
             tx.execute(
                 &format!("UPDATE {} SET wake_at = NULL WHERE id = $1", sql.sagas),
-                &params,
+                &[&text_id],
             )
             .await
             .map_err(pg_error)?;
