@@ -13,7 +13,7 @@ use tracing::Instrument;
 use crate::engine::Engine;
 use crate::event::SagaEvent;
 use crate::executor::{self, Claim, Unrecorded};
-use crate::store::{NewSaga, StoreError, StoreErrorKind, StoredContext};
+use crate::store::{Created, NewSaga, StoreError, StoreErrorKind, StoredContext};
 use crate::{Saga, SagaError, SagaId, SagaOutcome, SagaStatus, StepEnum};
 
 /// The outcome of a saga of type `S`.
@@ -91,19 +91,14 @@ impl<S: Saga> SagaRequest<S> {
             return Ok(Err(id));
         };
         this.engine.ensure_background();
-        let deadline = this.deadline.or(S::OPTIONS.deadline);
-        let mut saga = NewSaga::new(
+        let mut saga = new_saga::<S>(
             id,
-            S::NAME,
-            S::steps().iter().map(|s| s.name()).collect(),
+            now,
             StoredContext::live(Arc::clone(&ctx)),
-            executor::started_event::<S>(id, now),
+            this.idempotency_key,
+            this.deadline,
         );
-        saga.idempotency_key = this.idempotency_key;
-        // A deadline past what the clock can represent is no deadline.
-        saga.deadline = deadline.and_then(|d| now.checked_add(d));
         saga.lease = Some(this.engine.lease_request());
-        saga.pivot = crate::machine::Definition::pivot(&executor::table::<S>());
         Ok(Ok(Prepared {
             claim,
             saga,
@@ -146,6 +141,84 @@ impl<S: Saga> SagaRequest<S> {
             )))
         })
     }
+
+    /// Records the saga for a worker to run, and returns its id: whichever live engine sharing
+    /// the store registered its type takes it (this one, if it did), within milliseconds on a
+    /// store that tells workers of new sagas (PostgreSQL), else at their next look
+    /// ([`crate::EngineBuilder::renew_interval`]). Nothing runs here, so no dependencies are
+    /// needed; [`SagaClient::wait`] gives the outcome, from any process. A second enqueue with
+    /// the same id or key returns the first saga's id and records nothing.
+    ///
+    /// This is how a process that only starts sagas (a web server) hands them to workers:
+    ///
+    /// ```
+    /// # use saga_runtime::{saga, saga_step, Engine, StepError};
+    /// # #[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
+    /// # struct Ctx { done: bool }
+    /// # #[saga_step]
+    /// # async fn work(ctx: &mut Ctx) -> Result<(), StepError> { ctx.done = true; Ok(()) }
+    /// # saga! { Demo(Ctx, ()) { work } }
+    /// # #[tokio::main] async fn main() -> Result<(), saga_runtime::SagaError> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let path = dir.path().join("sagas.db");
+    /// // A worker: runs the sagas of the types it registered.
+    /// let worker = Engine::builder().sqlite(&path)?.register::<Demo>(()).build();
+    /// worker.recover().await?;
+    /// // A process that only starts them:
+    /// let client = Engine::builder().sqlite(&path)?.claims(false).build();
+    /// let id = Demo::on(&client).request(Ctx::default()).enqueue().await?;
+    /// let outcome = Demo::on(&client).wait(id).await?;
+    /// assert!(outcome.is_completed() && outcome.ctx().done);
+    /// # Ok(()) }
+    /// ```
+    pub async fn enqueue(self) -> Result<SagaId, SagaError> {
+        let now = SystemTime::now();
+        let id = self.id.unwrap_or_else(|| SagaId::at(now));
+        let saga = new_saga::<S>(
+            id,
+            now,
+            StoredContext::live(Arc::new(self.ctx)),
+            self.idempotency_key,
+            self.deadline,
+        );
+        match self
+            .engine
+            .inner
+            .store
+            .create(saga, &mut Vec::new())
+            .await?
+        {
+            Created::New { .. } => {
+                self.engine.wake_timers();
+                Ok(id)
+            }
+            Created::Existing(existing) => Ok(existing.id),
+        }
+    }
+}
+
+/// What the store records of a new saga of type `S`: no lease, no first writes yet.
+fn new_saga<S: Saga>(
+    id: SagaId,
+    now: SystemTime,
+    context: StoredContext,
+    idempotency_key: Option<String>,
+    deadline: Option<Duration>,
+) -> NewSaga {
+    let mut saga = NewSaga::new(
+        id,
+        S::NAME,
+        S::steps().iter().map(|s| s.name()).collect(),
+        context,
+        executor::started_event::<S>(id, now),
+    );
+    saga.idempotency_key = idempotency_key;
+    // A deadline past what the clock can represent is no deadline.
+    saga.deadline = deadline
+        .or(S::OPTIONS.deadline)
+        .and_then(|d| now.checked_add(d));
+    saga.pivot = crate::machine::Definition::pivot(&executor::table::<S>());
+    saga
 }
 
 /// A saga claimed by this engine, recorded by its run's first commit.

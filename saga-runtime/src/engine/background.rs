@@ -346,6 +346,10 @@ impl Timers {
 /// durable timer is due, for as long as the engine lives.
 async fn background_loop(engine: Weak<EngineInner>, interval: Duration) {
     let mut renewal = Instant::now() + interval;
+    let mut wakes = match engine.upgrade() {
+        Some(inner) => inner.store.wakes(),
+        None => return,
+    };
     loop {
         let (next, notify) = {
             let Some(inner) = engine.upgrade() else {
@@ -361,6 +365,12 @@ async fn background_loop(engine: Weak<EngineInner>, interval: Duration) {
             tokio::select! {
                 () = tokio::time::sleep_until(wake) => {}
                 () = notify.notified() => {}
+                woken = hint(&mut wakes) => {
+                    if !woken {
+                        // The store gives no more hints: look every interval.
+                        wakes = None;
+                    }
+                }
             }
         }
         let Some(inner) = engine.upgrade() else {
@@ -377,6 +387,15 @@ async fn background_loop(engine: Weak<EngineInner>, interval: Duration) {
         } else if engine.claims() {
             engine.refresh_timer().await;
         }
+    }
+}
+
+/// The store's next hint that sagas may be due elsewhere (see [`crate::store::SagaStore::wakes`]):
+/// `true` when it comes, `false` when the store stopped giving them, never without any.
+async fn hint(wakes: &mut Option<tokio::sync::watch::Receiver<u64>>) -> bool {
+    match wakes {
+        Some(wakes) => wakes.changed().await.is_ok(),
+        None => std::future::pending().await,
     }
 }
 

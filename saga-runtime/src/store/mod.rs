@@ -497,4 +497,12 @@ pub trait SagaStore: Send + Sync + 'static {
     fn shared(&self) -> bool {
         true
     }
+
+    /// Hints that sagas may have become due through another process (created for a worker to
+    /// run, let go, cancelled or reopened while no worker held them), so that a worker claims
+    /// them at once rather than at its next look: each change of the value is one hint. `None`
+    /// (the default): the store gives none, and workers look every renewal interval.
+    fn wakes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
 }

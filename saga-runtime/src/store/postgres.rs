@@ -93,6 +93,7 @@ impl Connections {
 
 mod batch;
 mod columns;
+mod listen;
 mod reads;
 mod rows;
 mod schema;
@@ -122,6 +123,7 @@ pub struct PostgresOptions {
     schema: String,
     pool_size: usize,
     outage: Duration,
+    listen: bool,
 }
 
 impl PostgresOptions {
@@ -145,6 +147,16 @@ impl PostgresOptions {
         self
     }
 
+    /// Whether the store listens (`LISTEN`) for other processes' notifications that sagas are
+    /// due, so that its workers take a new saga within milliseconds (default `true`; it holds
+    /// one connection of its own). Turn it off behind a connection pooler in transaction mode
+    /// (PgBouncer), where `LISTEN` does not work: workers then look every renewal interval
+    /// ([`crate::EngineBuilder::renew_interval`]).
+    pub fn listen(mut self, listen: bool) -> Self {
+        self.listen = listen;
+        self
+    }
+
     /// Connects, creating the schema (or checking its version) before anything else is written.
     pub async fn connect(self) -> Result<PostgresStore, StoreError> {
         PostgresStore::connect_with(self).await
@@ -165,6 +177,17 @@ pub struct PostgresStore {
     db: Connections,
     sql: Arc<rows::Sql>,
     batches: batch::Batches,
+    /// Hints that sagas are due, and the task that listens for them (none if not listening).
+    hints: tokio::sync::watch::Receiver<u64>,
+    listener: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        if let Some(listener) = &self.listener {
+            listener.abort();
+        }
+    }
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -183,6 +206,7 @@ impl PostgresStore {
             schema: "public".to_owned(),
             pool_size: 16,
             outage: Duration::from_secs(30),
+            listen: true,
         }
     }
 
@@ -227,10 +251,16 @@ impl PostgresStore {
             outage: options.outage,
         };
         let sql = Arc::new(rows::Sql::new(&options.schema));
+        let (sender, hints) = tokio::sync::watch::channel(0);
+        let listener = options
+            .listen
+            .then(|| listen::start(options.url.clone(), options.schema.clone(), sender));
         Ok(PostgresStore {
             batches: batch::Batches::start(db.clone(), Arc::clone(&sql), WRITE_LANES),
             db,
             sql,
+            hints,
+            listener,
         })
     }
 }
@@ -347,6 +377,10 @@ impl SagaStore for PostgresStore {
                 &***client, &self.sql, query
             ))
         })
+    }
+
+    fn wakes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.listener.is_some().then(|| self.hints.clone())
     }
 
     fn counts(&self) -> StoreFuture<'_, Vec<StatusCount>> {

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 use super::columns::{NewRows, Updates};
+use super::listen;
 use super::rows::{self, lock, pg_error, Sql};
 use super::Connections;
 use crate::machine::Write;
@@ -173,6 +174,10 @@ async fn commit(
     let tx = client.transaction().await.map_err(pg_error)?;
     for (index, inserted) in pushed.into_iter().zip(new_rows.insert(&tx, sql).await?) {
         created[index] = inserted.map(Ok);
+    }
+    if creates.iter().any(|(saga, _)| saga.lease.is_none()) {
+        // Sagas for any worker to run.
+        listen::notify(&tx, sql).await?;
     }
     let mut pending: Vec<usize> = (0..writes.len()).collect();
     if retried {

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use super::columns::{json_error, NewRows, Updates};
+use super::listen;
 use super::reads::{load_decoded, record, RECORD_COLUMNS, RECORD_COLUMN_COUNT};
 
 use crate::machine::{Admission, Requested, SagaState, Write};
@@ -364,6 +365,10 @@ pub(super) async fn release(
     tx.execute(&statement, &[&id.to_string(), &wake_at.map(millis)])
         .await
         .map_err(pg_error)?;
+    if wake_at.is_none() {
+        // Due at once, for any worker.
+        listen::notify(&tx, sql).await?;
+    }
     tx.commit().await.map_err(pg_error)
 }
 
@@ -404,6 +409,8 @@ pub(super) async fn request(
             )
             .await
             .map_err(pg_error)?;
+            // Due at once if no worker holds it.
+            listen::notify(&tx, sql).await?;
         }
         Admission::Reopen(write) => {
             // Unfenced: an ended saga has no holder. Then the caller's lease, if it asked.
@@ -432,6 +439,8 @@ pub(super) async fn request(
                 )
                 .await
                 .map_err(pg_error)?;
+            } else {
+                listen::notify(&tx, sql).await?;
             }
         }
     }
