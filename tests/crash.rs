@@ -1,10 +1,12 @@
-//! Crash tests: the worker (`crash_worker`) runs generated sagas on a SQLite file and is killed
-//! with SIGKILL at random moments, or aborts at a named failpoint, then restarted; at the end
-//! nothing acknowledged is lost and every saga is consistent.
+//! Crash tests: the worker (`crash_worker`) runs generated sagas on a SQLite file (or a
+//! PostgreSQL schema) and is killed with SIGKILL at random moments, or aborts at a named
+//! failpoint, then restarted; at the end nothing acknowledged is lost and every saga is
+//! consistent.
 //!
 //! `CRASH_SEED=<n>` replays a run (the seed is printed); `CRASH_SAGAS` and `CRASH_KILLS` set the
-//! scale (CI: 2,000 sagas, 200 kills; `cargo test -p saga-tests --test crash -- --ignored` runs
-//! 20,000 and 2,000).
+//! scale (CI: 2,000 sagas, 200 kills on SQLite, 1,000 and 100 on PostgreSQL, which is skipped,
+//! saying so, without `SAGA_POSTGRES_URL`; `cargo test -p saga-tests --test crash -- --ignored`
+//! runs 20,000 and 2,000, and 10,000 and 1,000).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, BufReader};
@@ -15,9 +17,7 @@ use std::time::{Duration, Instant};
 #[path = "crash_checks.rs"]
 mod checks;
 
-use checks::{
-    check_consistent, files, integrity_ok, ledger, rank, seed, setting, stored, worker, Files,
-};
+use checks::{check_consistent, files, ledger, rank, seed, setting, worker, Files};
 
 /// Runs one worker over sagas `from..to`; kills it after `kill_after` if given. Returns the
 /// indices it acknowledged and whether it was killed.
@@ -81,10 +81,9 @@ fn round(
     (acks, killed)
 }
 
-fn soak(sagas: u64, kills: u64) {
+fn soak(files: Files, sagas: u64, kills: u64) {
     let seed = seed();
     let mut rng = fastrand::Rng::with_seed(seed);
-    let files = files();
     // Small batches: a worker that finishes its batch before the kill lands is not killed.
     let batch = (sagas / kills.max(1) / 2).clamp(1, 50);
     let mut acked: HashSet<u64> = HashSet::new();
@@ -101,8 +100,8 @@ fn soak(sagas: u64, kills: u64) {
         let (acks, was_killed) = round(&files, seed, next, to, kill_after);
         acked.extend(acks);
         killed += u64::from(was_killed);
-        integrity_ok(&files.store);
-        for (id, saga) in stored(&files.store) {
+        files.integrity_ok();
+        for (id, saga) in files.stored() {
             let rank = rank(&saga.status, saga.steps.len());
             let before = ranks.insert(id.clone(), rank).unwrap_or(0);
             assert!(
@@ -128,22 +127,53 @@ fn soak(sagas: u64, kills: u64) {
         }
     }
     eprintln!(
-        "crash test: {sagas} sagas, {killed} kills, {reapplied} effects re-applied after a crash \
-         (deduplicated by key), final statuses {by_status:?}, parked because {parked:?}"
+        "crash test{}: {sagas} sagas, {killed} kills, {reapplied} effects re-applied after a crash \
+         (deduplicated by key), final statuses {by_status:?}, parked because {parked:?}",
+        if files.postgres.is_some() { " on PostgreSQL" } else { "" }
     );
 }
 
 #[test]
 fn sigkill_at_random_moments_loses_nothing() {
-    soak(setting("CRASH_SAGAS", 2_000), setting("CRASH_KILLS", 200));
+    soak(
+        files(),
+        setting("CRASH_SAGAS", 2_000),
+        setting("CRASH_KILLS", 200),
+    );
 }
 
 #[test]
 #[ignore = "the full scale: 20,000 sagas, 2,000 kills"]
 fn sigkill_at_random_moments_loses_nothing_at_scale() {
     soak(
+        files(),
         setting("CRASH_SAGAS", 20_000),
         setting("CRASH_KILLS", 2_000),
+    );
+}
+
+#[test]
+fn sigkill_at_random_moments_loses_nothing_on_postgres() {
+    let Some(url) = saga_tests::postgres_url("the PostgreSQL crash soak") else {
+        return;
+    };
+    soak(
+        checks::files_on_postgres(&url, "soak"),
+        setting("CRASH_SAGAS", 1_000),
+        setting("CRASH_KILLS", 100),
+    );
+}
+
+#[test]
+#[ignore = "the full scale on PostgreSQL: 10,000 sagas, 1,000 kills"]
+fn sigkill_at_random_moments_loses_nothing_on_postgres_at_scale() {
+    let Some(url) = saga_tests::postgres_url("the PostgreSQL crash soak") else {
+        return;
+    };
+    soak(
+        checks::files_on_postgres(&url, "soak"),
+        setting("CRASH_SAGAS", 10_000),
+        setting("CRASH_KILLS", 1_000),
     );
 }
 
@@ -167,7 +197,7 @@ fn crash_at(point: &str, fail_pivot: bool) -> Result<(), String> {
                 output.status
             ));
         }
-        integrity_ok(&files.store);
+        files.integrity_ok();
         Ok(())
     };
     if point == "mid_recovery@saga" {
@@ -181,8 +211,8 @@ fn crash_at(point: &str, fail_pivot: bool) -> Result<(), String> {
         "{point}: restart failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    integrity_ok(&files.store);
-    let sagas = stored(&files.store);
+    files.integrity_ok();
+    let sagas = files.stored();
     let saga = &sagas[&id];
     let (effects, _) = ledger(&files.ledger);
     let effects = effects.get(&id).cloned().unwrap_or_default();

@@ -12,22 +12,332 @@ use serde_json::Value;
 
 pub const WORKER: &str = env!("CARGO_BIN_EXE_crash_worker");
 
+/// Where a run's store is: a SQLite file, or a schema of a PostgreSQL database.
 pub struct Files {
     pub dir: tempfile::TempDir,
     pub store: PathBuf,
     pub ledger: PathBuf,
+    /// The PostgreSQL URL and schema, when the store is there rather than in `store`.
+    pub postgres: Option<(String, String)>,
 }
 
+/// A run on a SQLite file.
 pub fn files() -> Files {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store.db");
     let ledger = dir.path().join("ledger.db");
-    Files { dir, store, ledger }
+    Files {
+        dir,
+        store,
+        ledger,
+        postgres: None,
+    }
+}
+
+/// A run on a fresh schema of the PostgreSQL database at `url` (dropped with the files).
+pub fn files_on_postgres(url: &str, prefix: &str) -> Files {
+    let mut files = files();
+    files.postgres = Some((url.to_owned(), saga_tests::fresh_schema(prefix)));
+    files
+}
+
+impl Files {
+    /// How the worker is told where the store is: the file, or `URL#SCHEMA`.
+    pub fn store_arg(&self) -> String {
+        match &self.postgres {
+            Some((url, schema)) => format!("{url}#{schema}"),
+            None => self.store.display().to_string(),
+        }
+    }
+
+    /// The file whose existence tells fleet workers to stop.
+    pub fn stop_file(&self) -> PathBuf {
+        self.dir.path().join("stop")
+    }
+
+    /// Reads the store.
+    pub fn reader(&self) -> Reader {
+        match &self.postgres {
+            Some((url, schema)) => Reader::postgres(url, schema),
+            None => Reader::Sqlite(self.store.clone()),
+        }
+    }
+
+    /// The store is sound: SQLite's integrity check (PostgreSQL checks its own).
+    pub fn integrity_ok(&self) {
+        if self.postgres.is_none() {
+            integrity_ok(&self.store);
+        }
+    }
+
+    /// Every saga as the store has it.
+    pub fn stored(&self) -> BTreeMap<String, Stored> {
+        self.reader().stored()
+    }
+}
+
+impl Drop for Files {
+    fn drop(&mut self) {
+        if let Some((url, schema)) = &self.postgres {
+            // Kept when the test failed, to be looked at.
+            if !std::thread::panicking() {
+                Reader::postgres(url, schema)
+                    .sql(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
+            }
+        }
+    }
+}
+
+/// Reads what the store has, on either database.
+pub enum Reader {
+    Sqlite(PathBuf),
+    Postgres {
+        runtime: tokio::runtime::Runtime,
+        /// Replaced when the database restarted under it.
+        client: std::cell::RefCell<std::rc::Rc<tokio_postgres::Client>>,
+        url: String,
+        schema: String,
+    },
+}
+
+async fn connect(url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+impl Reader {
+    fn postgres(url: &str, schema: &str) -> Reader {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let client = runtime
+            .block_on(connect(url))
+            .expect("PostgreSQL at SAGA_POSTGRES_URL");
+        Reader::Postgres {
+            runtime,
+            client: std::cell::RefCell::new(std::rc::Rc::new(client)),
+            url: url.to_owned(),
+            schema: schema.to_owned(),
+        }
+    }
+
+    fn sql(&self, statements: &str) {
+        self.on_postgres(|client| async move { client.batch_execute(statements).await });
+    }
+
+    /// `query` on the PostgreSQL connection, again (reconnected) while the database restarts.
+    fn on_postgres<T, F>(&self, query: impl Fn(std::rc::Rc<tokio_postgres::Client>) -> F) -> T
+    where
+        F: std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+    {
+        let Reader::Postgres {
+            runtime,
+            client,
+            url,
+            ..
+        } = self
+        else {
+            unreachable!("only called on PostgreSQL")
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let current = client.borrow().clone();
+            match runtime.block_on(query(current)) {
+                Ok(answer) => return answer,
+                Err(error) if std::time::Instant::now() < deadline => {
+                    eprintln!("reading the store: {error}; retrying");
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                    if let Ok(fresh) = runtime.block_on(connect(url)) {
+                        *client.borrow_mut() = std::rc::Rc::new(fresh);
+                    }
+                }
+                Err(error) => panic!("reading the store: {error}"),
+            }
+        }
+    }
+
+    /// Rows of `query` (written for both databases, `{sagas}` and `{history}` standing for the
+    /// tables), each as text columns.
+    fn rows(&self, query: &str, params: &[Param]) -> Vec<Vec<Option<String>>> {
+        match self {
+            Reader::Sqlite(path) => {
+                let conn = Connection::open(path).unwrap();
+                conn.busy_timeout(std::time::Duration::from_secs(30))
+                    .unwrap();
+                let exists: bool = conn
+                    .query_row(
+                        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'sagas')",
+                        [],
+                        |r| r.get(0),
+                    )
+                    .unwrap();
+                if !exists {
+                    return Vec::new();
+                }
+                let query = query
+                    .replace("{sagas}", "sagas")
+                    .replace("{history}", "saga_history")
+                    .replace(
+                        "{history_saga}",
+                        "(SELECT id FROM sagas WHERE seq = h.saga)",
+                    )
+                    .replace("{order}", "h.key")
+                    .replace("{not_terminal}", "terminal = 0");
+                let mut statement = conn.prepare(&query).unwrap();
+                let columns = statement.column_count();
+                let params: Vec<rusqlite::types::Value> = params
+                    .iter()
+                    .map(|p| match p {
+                        Param::Text(t) => rusqlite::types::Value::Text(t.clone()),
+                        Param::Int(i) => rusqlite::types::Value::Integer(*i),
+                    })
+                    .collect();
+                let rows = statement
+                    .query_map(rusqlite::params_from_iter(params), |r| {
+                        (0..columns)
+                            .map(|i| {
+                                Ok(match r.get_ref(i)? {
+                                    rusqlite::types::ValueRef::Null => None,
+                                    rusqlite::types::ValueRef::Integer(n) => Some(n.to_string()),
+                                    other => Some(other.as_str()?.to_owned()),
+                                })
+                            })
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                    .unwrap();
+                rows.map(Result::unwrap).collect()
+            }
+            Reader::Postgres { schema, .. } => {
+                let query = query
+                    .replace("{sagas}", &format!("{schema}.sagas"))
+                    .replace("{history}", &format!("{schema}.saga_history"))
+                    .replace("{history_saga}", "h.saga")
+                    .replace("{order}", "h.saga, h.n")
+                    .replace("{not_terminal}", "NOT terminal");
+                // The simple protocol gives every column as text, whatever its type; the
+                // parameters are written into the query as literals.
+                let mut query = query;
+                for (i, param) in params.iter().enumerate().rev() {
+                    let literal = match param {
+                        Param::Text(t) => format!("'{}'", t.replace('\'', "''")),
+                        Param::Int(n) => n.to_string(),
+                    };
+                    query = query.replace(&format!("${}", i + 1), &literal);
+                }
+                let table = format!("{schema}.sagas");
+                let exists = self.on_postgres(|client| {
+                    let table = table.clone();
+                    async move {
+                        let row = client
+                            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
+                            .await?;
+                        Ok(row.get::<_, bool>(0))
+                    }
+                });
+                if !exists {
+                    return Vec::new();
+                }
+                let messages = self.on_postgres(|client| {
+                    let query = query.clone();
+                    async move { client.simple_query(&query).await }
+                });
+                messages
+                    .into_iter()
+                    .filter_map(|message| match message {
+                        tokio_postgres::SimpleQueryMessage::Row(row) => Some(
+                            (0..row.len())
+                                .map(|i| row.get(i).map(str::to_owned))
+                                .collect(),
+                        ),
+                        _ => None,
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// Every saga as the store has it.
+    pub fn stored(&self) -> BTreeMap<String, Stored> {
+        self.rows("SELECT id, steps, status, state FROM {sagas}", &[])
+            .into_iter()
+            .map(|row| {
+                let text = |i: usize| row[i].clone().unwrap();
+                let state: Value = serde_json::from_str(&text(3)).unwrap();
+                let stored = Stored {
+                    steps: serde_json::from_str(&text(1)).unwrap(),
+                    status: serde_json::from_str(&text(2)).unwrap(),
+                    completed: state["completed"].as_array().cloned().unwrap_or_default(),
+                };
+                (text(0), stored)
+            })
+            .collect()
+    }
+
+    /// How many sagas are not terminal.
+    pub fn unfinished(&self) -> i64 {
+        self.rows("SELECT count(*) FROM {sagas} WHERE {not_terminal}", &[])
+            .first()
+            .and_then(|row| row[0].as_ref())
+            .map_or(0, |n| n.parse().unwrap())
+    }
+
+    /// Non-terminal sagas whose live lease `owner` holds now.
+    pub fn held_by(&self, owner: &str, now_ms: i64) -> Vec<String> {
+        self.rows(
+            "SELECT id FROM {sagas} WHERE {not_terminal} AND owner = $1 AND lease_until > $2",
+            &[Param::Text(owner.to_owned()), Param::Int(now_ms)],
+        )
+        .into_iter()
+        .filter_map(|row| row[0].clone())
+        .collect()
+    }
+
+    /// Every saga's history, oldest first.
+    pub fn histories(&self) -> HashMap<String, Vec<Value>> {
+        let mut histories: HashMap<String, Vec<Value>> = HashMap::new();
+        let rows = self.rows(
+            "SELECT {history_saga} AS saga, h.event FROM {history} h ORDER BY {order}",
+            &[],
+        );
+        for row in rows {
+            histories
+                .entry(row[0].clone().unwrap())
+                .or_default()
+                .push(serde_json::from_str(row[1].as_deref().unwrap()).unwrap());
+        }
+        histories
+    }
+
+    /// Saga `id`'s history, oldest first.
+    pub fn history(&self, id: &str) -> Vec<Value> {
+        let rows = match self {
+            Reader::Sqlite(_) => self.rows(
+                "SELECT h.event FROM saga_history h JOIN sagas s ON s.seq = h.saga
+                 WHERE s.id = $1 ORDER BY h.key",
+                &[Param::Text(id.to_owned())],
+            ),
+            Reader::Postgres { .. } => self.rows(
+                "SELECT h.event FROM {history} h WHERE h.saga = $1 ORDER BY h.n",
+                &[Param::Text(id.to_owned())],
+            ),
+        };
+        rows.into_iter()
+            .map(|row| serde_json::from_str(row[0].as_deref().unwrap()).unwrap())
+            .collect()
+    }
+}
+
+/// A parameter of [`Reader::rows`].
+pub enum Param {
+    Text(String),
+    Int(i64),
 }
 
 pub fn worker(files: &Files, args: &[&str], failpoint: Option<&str>) -> Command {
     let mut command = Command::new(WORKER);
-    command.arg(&files.store).arg(&files.ledger).args(args);
+    command.arg(files.store_arg()).arg(&files.ledger).args(args);
     command
         .env_remove("SAGA_FAILPOINT")
         .env("RUST_BACKTRACE", "0");
@@ -50,46 +360,6 @@ pub struct Stored {
     pub steps: Vec<String>,
     pub status: Value,
     pub completed: Vec<Value>,
-}
-
-pub fn stored(path: &Path) -> BTreeMap<String, Stored> {
-    let conn = Connection::open(path).unwrap();
-    // A worker killed in its first milliseconds may not have created the schema yet.
-    let schema: bool = conn
-        .query_row(
-            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'sagas')",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    if !schema {
-        return BTreeMap::new();
-    }
-    let mut statement = conn
-        .prepare(
-            "SELECT id, steps, status, coalesce(json_extract(state, '$.completed'), '[]') FROM sagas",
-        )
-        .unwrap();
-    let rows = statement
-        .query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-            ))
-        })
-        .unwrap();
-    rows.map(|row| {
-        let (id, steps, status, completed) = row.unwrap();
-        let stored = Stored {
-            steps: serde_json::from_str(&steps).unwrap(),
-            status: serde_json::from_str(&status).unwrap(),
-            completed: serde_json::from_str(&completed).unwrap(),
-        };
-        (id, stored)
-    })
-    .collect()
 }
 
 /// How far along a status is; statuses must never go down.
@@ -214,7 +484,7 @@ pub fn setting(name: &str, default: u64) -> u64 {
 /// consistent with its effects; returns the stored sagas and how many effects were applied
 /// again (deduplicated by key).
 pub fn check_every_saga(files: &Files, seed: u64, sagas: u64) -> (BTreeMap<String, Stored>, u64) {
-    let sagas_stored = stored(&files.store);
+    let sagas_stored = files.stored();
     let (effects, reapplied) = ledger(&files.ledger);
     for i in 0..sagas {
         let id = uuid::Uuid::from_u64_pair(seed, i).to_string();

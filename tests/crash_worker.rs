@@ -1,4 +1,5 @@
-//! The worker process of the crash tests (`crash.rs`): runs generated sagas on a SQLite store,
+//! The worker process of the crash tests (`crash.rs`, `fleet.rs`): runs generated sagas on a
+//! SQLite file or, when STORE is `URL#SCHEMA`, a schema of a PostgreSQL database,
 //! recording every effect in a separate ledger keyed by idempotency key, and is killed at random
 //! moments (or aborts at a named failpoint) by the test.
 //!
@@ -12,7 +13,7 @@
 //!         prints `OWNER <worker id>`, starts saga i of SEED for each line `i` on its standard
 //!         input (printing `ACK i`), prints `FENCED n` and `LOST n` whenever its counts of
 //!         refused stale writes and of leases found lost grow, and goes on running whatever it
-//!         holds or claims until the file `STORE.stop` exists
+//!         holds or claims until the file `stop` exists beside LEDGER
 //!
 //! The ledger is also the steps' downstream service, fenced as `StepCx::fencing_token` is meant
 //! to be used: each attempt first tells it its token, and an effect whose token is lower than
@@ -332,6 +333,25 @@ where
 
 /// Waits until no saga in the store is left unfinished.
 async fn drain(store: &str) {
+    if let Some((url, schema)) = store.split_once('#') {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let query = format!("SELECT count(*) FROM {schema}.sagas WHERE NOT terminal");
+        loop {
+            // The database may be restarting: asked again.
+            if let Ok(row) = client.query_one(&query, &[]).await {
+                if row.get::<_, i64>(0) == 0 {
+                    return;
+                }
+            }
+            if client.is_closed() {
+                return Box::pin(drain(store)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
     let conn = rusqlite::Connection::open(store).unwrap();
     conn.busy_timeout(Duration::from_secs(30)).unwrap();
     loop {
@@ -354,7 +374,18 @@ async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (store, ledger_path, mode) = (&args[1], &args[2], args[3].as_str());
     let ledger = Arc::new(Ledger::open(ledger_path));
-    let builder = Engine::builder().sqlite(store).expect("store opens");
+    let builder = match store.split_once('#') {
+        // `URL#SCHEMA`: a schema of a PostgreSQL database.
+        Some((url, schema)) => {
+            let store = saga_runtime::store::PostgresStore::options(url)
+                .schema(schema)
+                .connect()
+                .await
+                .expect("store opens");
+            Engine::builder().store(store)
+        }
+        None => Engine::builder().sqlite(store).expect("store opens"),
+    };
     let builder = match mode {
         // One of several workers: a name of its own, and a short lease so that the test sees
         // takeovers within seconds.
@@ -429,8 +460,8 @@ async fn main() {
                     }
                 }
             });
-            let stop = format!("{store}.stop");
-            while !std::path::Path::new(&stop).exists() {
+            let stop = std::path::Path::new(ledger_path).with_file_name("stop");
+            while !stop.exists() {
                 tokio::select! {
                     Some(i) = to_start.recv() => start_generated(&engine, &ledger, seed, i).await,
                     () = tokio::time::sleep(Duration::from_millis(50)) => {}

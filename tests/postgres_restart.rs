@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use saga_runtime::store::PostgresStore;
 use saga_runtime::{saga, saga_step, Engine, SagaEventKind};
-use saga_tests::{fresh_schema, postgres_sql, postgres_url, scripted, Plan, Script, Trail};
+use saga_tests::{
+    fresh_schema, postgres_sql, postgres_url, restart_postgres, scripted, Plan, Script, Trail,
+};
 
 scripted!(
     #[saga_step(compensate = undo_a)]
@@ -28,28 +30,6 @@ scripted!(
 saga! { ThroughRestart(Trail, Script) { a, b, c } }
 
 const SAGAS: usize = 20;
-
-/// Restarts the machine's PostgreSQL cluster in immediate mode.
-fn restart_postgres() {
-    let version = std::fs::read_dir("/etc/postgresql")
-        .expect("a PostgreSQL cluster on this machine")
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .next()
-        .expect("a cluster version");
-    let status = std::process::Command::new("pg_ctlcluster")
-        .args([
-            "--skip-systemctl-redirect",
-            &version,
-            "main",
-            "restart",
-            "-m",
-            "immediate",
-        ])
-        .status()
-        .expect("pg_ctlcluster runs");
-    assert!(status.success(), "restarting PostgreSQL: {status}");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_restart_costs_time_never_data() {

@@ -205,3 +205,25 @@ pub async fn postgres_sql(url: &str, statements: &str) {
     tokio::spawn(connection);
     client.batch_execute(statements).await.unwrap();
 }
+
+/// Restarts the machine's PostgreSQL cluster in immediate mode.
+pub fn restart_postgres() {
+    let version = std::fs::read_dir("/etc/postgresql")
+        .expect("a PostgreSQL cluster on this machine")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .next()
+        .expect("a cluster version");
+    let status = std::process::Command::new("pg_ctlcluster")
+        .args([
+            "--skip-systemctl-redirect",
+            &version,
+            "main",
+            "restart",
+            "-m",
+            "immediate",
+        ])
+        .status()
+        .expect("pg_ctlcluster runs");
+    assert!(status.success(), "restarting PostgreSQL: {status}");
+}

@@ -157,7 +157,8 @@ impl PostgresOptions {
         self
     }
 
-    /// Connects, creating the schema (or checking its version) before anything else is written.
+    /// Connects, creating the schema (or checking its version) before anything else is written;
+    /// waits for a database that cannot be reached yet up to the outage timeout.
     pub async fn connect(self) -> Result<PostgresStore, StoreError> {
         PostgresStore::connect_with(self).await
     }
@@ -244,12 +245,15 @@ impl PostgresStore {
                     format!("cannot use the PostgreSQL URL: {e}"),
                 )
             })?;
-        let mut client = pool.get().await.map_err(rows::pool_error)?;
-        schema::migrate(&mut client, &options.schema).await?;
         let db = Connections {
             pool,
             outage: options.outage,
         };
+        // A worker that starts while the database restarts waits for it, as requests do.
+        retrying!(db, |client, _retried| schema::migrate(
+            client,
+            &options.schema
+        ))?;
         let sql = Arc::new(rows::Sql::new(&options.schema));
         let (sender, hints) = tokio::sync::watch::channel(0);
         let listener = options
