@@ -6,6 +6,9 @@
 //!     crash_worker STORE LEDGER soak SEED FROM TO
 //!         recovers, starts sagas FROM..TO of SEED (printing `ACK i` once each is recorded),
 //!         then waits until every saga in STORE is terminal
+//!     crash_worker STORE LEDGER keyed COUNT
+//!         recovers, starts 3-step sagas with idempotency keys `order-0`..`order-COUNT` (printing
+//!         `STARTED i ID`), then waits until every saga in STORE is terminal
 //!     crash_worker STORE LEDGER one ID fail-pivot|no-fail
 //!         recovers, starts the 4-step `Matrix` saga with this id, waits until it is terminal
 //!     crash_worker STORE LEDGER fleet SEED LEASE_MS
@@ -415,6 +418,24 @@ async fn main() {
             let (from, to): (u64, u64) = (args[5].parse().unwrap(), args[6].parse().unwrap());
             for i in from..to {
                 start_generated(&engine, &ledger, seed, i).await;
+            }
+        }
+        "keyed" => {
+            // Started by several processes at once: each key must make one saga.
+            let count: u64 = args[4].parse().unwrap();
+            for i in 0..count {
+                let id = engine
+                    .saga::<L3>()
+                    .request(CrashCtx {
+                        plan: vec![0; 3],
+                        delays: vec![0; 3],
+                    })
+                    .deps(ledger.clone())
+                    .idempotency_key(format!("order-{i}"))
+                    .start()
+                    .await
+                    .expect("start");
+                println!("STARTED {i} {id}");
             }
         }
         "one" => {

@@ -1,7 +1,9 @@
 //! The PostgreSQL store through the engine: a saga run by one engine is read back, outcome and
 //! final context, by another on the same database; an operator's cancel from the other engine
-//! reaches it; a schema written by a newer version of the library is refused before anything is
-//! written. Skipped, saying so, without `SAGA_POSTGRES_URL`.
+//! reaches it; a saga enqueued by a client is taken by a worker on notification; starts with one
+//! idempotency key from four processes make one saga; a schema written by a newer version of
+//! the library is refused before anything is written. Skipped, saying so, without
+//! `SAGA_POSTGRES_URL`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -170,4 +172,66 @@ async fn an_enqueued_saga_is_taken_by_a_worker_on_notification() {
         "the worker ran every step once (the client has no script to run them with)"
     );
     postgres_sql(&url, &format!("DROP SCHEMA {schema} CASCADE")).await;
+}
+
+#[path = "crash_checks.rs"]
+mod checks;
+
+/// Four processes start the same 200 keyed sagas at the same moment: each key makes one saga,
+/// every process is told its id, and its steps run once (the effects ledger).
+#[test]
+fn starts_with_one_key_from_four_processes_make_one_saga() {
+    let Some(url) = postgres_url("this PostgreSQL test") else {
+        return;
+    };
+    const COUNT: usize = 200;
+    let files = checks::files_on_postgres(&url, "keyed");
+    // The schema first, so that the four do not all wait on its creation.
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let (_, schema) = files.postgres.as_ref().unwrap();
+        drop(store(&url, schema).await);
+    });
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            checks::worker(&files, &["keyed", &COUNT.to_string()], None)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut told: Vec<std::collections::BTreeMap<usize, String>> = Vec::new();
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "a worker failed: {}",
+            output.status
+        );
+        told.push(
+            String::from_utf8(output.stdout)
+                .unwrap()
+                .lines()
+                .filter_map(|line| {
+                    let mut words = line.strip_prefix("STARTED ")?.split(' ');
+                    Some((words.next()?.parse().ok()?, words.next()?.to_owned()))
+                })
+                .collect(),
+        );
+    }
+    for other in &told[1..] {
+        assert_eq!(
+            other, &told[0],
+            "every process was told the same id for each key"
+        );
+    }
+    assert_eq!(told[0].len(), COUNT);
+    let stored = files.stored();
+    assert_eq!(stored.len(), COUNT, "one saga per key");
+    let (effects, _) = checks::ledger(&files.ledger);
+    for id in told[0].values() {
+        let saga = &stored[id];
+        assert_eq!(saga.status["status"], "completed", "{id}");
+        checks::check_consistent(id, saga, &effects[id]);
+    }
 }
