@@ -6,11 +6,18 @@
 //!
 //! `cargo run --example order_saga` completes an order; `cargo run --example order_saga --
 //! --fail-payment` makes the payment fail for good and shows the compensation.
+//!
+//! `cargo run --example order_saga -- --postgres URL --workers 3 [--orders 30]` starts three
+//! worker processes on the PostgreSQL database at URL, enqueues the orders from this process
+//! (which runs none), and reports which worker ran each order and how many orders a second the
+//! workers completed (see `order_workers.rs`).
 #![allow(unused_imports)]
 #![cfg_attr(rustfmt, rustfmt::skip)]
 use std::sync::atomic::{AtomicU32, Ordering};
 use saga_runtime::{saga, saga_step, SagaEventKind, SagaOutcome, StepCx, StepError};
 use serde::{Deserialize, Serialize};
+#[path = "order_workers.rs"]
+mod workers;
 /// The order: what is persisted.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct OrderCtx {
@@ -19,19 +26,37 @@ pub struct OrderCtx {
     reservation: Option<String>,
     payment: Option<String>,
     email_sent: bool,
+    /// The worker process that finished the order, when there are several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    handled_by: Option<String>,
 }
 /// Clients of the inventory, payment and email services; never persisted.
 #[derive(Debug, Default)]
 pub struct Services {
     fail_payment: bool,
     payment_calls: AtomicU32,
+    /// The worker process these run in, when there are several.
+    worker: Option<String>,
+    /// Whether the steps keep quiet (many orders).
+    quiet: bool,
+}
+impl Services {
+    /// What a step did, for the reader.
+    fn say(&self, what: std::fmt::Arguments<'_>) {
+        match (&self.worker, self.quiet) {
+            (_, true) => {}
+            (Some(worker), false) => println!("  [{worker}] {what}"),
+            (None, false) => println!("  {what}"),
+        }
+    }
 }
 async fn reserve_inventory(
     ctx: &mut OrderCtx,
     cx: &StepCx<Services>,
 ) -> Result<(), StepError> {
     ctx.reservation = Some(format!("res-{}", cx.idempotency_key()));
-    println!("  reserve_inventory: reserved stock for {}", ctx.order_id);
+    cx.deps()
+        .say(format_args!("reserve_inventory: reserved stock for {}", ctx.order_id));
     Ok(())
 }
 #[doc(hidden)]
@@ -85,11 +110,15 @@ impl ::saga_runtime::__private::DeclaresUndo for reserve_inventory {}
 impl ::saga_runtime::__private::FallbackDeclaresUndo for reserve_inventory {}
 async fn release_inventory(
     ctx: &mut OrderCtx,
-    _cx: &StepCx<Services>,
+    cx: &StepCx<Services>,
 ) -> Result<(), StepError> {
-    println!(
-        "  release_inventory: released {}", ctx.reservation.take().unwrap_or_default()
-    );
+    cx.deps()
+        .say(
+            format_args!(
+                "release_inventory: released {}", ctx.reservation.take()
+                .unwrap_or_default()
+            ),
+        );
     Ok(())
 }
 async fn charge_payment(
@@ -98,7 +127,7 @@ async fn charge_payment(
 ) -> Result<(), StepError> {
     let call = cx.deps().payment_calls.fetch_add(1, Ordering::SeqCst) + 1;
     if cx.deps().fail_payment {
-        println!("  charge_payment: attempt {} declined", cx.attempt());
+        cx.deps().say(format_args!("charge_payment: attempt {} declined", cx.attempt()));
         return Err(
             if call < 3 {
                 StepError::transient("payment gateway unavailable")
@@ -108,7 +137,7 @@ async fn charge_payment(
         );
     }
     ctx.payment = Some(format!("pay-{}", ctx.order_id));
-    println!("  charge_payment: charged {} cents", ctx.amount_cents);
+    cx.deps().say(format_args!("charge_payment: charged {} cents", ctx.amount_cents));
     Ok(())
 }
 #[doc(hidden)]
@@ -162,14 +191,23 @@ impl ::saga_runtime::__private::DeclaresUndo for charge_payment {}
 impl ::saga_runtime::__private::FallbackDeclaresUndo for charge_payment {}
 async fn refund_payment(
     ctx: &mut OrderCtx,
-    _cx: &StepCx<Services>,
+    cx: &StepCx<Services>,
 ) -> Result<(), StepError> {
-    println!("  refund_payment: refunded {}", ctx.payment.take().unwrap_or_default());
+    cx.deps()
+        .say(
+            format_args!(
+                "refund_payment: refunded {}", ctx.payment.take().unwrap_or_default()
+            ),
+        );
     Ok(())
 }
-async fn send_confirmation_email(ctx: &mut OrderCtx) -> Result<(), StepError> {
+async fn send_confirmation_email(
+    ctx: &mut OrderCtx,
+    cx: &StepCx<Services>,
+) -> Result<(), StepError> {
     ctx.email_sent = true;
-    println!("  send_confirmation_email: sent for {}", ctx.order_id);
+    ctx.handled_by = cx.deps().worker.clone();
+    cx.deps().say(format_args!("send_confirmation_email: sent for {}", ctx.order_id));
     Ok(())
 }
 #[doc(hidden)]
@@ -178,9 +216,8 @@ struct send_confirmation_email {
     _private: (),
 }
 #[automatically_derived]
-impl<
-    __D: ::core::marker::Send + ::core::marker::Sync + 'static,
-> ::saga_runtime::__private::SagaStep<OrderCtx, __D> for send_confirmation_email {
+impl ::saga_runtime::__private::SagaStep<OrderCtx, Services>
+for send_confirmation_email {
     const DESCRIPTION: ::saga_runtime::__private::StepDescription = ::saga_runtime::__private::StepDescription {
         name: "send_confirmation_email",
         policy: ::saga_runtime::__private::StepPolicy {
@@ -195,20 +232,20 @@ impl<
         fallback: ::saga_runtime::__private::None,
     };
     const FALLBACK: ::saga_runtime::__private::Option<
-        fn() -> ::saga_runtime::__private::StepDef<OrderCtx, __D>,
+        fn() -> ::saga_runtime::__private::StepDef<OrderCtx, Services>,
     > = ::saga_runtime::__private::None;
     fn action<'a>(
         ctx: &'a mut OrderCtx,
-        _cx: &'a ::saga_runtime::__private::StepCx<__D>,
+        cx: &'a ::saga_runtime::__private::StepCx<Services>,
     ) -> ::saga_runtime::__private::StepFuture<'a> {
         ::saga_runtime::__private::action::<
             Result<(), StepError>,
             _,
-        >(send_confirmation_email(ctx))
+        >(send_confirmation_email(ctx, cx))
     }
     fn compensate<'a>(
         _ctx: &'a mut OrderCtx,
-        _cx: &'a ::saga_runtime::__private::StepCx<__D>,
+        _cx: &'a ::saga_runtime::__private::StepCx<Services>,
     ) -> ::saga_runtime::__private::StepFuture<'a> {
         ::saga_runtime::__private::no_compensation()
     }
@@ -409,6 +446,10 @@ impl OrderSaga {
 }
 #[tokio::main]
 async fn main() -> Result<(), saga_runtime::SagaError> {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|a| a == "--postgres") {
+        return workers::main(&args, at).await;
+    }
     let fail_payment = std::env::args().any(|a| a == "--fail-payment");
     print!("{}", OrderSaga::description());
     let ctx = OrderCtx {

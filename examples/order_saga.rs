@@ -2,11 +2,19 @@
 //!
 //! `cargo run --example order_saga` completes an order; `cargo run --example order_saga --
 //! --fail-payment` makes the payment fail for good and shows the compensation.
+//!
+//! `cargo run --example order_saga -- --postgres URL --workers 3 [--orders 30]` starts three
+//! worker processes on the PostgreSQL database at URL, enqueues the orders from this process
+//! (which runs none), and reports which worker ran each order and how many orders a second the
+//! workers completed (see `order_workers.rs`).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use saga_runtime::{saga, saga_step, SagaEventKind, SagaOutcome, StepCx, StepError};
 use serde::{Deserialize, Serialize};
+
+#[path = "order_workers.rs"]
+mod workers;
 
 /// The order: what is persisted.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -16,6 +24,9 @@ pub struct OrderCtx {
     reservation: Option<String>,
     payment: Option<String>,
     email_sent: bool,
+    /// The worker process that finished the order, when there are several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    handled_by: Option<String>,
 }
 
 /// Clients of the inventory, payment and email services; never persisted.
@@ -23,20 +34,38 @@ pub struct OrderCtx {
 pub struct Services {
     fail_payment: bool,
     payment_calls: AtomicU32,
+    /// The worker process these run in, when there are several.
+    worker: Option<String>,
+    /// Whether the steps keep quiet (many orders).
+    quiet: bool,
+}
+
+impl Services {
+    /// What a step did, for the reader.
+    fn say(&self, what: std::fmt::Arguments<'_>) {
+        match (&self.worker, self.quiet) {
+            (_, true) => {}
+            (Some(worker), false) => println!("  [{worker}] {what}"),
+            (None, false) => println!("  {what}"),
+        }
+    }
 }
 
 #[saga_step(compensate = release_inventory, timeout = "5s", retries = 2, backoff = "50ms")]
 async fn reserve_inventory(ctx: &mut OrderCtx, cx: &StepCx<Services>) -> Result<(), StepError> {
     ctx.reservation = Some(format!("res-{}", cx.idempotency_key()));
-    println!("  reserve_inventory: reserved stock for {}", ctx.order_id);
+    cx.deps().say(format_args!(
+        "reserve_inventory: reserved stock for {}",
+        ctx.order_id
+    ));
     Ok(())
 }
 
-async fn release_inventory(ctx: &mut OrderCtx, _cx: &StepCx<Services>) -> Result<(), StepError> {
-    println!(
-        "  release_inventory: released {}",
+async fn release_inventory(ctx: &mut OrderCtx, cx: &StepCx<Services>) -> Result<(), StepError> {
+    cx.deps().say(format_args!(
+        "release_inventory: released {}",
         ctx.reservation.take().unwrap_or_default()
-    );
+    ));
     Ok(())
 }
 
@@ -44,7 +73,10 @@ async fn release_inventory(ctx: &mut OrderCtx, _cx: &StepCx<Services>) -> Result
 async fn charge_payment(ctx: &mut OrderCtx, cx: &StepCx<Services>) -> Result<(), StepError> {
     let call = cx.deps().payment_calls.fetch_add(1, Ordering::SeqCst) + 1;
     if cx.deps().fail_payment {
-        println!("  charge_payment: attempt {} declined", cx.attempt());
+        cx.deps().say(format_args!(
+            "charge_payment: attempt {} declined",
+            cx.attempt()
+        ));
         // The first declines look transient; the last one is final.
         return Err(if call < 3 {
             StepError::transient("payment gateway unavailable")
@@ -53,22 +85,32 @@ async fn charge_payment(ctx: &mut OrderCtx, cx: &StepCx<Services>) -> Result<(),
         });
     }
     ctx.payment = Some(format!("pay-{}", ctx.order_id));
-    println!("  charge_payment: charged {} cents", ctx.amount_cents);
+    cx.deps().say(format_args!(
+        "charge_payment: charged {} cents",
+        ctx.amount_cents
+    ));
     Ok(())
 }
 
-async fn refund_payment(ctx: &mut OrderCtx, _cx: &StepCx<Services>) -> Result<(), StepError> {
-    println!(
-        "  refund_payment: refunded {}",
+async fn refund_payment(ctx: &mut OrderCtx, cx: &StepCx<Services>) -> Result<(), StepError> {
+    cx.deps().say(format_args!(
+        "refund_payment: refunded {}",
         ctx.payment.take().unwrap_or_default()
-    );
+    ));
     Ok(())
 }
 
 #[saga_step(timeout = "5s", retries = 3)]
-async fn send_confirmation_email(ctx: &mut OrderCtx) -> Result<(), StepError> {
+async fn send_confirmation_email(
+    ctx: &mut OrderCtx,
+    cx: &StepCx<Services>,
+) -> Result<(), StepError> {
     ctx.email_sent = true;
-    println!("  send_confirmation_email: sent for {}", ctx.order_id);
+    ctx.handled_by = cx.deps().worker.clone();
+    cx.deps().say(format_args!(
+        "send_confirmation_email: sent for {}",
+        ctx.order_id
+    ));
     Ok(())
 }
 
@@ -83,6 +125,10 @@ saga! {
 
 #[tokio::main]
 async fn main() -> Result<(), saga_runtime::SagaError> {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|a| a == "--postgres") {
+        return workers::main(&args, at).await;
+    }
     let fail_payment = std::env::args().any(|a| a == "--fail-payment");
     print!("{}", OrderSaga::description());
 

@@ -158,9 +158,14 @@ impl Engine {
                 return Ok(());
             }
         };
+        let engine = self.clone();
         tokio::spawn(async move {
             resume.await;
             drop(permit);
+            if engine.inner.backlog.load(Ordering::Relaxed) {
+                // Room for one more, and more may be waiting: claim now, not at the next look.
+                engine.set_timer(SystemTime::now());
+            }
         });
         report.resumed.push(id);
         Ok(())
@@ -232,6 +237,7 @@ impl Engine {
         }
         let room = self.inner.recovery_concurrency.available_permits().min(100);
         if room == 0 {
+            self.inner.backlog.store(true, Ordering::Relaxed);
             return false;
         }
         let request = Acquire::new(self.lease_request(), room).types(self.registered_types());
@@ -243,6 +249,7 @@ impl Engine {
             }
         };
         let full = acquired.len() == room;
+        self.inner.backlog.store(full, Ordering::Relaxed);
         let mut report = RecoveryReport::default();
         for record in acquired {
             let result = match record {

@@ -215,6 +215,7 @@ impl EngineBuilder {
                 registry: self.registry,
                 max_recovery_attempts: self.max_recovery_attempts,
                 recovery_concurrency: Arc::new(Semaphore::new(self.recovery_concurrency)),
+                backlog: Default::default(),
                 worker: Worker {
                     id: worker_id(self.worker_name).into(),
                     lease: self.lease,

@@ -106,6 +106,9 @@ pub(crate) struct EngineInner {
     registry: HashMap<&'static str, Registered>,
     pub(crate) max_recovery_attempts: u32,
     recovery_concurrency: Arc<Semaphore>,
+    /// Whether the last claim took as many sagas as there was room for (or found no room):
+    /// more may be waiting, so a claimed saga that ends makes room and wakes the claimer.
+    backlog: std::sync::atomic::AtomicBool,
     pub(crate) worker: Worker,
     /// Writes the store refused because another worker had taken the saga over.
     fenced: AtomicU64,
