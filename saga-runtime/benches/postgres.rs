@@ -9,18 +9,31 @@
 //!   statements per saga (insert the row, update it after each step with the context as JSON, a
 //!   final update), 100 sagas per transaction, on one connection.
 //!
+//! - `workers_1`, `workers_2`, `workers_4` enqueue 1,000 sagas from this process (whose engine
+//!   runs none) for 1, 2 or 4 worker processes (this program again, as workers) and wait until
+//!   all are terminal: sagas per second with more processes on one database.
+//! - `pickup` enqueues one saga for a worker engine on a store of its own (its own connections
+//!   and `LISTEN`) and times how long until its first step starts; the median and the 99th
+//!   percentile of all iterations are printed at the end.
+//!
 //! Needs `SAGA_POSTGRES_URL` (e.g. `postgres://postgres@127.0.0.1:5432/test`); each side gets a
 //! fresh schema, dropped at the end. Throughput is in sagas: one iteration completes 1,000.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::io::BufRead as _;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
-use saga_runtime::store::PostgresStore;
-use saga_runtime::Engine;
+use criterion::{criterion_group, Criterion, SamplingMode, Throughput};
+use saga_runtime::store::{PostgresStore, SagaStore};
+use saga_runtime::{saga, saga_step, Engine, StepError};
 
 mod common;
 
-use common::{run_sagas, BenchCtx, GROUP, SAGAS};
+use common::{run_sagas, BenchCtx, BenchSaga, GROUP, SAGAS};
+
+/// Set in a worker process this benchmark starts: `URL#SCHEMA`.
+const WORKER_ENV: &str = "SAGA_BENCH_WORKER";
 
 fn now() -> i64 {
     SystemTime::now()
@@ -143,6 +156,8 @@ fn postgres(c: &mut Criterion) {
         });
     }
     group.finish();
+    workers(c, &rt, &url, &suffix);
+    pickup(c, &rt, &url, &suffix);
     rt.block_on(async {
         let client = connect(&url).await;
         client
@@ -154,5 +169,199 @@ fn postgres(c: &mut Criterion) {
     });
 }
 
+/// A worker process: runs `BenchSaga`s on the schema until its standard input closes.
+fn worker_process(spec: &str) {
+    let (url, schema) = spec.split_once('#').expect("URL#SCHEMA");
+    let rt = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    rt.block_on(async {
+        let store = PostgresStore::options(url)
+            .schema(schema)
+            .connect()
+            .await
+            .expect("the worker's store");
+        let engine = Engine::builder()
+            .store(store)
+            .register::<BenchSaga>(())
+            .build();
+        engine.recover().await.expect("recovery");
+        println!("ready");
+        tokio::task::spawn_blocking(|| for _ in std::io::stdin().lock().lines() {})
+            .await
+            .ok();
+    });
+}
+
+/// Sagas of `BenchSaga` that are terminal in the store.
+async fn terminal(store: &PostgresStore) -> u64 {
+    let counts = store.counts().await.expect("counts");
+    counts
+        .iter()
+        .filter(|c| !matches!(c.status.as_str(), "pending" | "running" | "compensating"))
+        .map(|c| c.count)
+        .sum()
+}
+
+/// `SAGAS` sagas enqueued by a client engine for worker processes; waits until all are
+/// terminal.
+async fn enqueue_and_wait(client: &Engine, store: &PostgresStore) {
+    let before = terminal(store).await;
+    let tasks: Vec<_> = (0..SAGAS as u64)
+        .map(|order| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let ctx = BenchCtx {
+                    order,
+                    ..BenchCtx::default()
+                };
+                BenchSaga::on(&client).request(ctx).enqueue().await
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("an enqueue task").expect("enqueued");
+    }
+    while terminal(store).await < before + SAGAS as u64 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+fn workers(c: &mut Criterion, rt: &tokio::runtime::Runtime, url: &str, suffix: &str) {
+    let mut group = c.benchmark_group("postgres");
+    group.sampling_mode(SamplingMode::Flat);
+    group.warm_up_time(Duration::from_secs(2));
+    group.throughput(Throughput::Elements(SAGAS as u64));
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(10));
+    for count in [1, 2, 4] {
+        let schema = format!("bench_workers{count}_{suffix}");
+        let store = rt
+            .block_on(PostgresStore::options(url).schema(&schema).connect())
+            .expect("the client's store");
+        let exe = std::env::current_exe().expect("this benchmark's path");
+        let mut children: Vec<Child> = (0..count)
+            .map(|_| {
+                Command::new(&exe)
+                    .env(WORKER_ENV, format!("{url}#{schema}"))
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .spawn()
+                    .expect("a worker process")
+            })
+            .collect();
+        for child in &mut children {
+            let stdout = child.stdout.take().expect("piped");
+            let ready = std::io::BufReader::new(stdout).lines().next();
+            assert!(matches!(ready, Some(Ok(line)) if line == "ready"));
+        }
+        let client = Engine::builder()
+            .store(
+                rt.block_on(PostgresStore::options(url).schema(&schema).connect())
+                    .expect("the client's store"),
+            )
+            .claims(false)
+            .build();
+        group.bench_function(format!("workers_{count}"), |b| {
+            b.to_async(rt).iter(|| enqueue_and_wait(&client, &store))
+        });
+        for mut child in children {
+            drop(child.stdin.take());
+            child.wait().ok();
+        }
+        rt.block_on(async {
+            connect(url)
+                .await
+                .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+                .await
+                .unwrap()
+        });
+    }
+    group.finish();
+}
+
+/// When `Picked`'s step last started, per the worker.
+static PICKED: Mutex<Option<tokio::sync::mpsc::UnboundedSender<Instant>>> = Mutex::new(None);
+
+#[saga_step]
+async fn picked(_ctx: &mut BenchCtx) -> Result<(), StepError> {
+    if let Some(sender) = &*PICKED.lock().unwrap() {
+        let _ = sender.send(Instant::now());
+    }
+    Ok(())
+}
+
+saga! { Picked(BenchCtx, ()) { picked } }
+
+fn pickup(c: &mut Criterion, rt: &tokio::runtime::Runtime, url: &str, suffix: &str) {
+    let schema = format!("bench_pickup_{suffix}");
+    let (sender, mut started) = tokio::sync::mpsc::unbounded_channel();
+    *PICKED.lock().unwrap() = Some(sender);
+    let (client, _worker) = rt.block_on(async {
+        let schema = &schema;
+        let store = |claims| async move {
+            let store = PostgresStore::options(url)
+                .schema(schema)
+                .connect()
+                .await
+                .expect("a store");
+            Engine::builder().store(store).claims(claims)
+        };
+        let worker = store(true).await.register::<Picked>(()).build();
+        worker.recover().await.expect("recovery");
+        let client = store(false).await.build();
+        // The worker's listener subscribes in the background.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        (client, worker)
+    });
+    let latencies = Mutex::new(Vec::new());
+    let mut group = c.benchmark_group("postgres");
+    group.sample_size(50);
+    group.measurement_time(Duration::from_secs(10));
+    group.bench_function("pickup", |b| {
+        b.iter_custom(|iterations| {
+            rt.block_on(async {
+                let mut total = Duration::ZERO;
+                for _ in 0..iterations {
+                    let enqueued = Instant::now();
+                    Picked::on(&client)
+                        .request(BenchCtx::default())
+                        .enqueue()
+                        .await
+                        .expect("enqueued");
+                    let at = started.recv().await.expect("the step started");
+                    total += at - enqueued;
+                    latencies.lock().unwrap().push(at - enqueued);
+                }
+                total
+            })
+        })
+    });
+    group.finish();
+    let mut latencies = latencies.into_inner().unwrap();
+    latencies.sort();
+    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+    eprintln!(
+        "postgres/pickup: {} sagas, enqueue to first step: median {:.2?}, p99 {:.2?}, max {:.2?}",
+        latencies.len(),
+        at(0.5),
+        at(0.99),
+        latencies[latencies.len() - 1]
+    );
+    rt.block_on(async {
+        connect(url)
+            .await
+            .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+            .await
+            .unwrap()
+    });
+}
+
 criterion_group!(benches, postgres);
-criterion_main!(benches);
+
+fn main() {
+    if let Ok(spec) = std::env::var(WORKER_ENV) {
+        worker_process(&spec);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

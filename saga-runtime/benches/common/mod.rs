@@ -46,7 +46,7 @@ async fn step_c(ctx: &mut BenchCtx) -> Result<(), StepError> {
 }
 
 saga! {
-    BenchSaga(BenchCtx, ()) {
+    pub BenchSaga(BenchCtx, ()) {
         step_a,
         step_b,
         step_c,
