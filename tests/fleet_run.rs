@@ -220,6 +220,8 @@ pub fn run_fleet(files: Files, fleet: Fleet) {
     let mut starved = false;
     let mut restarts = 0;
     let mut restarted_in_flight = Vec::new();
+    // Restarts and pauses, for the report of a slow takeover.
+    let mut disturbances: Vec<(&str, i64)> = Vec::new();
     // The last kill, pause or restart: the next waits until its sagas could be taken over.
     let mut last_kill = started;
     let quiet = LEASE + RENEW + Duration::from_secs(1);
@@ -279,6 +281,7 @@ pub fn run_fleet(files: Files, fleet: Fleet) {
             && last_kill.elapsed() > quiet
         {
             let in_flight = store.unfinished();
+            disturbances.push(("restart", now_ms()));
             saga_tests::restart_postgres();
             eprintln!(
                 "fleet: PostgreSQL restarted in immediate mode with {in_flight} sagas in flight"
@@ -296,11 +299,19 @@ pub fn run_fleet(files: Files, fleet: Fleet) {
                 .collect();
             if let Some(&victim) = candidates.get(rng.usize(0..candidates.len().max(1))) {
                 let owner = workers[victim].owner().unwrap();
-                let held = store.held_by(&owner, now_ms());
+                let mut held = store.held_by(&owner, now_ms());
                 let at_ms = now_ms();
                 // SIGKILL: no destructor, no flush, no lease given back.
                 workers[victim].child.kill().unwrap();
                 workers[victim].child.wait().unwrap();
+                // A claim whose commit the database received as the worker died still commits:
+                // the dead worker holds those sagas too, for a lease, without running them.
+                std::thread::sleep(Duration::from_millis(50));
+                for id in store.held_by(&owner, now_ms()) {
+                    if !held.contains(&id) {
+                        held.push(id);
+                    }
+                }
                 let mut dead = workers.remove(victim);
                 acked.extend(dead.take_acked());
                 fenced_by_dead += dead.heard.lock().unwrap().fenced;
@@ -362,6 +373,8 @@ pub fn run_fleet(files: Files, fleet: Fleet) {
                 .filter(|id| resumed_between(&store, id, pause.at_ms, now))
                 .count();
             signal(pause.pid, "-CONT");
+            disturbances.push(("pause", pause.at_ms));
+            disturbances.push(("continue", now_ms()));
             // No kill right after either: the woken worker's backlog meets the store first.
             next_kill = Instant::now() + quiet;
             last_kill = Instant::now();
@@ -461,6 +474,24 @@ pub fn run_fleet(files: Files, fleet: Fleet) {
     report_takeovers(&latencies);
     let bound = (LEASE + RENEW + Duration::from_secs(1)).as_millis() as i64;
     let worst = latencies.iter().copied().max().unwrap_or(0);
+    if worst > bound {
+        let started_ms = kill_log.first().map_or(0, |k| k.at_ms);
+        for kill in &kill_log {
+            let slow = takeovers(std::slice::from_ref(kill), &histories);
+            if slow.last().is_some_and(|&ms| ms > bound) {
+                eprintln!(
+                    "fleet: the kill at +{} ms held {} sagas, taken over after {slow:?} ms; \
+                     restarts and pauses at {:?}",
+                    kill.at_ms - started_ms,
+                    kill.held.len(),
+                    disturbances
+                        .iter()
+                        .map(|(what, at)| format!("{what} +{} ms", at - started_ms))
+                        .collect::<Vec<_>>()
+                );
+            }
+        }
+    }
     assert!(!latencies.is_empty(), "no killed worker held a saga");
     assert!(
         worst <= bound,
@@ -529,8 +560,16 @@ fn check_owners(files: &Files) -> (u64, usize) {
     (refused, shared)
 }
 
-/// For each saga a killed worker held, how long after the kill another worker resumed it (ms).
+/// For each saga a killed worker held, how long after the kill another worker took it over
+/// (ms): when it resumed it, or, when the worker that took it was itself killed before it
+/// recorded the resumption, when that worker was killed holding it (it took the saga before).
 fn takeovers(kills: &[Kill], histories: &HashMap<String, Vec<Value>>) -> Vec<i64> {
+    let mut held_at: HashMap<&str, Vec<i64>> = HashMap::new();
+    for kill in kills {
+        for id in &kill.held {
+            held_at.entry(id).or_default().push(kill.at_ms);
+        }
+    }
     let mut latencies = Vec::new();
     for kill in kills {
         for id in &kill.held {
@@ -539,9 +578,12 @@ fn takeovers(kills: &[Kill], histories: &HashMap<String, Vec<Value>>) -> Vec<i64
                 (event["kind"]["event"] == "saga_resumed" && ms >= kill.at_ms).then_some(ms)
             });
             // A saga that ended before the kill landed was not waiting for anyone.
-            if let Some(ms) = resumed {
-                latencies.push(ms - kill.at_ms);
-            }
+            let Some(resumed) = resumed else { continue };
+            let held_by_next_victim = held_at[id.as_str()]
+                .iter()
+                .copied()
+                .find(|&at| at > kill.at_ms && at < resumed);
+            latencies.push(held_by_next_victim.unwrap_or(resumed) - kill.at_ms);
         }
     }
     latencies.sort_unstable();
