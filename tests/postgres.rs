@@ -1,8 +1,9 @@
 //! The PostgreSQL store through the engine: a saga run by one engine is read back, outcome and
 //! final context, by another on the same database; an operator's cancel from the other engine
 //! reaches it; a saga enqueued by a client is taken by a worker on notification; starts with one
-//! idempotency key from four processes make one saga; a schema written by a newer version of
-//! the library is refused before anything is written. Skipped, saying so, without
+//! idempotency key from four processes make one saga; a durable timer set by one worker is fired
+//! by another; a schema written by a newer version of the library is refused before anything is
+//! written. Skipped, saying so, without
 //! `SAGA_POSTGRES_URL`.
 
 use std::sync::Arc;
@@ -234,4 +235,102 @@ fn starts_with_one_key_from_four_processes_make_one_saga() {
         assert_eq!(saga.status["status"], "completed", "{id}");
         checks::check_consistent(id, saga, &effects[id]);
     }
+}
+
+/// Which worker ran which attempt of `retried`.
+#[derive(Debug, Default)]
+struct Named {
+    name: &'static str,
+    attempts: Arc<std::sync::Mutex<Vec<(&'static str, u32)>>>,
+}
+
+/// Fails at its first attempt; the retry waits 1.5 s, a durable timer.
+#[saga_step(retries = 2, backoff = "1500ms", nothing_to_undo)]
+async fn retried(
+    ctx: &mut Trail,
+    cx: &saga_runtime::StepCx<Named>,
+) -> Result<(), saga_runtime::StepError> {
+    cx.deps()
+        .attempts
+        .lock()
+        .unwrap()
+        .push((cx.deps().name, cx.attempt()));
+    ctx.push(format!("retried#{}", cx.attempt()));
+    match cx.attempt() {
+        1 => Err(saga_runtime::StepError::transient("busy")),
+        _ => Ok(()),
+    }
+}
+
+saga! { WaitsOnPostgres(Trail, Named) { retried } }
+
+/// A retry's wait is a wake time in the database: the worker that ran the first attempt lets the
+/// saga go (no lease) and goes away; another worker fires the timer when it is due and runs the
+/// second attempt, as on SQLite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_timer_is_fired_by_another_worker() {
+    let Some(url) = postgres_url("this PostgreSQL test") else {
+        return;
+    };
+    let schema = fresh_schema("timers");
+    let attempts = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let worker = |name: &'static str| {
+        let (url, schema, attempts) = (url.clone(), schema.clone(), attempts.clone());
+        async move {
+            Engine::builder()
+                .store(store(&url, &schema).await)
+                .renew_interval(Duration::from_millis(200))
+                .lease(Duration::from_secs(1))
+                .timer_threshold(Duration::from_millis(100))
+                .backoff(saga_runtime::Backoff {
+                    cap: Duration::from_secs(60),
+                    jitter: saga_runtime::Jitter::None,
+                })
+                .register::<WaitsOnPostgres>(Named { name, attempts })
+                .build()
+        }
+    };
+    let first = worker("first").await;
+    let named = Named {
+        name: "first",
+        attempts: attempts.clone(),
+    };
+    let id = WaitsOnPostgres::on(&first)
+        .start_with(Trail::default(), named)
+        .await
+        .unwrap();
+    let probe = store(&url, &schema).await;
+    let waiting = loop {
+        let record = saga_runtime::store::SagaStore::load(&probe, id)
+            .await
+            .unwrap()
+            .unwrap();
+        if record.lease.is_none() && record.state.wake_at().is_some() {
+            break record;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    drop(first);
+    let second = worker("second").await;
+    second.recover().await.unwrap();
+    let outcome = WaitsOnPostgres::on(&second).wait(id).await.unwrap();
+    assert!(outcome.is_completed(), "{outcome:?}");
+    assert_eq!(outcome.ctx().entries, ["retried#2"]);
+    assert_eq!(
+        *attempts.lock().unwrap(),
+        [("first", 1), ("second", 2)],
+        "the first attempt in the first worker, the second in the other"
+    );
+    let fired = WaitsOnPostgres::on(&second)
+        .history(id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| matches!(e.kind, saga_runtime::SagaEventKind::SagaResumed { .. }))
+        .expect("taken back after the wait");
+    assert!(
+        fired.at >= waiting.state.wake_at().unwrap(),
+        "not fired before its wake time"
+    );
+    postgres_sql(&url, &format!("DROP SCHEMA {schema} CASCADE")).await;
 }
