@@ -124,6 +124,7 @@ pub struct PostgresOptions {
     pool_size: usize,
     outage: Duration,
     listen: bool,
+    create: bool,
 }
 
 impl PostgresOptions {
@@ -154,6 +155,14 @@ impl PostgresOptions {
     /// ([`crate::EngineBuilder::renew_interval`]).
     pub fn listen(mut self, listen: bool) -> Self {
         self.listen = listen;
+        self
+    }
+
+    /// Whether connecting creates the store's schema and tables when they are missing (default
+    /// `true`). Tools that only look at an existing store turn it off: a schema that holds no
+    /// saga store is then an error (`StoreErrorKind::NotFound`), and nothing is created.
+    pub fn create(mut self, create: bool) -> Self {
+        self.create = create;
         self
     }
 
@@ -208,6 +217,7 @@ impl PostgresStore {
             pool_size: 16,
             outage: Duration::from_secs(30),
             listen: true,
+            create: true,
         }
     }
 
@@ -252,7 +262,8 @@ impl PostgresStore {
         // A worker that starts while the database restarts waits for it, as requests do.
         retrying!(db, |client, _retried| schema::migrate(
             client,
-            &options.schema
+            &options.schema,
+            options.create
         ))?;
         let sql = Arc::new(rows::Sql::new(&options.schema));
         let (sender, hints) = tokio::sync::watch::channel(0);

@@ -45,6 +45,7 @@ const TABLES: &str = "
 pub(super) async fn migrate(
     client: &mut deadpool_postgres::Object,
     schema: &str,
+    create: bool,
 ) -> Result<(), StoreError> {
     let tx = client.transaction().await.map_err(pg_error)?;
     tx.execute(
@@ -53,6 +54,12 @@ pub(super) async fn migrate(
     )
     .await
     .map_err(pg_error)?;
+    if !create && !table_exists(&tx, schema, "saga_schema").await? {
+        return Err(StoreError::new(
+            StoreErrorKind::NotFound,
+            format!("schema `{schema}` holds no saga store"),
+        ));
+    }
     tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
         .await
         .map_err(pg_error)?;

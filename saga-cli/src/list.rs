@@ -1,0 +1,143 @@
+//! `saga list`: sagas matching filters, oldest first, a page at a time.
+
+use std::time::{Duration, SystemTime};
+
+use saga_runtime::store::SagaQuery;
+use saga_runtime::SagaId;
+use serde_json::json;
+
+use crate::db::Db;
+use crate::text;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Only sagas with this status (running, compensating, completed, compensated,
+    /// compensation_failed, failed, parked).
+    #[arg(long)]
+    status: Option<String>,
+    /// Only sagas of this type.
+    #[arg(long = "type", value_name = "TYPE")]
+    saga_type: Option<String>,
+    /// Only the saga with this idempotency key.
+    #[arg(long)]
+    key: Option<String>,
+    /// Only sagas created within this long (e.g. 30s, 15m, 2h, 7d).
+    #[arg(long, value_name = "AGE", value_parser = parse_age)]
+    since: Option<Duration>,
+    /// The page after this saga (the last id of the previous page).
+    #[arg(long, value_name = "ID", value_parser = crate::parse_id)]
+    after: Option<SagaId>,
+    /// At most this many.
+    #[arg(long, default_value_t = 50)]
+    limit: usize,
+    /// As JSON (one array).
+    #[arg(long)]
+    json: bool,
+}
+
+const STATUSES: [&str; 8] = [
+    "pending",
+    "running",
+    "compensating",
+    "completed",
+    "compensated",
+    "compensation_failed",
+    "failed",
+    "parked",
+];
+
+fn parse_age(text: &str) -> Result<Duration, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not an age like 30s, 15m, 2h or 7d"))?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => return Err(format!("`{text}` is not an age like 30s, 15m, 2h or 7d")),
+    };
+    Ok(Duration::from_secs(number.saturating_mul(seconds)))
+}
+
+pub async fn run(db: &Db, args: Args) -> Result<(), String> {
+    if let Some(status) = &args.status {
+        if !STATUSES.contains(&status.as_str()) {
+            return Err(format!(
+                "unknown status `{status}`: one of {}",
+                STATUSES.join(", ")
+            ));
+        }
+    }
+    let mut query = SagaQuery::new().limit(args.limit.max(1));
+    if let Some(status) = args.status {
+        query = query.status(status);
+    }
+    if let Some(saga_type) = args.saga_type {
+        query = query.saga_type(saga_type);
+    }
+    if let Some(key) = args.key {
+        query = query.idempotency_key(key);
+    }
+    if let Some(age) = args.since {
+        query = query.created(SystemTime::now().checked_sub(age), None);
+    }
+    if let Some(after) = args.after {
+        query = query.after(after);
+    }
+    let limit = query.limit;
+    let sagas = db.store().list(query).await.map_err(|e| e.to_string())?;
+    if args.json {
+        let list: Vec<_> = sagas
+            .iter()
+            .map(|s| {
+                json!({
+                    "id": s.id.to_string(),
+                    "type": s.saga_type,
+                    "status": s.status.name(),
+                    "idempotency_key": s.idempotency_key,
+                    "owner": s.owner,
+                    "created_at_ms": text::millis(s.created_at),
+                    "updated_at_ms": text::millis(s.updated_at),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(list));
+        return Ok(());
+    }
+    if sagas.is_empty() {
+        println!("no sagas");
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = sagas
+        .iter()
+        .map(|s| {
+            vec![
+                s.id.to_string(),
+                s.saga_type.clone(),
+                s.status.name().to_owned(),
+                s.idempotency_key.clone().unwrap_or_default(),
+                s.owner.clone().unwrap_or_default(),
+                text::ago(s.created_at),
+                text::ago(s.updated_at),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        text::table(
+            &["ID", "TYPE", "STATUS", "KEY", "HELD BY", "CREATED", "UPDATED"],
+            &rows
+        )
+    );
+    if sagas.len() == limit {
+        if let Some(last) = sagas.last() {
+            println!("(more: --after {})", last.id);
+        }
+    }
+    Ok(())
+}

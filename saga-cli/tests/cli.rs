@@ -1,0 +1,494 @@
+//! The real `saga` binary against stores filled by real sagas: what each command prints, that
+//! looking changes nothing (the file byte for byte), the errors, and operator requests acting
+//! on sagas that another process (this test's engine) runs.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use assert_cmd::Command;
+use saga_runtime::{saga, saga_step, Engine, RollbackCause, SagaId, SagaOutcome, StepError};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Order {
+    item: String,
+    fail_charge: bool,
+    /// How long `reserve` takes, in ms.
+    slow_ms: u64,
+    reserved: bool,
+    charged: bool,
+}
+
+/// Items whose `reserve` hangs, until removed from here.
+static HANGING: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+#[saga_step(compensate = release)]
+async fn reserve(ctx: &mut Order) -> Result<(), StepError> {
+    tokio::time::sleep(Duration::from_millis(ctx.slow_ms)).await;
+    while HANGING.lock().unwrap().contains(&ctx.item) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    ctx.reserved = true;
+    Ok(())
+}
+
+async fn release(ctx: &mut Order) -> Result<(), StepError> {
+    ctx.reserved = false;
+    Ok(())
+}
+
+#[saga_step(retries = 1, backoff = "10ms")]
+async fn charge(ctx: &mut Order) -> Result<(), StepError> {
+    if ctx.fail_charge {
+        return Err(StepError::permanent("card declined"));
+    }
+    ctx.charged = true;
+    Ok(())
+}
+
+saga! { Orders(Order, ()) { reserve, charge } }
+
+fn saga_cmd(db: &Path) -> Command {
+    let mut command = Command::cargo_bin("saga").unwrap();
+    command
+        .env_remove("SAGA_DB")
+        .env("NO_COLOR", "1")
+        .arg("--db")
+        .arg(db);
+    command
+}
+
+fn stdout(command: &mut Command) -> String {
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// The command fails with one line on stderr, which is returned.
+fn error(command: &mut Command) -> String {
+    let output = command.output().unwrap();
+    assert!(!output.status.success(), "{command:?} succeeded");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stderr.trim_end().to_owned()
+}
+
+fn engine(path: &Path) -> Engine {
+    Engine::builder()
+        .sqlite(path)
+        .unwrap()
+        .renew_interval(Duration::from_millis(100))
+        .register::<Orders>(())
+        .build()
+}
+
+/// A store with a completed saga (key `order-1`) and a compensated one.
+async fn filled(dir: &Path) -> (PathBuf, SagaId, SagaId) {
+    let path = dir.join("sagas.db");
+    let engine = engine(&path);
+    let done = Orders::on(&engine)
+        .request(Order {
+            item: "book".into(),
+            ..Order::default()
+        })
+        .idempotency_key("order-1")
+        .run()
+        .await
+        .unwrap();
+    let undone = Orders::on(&engine)
+        .run(Order {
+            item: "lamp".into(),
+            fail_charge: true,
+            ..Order::default()
+        })
+        .await
+        .unwrap();
+    assert!(done.is_completed() && matches!(undone, SagaOutcome::Compensated { .. }));
+    (path, done.id(), undone.id())
+}
+
+/// The store's files (the database and its write-ahead log when it holds anything, not the
+/// shared-memory index that readers mark), byte for byte, once they have stopped changing (an engine that was dropped
+/// may still be checkpointing).
+fn files(path: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let read = || {
+        let mut files: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| !p.to_string_lossy().ends_with("-shm"))
+            .map(|p| {
+                let bytes = std::fs::read(&p).unwrap();
+                (p, bytes)
+            })
+            // A reader of a WAL database may create the log empty: no write is pending either way.
+            .filter(|(p, bytes)| !(p.to_string_lossy().ends_with("-wal") && bytes.is_empty()))
+            .collect();
+        files.sort();
+        files
+    };
+    let mut last = read();
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let now = read();
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+}
+
+/// Which files differ, by name and length (not their bytes: too long to print).
+fn changed(before: &[(PathBuf, Vec<u8>)], after: &[(PathBuf, Vec<u8>)]) -> Vec<String> {
+    let names = |files: &[(PathBuf, Vec<u8>)]| -> Vec<(PathBuf, usize)> {
+        files.iter().map(|(p, b)| (p.clone(), b.len())).collect()
+    };
+    if names(before) != names(after) {
+        return vec![format!("{:?} became {:?}", names(before), names(after))];
+    }
+    before
+        .iter()
+        .zip(after)
+        .filter(|(a, b)| a.1 != b.1)
+        .map(|(a, _)| a.0.display().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn looking_shows_what_the_store_holds_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, done, undone) = filled(dir.path()).await;
+    let before = files(&path);
+
+    let list = stdout(saga_cmd(&path).arg("list"));
+    let lines: Vec<&str> = list.lines().collect();
+    assert!(lines[0].starts_with("ID"), "{list}");
+    assert!(
+        lines[0].contains("STATUS") && lines[0].contains("KEY"),
+        "{list}"
+    );
+    assert_eq!(lines.len(), 3, "a header and two sagas: {list}");
+    assert!(lines[1].starts_with(&done.to_string()) && lines[1].contains("completed"));
+    assert!(lines[1].contains("order-1"), "{list}");
+    assert!(lines[2].starts_with(&undone.to_string()) && lines[2].contains("compensated"));
+
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout(saga_cmd(&path).args(["list", "--json"]))).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 2);
+    assert_eq!(json[0]["status"], "completed");
+    assert_eq!(json[0]["type"], "Orders");
+    assert_eq!(json[1]["status"], "compensated");
+
+    let filtered = stdout(saga_cmd(&path).args(["list", "--status", "compensated"]));
+    assert_eq!(filtered.lines().count(), 2, "{filtered}");
+    assert!(filtered.contains(&undone.to_string()));
+    let by_key = stdout(saga_cmd(&path).args(["list", "--key", "order-1", "--json"]));
+    assert!(by_key.contains(&done.to_string()) && !by_key.contains(&undone.to_string()));
+    let page = stdout(saga_cmd(&path).args(["list", "--limit", "1"]));
+    assert!(page.contains(&format!("(more: --after {done})")), "{page}");
+    let next = stdout(saga_cmd(&path).args(["list", "--after", &done.to_string()]));
+    assert!(next.contains(&undone.to_string()) && !next.contains(&done.to_string()));
+    let recent = stdout(saga_cmd(&path).args(["list", "--since", "1h", "--json"]));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&recent)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    let shown = stdout(saga_cmd(&path).args(["show", &done.to_string()]));
+    assert!(
+        shown.starts_with(&format!("saga {done} (Orders)\nstatus: completed\n")),
+        "{shown}"
+    );
+    for expected in [
+        "steps: reserve -> charge",
+        "idempotency key: order-1",
+        "\"item\": \"book\"",
+        "reserve: attempt 1",
+        "reserve: completed (attempt 1,",
+        "charge: completed (attempt 1,",
+        "completed in",
+    ] {
+        assert!(shown.contains(expected), "`{expected}` in:\n{shown}");
+    }
+    let rolled_back = stdout(saga_cmd(&path).args(["show", &undone.to_string()]));
+    for expected in [
+        "status: compensated",
+        "charge: failed (attempt 1): card declined",
+        "rollback: ",
+        "    ",
+        "undo reserve: done (attempt 1)",
+        "compensated in",
+    ] {
+        assert!(
+            rolled_back.contains(expected),
+            "`{expected}` in:\n{rolled_back}"
+        );
+    }
+    let record: serde_json::Value = serde_json::from_str(&stdout(saga_cmd(&path).args([
+        "show",
+        &undone.to_string(),
+        "--json",
+    ])))
+    .unwrap();
+    assert_eq!(record["status"], "compensated");
+    assert_eq!(record["context"]["item"], "lamp");
+    assert!(record["history"].as_array().unwrap().len() > 5);
+
+    let stats = stdout(saga_cmd(&path).arg("stats"));
+    assert!(stats.contains("TYPE") && stats.contains("COUNT"), "{stats}");
+    assert!(
+        stats
+            .lines()
+            .any(|l| l.starts_with("Orders") && l.contains("completed") && l.ends_with('1')),
+        "{stats}"
+    );
+    assert!(
+        stats
+            .lines()
+            .any(|l| l.starts_with("Orders") && l.contains("compensated") && l.ends_with('1')),
+        "{stats}"
+    );
+    assert!(stats.contains("no saga running"), "{stats}");
+
+    let after = files(&path);
+    assert!(
+        changed(&before, &after).is_empty(),
+        "looking changed the store's files: {:?}",
+        changed(&before, &after)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_are_one_line_and_a_failure_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, done, _) = filled(dir.path()).await;
+    let missing = dir.path().join("missing.db");
+    assert_eq!(
+        error(saga_cmd(&missing).arg("list")),
+        format!("saga: {}: no such file", missing.display())
+    );
+    let text = dir.path().join("notes.txt");
+    std::fs::write(&text, "not a database").unwrap();
+    assert!(error(saga_cmd(&text).arg("list")).contains("not a database"));
+    let unknown = SagaId::new();
+    assert_eq!(
+        error(saga_cmd(&path).args(["show", &unknown.to_string()])),
+        format!("saga: no saga with id {unknown}")
+    );
+    assert!(error(saga_cmd(&path).args(["show", "42"])).contains("`42` is not a saga id"));
+    assert!(
+        error(saga_cmd(&path).args(["list", "--status", "done"])).contains("unknown status `done`")
+    );
+    assert!(error(saga_cmd(&path).args(["list", "--since", "3 weeks"])).contains("not an age"));
+    let refused = error(saga_cmd(&path).args(["cancel", &done.to_string()]));
+    assert!(
+        refused.contains(&done.to_string()) && refused.contains("has ended"),
+        "{refused}"
+    );
+    let refused = error(saga_cmd(&path).args(["resume", &done.to_string()]));
+    assert!(refused.contains("parked"), "{refused}");
+    let mut no_db = Command::cargo_bin("saga").unwrap();
+    no_db.env_remove("SAGA_DB").arg("list");
+    assert_eq!(
+        error(&mut no_db),
+        "saga: no store: pass --db PATH|URL or set SAGA_DB"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_reaches_a_saga_another_process_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sagas.db");
+    let engine = engine(&path);
+    let id = Orders::on(&engine)
+        .start(Order {
+            item: "desk".into(),
+            slow_ms: 1_500,
+            ..Order::default()
+        })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let path_for_cli = path.clone();
+    let said = tokio::task::spawn_blocking(move || {
+        stdout(saga_cmd(&path_for_cli).args(["cancel", &id.to_string()]))
+    })
+    .await
+    .unwrap();
+    assert!(said.contains("cancel requested"), "{said}");
+    let outcome = Orders::on(&engine).wait(id).await.unwrap();
+    assert!(
+        matches!(
+            &outcome,
+            SagaOutcome::Compensated {
+                cause: RollbackCause::Cancelled,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    assert!(!outcome.ctx().reserved, "reserve was compensated");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_reopens_a_parked_saga_for_a_worker_in_another_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sagas.db");
+    // Interrupted mid-step by a runtime that goes away, then parked by a worker that does not
+    // know its type.
+    let interrupted = {
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let engine = Engine::builder()
+                    .sqlite(&path)
+                    .unwrap()
+                    .worker_id("cli-test")
+                    .build();
+                HANGING.lock().unwrap().push("stuck".into());
+                let id = Orders::on(&engine)
+                    .start(Order {
+                        item: "stuck".into(),
+                        ..Order::default()
+                    })
+                    .await
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                id
+            })
+        })
+        .await
+        .unwrap()
+    };
+    // Its step would finish now, in whichever worker runs it next.
+    HANGING.lock().unwrap().clear();
+    let unaware = Engine::builder()
+        .sqlite(&path)
+        .unwrap()
+        .worker_id("cli-test")
+        .build();
+    let report = unaware.recover().await.unwrap();
+    assert_eq!(report.parked.len(), 1, "{report:?}");
+    drop(unaware);
+    let listed = stdout(saga_cmd(&path).args(["list", "--status", "parked"]));
+    assert!(listed.contains(&interrupted.to_string()), "{listed}");
+
+    let worker = engine(&path);
+    worker.recover().await.unwrap();
+    let path_for_cli = path.clone();
+    let said = tokio::task::spawn_blocking(move || {
+        stdout(saga_cmd(&path_for_cli).args(["resume", &interrupted.to_string()]))
+    })
+    .await
+    .unwrap();
+    assert!(said.contains("resumed"), "{said}");
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(30),
+        Orders::on(&worker).wait(interrupted),
+    )
+    .await
+    .expect("resumed and finished")
+    .unwrap();
+    assert!(outcome.is_completed(), "{outcome:?}");
+    assert!(outcome.ctx().reserved && outcome.ctx().charged);
+}
+
+/// The same commands on PostgreSQL (skipped, saying so, without `SAGA_POSTGRES_URL`): a schema
+/// filled by real sagas is listed and shown; a schema without a store is an error, and is not
+/// created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_on_postgres() {
+    let Ok(url) = std::env::var("SAGA_POSTGRES_URL") else {
+        eprintln!("SKIPPED: this PostgreSQL test needs SAGA_POSTGRES_URL");
+        return;
+    };
+    let schema = format!("cli_{}", SagaId::new().to_string().replace('-', ""));
+    let store = saga_runtime::store::PostgresStore::options(&url)
+        .schema(&schema)
+        .connect()
+        .await
+        .unwrap();
+    let engine = Engine::builder()
+        .store(store)
+        .register::<Orders>(())
+        .build();
+    let done = Orders::on(&engine)
+        .run(Order {
+            item: "chair".into(),
+            ..Order::default()
+        })
+        .await
+        .unwrap();
+    let (db, in_schema) = (url.clone(), schema.clone());
+    let pg = move |args: &[&str]| {
+        let mut command = Command::cargo_bin("saga").unwrap();
+        command
+            .env_remove("SAGA_DB")
+            .env("NO_COLOR", "1")
+            .args(["--db", &db, "--schema", &in_schema])
+            .args(args);
+        command
+    };
+    let id = done.id().to_string();
+    let url_for_missing = url.clone();
+    let (list, shown, stats, missing) = tokio::task::spawn_blocking(move || {
+        (
+            stdout(&mut pg(&["list"])),
+            stdout(&mut pg(&["show", &id])),
+            stdout(&mut pg(&["stats"])),
+            error(
+                Command::cargo_bin("saga")
+                    .unwrap()
+                    .env_remove("SAGA_DB")
+                    .args(["--db", &url_for_missing, "--schema", "no_such_schema_here"])
+                    .arg("list"),
+            ),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(
+        list.contains(&done.id().to_string()) && list.contains("completed"),
+        "{list}"
+    );
+    assert!(
+        shown.contains("status: completed") && shown.contains("\"item\": \"chair\""),
+        "{shown}"
+    );
+    assert!(
+        stats
+            .lines()
+            .any(|l| l.starts_with("Orders") && l.ends_with('1')),
+        "{stats}"
+    );
+    assert!(missing.contains("holds no saga store"), "{missing}");
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let created: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'no_such_schema_here')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!created, "looking created nothing");
+    client
+        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await
+        .unwrap();
+}
