@@ -4,7 +4,9 @@
 
 //! Order fulfilment: reserve inventory, charge payment, send the confirmation email.
 //!
-//! `cargo run --example order_saga` completes an order; `cargo run --example order_saga --
+//! `cargo run --example order_saga` completes an order, recorded in the SQLite file
+//! `order_saga.db` in the current directory (`--db PATH` to change it, `--memory` to keep it in
+//! memory), which `saga --db order_saga.db list` then shows; `cargo run --example order_saga --
 //! --fail-payment` makes the payment fail for good and shows the compensation.
 //!
 //! `cargo run --example order_saga -- --postgres URL --workers 3 [--orders 30]` starts three
@@ -452,6 +454,26 @@ async fn main() -> Result<(), saga_runtime::SagaError> {
     }
     let fail_payment = std::env::args().any(|a| a == "--fail-payment");
     print!("{}", OrderSaga::description());
+    if !args.iter().any(|a| a == "--memory") {
+        let path = args
+            .iter()
+            .position(|a| a == "--db")
+            .and_then(|at| args.get(at + 1))
+            .map_or("order_saga.db", String::as_str);
+        let engine = saga_runtime::Engine::builder()
+            .sqlite(path)?
+            .register::<OrderSaga>(Services::default())
+            .build();
+        let recovered = engine.recover().await?;
+        let shown = std::fs::canonicalize(path).unwrap_or_else(|_| path.into());
+        println!(
+            "sagas recorded in {} ({} resumed from an earlier run)", shown.display(),
+            recovered.resumed.len()
+        );
+        if engine.make_global().is_err() {
+            eprintln!("the global engine was set already; this run stays in memory");
+        }
+    }
     let ctx = OrderCtx {
         order_id: "order-42".into(),
         amount_cents: 4_200,
