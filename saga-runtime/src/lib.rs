@@ -64,6 +64,7 @@ mod event;
 mod executor;
 #[doc(hidden)]
 pub mod failpoint;
+mod graph;
 mod id;
 mod machine;
 mod outcome;

@@ -103,6 +103,11 @@ pub trait Saga: Send + Sync + 'static {
             steps: Self::steps().iter().map(|s| s.description).collect(),
         }
     }
+
+    /// The saga as a Mermaid flowchart (see [`SagaDescription::mermaid`]).
+    fn mermaid() -> String {
+        Self::description().mermaid()
+    }
 }
 
 /// A saga's static description, for events, persistence, documentation and diagrams.
