@@ -7,7 +7,8 @@
 //! `cargo run --example order_saga` completes an order, recorded in the SQLite file
 //! `order_saga.db` in the current directory (`--db PATH` to change it, `--memory` to keep it in
 //! memory), which `saga --db order_saga.db list` then shows; `cargo run --example order_saga --
-//! --fail-payment` makes the payment fail for good and shows the compensation.
+//! --fail-payment` makes the payment fail for good and shows the compensation; `--mermaid`
+//! prints the saga as a Mermaid flowchart.
 //!
 //! `cargo run --example order_saga -- --postgres URL --workers 3 [--orders 30]` starts three
 //! worker processes on the PostgreSQL database at URL, enqueues the orders from this process
@@ -451,6 +452,10 @@ async fn main() -> Result<(), saga_runtime::SagaError> {
     let args: Vec<String> = std::env::args().collect();
     if let Some(at) = args.iter().position(|a| a == "--postgres") {
         return workers::main(&args, at).await;
+    }
+    if args.iter().any(|a| a == "--mermaid") {
+        print!("{}", < OrderSaga as saga_runtime::Saga >::mermaid());
+        return Ok(());
     }
     let fail_payment = std::env::args().any(|a| a == "--fail-payment");
     print!("{}", OrderSaga::description());
