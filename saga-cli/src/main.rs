@@ -14,6 +14,7 @@
 mod act;
 mod db;
 mod list;
+mod new;
 mod show;
 mod stats;
 mod text;
@@ -74,6 +75,8 @@ enum Command {
         #[arg(value_parser = parse_id)]
         id: SagaId,
     },
+    /// Writes a module with a new saga's step stubs, its `saga!` declaration and a test.
+    New(new::Args),
 }
 
 fn parse_id(text: &str) -> Result<SagaId, String> {
@@ -84,6 +87,7 @@ fn parse_id(text: &str) -> Result<SagaId, String> {
 async fn run(cli: Cli) -> Result<(), String> {
     let db = cli.db.as_deref();
     match cli.command {
+        Command::New(args) => new::run(args),
         Command::List(args) => list::run(&db::open(db, &cli.schema).await?, args).await,
         Command::Show { id, json } => show::run(&db::open(db, &cli.schema).await?, id, json).await,
         Command::Stats { json } => stats::run(&db::open(db, &cli.schema).await?, json).await,

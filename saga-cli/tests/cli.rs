@@ -492,3 +492,65 @@ async fn the_same_on_postgres() {
         .await
         .unwrap();
 }
+
+/// `saga new` writes the module checked in as `tests/generated/payment_saga.rs`, which the
+/// `generated_saga` test target compiles and whose own test it runs; it refuses bad names and
+/// never overwrites a file.
+#[test]
+fn new_writes_a_saga_module_that_compiles_and_passes_its_test() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("payment_saga.rs");
+    let new = |args: &[&str]| {
+        let mut command = Command::cargo_bin("saga").unwrap();
+        command
+            .env_remove("SAGA_DB")
+            .current_dir(dir.path())
+            .arg("new")
+            .args(args);
+        command
+    };
+    let said = stdout(&mut new(&[
+        "PaymentSaga",
+        "--steps",
+        "reserve,charge,ship",
+        "--pivot",
+        "charge",
+    ]));
+    assert!(
+        said.starts_with("wrote payment_saga.rs: declare it with `mod payment_saga;`"),
+        "{said}"
+    );
+    let checked_in =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/generated/payment_saga.rs");
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        std::fs::read_to_string(&checked_in).unwrap(),
+        "the tool's output differs from the compiled snapshot; regenerate it with \
+         `saga new PaymentSaga --steps reserve,charge,ship --pivot charge --out tests/generated/payment_saga.rs`"
+    );
+    assert_eq!(
+        error(&mut new(&["PaymentSaga", "--steps", "a"])),
+        format!("saga: payment_saga.rs: exists already; not overwritten")
+    );
+    assert!(error(&mut new(&["payment", "--steps", "a"])).contains("`payment` is not a saga name"));
+    assert!(error(&mut new(&["Pay", "--steps", "a,Bad"])).contains("`Bad` is not a step name"));
+    assert!(error(&mut new(&["Pay", "--steps", "a,fn"])).contains("`fn` is not a step name"));
+    assert!(error(&mut new(&["Pay", "--steps", "a,a"])).contains("step `a` is listed twice"));
+    assert!(error(&mut new(&["Pay", "--steps", "a,b", "--pivot", "c"]))
+        .contains("the pivot `c` is not one of the steps (a, b)"));
+    let no_undo = dir.path().join("plain.rs");
+    stdout(&mut new(&[
+        "Plain",
+        "--steps",
+        "a,b",
+        "--no-compensate",
+        "--out",
+        no_undo.to_str().unwrap(),
+    ]));
+    let plain = std::fs::read_to_string(no_undo).unwrap();
+    assert!(
+        plain.contains("#[saga_step(nothing_to_undo, timeout"),
+        "{plain}"
+    );
+    assert!(!plain.contains("undo_a"), "{plain}");
+}
