@@ -334,3 +334,52 @@ async fn a_durable_timer_is_fired_by_another_worker() {
     );
     postgres_sql(&url, &format!("DROP SCHEMA {schema} CASCADE")).await;
 }
+
+/// A cancel from another engine reaches the worker that runs the saga at once, on the store's
+/// notification, not at its next renewal (30 s here): the step after the one running when the
+/// cancel came never runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_reaches_the_holder_on_notification() {
+    let Some(url) = postgres_url("this PostgreSQL test") else {
+        return;
+    };
+    let schema = fresh_schema("cancel");
+    let script = Arc::new(Script::new().plan("b", [Plan::Sleep(Duration::from_millis(1_500))]));
+    let runner = Engine::builder()
+        .store(store(&url, &schema).await)
+        .renew_interval(Duration::from_secs(30))
+        .lease(Duration::from_secs(90))
+        .register::<OnPostgres>(script.clone())
+        .build();
+    runner.recover().await.unwrap();
+    let operator = Engine::builder()
+        .store(store(&url, &schema).await)
+        .claims(false)
+        .build();
+    // The runner's registered script is its default dependencies.
+    let id = OnPostgres::on(&runner)
+        .start(Trail::default())
+        .await
+        .unwrap();
+    while !script.keys().iter().any(|k| k == "b") {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    operator.cancel(id).await.expect("accepted while b runs");
+    let outcome = OnPostgres::on(&operator).wait(id).await.unwrap();
+    assert!(
+        matches!(
+            &outcome,
+            SagaOutcome::Compensated {
+                cause: RollbackCause::Cancelled,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        outcome.ctx().entries,
+        ["a", "b", "undo:b", "undo:a"],
+        "c never ran: the cancel was known when b ended"
+    );
+    postgres_sql(&url, &format!("DROP SCHEMA {schema} CASCADE")).await;
+}

@@ -45,7 +45,9 @@ impl<S: Saga> std::fmt::Debug for SagaRequest<S> {
 }
 
 impl<S: Saga> SagaRequest<S> {
-    /// The dependencies handed to steps. Required unless `S::Deps: Default`.
+    /// The dependencies handed to steps. Without them a run gets those the engine registered
+    /// for the type ([`crate::EngineBuilder::register`]), else `Deps::default()` when the type is
+    /// `Default`; otherwise they are required ([`SagaError::MissingDeps`]).
     pub fn deps(mut self, deps: impl Into<Arc<S::Deps>>) -> Self {
         self.deps = Some(deps.into());
         self
@@ -74,6 +76,7 @@ impl<S: Saga> SagaRequest<S> {
     fn take_deps(&mut self) -> Result<Arc<S::Deps>, SagaError> {
         self.deps
             .take()
+            .or_else(|| self.engine.registered_deps::<S>())
             .or_else(S::default_deps)
             .ok_or(SagaError::MissingDeps { saga_type: S::NAME })
     }
@@ -317,11 +320,13 @@ impl<S: Saga> SagaClient<S> {
         }
     }
 
+    /// A request with no dependencies of its own: it runs with those the engine registered for
+    /// the type, else `Deps::default()`.
     fn request_default(&self, ctx: S::Context) -> SagaRequest<S>
     where
         S::Deps: Default,
     {
-        self.request(ctx).deps(Arc::new(S::Deps::default()))
+        self.request(ctx)
     }
 
     /// Runs a saga whose dependencies are `Default` (e.g. `()`) to a terminal state (see

@@ -373,9 +373,12 @@ async fn background_loop(engine: Weak<EngineInner>, interval: Duration) {
                 () = tokio::time::sleep_until(wake) => {}
                 () = notify.notified() => {}
                 woken = hint(&mut wakes) => {
-                    if !woken {
+                    match woken {
+                        // An operator's cancel may be among what the hint is about: the renewal
+                        // answers whether one reached a saga this engine runs.
+                        true => renewal = Instant::now(),
                         // The store gives no more hints: look every interval.
-                        wakes = None;
+                        false => wakes = None,
                     }
                 }
             }

@@ -155,9 +155,11 @@ impl EngineBuilder {
     }
 
     /// Lets this engine resume sagas of type `S` (after a crash), running their steps with
-    /// `deps`.
+    /// `deps`; runs of `S` started on this engine without dependencies of their own get them
+    /// too.
     pub fn register<S: Saga>(mut self, deps: impl Into<Arc<S::Deps>>) -> Self {
         let deps: Arc<S::Deps> = deps.into();
+        let registered_deps: Arc<dyn std::any::Any + Send + Sync> = Arc::clone(&deps) as _;
         let resume: Resume = Arc::new(move |engine, claim, record| {
             let ctx = executor::resumable::<S>(engine, &record)?;
             let deps = Arc::clone(&deps);
@@ -172,7 +174,14 @@ impl EngineBuilder {
             ))
         });
         let steps = S::steps().iter().map(|s| s.name()).collect();
-        self.registry.insert(S::NAME, Registered { steps, resume });
+        self.registry.insert(
+            S::NAME,
+            Registered {
+                steps,
+                resume,
+                deps: registered_deps,
+            },
+        );
         self
     }
 

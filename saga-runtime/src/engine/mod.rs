@@ -78,6 +78,12 @@ impl Engine {
         self.inner.registry.contains_key(name)
     }
 
+    /// The dependencies this engine registered for saga type `S`, if it did.
+    pub(crate) fn registered_deps<S: Saga>(&self) -> Option<Arc<S::Deps>> {
+        let registered = self.inner.registry.get(S::NAME)?;
+        Arc::clone(&registered.deps).downcast::<S::Deps>().ok()
+    }
+
     /// Whether this engine runs saga `id` now.
     pub(crate) fn is_running(&self, id: SagaId) -> bool {
         self.inner
@@ -159,6 +165,8 @@ impl EngineInner {
 struct Registered {
     steps: Vec<&'static str>,
     resume: Resume,
+    /// The registered dependencies (an `Arc<S::Deps>`), also the default of runs started here.
+    deps: Arc<dyn std::any::Any + Send + Sync>,
 }
 
 /// Resumes one claimed record of the registered type, with the registered dependencies: the run,
