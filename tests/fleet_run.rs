@@ -274,12 +274,13 @@ pub fn run_fleet(files: Files, fleet: Fleet) {
             && pauses < 8
             && blocked_pauses < 200;
         // The restarts spread over the kills likewise, away from kills and pauses.
-        if restarts < restarts_wanted
+        // With sagas in flight, unless none has been for a few seconds.
+        let restart_due = restarts < restarts_wanted
             && kills_done >= kills * (restarts + 1) / (restarts_wanted + 1)
             && paused.is_none()
             && !pausing
-            && last_kill.elapsed() > quiet
-        {
+            && last_kill.elapsed() > quiet;
+        if restart_due && (store.unfinished() > 0 || last_kill.elapsed() > quiet * 3) {
             let in_flight = store.unfinished();
             disturbances.push(("restart", now_ms()));
             saga_tests::restart_postgres();
@@ -297,7 +298,23 @@ pub fn run_fleet(files: Files, fleet: Fleet) {
                 .filter(|&i| !workers[i].stopped && workers[i].owner().is_some())
                 .filter(|&i| workers[i].spared_until <= Instant::now())
                 .collect();
-            if let Some(&victim) = candidates.get(rng.usize(0..candidates.len().max(1))) {
+            // A worker that holds sagas, so that the kill has takeovers to measure (sagas are
+            // short: most moments a worker holds none); any worker once none has for a second.
+            let holding: Vec<usize> = candidates
+                .iter()
+                .copied()
+                .filter(|&i| {
+                    let owner = workers[i].owner().unwrap_or_default();
+                    !store.held_by(&owner, now_ms()).is_empty()
+                })
+                .collect();
+            let waited = next_kill.elapsed() > Duration::from_secs(1);
+            let pool = match (holding.is_empty(), waited) {
+                (false, _) => holding,
+                (true, true) => candidates,
+                (true, false) => Vec::new(),
+            };
+            if let Some(&victim) = pool.get(rng.usize(0..pool.len().max(1))) {
                 let owner = workers[victim].owner().unwrap();
                 let mut held = store.held_by(&owner, now_ms());
                 let at_ms = now_ms();
@@ -322,8 +339,8 @@ pub fn run_fleet(files: Files, fleet: Fleet) {
                 kill_log.push(Kill { at_ms, held });
                 last_kill = Instant::now();
                 workers.push(Worker::spawn(&files, seed));
+                next_kill = Instant::now() + Duration::from_millis(rng.u64(100..500));
             }
-            next_kill = Instant::now() + Duration::from_millis(rng.u64(100..500));
         }
         // SIGSTOP the worker holding the most sagas, for longer than its lease: the others
         // take its sagas over, and it must not go on with them when it wakes. A worker
