@@ -24,6 +24,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use criterion::measurement::WallTime;
 use criterion::{criterion_group, Criterion, SamplingMode, Throughput};
 use saga_runtime::store::{PostgresStore, SagaStore};
 use saga_runtime::{saga, saga_step, Engine, StepError};
@@ -48,6 +49,25 @@ async fn connect(url: &str) -> tokio_postgres::Client {
         .expect("PostgreSQL at SAGA_POSTGRES_URL");
     tokio::spawn(connection);
     client
+}
+
+/// The group of benchmarks whose iterations complete `SAGAS` sagas (throughput in sagas).
+fn rounds(c: &mut Criterion, measurement: Duration) -> criterion::BenchmarkGroup<'_, WallTime> {
+    let mut group = c.benchmark_group("postgres");
+    group.sampling_mode(SamplingMode::Flat);
+    group.warm_up_time(Duration::from_secs(2));
+    group.throughput(Throughput::Elements(SAGAS as u64));
+    group.sample_size(10);
+    group.measurement_time(measurement);
+    group
+}
+
+async fn drop_schema(url: &str, schema: &str) {
+    connect(url)
+        .await
+        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await
+        .unwrap()
 }
 
 /// `SAGAS` sagas by hand, `GROUP` per transaction, 5 statements each.
@@ -119,12 +139,7 @@ fn postgres(c: &mut Criterion) {
         format!("bench_raw_{suffix}"),
     );
 
-    let mut group = c.benchmark_group("postgres");
-    group.sampling_mode(SamplingMode::Flat);
-    group.warm_up_time(Duration::from_secs(2));
-    group.throughput(Throughput::Elements(SAGAS as u64));
-    group.sample_size(10);
-    group.measurement_time(Duration::from_secs(20));
+    let mut group = rounds(c, Duration::from_secs(20));
     {
         let store = rt.block_on(PostgresStore::options(&url).schema(&saga_schema).connect());
         let engine = Engine::builder().store(store.unwrap()).build();
@@ -228,12 +243,7 @@ async fn enqueue_and_wait(client: &Engine, store: &PostgresStore) {
 }
 
 fn workers(c: &mut Criterion, rt: &tokio::runtime::Runtime, url: &str, suffix: &str) {
-    let mut group = c.benchmark_group("postgres");
-    group.sampling_mode(SamplingMode::Flat);
-    group.warm_up_time(Duration::from_secs(2));
-    group.throughput(Throughput::Elements(SAGAS as u64));
-    group.sample_size(10);
-    group.measurement_time(Duration::from_secs(10));
+    let mut group = rounds(c, Duration::from_secs(10));
     for count in [1, 2, 4] {
         let schema = format!("bench_workers{count}_{suffix}");
         let store = rt
@@ -269,13 +279,7 @@ fn workers(c: &mut Criterion, rt: &tokio::runtime::Runtime, url: &str, suffix: &
             drop(child.stdin.take());
             child.wait().ok();
         }
-        rt.block_on(async {
-            connect(url)
-                .await
-                .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
-                .await
-                .unwrap()
-        });
+        rt.block_on(drop_schema(url, &schema));
     }
     group.finish();
 }
@@ -351,13 +355,7 @@ fn pickup(c: &mut Criterion, rt: &tokio::runtime::Runtime, url: &str, suffix: &s
             at(0.99),
         );
     }
-    rt.block_on(async {
-        connect(url)
-            .await
-            .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
-            .await
-            .unwrap()
-    });
+    rt.block_on(drop_schema(url, &schema));
 }
 
 criterion_group!(benches, postgres);
