@@ -137,8 +137,7 @@ fn a_schema_version_this_library_never_wrote_is_refused_untouched() {
     refused(
         &path,
         &bytes,
-        "its schema version is 1, but its table `sagas` lacks completed, rollback, \
-         recovery_attempts",
+        "it is not a saga store: it holds other tables (saga_types)",
     );
 }
 

@@ -430,3 +430,40 @@ async fn a_run_that_stalled_past_its_lease_stops_and_the_saga_is_resumed() {
     assert!(Durable::on(&engine).wait(id).await.unwrap().is_completed());
     assert_eq!(script.keys(), ["a", "b", "b", "c"]);
 }
+
+#[tokio::test]
+async fn a_version_4_database_is_read_as_it_is_then_migrated_and_records_types() {
+    use saga_runtime::store::{SagaQuery, SagaStore, SqliteStore};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sagas.db");
+    let script = Arc::new(Script::new());
+    {
+        let engine = engine(&path, &script);
+        let outcome = Durable::on(&engine).run(Trail::default()).await.unwrap();
+        assert!(outcome.is_completed());
+        let store = SqliteStore::options(&path).read_only(true).open().unwrap();
+        let types = store.saga_types().await.unwrap();
+        assert_eq!(types.len(), 1, "the first run recorded its type: {types:?}");
+        assert_eq!(types[0].step_names(), ["a", "b", "c"]);
+        assert_eq!(types[0].steps[0].compensation.as_deref(), Some("undo_a"));
+    }
+    // What version 4 wrote: no types table.
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch("DROP TABLE saga_types; PRAGMA user_version = 4;")
+        .unwrap();
+    let old = SqliteStore::options(&path).read_only(true).open().unwrap();
+    assert_eq!(old.list(SagaQuery::new()).await.unwrap().len(), 1);
+    assert_eq!(old.saga_types().await.unwrap(), [], "none recorded yet");
+
+    let engine = engine(&path, &script);
+    let outcome = Durable::on(&engine).run(Trail::default()).await.unwrap();
+    assert!(outcome.is_completed());
+    let version: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 5);
+    let store = SqliteStore::options(&path).read_only(true).open().unwrap();
+    assert_eq!(store.saga_types().await.unwrap().len(), 1);
+}

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use saga_runtime::store::{PostgresStore, StoreErrorKind, POSTGRES_SCHEMA_VERSION};
+use saga_runtime::store::{PostgresStore, SagaStore, StoreErrorKind, POSTGRES_SCHEMA_VERSION};
 use saga_runtime::{saga, saga_step, Engine, RollbackCause, SagaOutcome};
 use saga_tests::{fresh_schema, postgres_sql, postgres_url, scripted, Plan, Script, Trail};
 
@@ -122,6 +122,49 @@ async fn a_newer_schema_is_refused_before_anything_is_written() {
         refused.to_string().contains("newer than this library's"),
         "{refused}"
     );
+    postgres_sql(&url, &format!("DROP SCHEMA {schema} CASCADE")).await;
+}
+
+/// A version 1 schema (no saga types) is read as it is by a store that does not create (the
+/// tool), and brought to version 2 by one that does; engines then record the types they start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_schema_is_read_as_it_is_then_migrated_and_records_types() {
+    let Some(url) = postgres_url("this PostgreSQL test") else {
+        return;
+    };
+    let schema = fresh_schema("types");
+    drop(store(&url, &schema).await);
+    postgres_sql(
+        &url,
+        &format!("DROP TABLE {schema}.saga_types; UPDATE {schema}.saga_schema SET version = 1;"),
+    )
+    .await;
+    let reader = PostgresStore::options(&url)
+        .schema(&schema)
+        .create(false)
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(reader.saga_types().await.unwrap(), []);
+    assert_eq!(reader.counts().await.unwrap(), []);
+
+    let script = Arc::new(Script::new());
+    let engine = Engine::builder()
+        .store(store(&url, &schema).await)
+        .register::<OnPostgres>(script.clone())
+        .build();
+    let outcome = OnPostgres::on(&engine).run(Trail::default()).await.unwrap();
+    assert!(outcome.is_completed());
+    let reader = PostgresStore::options(&url)
+        .schema(&schema)
+        .create(false)
+        .connect()
+        .await
+        .unwrap();
+    let types = reader.saga_types().await.unwrap();
+    assert_eq!(types.len(), 1, "{types:?}");
+    assert_eq!(types[0].name, "OnPostgres");
+    assert_eq!(types[0].step_names(), ["a", "b", "c"]);
     postgres_sql(&url, &format!("DROP SCHEMA {schema} CASCADE")).await;
 }
 

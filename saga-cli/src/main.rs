@@ -7,12 +7,13 @@
 //! ```
 //!
 //! The store is a SQLite file or a `postgres://` URL (`--db`, or `SAGA_DB`). Commands that only
-//! look (`list`, `show`, `stats`) open it read-only and change nothing; `cancel`, `resume` and
+//! look (`list`, `show`, `stats`, `graph`) open it read-only and change nothing; `cancel`, `resume` and
 //! `retry` go through the store's operator requests, so that the worker holding the saga acts on
 //! them. Errors are one line on stderr and a non-zero exit.
 
 mod act;
 mod db;
+mod graph;
 mod list;
 mod new;
 mod show;
@@ -75,6 +76,8 @@ enum Command {
         #[arg(value_parser = parse_id)]
         id: SagaId,
     },
+    /// Draws a saga type, or one saga's path through it, as a Mermaid flowchart.
+    Graph(graph::Args),
     /// Writes a module with a new saga's step stubs, its `saga!` declaration and a test.
     New(new::Args),
 }
@@ -90,6 +93,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::New(args) => new::run(args),
         Command::List(args) => list::run(&db::open(db, &cli.schema).await?, args).await,
         Command::Show { id, json } => show::run(&db::open(db, &cli.schema).await?, id, json).await,
+        Command::Graph(args) => graph::run(&db::open(db, &cli.schema).await?, args).await,
         Command::Stats { json } => stats::run(&db::open(db, &cli.schema).await?, json).await,
         Command::Cancel { id } => {
             act::cancel(db::open_for_writes(db, &cli.schema).await?, id).await

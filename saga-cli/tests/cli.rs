@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use assert_cmd::Command;
-use saga_runtime::{saga, saga_step, Engine, RollbackCause, SagaId, SagaOutcome, StepError};
+use saga_runtime::{saga, saga_step, Engine, RollbackCause, Saga, SagaId, SagaOutcome, StepError};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -258,6 +258,29 @@ async fn looking_shows_what_the_store_holds_and_changes_nothing() {
     );
     assert!(stats.contains("no saga running"), "{stats}");
 
+    // The type as its engine recorded it: the same chart as the code's.
+    let chart = stdout(saga_cmd(&path).args(["graph", "Orders"]));
+    assert_eq!(chart, Orders::mermaid());
+    assert!(chart.contains("s1 -. fails .-> c0"), "{chart}");
+    let path_done = stdout(saga_cmd(&path).args(["graph", &done.to_string()]));
+    assert!(path_done.starts_with(&chart), "{path_done}");
+    assert!(
+        path_done.contains("\n    class s0,s1,completed done\n"),
+        "{path_done}"
+    );
+    assert!(!path_done.contains("failed\n"), "{path_done}");
+    let path_undone = stdout(saga_cmd(&path).args(["graph", &undone.to_string()]));
+    assert!(
+        path_undone.contains("\n    class s0,c0,compensated done\n"),
+        "{path_undone}"
+    );
+    assert!(
+        path_undone.contains("\n    class s1 failed\n"),
+        "{path_undone}"
+    );
+    let fenced = stdout(saga_cmd(&path).args(["graph", "Orders", "--markdown"]));
+    assert_eq!(fenced, format!("```mermaid\n{chart}```\n"));
+
     let after = files(&path);
     assert!(
         changed(&before, &after).is_empty(),
@@ -295,6 +318,14 @@ async fn errors_are_one_line_and_a_failure_exit() {
     );
     let refused = error(saga_cmd(&path).args(["resume", &done.to_string()]));
     assert!(refused.contains("parked"), "{refused}");
+    assert_eq!(
+        error(saga_cmd(&path).args(["graph", "Invoices"])),
+        "saga: no saga type `Invoices` is recorded in this store (it has Orders)"
+    );
+    assert_eq!(
+        error(saga_cmd(&path).args(["graph", &unknown.to_string()])),
+        format!("saga: no saga {unknown} in this store")
+    );
     let mut no_db = Command::cargo_bin("saga").unwrap();
     no_db.env_remove("SAGA_DB").arg("list");
     assert_eq!(
@@ -318,12 +349,18 @@ async fn cancel_reaches_a_saga_another_process_runs() {
         .unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let path_for_cli = path.clone();
-    let said = tokio::task::spawn_blocking(move || {
-        stdout(saga_cmd(&path_for_cli).args(["cancel", &id.to_string()]))
+    let (chart, said) = tokio::task::spawn_blocking(move || {
+        (
+            stdout(saga_cmd(&path_for_cli).args(["graph", &id.to_string()])),
+            stdout(saga_cmd(&path_for_cli).args(["cancel", &id.to_string()])),
+        )
     })
     .await
     .unwrap();
     assert!(said.contains("cancel requested"), "{said}");
+    // While `reserve` runs: it is under way, `charge` is ahead.
+    assert!(chart.contains("\n    class s0 running\n"), "{chart}");
+    assert!(chart.contains("\n    class s1 ahead\n"), "{chart}");
     let outcome = Orders::on(&engine).wait(id).await.unwrap();
     assert!(
         matches!(
@@ -443,11 +480,12 @@ async fn the_same_on_postgres() {
     };
     let id = done.id().to_string();
     let url_for_missing = url.clone();
-    let (list, shown, stats, missing) = tokio::task::spawn_blocking(move || {
+    let (list, shown, stats, chart, missing) = tokio::task::spawn_blocking(move || {
         (
             stdout(&mut pg(&["list"])),
             stdout(&mut pg(&["show", &id])),
             stdout(&mut pg(&["stats"])),
+            stdout(&mut pg(&["graph", &id])),
             error(
                 Command::cargo_bin("saga")
                     .unwrap()
@@ -472,6 +510,10 @@ async fn the_same_on_postgres() {
             .lines()
             .any(|l| l.starts_with("Orders") && l.ends_with('1')),
         "{stats}"
+    );
+    assert!(
+        chart.starts_with(&Orders::mermaid()) && chart.contains("class s0,s1,completed done"),
+        "{chart}"
     );
     assert!(missing.contains("holds no saga store"), "{missing}");
     let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)

@@ -175,6 +175,7 @@ impl<S: Saga> SagaRequest<S> {
     /// # Ok(()) }
     /// ```
     pub async fn enqueue(self) -> Result<SagaId, SagaError> {
+        self.engine.record_type::<S>().await?;
         let now = SystemTime::now();
         let id = self.id.unwrap_or_else(|| SagaId::at(now));
         let saga = new_saga::<S>(

@@ -71,6 +71,7 @@ mod outcome;
 mod request;
 mod retry;
 mod saga;
+mod shape;
 mod status;
 mod step;
 pub mod store;
@@ -84,6 +85,7 @@ pub use crate::outcome::{CompensationFailure, RollbackCause, SagaOutcome};
 pub use crate::request::{OperatorRequest, Refusal};
 pub use crate::retry::{Backoff, Jitter};
 pub use crate::saga::{Saga, SagaContext, SagaDescription, SagaOptions, StepEnum};
+pub use crate::shape::{SagaShape, StepShape, UndoShape};
 pub use crate::status::SagaStatus;
 // The macros' support types (`SagaStep`, `StepDef`, `StepFn`, `StepFuture`) are not here: only
 // expansions use them, through `__private`.

@@ -238,6 +238,7 @@ impl EngineBuilder {
                 timers: Default::default(),
                 timer_threshold: self.timer_threshold,
                 waiters: Default::default(),
+                types_recorded: Default::default(),
             }),
         }
     }

@@ -130,6 +130,8 @@ pub(crate) struct EngineInner {
     pub(crate) timer_threshold: Duration,
     /// Who waits for which saga's end.
     pub(crate) waiters: Waiters,
+    /// The saga types whose shape this engine recorded in the store.
+    pub(crate) types_recorded: Mutex<std::collections::HashSet<&'static str>>,
 }
 
 /// Who this engine is to the store, and how it holds sagas.

@@ -512,13 +512,15 @@ impl<S: Saga> Run<S> {
     /// Records the saga with the pending transitions; tells whoever waits which saga holds
     /// the id. Returns whether the store made it wait.
     async fn create(&mut self, unrecorded: Box<Unrecorded>) -> Result<bool, SagaError> {
-        let answer = self
-            .engine
-            .inner
-            .store
-            .create(unrecorded.saga, &mut self.pending);
-        let waited = !answer.is_ready();
-        let created = answer.await;
+        let (created, waited) = match self.engine.record_type::<S>().await {
+            Ok(()) => {
+                let store = &self.engine.inner.store;
+                let answer = store.create(unrecorded.saga, &mut self.pending);
+                let waited = !answer.is_ready();
+                (answer.await, waited)
+            }
+            Err(error) => (Err(error), true),
+        };
         let (told, result) = match created {
             Ok(Created::New { version, lease }) => {
                 if self.engine.inner.shared {
@@ -566,6 +568,24 @@ fn reason<S: Saga>(cause: &RollbackCause<usize>) -> RollbackCause<StepName> {
 }
 
 impl Engine {
+    /// Records saga type `S`'s shape in a shared store, the first time this engine starts (or
+    /// enqueues) one of its sagas: tools draw the type from there (`saga graph`).
+    pub(crate) async fn record_type<S: Saga>(&self) -> Result<(), crate::store::StoreError> {
+        let recorded = || {
+            self.inner
+                .types_recorded
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+        };
+        if !self.inner.shared || recorded().contains(S::NAME) {
+            return Ok(());
+        }
+        let shape = crate::SagaShape::from(&S::description());
+        self.inner.store.record_type(shape).await?;
+        recorded().insert(S::NAME);
+        Ok(())
+    }
+
     /// The lease this engine takes on a saga it starts or acquires.
     pub(crate) fn lease_request(&self) -> LeaseRequest {
         LeaseRequest::new(self.inner.worker.id.clone(), self.inner.lease_for_store())

@@ -13,7 +13,7 @@ use super::{
 };
 use crate::event::{SagaEvent, SagaEventKind};
 use crate::id::IdMap;
-use crate::{OperatorRequest, Refusal, SagaId};
+use crate::{OperatorRequest, Refusal, SagaId, SagaShape};
 
 /// Keeps sagas in a map, for as long as the store lives, with one exception so that a
 /// long-running program does not grow without bound: ended sagas started without an idempotency
@@ -38,6 +38,8 @@ struct Inner {
     finished: VecDeque<SagaId>,
     /// Creation order, for `acquire`'s "oldest first".
     seq: u64,
+    /// The saga type shapes recorded, oldest first.
+    types: Vec<SagaShape>,
 }
 
 #[derive(Debug)]
@@ -534,6 +536,22 @@ impl SagaStore for MemoryStore {
         page.sort_unstable_by_key(|s| s.id);
         page.truncate(query.limit);
         StoreFuture::ready(Ok(page))
+    }
+
+    fn record_type(&self, shape: SagaShape) -> StoreFuture<'_, ()> {
+        let mut inner = self.lock();
+        if !inner.types.contains(&shape) {
+            inner.types.push(shape);
+        }
+        StoreFuture::ready(Ok(()))
+    }
+
+    fn saga_types(&self) -> StoreFuture<'_, Vec<SagaShape>> {
+        let mut types = self.lock().types.clone();
+        // By name, newest first: a stable sort of the reversed recording order.
+        types.reverse();
+        types.sort_by(|a, b| a.name.cmp(&b.name));
+        StoreFuture::ready(Ok(types))
     }
 
     fn counts(&self) -> StoreFuture<'_, Vec<StatusCount>> {

@@ -56,7 +56,7 @@ pub use query::{SagaQuery, SagaSummary, StatusCount};
 pub use sqlite::{Durability, SqliteOptions, SqliteStore, SCHEMA_VERSION};
 
 use crate::event::SagaEvent;
-use crate::SagaId;
+use crate::{SagaId, SagaShape};
 
 /// What kind of failure a [`StoreError`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -491,6 +491,21 @@ pub trait SagaStore: Send + Sync + 'static {
 
     /// Counts sagas by type and status, ordered by type then status.
     fn counts(&self) -> StoreFuture<'_, Vec<StatusCount>>;
+
+    /// Records the shape of a saga type, what tools draw without the code that defines it
+    /// (`saga graph`): once per distinct shape, a shape already recorded (same name and
+    /// [`SagaShape::fingerprint`]) being left as it is. Engines on a shared store call it the
+    /// first time they start or enqueue a saga of a type. The default records nothing.
+    fn record_type(&self, shape: SagaShape) -> StoreFuture<'_, ()> {
+        let _ = shape;
+        StoreFuture::ready(Ok(()))
+    }
+
+    /// Every saga type shape recorded ([`SagaStore::record_type`]), ordered by name, the most
+    /// recently recorded first within a name. The default: none.
+    fn saga_types(&self) -> StoreFuture<'_, Vec<SagaShape>> {
+        StoreFuture::ready(Ok(Vec::new()))
+    }
 
     /// Whether other processes may share this store (so that leases must be renewed and can
     /// expire). The in-memory store is private to its process.

@@ -97,6 +97,7 @@ mod listen;
 mod reads;
 mod rows;
 mod schema;
+mod types;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -108,7 +109,7 @@ use super::{
     SagaStore, SagaSummary, StatusCount, StoreError, StoreErrorKind, StoreFuture, Write,
 };
 use crate::event::SagaEvent;
-use crate::{OperatorRequest, Refusal, SagaId};
+use crate::{OperatorRequest, Refusal, SagaId, SagaShape};
 
 pub use schema::POSTGRES_SCHEMA_VERSION;
 
@@ -190,6 +191,9 @@ pub struct PostgresStore {
     /// Hints that sagas are due, and the task that listens for them (none if not listening).
     hints: tokio::sync::watch::Receiver<u64>,
     listener: Option<tokio::task::JoinHandle<()>>,
+    /// Whether the schema records saga types (version 2 on; a store that does not create reads
+    /// a version 1 schema as it is).
+    types: bool,
 }
 
 impl Drop for PostgresStore {
@@ -260,7 +264,7 @@ impl PostgresStore {
             outage: options.outage,
         };
         // A worker that starts while the database restarts waits for it, as requests do.
-        retrying!(db, |client, _retried| schema::migrate(
+        let version = retrying!(db, |client, _retried| schema::migrate(
             client,
             &options.schema,
             options.create
@@ -276,6 +280,7 @@ impl PostgresStore {
             sql,
             hints,
             listener,
+            types: version >= 2,
         })
     }
 }
@@ -401,6 +406,39 @@ impl SagaStore for PostgresStore {
     fn counts(&self) -> StoreFuture<'_, Vec<StatusCount>> {
         StoreFuture::new(async move {
             retrying!(self.db, |client, _retried| reads::counts(
+                &***client, &self.sql
+            ))
+        })
+    }
+
+    fn record_type(&self, shape: SagaShape) -> StoreFuture<'_, ()> {
+        if !self.types {
+            return StoreFuture::ready(Ok(()));
+        }
+        StoreFuture::new(async move {
+            let json = serde_json::to_string(&shape).map_err(|e| {
+                StoreError::new(
+                    StoreErrorKind::Corrupt,
+                    format!("cannot encode a shape: {e}"),
+                )
+            })?;
+            let (name, fingerprint, json) = (&shape.name, &shape.fingerprint(), &json);
+            retrying!(self.db, |client, _retried| types::record(
+                &***client,
+                &self.sql,
+                name,
+                fingerprint,
+                json
+            ))
+        })
+    }
+
+    fn saga_types(&self) -> StoreFuture<'_, Vec<SagaShape>> {
+        if !self.types {
+            return StoreFuture::ready(Ok(Vec::new()));
+        }
+        StoreFuture::new(async move {
+            retrying!(self.db, |client, _retried| types::all(
                 &***client, &self.sql
             ))
         })

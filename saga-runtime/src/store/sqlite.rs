@@ -36,7 +36,7 @@ use super::{
 use crate::event::SagaEvent;
 use crate::id::IdMap;
 use crate::machine::SagaState;
-use crate::{OperatorRequest, Refusal, SagaId};
+use crate::{OperatorRequest, Refusal, SagaId, SagaShape};
 
 use self::options::connect;
 pub use self::options::SqliteOptions;
@@ -396,6 +396,23 @@ impl SagaStore for SqliteStore {
 
     fn counts(&self) -> StoreFuture<'_, Vec<StatusCount>> {
         self.read(reads::counts)
+    }
+
+    fn record_type(&self, shape: SagaShape) -> StoreFuture<'_, ()> {
+        let json = match serde_json::to_string(&shape) {
+            Ok(json) => json,
+            Err(error) => {
+                let message = format!("cannot encode the shape of `{}`: {error}", shape.name);
+                return failed(StoreError::new(StoreErrorKind::Corrupt, message));
+            }
+        };
+        let (reply, receiver) = channel();
+        let request = Request::RecordType(shape.name.clone(), shape.fingerprint(), json, reply);
+        self.send(request, receiver)
+    }
+
+    fn saga_types(&self) -> StoreFuture<'_, Vec<SagaShape>> {
+        self.read(reads::saga_types)
     }
 }
 

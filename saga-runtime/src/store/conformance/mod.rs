@@ -15,6 +15,7 @@
 //! ```
 
 mod requests;
+mod types;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -93,6 +94,9 @@ pub const CASES: &[(&str, Case)] = &[
     }),
     ("a_released_saga_waits_for_its_wake_time", |s| {
         Box::pin(requests::a_released_saga_waits_for_its_wake_time(s))
+    }),
+    ("saga_types_are_recorded_once_per_shape", |s| {
+        Box::pin(types::saga_types_are_recorded_once_per_shape(s))
     }),
 ];
 

@@ -5,7 +5,7 @@ use super::rows::pg_error;
 use crate::store::{StoreError, StoreErrorKind};
 
 /// The schema version this library writes.
-pub const POSTGRES_SCHEMA_VERSION: i32 = 1;
+pub const POSTGRES_SCHEMA_VERSION: i32 = 2;
 
 /// The tables, in schema `{s}`.
 const TABLES: &str = "
@@ -40,13 +40,26 @@ const TABLES: &str = "
     CREATE TABLE {s}.saga_schema (version INTEGER NOT NULL);
 ";
 
-/// Creates the schema and its tables, or checks their version, in one transaction that holds an
-/// advisory lock (two processes starting at once do not both create them).
+/// The shapes of the saga types started on the store, for tools (since version 2).
+const TYPES: &str = "
+    CREATE TABLE {s}.saga_types (
+        name         TEXT NOT NULL,
+        fingerprint  TEXT NOT NULL,
+        shape        TEXT NOT NULL,
+        recorded_at  BIGINT NOT NULL,
+        PRIMARY KEY (name, fingerprint)
+    );
+";
+
+/// Creates the schema and its tables, or checks their version and brings an older one up to
+/// this version, in one transaction that holds an advisory lock (two processes starting at once
+/// do not both create them). A store that does not create (`create(false)`, the tools) changes
+/// nothing: it reads a version 1 schema as it is. Returns the version it left.
 pub(super) async fn migrate(
     client: &mut deadpool_postgres::Object,
     schema: &str,
     create: bool,
-) -> Result<(), StoreError> {
+) -> Result<i32, StoreError> {
     let tx = client.transaction().await.map_err(pg_error)?;
     tx.execute(
         "SELECT pg_advisory_xact_lock(hashtext($1))",
@@ -70,7 +83,21 @@ pub(super) async fn migrate(
             .map_err(pg_error)?
             .map(|row| row.get(0));
         return match version {
-            Some(POSTGRES_SCHEMA_VERSION) => Ok(()),
+            Some(POSTGRES_SCHEMA_VERSION) => Ok(POSTGRES_SCHEMA_VERSION),
+            Some(1) if !create => Ok(1),
+            Some(1) => {
+                tx.batch_execute(&TYPES.replace("{s}", schema))
+                    .await
+                    .map_err(pg_error)?;
+                tx.execute(
+                    &format!("UPDATE {schema}.saga_schema SET version = $1"),
+                    &[&POSTGRES_SCHEMA_VERSION],
+                )
+                .await
+                .map_err(pg_error)?;
+                tx.commit().await.map_err(pg_error)?;
+                Ok(POSTGRES_SCHEMA_VERSION)
+            }
             Some(v) if v > POSTGRES_SCHEMA_VERSION => Err(StoreError::new(
                 StoreErrorKind::Corrupt,
                 format!(
@@ -96,7 +123,7 @@ pub(super) async fn migrate(
             ),
         ));
     }
-    tx.batch_execute(&TABLES.replace("{s}", schema))
+    tx.batch_execute(&format!("{TABLES}{TYPES}").replace("{s}", schema))
         .await
         .map_err(pg_error)?;
     tx.execute(
@@ -105,7 +132,8 @@ pub(super) async fn migrate(
     )
     .await
     .map_err(pg_error)?;
-    tx.commit().await.map_err(pg_error)
+    tx.commit().await.map_err(pg_error)?;
+    Ok(POSTGRES_SCHEMA_VERSION)
 }
 
 /// Whether table `schema.table` exists.

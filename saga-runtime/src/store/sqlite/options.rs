@@ -7,7 +7,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 
 use super::codec::store_error;
-use super::schema::{self, SCHEMA_VERSION};
+use super::schema::{self, READABLE_FROM, SCHEMA_VERSION};
 use super::{Durability, SqliteStore};
 use crate::store::{StoreError, StoreErrorKind};
 
@@ -70,7 +70,7 @@ pub(super) fn connect(options: &SqliteOptions) -> Result<Connection, StoreError>
         .map_err(in_file)?;
     let version = schema::inspect(&conn).map_err(in_file)?;
     if options.read_only {
-        if version != SCHEMA_VERSION {
+        if !(READABLE_FROM..=SCHEMA_VERSION).contains(&version) {
             return Err(in_file(StoreError::new(
                 StoreErrorKind::Unavailable,
                 format!(

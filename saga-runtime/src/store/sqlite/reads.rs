@@ -13,7 +13,7 @@ use super::codec::{
 use super::schema::history_key;
 use crate::event::SagaEvent;
 use crate::store::{CorruptRecord, SagaQuery, SagaRecord, SagaSummary, StatusCount, StoreError};
-use crate::SagaId;
+use crate::{SagaId, SagaShape};
 
 /// Reads one record; `Err(CorruptRecord)` when its stored fields do not decode.
 pub(super) fn load_record(
@@ -173,4 +173,35 @@ pub(super) fn counts(conn: &Connection) -> Result<Vec<StatusCount>, StoreError> 
         })
         .map_err(store_error)?;
     rows.collect::<Result<_, _>>().map_err(store_error)
+}
+
+/// The saga type shapes recorded, by name, newest first within a name; none in a version 4
+/// database (read-only stores read those), which had no such table.
+pub(super) fn saga_types(conn: &Connection) -> Result<Vec<SagaShape>, StoreError> {
+    let exists: bool = conn
+        .query_row(
+            "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'saga_types'",
+            [],
+            |row| row.get(0),
+        )
+        .map_err(store_error)?;
+    if !exists {
+        return Ok(Vec::new());
+    }
+    let mut statement = conn
+        .prepare_cached(
+            "SELECT name, shape FROM saga_types ORDER BY name, recorded_at DESC, rowid DESC",
+        )
+        .map_err(store_error)?;
+    let rows = statement
+        .query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        })
+        .map_err(store_error)?;
+    rows.map(|row| {
+        let (name, shape) = row.map_err(store_error)?;
+        serde_json::from_str(&shape)
+            .map_err(|e| unreadable(format!("the recorded shape of saga type `{name}`: {e}")))
+    })
+    .collect()
 }

@@ -13,7 +13,10 @@ use crate::store::{CompletedStep, StoreError, StoreErrorKind};
 use crate::SagaStatus;
 
 /// The schema version this library writes.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
+
+/// The oldest schema version a read-only store reads (what it lacks reads as empty).
+pub(super) const READABLE_FROM: i64 = 4;
 
 /// Refuses a database written by a newer version of this library; returns its version.
 pub(super) fn check_version(conn: &Connection) -> Result<i64, StoreError> {
@@ -47,6 +50,27 @@ fn never_wrote(version: i64) -> StoreError {
 
 /// A table's name and the columns this library needs in it.
 type Table = (&'static str, &'static [&'static str]);
+
+/// The columns of the `sagas` table since version 4.
+const SAGAS_V4: &[&str] = &[
+    "seq",
+    "id",
+    "saga_type",
+    "steps",
+    "status",
+    "terminal",
+    "state",
+    "context",
+    "idempotency_key",
+    "events",
+    "token",
+    "owner",
+    "lease_until",
+    "wake_at",
+    "cancel_requested",
+    "created_at",
+    "updated_at",
+];
 
 /// The tables of each schema version this library wrote, and the columns it needs in each.
 const TABLES: &[(i64, &[Table])] = &[
@@ -129,29 +153,19 @@ const TABLES: &[(i64, &[Table])] = &[
     (
         4,
         &[
-            (
-                "sagas",
-                &[
-                    "seq",
-                    "id",
-                    "saga_type",
-                    "steps",
-                    "status",
-                    "terminal",
-                    "state",
-                    "context",
-                    "idempotency_key",
-                    "events",
-                    "token",
-                    "owner",
-                    "lease_until",
-                    "wake_at",
-                    "cancel_requested",
-                    "created_at",
-                    "updated_at",
-                ],
-            ),
+            ("sagas", SAGAS_V4),
             ("saga_history", &["key", "saga", "n", "event"]),
+        ],
+    ),
+    (
+        5,
+        &[
+            ("sagas", SAGAS_V4),
+            ("saga_history", &["key", "saga", "n", "event"]),
+            (
+                "saga_types",
+                &["name", "fingerprint", "shape", "recorded_at"],
+            ),
         ],
     ),
 ];
@@ -231,6 +245,19 @@ macro_rules! waking_index {
     };
 }
 
+/// The shapes of the saga types started on the store, for tools (since version 5).
+macro_rules! types_table {
+    () => {
+        "CREATE TABLE saga_types (
+            name        TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            shape       TEXT NOT NULL,
+            recorded_at INTEGER NOT NULL,
+            PRIMARY KEY (name, fingerprint)
+        );"
+    };
+}
+
 /// The indexes and the history table, the same since version 2.
 macro_rules! indexes_and_history {
     () => {
@@ -277,7 +304,8 @@ pub(super) const SCHEMA: &str = concat!(
         updated_at        INTEGER NOT NULL
     );",
     indexes_and_history!(),
-    waking_index!()
+    waking_index!(),
+    types_table!()
 );
 
 /// Version 3 to 4: operators' cancellations are marked on the saga, and sagas are indexed by
@@ -362,12 +390,18 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             migrate_1_to_2(&tx)?;
             migrate_2_to_3(&tx)?;
             migrate_3_to_4(&tx)?;
+            migrate_4_to_5(&tx)?;
         }
         2 => {
             migrate_2_to_3(&tx)?;
             migrate_3_to_4(&tx)?;
+            migrate_4_to_5(&tx)?;
         }
-        3 => migrate_3_to_4(&tx)?,
+        3 => {
+            migrate_3_to_4(&tx)?;
+            migrate_4_to_5(&tx)?;
+        }
+        4 => migrate_4_to_5(&tx)?,
         other => return Err(never_wrote(other)),
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)
@@ -378,6 +412,11 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 fn migrate_3_to_4(tx: &Connection) -> Result<(), StoreError> {
     tx.execute_batch(MIGRATE_3_TO_4).map_err(store_error)?;
     tx.execute_batch(waking_index!()).map_err(store_error)
+}
+
+/// Version 4 to 5: the saga types' shapes.
+fn migrate_4_to_5(tx: &Connection) -> Result<(), StoreError> {
+    tx.execute_batch(types_table!()).map_err(store_error)
 }
 
 fn migrate_1_to_2(tx: &Connection) -> Result<(), StoreError> {

@@ -66,6 +66,13 @@ pub(super) enum Request {
         Option<LeaseRequest>,
         oneshot::Sender<Result<Result<SagaRecord, Refusal>, StoreError>>,
     ),
+    /// A saga type's name, its shape's fingerprint and its shape as JSON.
+    RecordType(
+        String,
+        String,
+        String,
+        oneshot::Sender<Result<(), StoreError>>,
+    ),
 }
 
 /// What applying one request gave, before the commit.
@@ -76,6 +83,7 @@ enum Outcome {
     Renew(Vec<Held>),
     Release,
     Operator(Box<Result<SagaRecord, Refusal>>),
+    RecordType,
 }
 
 /// The writer thread's loop; ends once every sender is gone.
@@ -210,6 +218,13 @@ fn apply(conn: &Connection, seqs: &mut Seqs, request: &Request) -> Result<Outcom
             rows::operator(conn, *id, *request, lease.as_ref())
                 .map(|answer| Outcome::Operator(Box::new(answer)))
         }
+        Request::RecordType(name, fingerprint, shape, _) => execute_cached(
+            conn,
+            "INSERT INTO saga_types (name, fingerprint, shape, recorded_at)
+             VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+            params![name, fingerprint, shape, millis(SystemTime::now())],
+        )
+        .map(|_| Outcome::RecordType),
     }
 }
 
@@ -255,6 +270,10 @@ fn reply(request: Request, outcome: Result<Outcome, StoreError>, commit: Result<
         }),
         Request::Operator(_, _, _, tx) => answer(tx, outcome, |o| match o {
             Outcome::Operator(answer) => Some(*answer),
+            _ => None,
+        }),
+        Request::RecordType(_, _, _, tx) => answer(tx, outcome, |o| match o {
+            Outcome::RecordType => Some(()),
             _ => None,
         }),
     }
