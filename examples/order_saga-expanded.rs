@@ -344,6 +344,12 @@ const _: () = {
             ];
             &STEPS
         }
+        fn metrics() -> &'static ::saga_runtime::__private::SagaMetrics {
+            static METRICS: ::saga_runtime::__private::OnceLock<
+                ::saga_runtime::__private::SagaMetrics,
+            > = ::saga_runtime::__private::OnceLock::new();
+            METRICS.get_or_init(::saga_runtime::__private::SagaMetrics::new::<Self>)
+        }
         fn default_deps() -> ::saga_runtime::__private::Option<
             ::std::sync::Arc<Services>,
         > {

@@ -193,6 +193,7 @@ impl<S: Saga> SagaRequest<S> {
             .await?
         {
             Created::New { .. } => {
+                S::metrics().started();
                 self.engine.wake_timers();
                 Ok(id)
             }

@@ -67,6 +67,7 @@ pub mod failpoint;
 mod graph;
 mod id;
 mod machine;
+pub mod metrics;
 mod outcome;
 mod request;
 mod retry;

@@ -4,6 +4,7 @@
 pub use core::option::Option::{self, None, Some};
 pub use core::result::Result::{self, Err, Ok};
 pub use std::boxed::Box;
+pub use std::sync::OnceLock;
 pub use std::time::Duration;
 
 use std::future::Future;
@@ -11,6 +12,7 @@ use std::future::Future;
 use crate::StepError;
 
 pub use crate::client::SagaClient;
+pub use crate::metrics::SagaMetrics;
 pub use crate::saga::{Saga, SagaContext, SagaOptions, StepEnum};
 pub use crate::step::{
     CompensationRetries, SagaStep, StepCx, StepDef, StepDescription, StepFuture, StepPolicy, Undo,

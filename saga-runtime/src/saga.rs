@@ -89,6 +89,10 @@ pub trait Saga: Send + Sync + 'static {
     /// The steps, in declaration order.
     fn steps() -> &'static [StepDef<Self::Context, Self::Deps>];
 
+    /// This type's metric handles, registered at its first saga (see the `metrics` module).
+    #[doc(hidden)]
+    fn metrics() -> &'static crate::metrics::SagaMetrics;
+
     /// The dependencies a run gets when none are given: `Deps::default()` when the dependencies
     /// type is `Default` (`saga!` says so), `None` otherwise.
     fn default_deps() -> Option<std::sync::Arc<Self::Deps>> {

@@ -185,6 +185,11 @@ pub(crate) fn expand(saga: &Saga) -> TokenStream {
                     &STEPS
                 }
 
+                fn metrics() -> &'static #rt::SagaMetrics {
+                    static METRICS: #rt::OnceLock<#rt::SagaMetrics> = #rt::OnceLock::new();
+                    METRICS.get_or_init(#rt::SagaMetrics::new::<Self>)
+                }
+
                 fn default_deps() -> #rt::Option<::std::sync::Arc<#deps_ty>> {
                     #[allow(unused_imports)]
                     use #rt::{DepsDefault as _, DepsNoDefault as _};

@@ -74,7 +74,7 @@ impl Engine {
     fn stop_stale_run(&self, id: SagaId) {
         let running = self.inner.running.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(cancel) = running.get(&id) {
-            self.inner.lost.fetch_add(1, Ordering::Relaxed);
+            self.inner.count_lost();
             cancel.lose();
         }
     }
@@ -201,7 +201,7 @@ impl Engine {
                         // A saga whose lease was committed after the renewal was asked for may
                         // not be in its answer.
                         None if run.leased_before(asked) => {
-                            self.inner.lost.fetch_add(1, Ordering::Relaxed);
+                            self.inner.count_lost();
                             run.lose();
                         }
                         None => {}
@@ -215,7 +215,7 @@ impl Engine {
                     // Every lease this engine held may have expired and been taken by now.
                     let running = self.inner.running.lock().unwrap_or_else(|e| e.into_inner());
                     for cancel in running.values().filter(|c| c.leased_before(last)) {
-                        self.inner.lost.fetch_add(1, Ordering::Relaxed);
+                        self.inner.count_lost();
                         cancel.lose();
                     }
                 }

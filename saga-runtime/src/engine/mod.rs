@@ -161,6 +161,11 @@ impl EngineInner {
     pub(crate) fn count_fenced(&self) {
         self.fenced.fetch_add(1, Ordering::Relaxed);
     }
+
+    pub(crate) fn count_lost(&self) {
+        self.lost.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::lost_lease();
+    }
 }
 
 /// A saga type this engine can resume.

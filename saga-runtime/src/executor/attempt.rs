@@ -131,6 +131,7 @@ impl<S: Saga> Run<S> {
                 .inner
                 .backoff
                 .delay(policy.backoff, task.attempt);
+            S::metrics().retry(task.step);
             self.record(
                 SagaEventKind::RetryScheduled {
                     step: name.into(),
@@ -181,6 +182,7 @@ impl<S: Saga> Run<S> {
 
     /// Records a successful attempt, committing its context.
     fn succeeded(&mut self, task: Task, name: &'static str, duration: Duration) {
+        S::metrics().attempt(task.step, task.phase == Phase::Compensation, duration);
         let context = Some(self.context());
         match task.phase {
             Phase::Action => {

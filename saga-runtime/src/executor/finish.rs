@@ -12,6 +12,7 @@
 use super::{step_at, Outcome, Run};
 use crate::event::SagaEventKind;
 use crate::machine::{pending_compensations, Change, Definition, SagaState};
+use crate::metrics::Ended;
 use crate::outcome::{CompensationFailure, RollbackCause};
 use crate::{Saga, SagaError, SagaId, SagaOutcome, SagaStatus, StepError};
 
@@ -36,6 +37,7 @@ impl<S: Saga> Run<S> {
             Some(SagaStatus::Completed),
         );
         self.flush().await?;
+        S::metrics().ended(Ended::Completed, duration);
         self.outcome_of_terminal()
     }
 
@@ -55,6 +57,7 @@ impl<S: Saga> Run<S> {
             Some(SagaStatus::Failed { step }),
         );
         self.flush().await?;
+        S::metrics().ended(Ended::Failed, self.elapsed());
         self.outcome_of_terminal()
     }
 
@@ -67,6 +70,7 @@ impl<S: Saga> Run<S> {
             Some(SagaStatus::Compensated),
         );
         self.flush().await?;
+        S::metrics().ended(Ended::Compensated, duration);
         self.outcome_of_terminal()
     }
 
@@ -87,6 +91,7 @@ impl<S: Saga> Run<S> {
             Some(SagaStatus::CompensationFailed { step }),
         );
         self.flush().await?;
+        S::metrics().ended(Ended::CompensationFailed, self.elapsed());
         self.outcome_of_terminal()
     }
 

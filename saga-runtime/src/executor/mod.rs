@@ -476,6 +476,7 @@ impl<S: Saga> Run<S> {
                             StoreErrorKind::Fenced | StoreErrorKind::Conflict
                         ) {
                             self.engine.inner.count_fenced();
+                            S::metrics().fenced();
                         }
                         return Err(error.into());
                     }
@@ -523,6 +524,7 @@ impl<S: Saga> Run<S> {
         };
         let (told, result) = match created {
             Ok(Created::New { version, lease }) => {
+                S::metrics().started();
                 if self.engine.inner.shared {
                     self.cancel.leased();
                 }

@@ -97,6 +97,7 @@ pub(crate) async fn park(
         .store
         .write(id, fence, &mut vec![write])
         .await?;
+    crate::metrics::parked(saga_type);
     if let Some(event) = published {
         engine.inner.events.publish(event);
     }
