@@ -76,6 +76,8 @@ mod shape;
 mod status;
 mod step;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use crate::client::{SagaClient, SagaRequest};
 pub use crate::engine::{Engine, EngineBuilder, RecoveryReport};

@@ -34,6 +34,8 @@ pub struct EngineBuilder {
     interval: Duration,
     claims: bool,
     timer_threshold: Duration,
+    #[cfg(feature = "testing")]
+    kit: Option<Arc<crate::testing::KitInner>>,
 }
 
 impl std::fmt::Debug for EngineBuilder {
@@ -79,6 +81,8 @@ impl EngineBuilder {
             interval: EngineBuilder::DEFAULT_RENEW_INTERVAL,
             claims: true,
             timer_threshold: EngineBuilder::DEFAULT_TIMER_THRESHOLD,
+            #[cfg(feature = "testing")]
+            kit: None,
         }
     }
 
@@ -133,6 +137,22 @@ impl EngineBuilder {
     /// The store sagas are recorded in. Default: a new [`MemoryStore`].
     pub fn store(mut self, store: impl SagaStore) -> Self {
         self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// A store other engines share in this process (the test kit's crashed and restarted
+    /// engines).
+    #[cfg(feature = "testing")]
+    pub(crate) fn shared_store(mut self, store: Arc<dyn SagaStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Runs this engine's sagas under the test kit `kit`: its faults stand in for the attempts
+    /// they name, and it logs every attempt (feature `testing`; see [`crate::testing`]).
+    #[cfg(feature = "testing")]
+    pub fn test_kit(mut self, kit: &crate::testing::TestKit) -> Self {
+        self.kit = Some(Arc::clone(&kit.inner));
         self
     }
 
@@ -239,6 +259,8 @@ impl EngineBuilder {
                 timer_threshold: self.timer_threshold,
                 waiters: Default::default(),
                 types_recorded: Default::default(),
+                #[cfg(feature = "testing")]
+                kit: self.kit,
             }),
         }
     }

@@ -132,6 +132,9 @@ pub(crate) struct EngineInner {
     pub(crate) waiters: Waiters,
     /// The saga types whose shape this engine recorded in the store.
     pub(crate) types_recorded: Mutex<std::collections::HashSet<&'static str>>,
+    /// The test kit's faults, log and crash point.
+    #[cfg(feature = "testing")]
+    pub(crate) kit: Option<Arc<crate::testing::KitInner>>,
 }
 
 /// Who this engine is to the store, and how it holds sagas.

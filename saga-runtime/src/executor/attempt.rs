@@ -18,7 +18,6 @@ use futures_util::FutureExt;
 
 use super::Run;
 use crate::event::SagaEventKind;
-use crate::failpoint;
 use crate::machine::{
     past_pivot, retries_after, Change, CompensationFailed, CompletedStep, RetryScheduled,
     StepFailed, Task,
@@ -26,14 +25,45 @@ use crate::machine::{
 use crate::step::{Phase, StepFn};
 use crate::{Saga, SagaError, SagaStatus, StepCx, StepError};
 
+/// What the test kit makes an attempt do instead of running the step (never, without the
+/// `testing` feature).
+#[cfg_attr(not(feature = "testing"), allow(dead_code))]
+pub(crate) enum Injected {
+    /// Return this error.
+    Fail(StepError),
+    /// Panic with this message (caught as a step's panic is).
+    Panic(String),
+}
+
+#[cfg(feature = "testing")]
+impl Injected {
+    fn of(fault: crate::testing::Fault, timeout: Option<Duration>) -> Self {
+        use crate::testing::Fault;
+        match fault {
+            Fault::Transient(message) => Injected::Fail(StepError::transient(message)),
+            Fault::Permanent(message) => Injected::Fail(StepError::permanent(message)),
+            Fault::Timeout => Injected::Fail(StepError::timeout(timeout.unwrap_or_default())),
+            Fault::Panic(message) => Injected::Panic(message),
+        }
+    }
+}
+
 /// Runs one attempt: the timeout applies to it alone, and a panic becomes a permanent error.
 async fn attempt_once<C, D>(
     func: StepFn<C, D>,
     work: &mut C,
     cx: &StepCx<D>,
     timeout: Option<Duration>,
+    injected: Option<Injected>,
 ) -> Result<(), StepError> {
-    let guarded = AssertUnwindSafe(func(work, cx)).catch_unwind();
+    let call = async move {
+        match injected {
+            None => func(work, cx).await,
+            Some(Injected::Fail(error)) => Err(error),
+            Some(Injected::Panic(message)) => panic!("{message}"),
+        }
+    };
+    let guarded = AssertUnwindSafe(call).catch_unwind();
     let result = match timeout {
         Some(limit) => match tokio::time::timeout(limit, guarded).await {
             Ok(result) => result,
@@ -72,15 +102,15 @@ impl<S: Saga> Run<S> {
             status,
         );
         // The intent is durable before the step runs (write-ahead).
-        failpoint::hit(
+        self.boundary(
             phase.point("before_intent", "before_compensation_intent"),
             name,
-        );
+        )?;
         let waited = self.flush().await?;
-        failpoint::hit(
+        self.boundary(
             phase.point("after_intent", "after_compensation_intent"),
             name,
-        );
+        )?;
         let mut work = (*self.committed).clone();
         let cx = StepCx::new(
             self.id,
@@ -97,7 +127,16 @@ impl<S: Saga> Run<S> {
             true => self.tick(),
             false => self.clock,
         };
-        let attempt = attempt_once(func, &mut work, &cx, policy.timeout);
+        #[cfg(feature = "testing")]
+        let injected = self.engine.inner.kit.as_ref().and_then(|kit| {
+            kit.fault(name, phase, task.attempt)
+                .map(|fault| Injected::of(fault, policy.timeout))
+        });
+        #[cfg(not(feature = "testing"))]
+        let injected = None;
+        #[cfg(feature = "testing")]
+        let logged = injected.is_some();
+        let attempt = attempt_once(func, &mut work, &cx, policy.timeout, injected);
         let result = match self.engine.inner.shared {
             true => tokio::select! {
                 result = attempt => result,
@@ -109,12 +148,24 @@ impl<S: Saga> Run<S> {
         };
         // The result is recorded at the time the attempt ended.
         let ended = self.tick();
+        #[cfg(feature = "testing")]
+        if let Some(kit) = &self.engine.inner.kit {
+            kit.called(crate::testing::Call {
+                saga: self.id,
+                step: name.to_owned(),
+                phase,
+                attempt: task.attempt,
+                key: cx.idempotency_key(),
+                result: result.clone(),
+                injected: logged,
+            });
+        }
         let error = match result {
             Ok(()) => {
-                failpoint::hit(
+                self.boundary(
                     phase.point("after_effect", "after_compensation_effect"),
                     name,
-                );
+                )?;
                 self.committed = Arc::new(work);
                 self.succeeded(
                     task,

@@ -445,7 +445,7 @@ impl<S: Saga> Run<S> {
                 .collect(),
             false => Vec::new(),
         };
-        #[cfg(all(feature = "failpoints", debug_assertions))]
+        #[cfg(any(feature = "testing", all(feature = "failpoints", debug_assertions)))]
         let checkpoints: Vec<(&'static str, String)> = self
             .pending
             .iter()
@@ -484,9 +484,9 @@ impl<S: Saga> Run<S> {
                 waited
             }
         };
-        #[cfg(all(feature = "failpoints", debug_assertions))]
+        #[cfg(any(feature = "testing", all(feature = "failpoints", debug_assertions)))]
         for (point, step) in checkpoints {
-            crate::failpoint::hit(point, &step);
+            self.boundary(point, &step)?;
         }
         self.announce_traced(announced, traced, subscribed);
         Ok(waited)
@@ -548,9 +548,26 @@ impl<S: Saga> Run<S> {
             let _ = recorded.send(told);
         }
         if result.is_ok() {
-            crate::failpoint::hit("after_start_commit", "saga");
+            self.boundary("after_start_commit", "saga")?;
         }
         result
+    }
+
+    /// A durability boundary: where the crash tests' failpoints abort the process, and where the
+    /// test kit's crash explorer stops this engine (its store refuses everything from then on).
+    #[inline]
+    fn boundary(&self, point: &'static str, step: &str) -> Result<(), SagaError> {
+        crate::failpoint::hit(point, step);
+        #[cfg(feature = "testing")]
+        if let Some(kit) = &self.engine.inner.kit {
+            if kit.boundary(point, step) {
+                return Err(SagaError::Store(crate::store::StoreError::new(
+                    StoreErrorKind::Unavailable,
+                    format!("the process crashed at {point}@{step} (test kit)"),
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// A copy of the committed context for the outcome (the store may still share the original).
