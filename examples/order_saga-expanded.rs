@@ -16,7 +16,9 @@
 //! workers completed (see `order_workers.rs`).
 #![allow(unused_imports)]
 #![cfg_attr(rustfmt, rustfmt::skip)]
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use saga_runtime::{saga, saga_step, SagaEventKind, SagaOutcome, StepCx, StepError};
 use serde::{Deserialize, Serialize};
 #[path = "order_workers.rs"]
@@ -33,17 +35,53 @@ pub struct OrderCtx {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     handled_by: Option<String>,
 }
-/// Clients of the inventory, payment and email services; never persisted.
+impl OrderCtx {
+    /// A new order.
+    pub fn new(order_id: &str, amount_cents: u64) -> Self {
+        OrderCtx {
+            order_id: order_id.into(),
+            amount_cents,
+            ..OrderCtx::default()
+        }
+    }
+}
+/// Clients of the inventory, payment and email services; never persisted. The services here
+/// are fakes that keep what was done to them, each keyed so that a request sent twice (a step
+/// run again after a crash) takes effect once, as real ones do with idempotency keys.
 #[derive(Debug, Default)]
 pub struct Services {
     fail_payment: bool,
     payment_calls: AtomicU32,
+    /// Stock held, by reservation.
+    reservations: Mutex<BTreeSet<String>>,
+    /// Amounts charged, by payment.
+    payments: Mutex<BTreeMap<String, u64>>,
+    /// Confirmations sent, by order.
+    emails: Mutex<BTreeSet<String>>,
     /// The worker process these run in, when there are several.
     worker: Option<String>,
     /// Whether the steps keep quiet (many orders).
     quiet: bool,
 }
 impl Services {
+    /// The services; with `fail_payment`, the payment gateway is unavailable twice, then
+    /// declines the card.
+    pub fn new(fail_payment: bool) -> Self {
+        Services {
+            fail_payment,
+            ..Services::default()
+        }
+    }
+    /// What the steps did to the services: stock held, amounts charged, confirmations sent.
+    pub fn effects(
+        &self,
+    ) -> (BTreeSet<String>, BTreeMap<String, u64>, BTreeSet<String>) {
+        (
+            lock(&self.reservations).clone(),
+            lock(&self.payments).clone(),
+            lock(&self.emails).clone(),
+        )
+    }
     /// What a step did, for the reader.
     fn say(&self, what: std::fmt::Arguments<'_>) {
         match (&self.worker, self.quiet) {
@@ -53,11 +91,18 @@ impl Services {
         }
     }
 }
+/// A fake service's state (a step that panicked while holding it left it whole: each change is
+/// one insert or remove).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
 async fn reserve_inventory(
     ctx: &mut OrderCtx,
     cx: &StepCx<Services>,
 ) -> Result<(), StepError> {
-    ctx.reservation = Some(format!("res-{}", cx.idempotency_key()));
+    let reservation = format!("res-{}", cx.idempotency_key());
+    lock(&cx.deps().reservations).insert(reservation.clone());
+    ctx.reservation = Some(reservation);
     cx.deps()
         .say(format_args!("reserve_inventory: reserved stock for {}", ctx.order_id));
     Ok(())
@@ -115,13 +160,9 @@ async fn release_inventory(
     ctx: &mut OrderCtx,
     cx: &StepCx<Services>,
 ) -> Result<(), StepError> {
-    cx.deps()
-        .say(
-            format_args!(
-                "release_inventory: released {}", ctx.reservation.take()
-                .unwrap_or_default()
-            ),
-        );
+    let reservation = ctx.reservation.take().unwrap_or_default();
+    lock(&cx.deps().reservations).remove(&reservation);
+    cx.deps().say(format_args!("release_inventory: released {reservation}"));
     Ok(())
 }
 async fn charge_payment(
@@ -139,7 +180,9 @@ async fn charge_payment(
             },
         );
     }
-    ctx.payment = Some(format!("pay-{}", ctx.order_id));
+    let payment = format!("pay-{}", ctx.order_id);
+    lock(&cx.deps().payments).insert(payment.clone(), ctx.amount_cents);
+    ctx.payment = Some(payment);
     cx.deps().say(format_args!("charge_payment: charged {} cents", ctx.amount_cents));
     Ok(())
 }
@@ -196,18 +239,16 @@ async fn refund_payment(
     ctx: &mut OrderCtx,
     cx: &StepCx<Services>,
 ) -> Result<(), StepError> {
-    cx.deps()
-        .say(
-            format_args!(
-                "refund_payment: refunded {}", ctx.payment.take().unwrap_or_default()
-            ),
-        );
+    let payment = ctx.payment.take().unwrap_or_default();
+    lock(&cx.deps().payments).remove(&payment);
+    cx.deps().say(format_args!("refund_payment: refunded {payment}"));
     Ok(())
 }
 async fn send_confirmation_email(
     ctx: &mut OrderCtx,
     cx: &StepCx<Services>,
 ) -> Result<(), StepError> {
+    lock(&cx.deps().emails).insert(ctx.order_id.clone());
     ctx.email_sent = true;
     ctx.handled_by = cx.deps().worker.clone();
     cx.deps().say(format_args!("send_confirmation_email: sent for {}", ctx.order_id));
@@ -485,15 +526,8 @@ async fn main() -> Result<(), saga_runtime::SagaError> {
             eprintln!("the global engine was set already; this run stays in memory");
         }
     }
-    let ctx = OrderCtx {
-        order_id: "order-42".into(),
-        amount_cents: 4_200,
-        ..Default::default()
-    };
-    let services = Services {
-        fail_payment,
-        ..Default::default()
-    };
+    let ctx = OrderCtx::new("order-42", 4_200);
+    let services = Services::new(fail_payment);
     println!(
         "running OrderSaga{}", if fail_payment { " (payment will fail)" } else { "" }
     );
