@@ -23,7 +23,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, Criterion};
 use saga_runtime::{saga, saga_step, Engine, SagaOutcome, StepError};
 use serde::{Deserialize, Serialize};
 
@@ -249,5 +249,28 @@ fn overhead(c: &mut Criterion) {
     group.finish();
 }
 
+/// `OVERHEAD_SAGAS=N` runs N sagas of each kind once and exits, for instruction counts under
+/// `valgrind --tool=callgrind` (repeatable where times are not): with and without the
+/// `metrics` feature, for instance. Otherwise, the criterion benchmarks.
+fn main() {
+    if let Some(sagas) = std::env::var("OVERHEAD_SAGAS")
+        .ok()
+        .and_then(|n| n.parse::<u32>().ok())
+    {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("a tokio runtime");
+        let engine = Engine::in_memory();
+        for fail_last in [false, true] {
+            for _ in 0..sagas {
+                rt.block_on(run_saga(&engine, fail_last));
+            }
+        }
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
+
 criterion_group!(benches, overhead);
-criterion_main!(benches);
