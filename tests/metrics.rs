@@ -1,6 +1,6 @@
-//! The metrics a completed and a compensated saga record, read from a recorder installed before
-//! they ran: counters per saga type, retries per step, saga and step durations. (One test in its
-//! own binary: the recorder is process-wide.)
+//! The metrics a completed, a compensated and a parked saga record, read from a recorder
+//! installed before they ran: counters per saga type, retries per step, saga and step
+//! durations. (One test in its own binary: the recorder is process-wide.)
 
 use std::time::Duration;
 
@@ -66,7 +66,7 @@ fn snapshot(snapshotter: &Snapshotter) -> Vec<(metrics_util::CompositeKey, Debug
 }
 
 #[tokio::test]
-async fn a_completed_and_a_compensated_saga_record_their_metrics() {
+async fn a_completed_a_compensated_and_a_parked_saga_record_their_metrics() {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     recorder
@@ -86,6 +86,25 @@ async fn a_completed_and_a_compensated_saga_record_their_metrics() {
         .unwrap();
     assert!(matches!(undone, SagaOutcome::Compensated { .. }));
 
+    // A saga enqueued for a worker, then recovered by an engine that does not know its type:
+    // parked.
+    let other = dir.path().join("other.db");
+    let client = Engine::builder()
+        .sqlite(&other)
+        .unwrap()
+        .claims(false)
+        .build();
+    let orphan = Metered::on(&client)
+        .request(Order::default())
+        .enqueue()
+        .await
+        .unwrap();
+    drop(client);
+    let stranger = Engine::builder().sqlite(&other).unwrap().build();
+    let report = stranger.recover().await.unwrap();
+    assert_eq!(report.parked.len(), 1, "{report:?}");
+    assert_eq!(report.parked[0].0, orphan);
+
     let all = snapshot(&snapshotter);
     let counter = |name: &str, labels: &[(&str, &str)]| match value(
         &all,
@@ -103,7 +122,12 @@ async fn a_completed_and_a_compensated_saga_record_their_metrics() {
         }
     };
     let saga = [("saga_type", "Metered")];
-    assert_eq!(counter("saga_started_total", &saga), 2);
+    assert_eq!(
+        counter("saga_started_total", &saga),
+        3,
+        "two runs and the enqueued one"
+    );
+    assert_eq!(counter("saga_parked_total", &saga), 1);
     assert_eq!(counter("saga_completed_total", &saga), 1);
     assert_eq!(counter("saga_compensated_total", &saga), 1);
     assert_eq!(counter("saga_compensation_failed_total", &saga), 0);

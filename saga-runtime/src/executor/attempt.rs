@@ -25,9 +25,15 @@ use crate::machine::{
 use crate::step::{Phase, StepFn};
 use crate::{Saga, SagaError, SagaStatus, StepCx, StepError};
 
-/// What the test kit makes an attempt do instead of running the step (never, without the
-/// `testing` feature).
-#[cfg_attr(not(feature = "testing"), allow(dead_code))]
+/// What stands in for an attempt: nothing (zero-sized) without the test kit, so that every
+/// attempt's future stays as small as it was.
+#[cfg(not(feature = "testing"))]
+type Injection = ();
+#[cfg(feature = "testing")]
+type Injection = Option<Injected>;
+
+/// What the test kit makes an attempt do instead of running the step.
+#[cfg(feature = "testing")]
 pub(crate) enum Injected {
     /// Return this error.
     Fail(StepError),
@@ -54,14 +60,23 @@ async fn attempt_once<C, D>(
     work: &mut C,
     cx: &StepCx<D>,
     timeout: Option<Duration>,
-    injected: Option<Injected>,
+    injected: Injection,
 ) -> Result<(), StepError> {
-    let call = async move {
-        match injected {
-            None => func(work, cx).await,
-            Some(Injected::Fail(error)) => Err(error),
-            Some(Injected::Panic(message)) => panic!("{message}"),
-        }
+    // The step's own future as it is without the test kit: no second future around it.
+    #[cfg(not(feature = "testing"))]
+    let call = {
+        let () = injected;
+        func(work, cx)
+    };
+    #[cfg(feature = "testing")]
+    let call = match injected {
+        None => futures_util::future::Either::Left(func(work, cx)),
+        Some(injected) => futures_util::future::Either::Right(async move {
+            match injected {
+                Injected::Fail(error) => Err(error),
+                Injected::Panic(message) => panic!("{message}"),
+            }
+        }),
     };
     let guarded = AssertUnwindSafe(call).catch_unwind();
     let result = match timeout {
@@ -133,7 +148,7 @@ impl<S: Saga> Run<S> {
                 .map(|fault| Injected::of(fault, policy.timeout))
         });
         #[cfg(not(feature = "testing"))]
-        let injected = None;
+        let injected = ();
         #[cfg(feature = "testing")]
         let logged = injected.is_some();
         let attempt = attempt_once(func, &mut work, &cx, policy.timeout, injected);

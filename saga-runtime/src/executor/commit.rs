@@ -143,7 +143,13 @@ impl<S: Saga> Run<S> {
     /// Records the saga with the pending transitions; tells whoever waits which saga holds
     /// the id. Returns whether the store made it wait.
     pub(super) async fn create(&mut self, unrecorded: Box<Unrecorded>) -> Result<bool, SagaError> {
-        let (created, waited) = match self.engine.record_type::<S>().await {
+        // Recorded once per type and engine, on a shared store: boxed, so that the run's
+        // future (which every poll moves around) does not carry that rare one's state.
+        let recorded = match self.engine.records_type::<S>() {
+            true => Box::pin(self.engine.record_type::<S>()).await,
+            false => Ok(()),
+        };
+        let (created, waited) = match recorded {
             Ok(()) => {
                 let store = &self.engine.inner.store;
                 let answer = store.create(unrecorded.saga, &mut self.pending);
@@ -205,19 +211,26 @@ impl Engine {
     /// Records saga type `S`'s shape in a shared store, the first time this engine starts (or
     /// enqueues) one of its sagas: tools draw the type from there (`saga graph`).
     pub(crate) async fn record_type<S: Saga>(&self) -> Result<(), crate::store::StoreError> {
-        let recorded = || {
-            self.inner
-                .types_recorded
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-        };
-        if !self.inner.shared || recorded().contains(S::NAME) {
+        if !self.records_type::<S>() {
             return Ok(());
         }
         let shape = crate::SagaShape::from(&S::description());
         self.inner.store.record_type(shape).await?;
-        recorded().insert(S::NAME);
+        self.types_recorded().insert(S::NAME);
         Ok(())
+    }
+
+    /// Whether saga type `S`'s shape is still to be recorded by this engine.
+    pub(crate) fn records_type<S: Saga>(&self) -> bool {
+        self.inner.shared && !self.types_recorded().contains(S::NAME)
+    }
+
+    fn types_recorded(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<&'static str>> {
+        // A panic while it was held left it whole: every change is one insert.
+        self.inner
+            .types_recorded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// The lease this engine takes on a saga it starts or acquires.
