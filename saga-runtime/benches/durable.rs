@@ -69,7 +69,9 @@ struct RawSaga {
 impl RawSaga {
     fn new(order: u64) -> Self {
         RawSaga {
-            id: uuid::Uuid::new_v4().to_string(),
+            // Time-ordered, as the store's own ids: random keys would scatter each insert over
+            // the primary key's b-tree and cost the hand-written side about 4x.
+            id: uuid::Uuid::now_v7().to_string(),
             ctx: BenchCtx {
                 order,
                 ..BenchCtx::default()
