@@ -22,7 +22,7 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
+use criterion::{criterion_group, Criterion, SamplingMode, Throughput};
 use rusqlite::{params, Connection, TransactionBehavior};
 use saga_runtime::Engine;
 
@@ -225,5 +225,34 @@ fn durable(c: &mut Criterion) {
     group.finish();
 }
 
+/// `DURABLE_ROUNDS=N` runs N rounds of 1,000 sagas at once on a fresh file (with `Durability::Off`
+/// when `DURABLE_OFF` is set, to count the runtime's own work without fsyncs) and exits: for
+/// `valgrind --tool=callgrind`. Otherwise, the criterion benchmarks.
+fn main() {
+    if let Some(rounds) = std::env::var("DURABLE_ROUNDS")
+        .ok()
+        .and_then(|n| n.parse::<u32>().ok())
+    {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+        let dir = tempfile::tempdir().unwrap();
+        let durability = match std::env::var_os("DURABLE_OFF") {
+            Some(_) => saga_runtime::store::Durability::Off,
+            None => saga_runtime::store::Durability::Full,
+        };
+        let engine = Engine::builder()
+            .sqlite_with(dir.path().join("saga.db"), durability)
+            .unwrap()
+            .build();
+        for _ in 0..rounds {
+            rt.block_on(run_sagas(&engine));
+        }
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
+
 criterion_group!(benches, durable);
-criterion_main!(benches);
