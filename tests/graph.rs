@@ -1,5 +1,6 @@
 //! `OrderSaga::mermaid()`: the definition as a Mermaid flowchart, checked whole for a saga with
-//! compensations, a step with nothing to undo, a pivot, a fallback and a last step.
+//! compensations, a step with nothing to undo, a pivot, a fallback and a last step; and one
+//! run's path coloured on it.
 
 use saga_runtime::{saga, saga_step, Saga, StepError};
 use saga_tests::Trail;
@@ -71,5 +72,27 @@ fn the_chart_shows_every_path() {
     c0[/"release"/] --> compensated((compensated))
     c2[/"refund"/] --> c0
 "#
+    );
+}
+
+/// One saga's path, coloured from its history: a fallback standing in for `email`, then `close`
+/// failing past the pivot (the test kit's faults make both happen).
+#[tokio::test]
+async fn a_run_past_its_pivot_through_a_fallback_is_coloured_on_the_chart() {
+    use saga_runtime::testing::{Fault, TestKit};
+    use saga_runtime::{Engine, SagaOutcome, SagaShape};
+
+    let kit = TestKit::new();
+    kit.fail("email", 0, Fault::permanent("mail server down"));
+    kit.fail("close", 0, Fault::permanent("ledger closed"));
+    let engine = Engine::builder().test_kit(&kit).build();
+    let outcome = Shipping::on(&engine).run(Trail::default()).await.unwrap();
+    assert!(matches!(outcome, SagaOutcome::Failed { .. }), "{outcome:?}");
+    let history = engine.history(outcome.id()).await.unwrap();
+    let chart = SagaShape::from(&Shipping::description()).mermaid_run(&history);
+    assert!(chart.starts_with(&Shipping::mermaid()), "{chart}");
+    assert!(
+        chart.ends_with("    class s0,s1,s2,s3,f4 done\n    class s4,s5,failed failed\n"),
+        "{chart}"
     );
 }
