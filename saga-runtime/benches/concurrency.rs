@@ -215,7 +215,23 @@ fn concurrency(c: &mut Criterion) {
 
 criterion_group!(benches, concurrency);
 
+/// `CONCURRENCY_ONCE=saga` (or `handwritten`) runs one round of 10,000 and exits, for
+/// `valgrind --tool=callgrind`. Otherwise, the memory figures and the criterion benchmarks.
 fn main() {
+    if let Ok(side) = std::env::var("CONCURRENCY_ONCE") {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+        let engine = Engine::in_memory();
+        let nap = std::sync::Arc::new(Nap(Duration::from_millis(10)));
+        match side.as_str() {
+            "saga" => rt.block_on(all(10_000, || saga_once(engine.clone(), nap.clone()))),
+            _ => rt.block_on(all(10_000, || handwritten_once(Duration::from_millis(10)))),
+        }
+        return;
+    }
     benches();
     Criterion::default().configure_from_args().final_summary();
 }
