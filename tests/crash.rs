@@ -192,8 +192,17 @@ fn crash_at(point: &str, fail_pivot: bool) -> Result<(), String> {
         let output = run(Some(failpoint));
         let stderr = String::from_utf8_lossy(&output.stderr);
         if output.status.success() || !stderr.contains(&format!("failpoint {failpoint} fired")) {
+            // What the saga did instead, and what the worker said, so that a run that took
+            // another path can be told from a failpoint that is not reached.
+            let status = files
+                .stored()
+                .get(&id)
+                .map(|saga| saga.status.to_string())
+                .unwrap_or_else(|| "not recorded".into());
+            let said: Vec<&str> = stderr.lines().rev().take(8).collect();
             return Err(format!(
-                "failpoint {failpoint} never fired ({})",
+                "failpoint {failpoint} never fired ({}); the saga is {status}; the worker's last \
+                 words: {said:?}",
                 output.status
             ));
         }
