@@ -193,7 +193,9 @@ fn crash_at(point: &str, fail_pivot: bool) -> Result<(), String> {
         let stderr = String::from_utf8_lossy(&output.stderr);
         if output.status.success() || !stderr.contains(&format!("failpoint {failpoint} fired")) {
             // What the saga did instead, and what the worker said, so that a run that took
-            // another path can be told from a failpoint that is not reached.
+            // another path can be told from a failpoint that is not reached (once, the worker
+            // exited as soon as the store had the saga's end, before the run reached the
+            // failpoint after that commit: the worker now waits for its runs).
             let status = files
                 .stored()
                 .get(&id)
