@@ -13,8 +13,6 @@ use serde::{Deserialize, Serialize};
 struct Order {
     item: String,
     fail_charge: bool,
-    /// How long `reserve` takes, in ms.
-    slow_ms: u64,
     reserved: bool,
     charged: bool,
 }
@@ -24,7 +22,6 @@ static HANGING: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new()
 
 #[saga_step(compensate = release)]
 async fn reserve(ctx: &mut Order) -> Result<(), StepError> {
-    tokio::time::sleep(Duration::from_millis(ctx.slow_ms)).await;
     while HANGING.lock().unwrap().contains(&ctx.item) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -339,15 +336,16 @@ async fn cancel_reaches_a_saga_another_process_runs() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sagas.db");
     let engine = engine(&path);
+    // `reserve` hangs until the tool has drawn the saga and asked to cancel it, however long
+    // starting the tool takes on a loaded machine.
+    HANGING.lock().unwrap().push("desk".into());
     let id = Orders::on(&engine)
         .start(Order {
             item: "desk".into(),
-            slow_ms: 1_500,
             ..Order::default()
         })
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
     let path_for_cli = path.clone();
     let (chart, said) = tokio::task::spawn_blocking(move || {
         (
@@ -361,6 +359,10 @@ async fn cancel_reaches_a_saga_another_process_runs() {
     // While `reserve` runs: it is under way, `charge` is ahead.
     assert!(chart.contains("\n    class s0 running\n"), "{chart}");
     assert!(chart.contains("\n    class s1 ahead\n"), "{chart}");
+    // The worker learns of the cancel at its next lease renewal (every 100 ms here); then
+    // `reserve` ends, and the saga stops at that step boundary.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    HANGING.lock().unwrap().retain(|item| item != "desk");
     let outcome = Orders::on(&engine).wait(id).await.unwrap();
     assert!(
         matches!(
