@@ -125,6 +125,16 @@ async fn a_newer_schema_is_refused_before_anything_is_written() {
     postgres_sql(&url, &format!("DROP SCHEMA {schema} CASCADE")).await;
 }
 
+/// A store that never creates or migrates its schema, as the `saga` tool opens one.
+async fn read_only(url: &str, schema: &str) -> PostgresStore {
+    PostgresStore::options(url)
+        .schema(schema)
+        .create(false)
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("{url}: {e}"))
+}
+
 /// A version 1 schema (no saga types) is read as it is by a store that does not create (the
 /// tool), and brought to version 2 by one that does; engines then record the types they start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -139,12 +149,7 @@ async fn a_version_1_schema_is_read_as_it_is_then_migrated_and_records_types() {
         &format!("DROP TABLE {schema}.saga_types; UPDATE {schema}.saga_schema SET version = 1;"),
     )
     .await;
-    let reader = PostgresStore::options(&url)
-        .schema(&schema)
-        .create(false)
-        .connect()
-        .await
-        .unwrap();
+    let reader = read_only(&url, &schema).await;
     assert_eq!(reader.saga_types().await.unwrap(), []);
     assert_eq!(reader.counts().await.unwrap(), []);
 
@@ -155,12 +160,7 @@ async fn a_version_1_schema_is_read_as_it_is_then_migrated_and_records_types() {
         .build();
     let outcome = OnPostgres::on(&engine).run(Trail::default()).await.unwrap();
     assert!(outcome.is_completed());
-    let reader = PostgresStore::options(&url)
-        .schema(&schema)
-        .create(false)
-        .connect()
-        .await
-        .unwrap();
+    let reader = read_only(&url, &schema).await;
     let types = reader.saga_types().await.unwrap();
     assert_eq!(types.len(), 1, "{types:?}");
     assert_eq!(types[0].name, "OnPostgres");

@@ -196,7 +196,7 @@ impl<S: Saga> CrashExplorer<S> {
             };
             self.crash_at(id, index, (point, step), &reference)
                 .await
-                .map_err(|problem| violation(self.hint(point, step, problem)))?;
+                .map_err(violation)?;
         }
         Ok(Exploration {
             saga_type: S::NAME,
@@ -283,12 +283,8 @@ impl<S: Saga> CrashExplorer<S> {
         let ended = self.ended(&restarted, id, &deps).await?;
         if ended.status.is_none() {
             // Crashed before its first commit: never acknowledged, so nothing may have run.
-            let nothing = Ended {
-                status: None,
-                ctx: serde_json::Value::Null,
-                world: self.world.as_ref().map(|w| w(&(self.deps)())),
-            };
-            if ended.world != nothing.world || !kit.calls().is_empty() {
+            let untouched = self.world.as_ref().map(|w| w(&(self.deps)()));
+            if ended.world != untouched || !kit.calls().is_empty() {
                 return Err(format!(
                     "the saga was never recorded, yet steps ran: {:?}",
                     kit.succeeded()
@@ -312,9 +308,12 @@ impl<S: Saga> CrashExplorer<S> {
         check_record::<S>(&restarted, id, &kit).await?;
         if ended.world != reference.world {
             return Err(format!(
-                "the world differs from a run without a crash: {} instead of {}",
+                "the world differs from a run without a crash: {} instead of {}. `{}` ran again \
+                 after the crash and took effect twice: make it idempotent on its key \
+                 (StepCx::idempotency_key)",
                 ended.world.unwrap_or_default(),
-                reference.world.clone().unwrap_or_default()
+                reference.world.clone().unwrap_or_default(),
+                culprit::<S>(expected.0, expected.1)
             ));
         }
         Ok(())
@@ -333,7 +332,6 @@ impl<S: Saga> CrashExplorer<S> {
     /// How saga `id` ended: its status and context once it is terminal (waiting for it), or
     /// `None` if it was never recorded; and the world.
     async fn ended(&self, engine: &Engine, id: SagaId, deps: &S::Deps) -> Result<Ended, String> {
-        let world = self.world.as_ref().map(|w| w(deps));
         let recorded = engine
             .inner
             .store
@@ -344,7 +342,7 @@ impl<S: Saga> CrashExplorer<S> {
             return Ok(Ended {
                 status: None,
                 ctx: serde_json::Value::Null,
-                world,
+                world: self.world.as_ref().map(|w| w(deps)),
             });
         }
         let outcome = tokio::time::timeout(self.patience, engine.saga::<S>().wait(id))
@@ -365,22 +363,15 @@ impl<S: Saga> CrashExplorer<S> {
             world: self.world.as_ref().map(|w| w(deps)),
         })
     }
+}
 
-    /// The problem, with what to look at when the world differs after a crash at a step.
-    fn hint(&self, point: &str, step: &str, problem: String) -> String {
-        if !problem.starts_with("the world differs") {
-            return problem;
-        }
-        let description = S::description();
-        let declared = description.steps.iter().find(|s| s.name == step);
-        let culprit = match (point.contains("compensation"), declared) {
-            (true, Some(s)) => s.compensation.unwrap_or(step).to_owned(),
-            _ => step.to_owned(),
-        };
-        format!(
-            "{problem}. `{culprit}` ran again after the crash and took effect twice: make it \
-             idempotent on its key (StepCx::idempotency_key)"
-        )
+/// What ran again after a crash at `point` of `step`: the step, or its compensation.
+fn culprit<S: Saga>(point: &str, step: &str) -> String {
+    let description = S::description();
+    let declared = description.steps.iter().find(|s| s.name == step);
+    match (point.contains("compensation"), declared) {
+        (true, Some(s)) => s.compensation.unwrap_or(step).to_owned(),
+        _ => step.to_owned(),
     }
 }
 
@@ -414,25 +405,16 @@ fn check_history<S: Saga>(history: &[SagaEvent]) -> Result<(), String> {
             .iter()
             .position(|s| s.name() == name || s.description.fallback == Some(name))
     };
-    let ends = history
-        .iter()
-        .filter(|e| {
-            matches!(
-                e.kind,
-                SagaEventKind::SagaCompleted { .. }
-                    | SagaEventKind::SagaCompensated { .. }
-                    | SagaEventKind::SagaFailed { .. }
-            )
-        })
-        .count();
-    let last_is_end = history.last().is_some_and(|e| {
+    let is_end = |e: &SagaEvent| {
         matches!(
             e.kind,
             SagaEventKind::SagaCompleted { .. }
                 | SagaEventKind::SagaCompensated { .. }
                 | SagaEventKind::SagaFailed { .. }
         )
-    });
+    };
+    let ends = history.iter().filter(|e| is_end(e)).count();
+    let last_is_end = history.last().is_some_and(is_end);
     if ends != 1 || !last_is_end {
         return Err(format!(
             "its history has {ends} ends, and the last entry is {}one",
