@@ -1,6 +1,7 @@
 //! `saga graph TYPE|ID`: a saga type as a Mermaid flowchart, or one saga's path through it,
 //! drawn from the shape its engines recorded in the store (not from the user's code).
 
+use saga_runtime::store::SagaRecord;
 use saga_runtime::{SagaId, SagaShape};
 
 use crate::db::Db;
@@ -24,18 +25,14 @@ pub async fn run(db: &Db, args: Args) -> Result<(), String> {
                 .await
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| format!("no saga {id} in this store"))?;
-            // The shape the saga was started under: its type's, with its step names.
-            let shape = types
-                .iter()
-                .find(|t| t.name == record.saga_type && t.step_names() == record.steps)
-                .ok_or_else(|| {
-                    format!(
-                        "saga {id}'s type `{}` (steps {}) is not recorded in this store: {}",
-                        record.saga_type,
-                        record.steps.join(", "),
-                        unrecorded_hint()
-                    )
-                })?;
+            let shape = shape_of(&types, &record).ok_or_else(|| {
+                format!(
+                    "saga {id}'s type `{}` (steps {}) is not recorded in this store: {}",
+                    record.saga_type,
+                    record.steps.join(", "),
+                    unrecorded_hint()
+                )
+            })?;
             let history = store
                 .history(id, 0, usize::MAX)
                 .await
@@ -50,6 +47,13 @@ pub async fn run(db: &Db, args: Args) -> Result<(), String> {
         false => print!("{chart}"),
     }
     Ok(())
+}
+
+/// The shape a saga was started under: its type's, with its step names.
+pub fn shape_of<'a>(types: &'a [SagaShape], record: &SagaRecord) -> Option<&'a SagaShape> {
+    types
+        .iter()
+        .find(|t| t.name == record.saga_type && t.step_names() == record.steps)
 }
 
 /// The shape of type `name` recorded last.
@@ -70,6 +74,6 @@ fn newest<'a>(types: &'a [SagaShape], name: &str) -> Result<&'a SagaShape, Strin
     })
 }
 
-fn unrecorded_hint() -> &'static str {
+pub fn unrecorded_hint() -> &'static str {
     "an engine records a type's shape when it first starts one of its sagas"
 }

@@ -1,12 +1,12 @@
 //! `saga list`: sagas matching filters, oldest first, a page at a time.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use saga_runtime::store::SagaQuery;
 use saga_runtime::SagaId;
 use serde_json::json;
 
 use crate::db::Db;
+use crate::filter::{parse_age, parse_id, Filter};
 use crate::text;
 
 #[derive(clap::Args)]
@@ -24,8 +24,11 @@ pub struct Args {
     /// Only sagas created within this long (e.g. 30s, 15m, 2h, 7d).
     #[arg(long, value_name = "AGE", value_parser = parse_age)]
     since: Option<Duration>,
+    /// Only sagas created longer ago than this (e.g. 10m).
+    #[arg(long, value_name = "AGE", value_parser = parse_age)]
+    until: Option<Duration>,
     /// The page after this saga (the last id of the previous page).
-    #[arg(long, value_name = "ID", value_parser = crate::parse_id)]
+    #[arg(long, value_name = "ID", value_parser = parse_id)]
     after: Option<SagaId>,
     /// At most this many.
     #[arg(long, default_value_t = 50)]
@@ -35,60 +38,17 @@ pub struct Args {
     json: bool,
 }
 
-const STATUSES: [&str; 8] = [
-    "pending",
-    "running",
-    "compensating",
-    "completed",
-    "compensated",
-    "compensation_failed",
-    "failed",
-    "parked",
-];
-
-fn parse_age(text: &str) -> Result<Duration, String> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not an age like 30s, 15m, 2h or 7d"))?;
-    let seconds = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3_600,
-        "d" => 86_400,
-        _ => return Err(format!("`{text}` is not an age like 30s, 15m, 2h or 7d")),
-    };
-    Ok(Duration::from_secs(number.saturating_mul(seconds)))
-}
-
 pub async fn run(db: &Db, args: Args) -> Result<(), String> {
-    if let Some(status) = &args.status {
-        if !STATUSES.contains(&status.as_str()) {
-            return Err(format!(
-                "unknown status `{status}`: one of {}",
-                STATUSES.join(", ")
-            ));
-        }
+    let query = Filter {
+        status: args.status,
+        saga_type: args.saga_type,
+        key: args.key,
+        since: args.since,
+        until: args.until,
+        after: args.after,
+        limit: args.limit,
     }
-    let mut query = SagaQuery::new().limit(args.limit.max(1));
-    if let Some(status) = args.status {
-        query = query.status(status);
-    }
-    if let Some(saga_type) = args.saga_type {
-        query = query.saga_type(saga_type);
-    }
-    if let Some(key) = args.key {
-        query = query.idempotency_key(key);
-    }
-    if let Some(age) = args.since {
-        query = query.created(SystemTime::now().checked_sub(age), None);
-    }
-    if let Some(after) = args.after {
-        query = query.after(after);
-    }
+    .query()?;
     let limit = query.limit;
     let sagas = db.store().list(query).await.map_err(|e| e.to_string())?;
     if args.json {

@@ -13,16 +13,20 @@
 
 mod act;
 mod db;
+mod filter;
 mod graph;
 mod list;
 mod new;
 mod show;
 mod stats;
 mod text;
+mod timeline;
+mod web;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use filter::parse_id;
 use saga_runtime::SagaId;
 
 #[derive(Parser)]
@@ -80,11 +84,8 @@ enum Command {
     Graph(graph::Args),
     /// Writes a module with a new saga's step stubs, its `saga!` declaration and a test.
     New(new::Args),
-}
-
-fn parse_id(text: &str) -> Result<SagaId, String> {
-    text.parse()
-        .map_err(|_| format!("`{text}` is not a saga id (a UUID)"))
+    /// Serves the dashboard: what is running, what went wrong, what is still ahead.
+    Web(web::Args),
 }
 
 async fn run(cli: Cli) -> Result<(), String> {
@@ -102,6 +103,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             act::resume(db::open_for_writes(db, &cli.schema).await?, id).await
         }
         Command::Retry { id } => act::retry(db::open_for_writes(db, &cli.schema).await?, id).await,
+        Command::Web(args) => web::run(db, &cli.schema, args).await,
     }
 }
 

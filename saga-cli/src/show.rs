@@ -5,11 +5,12 @@
 use std::time::SystemTime;
 
 use saga_runtime::store::SagaRecord;
-use saga_runtime::{Phase, SagaEvent, SagaEventKind, SagaId};
+use saga_runtime::{SagaEvent, SagaId};
 use serde_json::json;
 
 use crate::db::Db;
 use crate::text::{self, Paint};
+use crate::timeline::{self, Tone};
 
 pub async fn run(db: &Db, id: SagaId, as_json: bool) -> Result<(), String> {
     let store = db.store();
@@ -115,88 +116,18 @@ fn indent(text: &str, by: &str) -> String {
 
 /// One line per event, times from the start; the rollback indented apart from the forward path.
 fn timeline(history: &[SagaEvent], paint: Paint) -> String {
-    let Some(first) = history.first() else {
-        return String::new();
-    };
     let mut out = String::new();
-    let mut rolling_back = false;
-    for event in history {
-        let offset = event
-            .at
-            .duration_since(first.at)
-            .map(text::duration)
-            .unwrap_or_default();
-        let line = match &event.kind {
-            SagaEventKind::SagaStarted { .. } => "started".to_owned(),
-            SagaEventKind::StepStarted {
-                step,
-                phase: Phase::Compensation,
-                attempt,
-            } => paint.undo(&format!("undo {step}: attempt {attempt}")),
-            SagaEventKind::StepStarted { step, attempt, .. } => {
-                format!("{step}: attempt {attempt}")
-            }
-            SagaEventKind::StepCompleted {
-                step,
-                attempt,
-                duration,
-            } => paint.good(&format!(
-                "{step}: completed (attempt {attempt}, {})",
-                text::duration(*duration)
-            )),
-            SagaEventKind::RetryScheduled {
-                step,
-                attempt,
-                delay,
-                error,
-                ..
-            } => paint.warn(&format!(
-                "{step}: attempt {attempt} failed: {error}; retry in {}",
-                text::duration(*delay)
-            )),
-            SagaEventKind::StepFailed {
-                step,
-                attempt,
-                error,
-            } => paint.bad(&format!("{step}: failed (attempt {attempt}): {error}")),
-            SagaEventKind::FallbackStarted { step, fallback } => {
-                format!("{step}: falls back to {fallback}")
-            }
-            SagaEventKind::CompensationStarted { reason } => {
-                rolling_back = true;
-                paint.undo(&format!("rollback: {reason}"))
-            }
-            SagaEventKind::StepCompensated { step, attempt } => {
-                paint.undo(&format!("undo {step}: done (attempt {attempt})"))
-            }
-            SagaEventKind::CompensationFailed {
-                step,
-                attempt,
-                error,
-            } => paint.bad(&format!("undo {step}: failed (attempt {attempt}): {error}")),
-            SagaEventKind::SagaResumed { recovery_attempt } => paint.dim(&format!(
-                "resumed by a worker (takeover {recovery_attempt} in a row)"
-            )),
-            SagaEventKind::SagaParked { reason } => paint.bad(&format!("parked: {reason}")),
-            SagaEventKind::SagaReopened { request } => {
-                rolling_back = false;
-                format!("reopened by an operator: {request}")
-            }
-            SagaEventKind::SagaCompleted { duration } => {
-                paint.good(&format!("completed in {}", text::duration(*duration)))
-            }
-            SagaEventKind::SagaCompensated { duration } => {
-                paint.undo(&format!("compensated in {}", text::duration(*duration)))
-            }
-            SagaEventKind::SagaFailed { step, error, .. } => {
-                paint.bad(&format!("failed at {step}: {error}"))
-            }
-            other => format!("{other:?}"),
+    for entry in timeline::entries(history) {
+        let line = match entry.tone {
+            Tone::Plain => entry.text,
+            Tone::Good => paint.good(&entry.text),
+            Tone::Bad => paint.bad(&entry.text),
+            Tone::Warn => paint.warn(&entry.text),
+            Tone::Undo => paint.undo(&entry.text),
+            Tone::Dim => paint.dim(&entry.text),
         };
-        let nested =
-            rolling_back && !matches!(event.kind, SagaEventKind::CompensationStarted { .. });
-        let margin = if nested { "    " } else { "  " };
-        out += &format!("{margin}{offset:>8}  {line}\n");
+        let margin = if entry.rollback { "    " } else { "  " };
+        out += &format!("{margin}{:>8}  {line}\n", entry.offset);
     }
     out
 }

@@ -6,108 +6,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use assert_cmd::Command;
-use saga_runtime::{saga, saga_step, Engine, RollbackCause, Saga, SagaId, SagaOutcome, StepError};
-use serde::{Deserialize, Serialize};
+use saga_runtime::{Engine, RollbackCause, Saga, SagaId, SagaOutcome};
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Order {
-    item: String,
-    fail_charge: bool,
-    reserved: bool,
-    charged: bool,
-}
-
-/// Items whose `reserve` hangs, until removed from here.
-static HANGING: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-
-#[saga_step(compensate = release)]
-async fn reserve(ctx: &mut Order) -> Result<(), StepError> {
-    while HANGING.lock().unwrap().contains(&ctx.item) {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    ctx.reserved = true;
-    Ok(())
-}
-
-async fn release(ctx: &mut Order) -> Result<(), StepError> {
-    ctx.reserved = false;
-    Ok(())
-}
-
-#[saga_step(retries = 1, backoff = "10ms")]
-async fn charge(ctx: &mut Order) -> Result<(), StepError> {
-    if ctx.fail_charge {
-        return Err(StepError::permanent("card declined"));
-    }
-    ctx.charged = true;
-    Ok(())
-}
-
-saga! { Orders(Order, ()) { reserve, charge } }
-
-fn saga_cmd(db: &Path) -> Command {
-    let mut command = Command::cargo_bin("saga").unwrap();
-    command
-        .env_remove("SAGA_DB")
-        .env("NO_COLOR", "1")
-        .arg("--db")
-        .arg(db);
-    command
-}
-
-fn stdout(command: &mut Command) -> String {
-    let output = command.output().unwrap();
-    assert!(
-        output.status.success(),
-        "{command:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
-
-/// The command fails with one line on stderr, which is returned.
-fn error(command: &mut Command) -> String {
-    let output = command.output().unwrap();
-    assert!(!output.status.success(), "{command:?} succeeded");
-    let stderr = String::from_utf8(output.stderr).unwrap();
-    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    stderr.trim_end().to_owned()
-}
-
-fn engine(path: &Path) -> Engine {
-    Engine::builder()
-        .sqlite(path)
-        .unwrap()
-        .renew_interval(Duration::from_millis(100))
-        .register::<Orders>(())
-        .build()
-}
-
-/// A store with a completed saga (key `order-1`) and a compensated one.
-async fn filled(dir: &Path) -> (PathBuf, SagaId, SagaId) {
-    let path = dir.join("sagas.db");
-    let engine = engine(&path);
-    let done = Orders::on(&engine)
-        .request(Order {
-            item: "book".into(),
-            ..Order::default()
-        })
-        .idempotency_key("order-1")
-        .run()
-        .await
-        .unwrap();
-    let undone = Orders::on(&engine)
-        .run(Order {
-            item: "lamp".into(),
-            fail_charge: true,
-            ..Order::default()
-        })
-        .await
-        .unwrap();
-    assert!(done.is_completed() && matches!(undone, SagaOutcome::Compensated { .. }));
-    (path, done.id(), undone.id())
-}
+mod support;
+use support::{engine, error, filled, parked, saga_cmd, stdout, Order, Orders, HANGING};
 
 /// The store's files (the database and its write-ahead log when it holds anything, not the
 /// shared-memory index that readers mark), byte for byte, once they have stopped changing (an engine that was dropped
@@ -383,44 +285,7 @@ async fn resume_reopens_a_parked_saga_for_a_worker_in_another_process() {
     let path = dir.path().join("sagas.db");
     // Interrupted mid-step by a runtime that goes away, then parked by a worker that does not
     // know its type.
-    let interrupted = {
-        let path = path.clone();
-        tokio::task::spawn_blocking(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                let engine = Engine::builder()
-                    .sqlite(&path)
-                    .unwrap()
-                    .worker_id("cli-test")
-                    .build();
-                HANGING.lock().unwrap().push("stuck".into());
-                let id = Orders::on(&engine)
-                    .start(Order {
-                        item: "stuck".into(),
-                        ..Order::default()
-                    })
-                    .await
-                    .unwrap();
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                id
-            })
-        })
-        .await
-        .unwrap()
-    };
-    // Its step would finish now, in whichever worker runs it next.
-    HANGING.lock().unwrap().clear();
-    let unaware = Engine::builder()
-        .sqlite(&path)
-        .unwrap()
-        .worker_id("cli-test")
-        .build();
-    let report = unaware.recover().await.unwrap();
-    assert_eq!(report.parked.len(), 1, "{report:?}");
-    drop(unaware);
+    let interrupted = parked(&path, "stuck").await;
     let listed = stdout(saga_cmd(&path).args(["list", "--status", "parked"]));
     assert!(listed.contains(&interrupted.to_string()), "{listed}");
 

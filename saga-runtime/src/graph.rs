@@ -3,12 +3,12 @@
 //! failed saga), and the compensations chained back to the start; for one saga, the path its
 //! history took.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::event::{SagaEvent, SagaEventKind};
-use crate::shape::{SagaShape, UndoShape};
-use crate::{Phase, SagaDescription};
+use crate::event::SagaEvent;
+use crate::progress::{NodeState, Progress, Rollback};
+use crate::shape::SagaShape;
+use crate::SagaDescription;
 
 impl SagaDescription {
     /// The saga as a Mermaid flowchart (`flowchart LR`), for documentation and tools: each step
@@ -36,48 +36,14 @@ impl SagaDescription {
     }
 }
 
-/// How one node of a saga's chart is drawn for one saga.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mark {
-    /// It ran and completed.
-    Done,
-    /// It failed (for good, or the attempt the saga stopped at).
-    Failed,
-    /// It is under way (or was, when the saga was parked).
-    Running,
-    /// The saga has not reached it yet.
-    Ahead,
-    /// The saga ended without running it.
-    Skipped,
-}
-
-impl Mark {
-    const ALL: [Mark; 5] = [
-        Mark::Done,
-        Mark::Failed,
-        Mark::Running,
-        Mark::Ahead,
-        Mark::Skipped,
-    ];
-
-    fn class(self) -> &'static str {
-        match self {
-            Mark::Done => "done",
-            Mark::Failed => "failed",
-            Mark::Running => "running",
-            Mark::Ahead => "ahead",
-            Mark::Skipped => "skipped",
-        }
-    }
-
-    fn style(self) -> &'static str {
-        match self {
-            Mark::Done => "fill:#d3f9d8,stroke:#2b8a3e,color:#1b4332",
-            Mark::Failed => "fill:#ffe3e3,stroke:#c92a2a,color:#7d1a1a",
-            Mark::Running => "fill:#fff3bf,stroke:#e67700,color:#5c3c00",
-            Mark::Ahead => "fill:#ffffff,stroke:#868e96,stroke-dasharray:4 3",
-            Mark::Skipped => "fill:#f1f3f5,stroke:#ced4da,color:#868e96",
-        }
+/// The Mermaid style of a node in each state.
+fn style(state: NodeState) -> &'static str {
+    match state {
+        NodeState::Done => "fill:#d3f9d8,stroke:#2b8a3e,color:#1b4332",
+        NodeState::Failed => "fill:#ffe3e3,stroke:#c92a2a,color:#7d1a1a",
+        NodeState::Running => "fill:#fff3bf,stroke:#e67700,color:#5c3c00",
+        NodeState::Ahead => "fill:#ffffff,stroke:#868e96,stroke-dasharray:4 3",
+        NodeState::Skipped => "fill:#f1f3f5,stroke:#ced4da,color:#868e96",
     }
 }
 
@@ -111,81 +77,13 @@ impl SagaShape {
     /// # }
     /// ```
     pub fn mermaid_run(&self, history: &[SagaEvent]) -> String {
-        self.chart(Some(&self.marks(history)))
+        self.chart(Some(&self.progress(history)))
     }
 
-    /// Which node each event of `history` leaves in which state.
-    fn marks(&self, history: &[SagaEvent]) -> BTreeMap<String, Mark> {
-        // The index of the step a name (a step's or its fallback's) stands for, and whether it
-        // is the fallback.
-        let find = |name: &str| {
-            self.steps.iter().enumerate().find_map(|(i, s)| {
-                if s.name == name {
-                    Some((i, false))
-                } else if s.fallback.as_deref() == Some(name) {
-                    Some((i, true))
-                } else {
-                    None
-                }
-            })
-        };
-        let action =
-            |name: &str| find(name).map(|(i, fb)| format!("{}{i}", ["s", "f"][fb as usize]));
-        let compensation = |name: &str| find(name).map(|(i, _)| format!("c{i}"));
-        let node = |name: &str, phase: Phase| match phase {
-            Phase::Action => action(name),
-            Phase::Compensation => compensation(name),
-        };
-        let mut marks = BTreeMap::new();
-        let mut ended = false;
-        for event in history {
-            let (node, mark) = match &event.kind {
-                SagaEventKind::StepStarted { step, phase, .. }
-                | SagaEventKind::RetryScheduled { step, phase, .. } => {
-                    (node(step, *phase), Mark::Running)
-                }
-                SagaEventKind::StepCompleted { step, .. } => (action(step), Mark::Done),
-                SagaEventKind::StepFailed { step, .. } => (action(step), Mark::Failed),
-                SagaEventKind::FallbackStarted { step, .. } => (action(step), Mark::Failed),
-                SagaEventKind::StepCompensated { step, .. } => (compensation(step), Mark::Done),
-                SagaEventKind::CompensationFailed { step, .. } => {
-                    (compensation(step), Mark::Failed)
-                }
-                SagaEventKind::SagaCompleted { .. } => (Some("completed".into()), Mark::Done),
-                SagaEventKind::SagaCompensated { .. } => (Some("compensated".into()), Mark::Done),
-                SagaEventKind::SagaFailed { .. } => (Some("failed".into()), Mark::Failed),
-                _ => (None, Mark::Done),
-            };
-            match &event.kind {
-                SagaEventKind::SagaCompleted { .. }
-                | SagaEventKind::SagaCompensated { .. }
-                | SagaEventKind::SagaFailed { .. } => ended = true,
-                SagaEventKind::SagaReopened { .. } => ended = false,
-                _ => {}
-            }
-            if let Some(node) = node {
-                marks.insert(node, mark);
-            }
-        }
-        // The steps it has not reached: ahead while it runs, skipped once it ended.
-        let unreached = match ended {
-            true => Mark::Skipped,
-            false => Mark::Ahead,
-        };
-        for i in 0..self.steps.len() {
-            marks.entry(format!("s{i}")).or_insert(unreached);
-        }
-        marks
-    }
-
-    fn chart(&self, marks: Option<&BTreeMap<String, Mark>>) -> String {
+    fn chart(&self, progress: Option<&Progress>) -> String {
         let steps = &self.steps;
-        let pivot = steps.iter().position(|s| s.undo == UndoShape::Pivot);
-        // Steps whose compensation a rollback runs: those before the pivot that declare one.
-        let compensable: Vec<usize> = (0..steps.len())
-            .filter(|&i| pivot.is_none_or(|p| i < p))
-            .filter(|&i| steps[i].undo == UndoShape::Compensate && steps[i].compensation.is_some())
-            .collect();
+        let pivot = self.pivot();
+        let compensable = self.compensable();
         let mut out = String::from("flowchart LR\n");
         let line = |out: &mut String, text: String| {
             let _ = writeln!(out, "    {text}");
@@ -212,9 +110,9 @@ impl SagaShape {
             }
             // Where a failure here leads: past the pivot nothing is undone; before it, the
             // rollback starts with the nearest compensable step before this one.
-            let failure = match pivot {
-                Some(p) if i > p => "failed((failed))".to_owned(),
-                _ => match compensable.iter().rev().find(|&&j| j < i) {
+            let failure = match self.rollback_from(i) {
+                Rollback::Fail => "failed((failed))".to_owned(),
+                Rollback::Compensate(undo) => match undo.first() {
                     Some(j) => format!("c{j}"),
                     None => "compensated((compensated))".to_owned(),
                 },
@@ -230,28 +128,28 @@ impl SagaShape {
             };
             line(&mut out, format!("c{j}[/\"{name}\"/] --> {then}"));
         }
-        if let Some(marks) = marks {
+        if let Some(progress) = progress {
             for end in ["completed", "compensated", "failed"] {
                 if out.contains(&format!("{end}(({end}))")) {
                     nodes.push(end.to_owned());
                 }
             }
-            for mark in Mark::ALL {
+            for state in NodeState::ALL {
                 line(
                     &mut out,
-                    format!("classDef {} {}", mark.class(), mark.style()),
+                    format!("classDef {} {}", state.name(), style(state)),
                 );
             }
-            for mark in Mark::ALL {
+            for state in NodeState::ALL {
                 let marked: Vec<&str> = nodes
                     .iter()
-                    .filter(|n| marks.get(n.as_str()) == Some(&mark))
+                    .filter(|n| progress.node(n) == Some(state))
                     .map(String::as_str)
                     .collect();
                 if !marked.is_empty() {
                     line(
                         &mut out,
-                        format!("class {} {}", marked.join(","), mark.class()),
+                        format!("class {} {}", marked.join(","), state.name()),
                     );
                 }
             }

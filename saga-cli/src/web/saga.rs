@@ -1,0 +1,239 @@
+//! `/sagas/{id}`: one saga. Its status, context (pretty, escaped), lease holder and fencing
+//! token, pending wake time; its diagram with the path taken, the current step, the steps still
+//! ahead and the rollback a failure now would take; its timeline, the rollback apart.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use maud::{html, Markup};
+use saga_runtime::store::SagaRecord;
+use saga_runtime::{NodeState, Rollback, SagaShape, SagaStatus};
+
+use super::page::{self, when};
+use super::App;
+use crate::filter::parse_id;
+use crate::graph::{shape_of, unrecorded_hint};
+use crate::timeline;
+
+pub async fn page(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
+    let id = match parse_id(&id) {
+        Ok(id) => id,
+        Err(reason) => return page::error(StatusCode::NOT_FOUND, "No such saga", &reason),
+    };
+    let store = app.db.store();
+    let record = match store.load(id).await {
+        Ok(Some(record)) => record,
+        Ok(None) => {
+            return page::error(
+                StatusCode::NOT_FOUND,
+                "No such saga",
+                &format!("The store holds no saga with id {id}."),
+            )
+        }
+        Err(error) => return page::store_error(error),
+    };
+    let history = match store.history(id, 0, usize::MAX).await {
+        Ok(history) => history.unwrap_or_default(),
+        Err(error) => return page::store_error(error),
+    };
+    let types = match store.saga_types().await {
+        Ok(types) => types,
+        Err(error) => return page::store_error(error),
+    };
+    let shape = shape_of(&types, &record);
+    let body = html! {
+        (facts(&record))
+        @if app.engine.is_some() { (actions(&record)) }
+        section #diagram {
+            h2 { "Path" }
+            @match shape {
+                Some(shape) => (diagram(shape, &record, &history)),
+                None => p.empty { "Its type's shape is not recorded in this store (" (unrecorded_hint()) "); its steps are " (record.steps.join(", ")) "." },
+            }
+        }
+        section #context {
+            h2 { "Context" }
+            pre { code { (context(&record)) } }
+        }
+        section #timeline {
+            h2 { "Timeline" }
+            ol.timeline {
+                @for entry in timeline::entries(&history) {
+                    li class={ (entry.tone.name()) @if entry.rollback { " rollback" } } {
+                        span.offset { (entry.offset) }
+                        span.what { (entry.text) }
+                    }
+                }
+            }
+        }
+    };
+    let title = format!("{} {}", record.saga_type, id);
+    page::shell(&title, !record.state.status.is_terminal(), body).into_response()
+}
+
+/// Status, key, times, lease, wake time, pending cancellation.
+fn facts(record: &SagaRecord) -> Markup {
+    let status = &record.state.status;
+    let wake = record.state.wake_at().filter(|at| *at > SystemTime::now());
+    html! {
+        dl #facts {
+            dt { "status" } dd #status { (page::status(status.name())) @match status {
+                SagaStatus::Running { step } => { " at " b { (step_name(record, *step)) } },
+                SagaStatus::Compensating { step } => { " undoing " b { (step_name(record, *step)) } },
+                SagaStatus::CompensationFailed { step } | SagaStatus::Failed { step } => { " at " b { (step_name(record, *step)) } },
+                SagaStatus::Parked { reason } => { ": " (reason) },
+                _ => {},
+            } }
+            @if let Some(key) = &record.idempotency_key {
+                dt { "idempotency key" } dd #key { code { (key) } }
+            }
+            dt { "created" } dd { (when(record.created_at)) }
+            dt { "updated" } dd { (when(record.updated_at)) }
+            dt { "held by" } dd #lease {
+                @match &record.lease {
+                    Some(lease) => { code { (&*lease.owner) } ", fencing token " b #token { (lease.token) } ", lease expires " (when(lease.expires_at)) },
+                    None if status.is_terminal() => { "nobody (it has ended)" },
+                    None => { "no worker" },
+                }
+            }
+            @if let Some(at) = wake {
+                dt { "waits until" } dd #wake { (when(at)) }
+            }
+            @if record.cancel_requested && !status.is_terminal() {
+                dt { "cancellation" } dd.warn { "requested" }
+            }
+        }
+    }
+}
+
+/// Links to the confirmation of each request the saga's status allows.
+fn actions(record: &SagaRecord) -> Markup {
+    let status = &record.state.status;
+    let allowed: &[&str] = match status {
+        SagaStatus::Parked { .. } => &["resume"],
+        SagaStatus::CompensationFailed { .. } | SagaStatus::Failed { .. } => &["retry"],
+        _ if status.is_terminal() => &[],
+        _ => &["cancel"],
+    };
+    html! {
+        @if !allowed.is_empty() {
+            p #actions {
+                @for action in allowed {
+                    a class={ "button " (action) } href={ "/sagas/" (record.id) "/" (action) } { (action) }
+                    " "
+                }
+            }
+        }
+    }
+}
+
+fn step_name(record: &SagaRecord, step: usize) -> &str {
+    record.steps.get(step).map_or("?", String::as_str)
+}
+
+/// The context as pretty JSON, or why it cannot be shown.
+fn context(record: &SagaRecord) -> String {
+    record
+        .context
+        .to_json()
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .and_then(|value| serde_json::to_string_pretty(&value).ok())
+        .unwrap_or_else(|| "(the context is not readable JSON)".to_owned())
+}
+
+/// The forward path as a row of steps (each with its fallback), the compensations under the
+/// steps that have one, each coloured by what became of it; then what a failure now would do.
+fn diagram(shape: &SagaShape, record: &SagaRecord, history: &[saga_runtime::SagaEvent]) -> Markup {
+    let progress = shape.progress(history);
+    let status = &record.state.status;
+    let current = match status {
+        SagaStatus::Running { step } | SagaStatus::Compensating { step } => Some(*step),
+        _ => None,
+    };
+    let pivot = shape.pivot();
+    html! {
+        ol.path {
+            @for (i, step) in shape.steps.iter().enumerate() {
+                @let state = progress.step(i);
+                li.step data-step=(step.name) {
+                    div class={ "node " (state.name()) @if current == Some(i) { " current" } }
+                        data-state=(state.name()) aria-current=[(current == Some(i)).then_some("step")] {
+                        span.name { (step.name) }
+                        @if pivot == Some(i) { span.tag { "pivot" } }
+                        span.state { (label(state)) }
+                    }
+                    @if let Some(fallback) = &step.fallback {
+                        @let state = progress.fallback(i);
+                        div class={ "node fallback " (state.map_or("ahead", NodeState::name)) } {
+                            span.tag { "fallback" } span.name { (fallback) }
+                        }
+                    }
+                    @if let Some(compensation) = step.compensation.as_ref().filter(|_| shape.compensable().contains(&i)) {
+                        @let state = progress.compensation(i);
+                        div class={ "node undo " (state.map_or("ahead", NodeState::name)) }
+                            data-state=(state.map_or("not run", NodeState::name)) {
+                            span.tag { "undo" } span.name { (compensation) }
+                        }
+                    }
+                }
+            }
+        }
+        p #if-failed { (if_failed(shape, status, record)) }
+    }
+}
+
+fn label(state: NodeState) -> &'static str {
+    match state {
+        NodeState::Done => "done",
+        NodeState::Failed => "failed",
+        NodeState::Running => "running",
+        NodeState::Ahead => "ahead",
+        _ => "skipped",
+    }
+}
+
+/// What a failure now would take, for a saga still under way.
+fn if_failed(shape: &SagaShape, status: &SagaStatus<usize>, record: &SagaRecord) -> Markup {
+    let names = |steps: &[usize]| {
+        steps
+            .iter()
+            .filter_map(|&j| shape.steps.get(j)?.compensation.clone())
+            .collect::<Vec<_>>()
+            .join(" → ")
+    };
+    let at = match status {
+        SagaStatus::Running { step } => Some(*step),
+        SagaStatus::Pending => Some(0),
+        _ => None,
+    };
+    if let Some(step) = at {
+        let name = step_name(record, step);
+        return match shape.rollback_from(step) {
+            Rollback::Compensate(undo) if undo.is_empty() => {
+                html! { "If " b { (name) } " failed now: nothing before it needs undoing; the saga would end compensated." }
+            }
+            Rollback::Compensate(undo) => {
+                html! { "If " b { (name) } " failed now, the rollback would run " b.undo-path { (names(&undo)) } ", then end compensated." }
+            }
+            _ => {
+                html! { "If " b { (name) } " failed now: it is past the pivot, so nothing would be undone and the saga would end failed, needing attention." }
+            }
+        };
+    }
+    match status {
+        SagaStatus::Compensating { step } => {
+            let left: Vec<usize> = shape
+                .compensable()
+                .into_iter()
+                .rev()
+                .filter(|&j| j <= *step)
+                .collect();
+            html! { "Rolling back: " b.undo-path { (names(&left)) } " left to run, in this order." }
+        }
+        _ => html! { "It has ended: no failure can change it now." },
+    }
+}

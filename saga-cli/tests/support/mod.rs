@@ -1,0 +1,156 @@
+//! What the tests of the `saga` binary share: a saga type, engines on a SQLite file, and stores
+//! filled by real sagas.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use assert_cmd::Command;
+use saga_runtime::{saga, saga_step, Engine, SagaId, SagaOutcome, StepError};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Order {
+    pub item: String,
+    pub fail_charge: bool,
+    pub reserved: bool,
+    pub charged: bool,
+}
+
+/// Items whose `reserve` hangs, until removed from here.
+pub static HANGING: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+#[saga_step(compensate = release)]
+async fn reserve(ctx: &mut Order) -> Result<(), StepError> {
+    while HANGING.lock().unwrap().contains(&ctx.item) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    ctx.reserved = true;
+    Ok(())
+}
+
+async fn release(ctx: &mut Order) -> Result<(), StepError> {
+    ctx.reserved = false;
+    Ok(())
+}
+
+#[saga_step(retries = 1, backoff = "10ms")]
+async fn charge(ctx: &mut Order) -> Result<(), StepError> {
+    if ctx.fail_charge {
+        return Err(StepError::permanent("card declined"));
+    }
+    ctx.charged = true;
+    Ok(())
+}
+
+saga! { pub Orders(Order, ()) { reserve, charge } }
+
+pub fn saga_cmd(db: &Path) -> Command {
+    let mut command = Command::cargo_bin("saga").unwrap();
+    command
+        .env_remove("SAGA_DB")
+        .env("NO_COLOR", "1")
+        .arg("--db")
+        .arg(db);
+    command
+}
+
+pub fn stdout(command: &mut Command) -> String {
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// The command fails with one line on stderr, which is returned.
+pub fn error(command: &mut Command) -> String {
+    let output = command.output().unwrap();
+    assert!(!output.status.success(), "{command:?} succeeded");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stderr.trim_end().to_owned()
+}
+
+pub fn engine(path: &Path) -> Engine {
+    Engine::builder()
+        .sqlite(path)
+        .unwrap()
+        .renew_interval(Duration::from_millis(100))
+        .register::<Orders>(())
+        .build()
+}
+
+/// A store with a completed saga (key `order-1`) and a compensated one.
+pub async fn filled(dir: &Path) -> (PathBuf, SagaId, SagaId) {
+    let path = dir.join("sagas.db");
+    let engine = engine(&path);
+    let done = Orders::on(&engine)
+        .request(Order {
+            item: "book".into(),
+            ..Order::default()
+        })
+        .idempotency_key("order-1")
+        .run()
+        .await
+        .unwrap();
+    let undone = Orders::on(&engine)
+        .run(Order {
+            item: "lamp".into(),
+            fail_charge: true,
+            ..Order::default()
+        })
+        .await
+        .unwrap();
+    assert!(done.is_completed() && matches!(undone, SagaOutcome::Compensated { .. }));
+    (path, done.id(), undone.id())
+}
+
+/// A saga of `path` interrupted in `reserve` by a runtime that went away, then parked by a
+/// worker that does not know its type.
+pub async fn parked(path: &Path, item: &str) -> SagaId {
+    let id = {
+        let path = path.to_owned();
+        let item = item.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let engine = Engine::builder()
+                    .sqlite(&path)
+                    .unwrap()
+                    .worker_id("cli-test")
+                    .build();
+                HANGING.lock().unwrap().push(item.clone());
+                let id = Orders::on(&engine)
+                    .start(Order {
+                        item: item.clone(),
+                        ..Order::default()
+                    })
+                    .await
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                id
+            })
+        })
+        .await
+        .unwrap()
+    };
+    // Its step would finish now (the runtime that ran it is gone), in whichever worker runs it
+    // next.
+    HANGING.lock().unwrap().retain(|i| i != item);
+    let unaware = Engine::builder()
+        .sqlite(path)
+        .unwrap()
+        .worker_id("cli-test")
+        .build();
+    let report = unaware.recover().await.unwrap();
+    assert_eq!(report.parked.len(), 1, "{report:?}");
+    id
+}

@@ -1,0 +1,438 @@
+//! `saga web`, the real binary, against a SQLite store filled by real sagas (completed,
+//! compensated, parked, running in this test's engine, one with markup in its context): what
+//! each page shows, the errors for bad input, and that actions are refused (changing nothing)
+//! when read-only, without the page's anti-forgery token, from another origin or without the
+//! access token, and do their work when all is in order.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use saga_runtime::store::{SagaStore, SqliteStore};
+use saga_runtime::{Engine, RollbackCause, SagaId, SagaOutcome, SagaStatus};
+
+mod support;
+use support::{engine, filled, parked, Order, Orders, HANGING};
+
+/// A running `saga web`, stopped when dropped.
+struct Web {
+    child: Child,
+    address: String,
+}
+
+impl Drop for Web {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `saga --db PATH web --port 0 ARGS...` and waits for the address it listens on.
+fn serve(db: &Path, args: &[&str]) -> Web {
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("saga"))
+        .env_remove("SAGA_DB")
+        .env_remove("SAGA_WEB_TOKEN")
+        .arg("--db")
+        .arg(db)
+        .args(["web", "--port", "0"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let address = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_owned();
+    Web { child, address }
+}
+
+/// An HTTP response: status code and body.
+struct Response {
+    status: u16,
+    body: String,
+}
+
+impl Web {
+    fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Response {
+        let mut stream = TcpStream::connect(&self.address).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+            self.address,
+            body.len()
+        );
+        for (name, value) in headers {
+            request += &format!("{name}: {value}\r\n");
+        }
+        request += "\r\n";
+        request += body;
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut raw = String::new();
+        stream.read_to_string(&mut raw).unwrap();
+        let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or_else(|| panic!("no status in {head:?}"));
+        Response {
+            status,
+            body: body.to_owned(),
+        }
+    }
+
+    fn get(&self, path: &str) -> Response {
+        self.request("GET", path, &[], "")
+    }
+
+    /// A form POST, as the confirmation page sends it (same origin), with these fields.
+    fn post(&self, path: &str, origin: Option<&str>, fields: &[(&str, &str)]) -> Response {
+        let body: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let mut headers = vec![("Content-Type", "application/x-www-form-urlencoded")];
+        if let Some(origin) = origin {
+            headers.push(("Origin", origin));
+        }
+        self.request("POST", path, &headers, &body.join("&"))
+    }
+
+    fn origin(&self) -> String {
+        format!("http://{}", self.address)
+    }
+}
+
+/// The value of the hidden field `name` in a page's form.
+fn field(page: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = page
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {name} in {page}"))
+        + marker.len();
+    page[start..].split('"').next().unwrap().to_owned()
+}
+
+/// A running saga: `reserve` hangs until its item leaves `HANGING`.
+async fn running(engine: &Engine, item: &str) -> SagaId {
+    HANGING.lock().unwrap().push(item.into());
+    let id = Orders::on(engine)
+        .start(Order {
+            item: item.into(),
+            ..Order::default()
+        })
+        .await
+        .unwrap();
+    // Until the worker has recorded the step as under way.
+    for _ in 0..500 {
+        let status = Orders::on(engine).status(id).await.unwrap();
+        if matches!(status, SagaStatus::Running { .. }) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    id
+}
+
+fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> tokio::task::JoinHandle<T> {
+    tokio::task::spawn_blocking(f)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_show_what_the_store_holds_and_refuse_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, done, undone) = filled(dir.path()).await;
+    let stuck = parked(&path, "stuck").await;
+    let engine = engine(&path);
+    let desk = running(&engine, "desk").await;
+    let markup = Orders::on(&engine)
+        .run(Order {
+            item: "<script>alert(1)</script>".into(),
+            ..Order::default()
+        })
+        .await
+        .unwrap()
+        .id();
+
+    let web = serve(&path, &[]);
+    let checks = blocking(move || {
+        // The overview: counts by status, the running saga among the oldest, the parked one
+        // needing attention.
+        let overview = web.get("/");
+        assert_eq!(overview.status, 200, "{}", overview.body);
+        for (status, count) in [
+            ("completed", 2),
+            ("compensated", 1),
+            ("parked", 1),
+            ("running", 1),
+        ] {
+            let tile = format!(
+                "href=\"/sagas?status={status}\" data-status=\"{status}\"><span class=\"count\">{count}</span>"
+            );
+            assert!(overview.body.contains(&tile), "{tile} in {}", overview.body);
+        }
+        let section = |page: &str, id: &str| {
+            let start = page.find(&format!("<section id=\"{id}\">")).unwrap();
+            let end = page[start..].find("</section>").unwrap();
+            page[start..start + end].to_owned()
+        };
+        assert!(section(&overview.body, "oldest").contains(&desk.to_string()));
+        let attention = section(&overview.body, "attention");
+        assert!(attention.contains(&stuck.to_string()), "{attention}");
+        assert!(!attention.contains(&done.to_string()), "{attention}");
+
+        // The list, filtered by status and by key.
+        let list = web.get("/sagas?status=compensated&type=Orders");
+        assert_eq!(list.status, 200);
+        assert!(list.body.contains(&undone.to_string()) && !list.body.contains(&done.to_string()));
+        let list = web.get("/sagas?key=order-1&status=");
+        assert!(list.body.contains(&done.to_string()) && !list.body.contains(&undone.to_string()));
+        let first = web.get("/sagas?limit=2");
+        assert!(
+            first.body.contains("rel=\"next\""),
+            "a full page links to the next"
+        );
+
+        // Bad filters and unknown sagas.
+        let bad = web.get("/sagas?status=done");
+        assert_eq!(bad.status, 400);
+        assert!(bad.body.contains("unknown status `done`"), "{}", bad.body);
+        let bad = web.get("/sagas?since=yesterday");
+        assert_eq!(bad.status, 400);
+        assert!(
+            bad.body.contains("`yesterday` is not an age"),
+            "{}",
+            bad.body
+        );
+        let bad = web.get("/sagas?colour=red");
+        assert_eq!(bad.status, 400);
+        let unknown = SagaId::new();
+        let missing = web.get(&format!("/sagas/{unknown}"));
+        assert_eq!(missing.status, 404);
+        assert!(
+            missing.body.contains(&format!("no saga with id {unknown}")),
+            "{}",
+            missing.body
+        );
+        assert_eq!(web.get("/sagas/not-an-id").status, 404);
+        assert_eq!(web.get("/nowhere").status, 404);
+
+        // Markup in a context is shown as text.
+        let page = web.get(&format!("/sagas/{markup}"));
+        assert_eq!(page.status, 200);
+        assert!(
+            page.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{}",
+            page.body
+        );
+        assert!(!page.body.contains("<script>alert"), "{}", page.body);
+
+        // The running saga: where it is, who holds it, what is ahead, what a failure would do.
+        let page = web.get(&format!("/sagas/{desk}"));
+        assert!(
+            page.body.contains("running</span> at <b>reserve</b>"),
+            "{}",
+            page.body
+        );
+        assert!(
+            page.body.contains("id=\"token\""),
+            "the fencing token: {}",
+            page.body
+        );
+        assert!(
+            page.body
+                .contains("data-step=\"charge\"><div class=\"node ahead\""),
+            "{}",
+            page.body
+        );
+        assert!(
+            page.body.contains("class=\"node running current\""),
+            "{}",
+            page.body
+        );
+        assert!(
+            page.body
+                .contains("If <b>reserve</b> failed now: nothing before it needs undoing"),
+            "{}",
+            page.body
+        );
+        assert!(
+            page.body.contains("data-live"),
+            "a running saga's page updates itself"
+        );
+
+        // The compensated saga: the failed step, the compensation that ran, the rollback apart.
+        let page = web.get(&format!("/sagas/{undone}"));
+        assert!(
+            page.body
+                .contains("data-step=\"charge\"><div class=\"node failed\""),
+            "{}",
+            page.body
+        );
+        assert!(
+            page.body.contains("class=\"node undo done\""),
+            "{}",
+            page.body
+        );
+        assert!(
+            page.body.contains("<li class=\"undo rollback\">"),
+            "{}",
+            page.body
+        );
+        assert!(
+            !page.body.contains("data-live"),
+            "an ended saga's page is still"
+        );
+
+        // Read-only: no action is offered and every one is refused.
+        assert!(!page.body.contains("id=\"actions\""));
+        let refused = web.post(&format!("/sagas/{desk}/cancel"), None, &[("csrf", "x")]);
+        assert_eq!(refused.status, 403);
+        assert!(refused.body.contains("read-only"), "{}", refused.body);
+        assert_eq!(web.get(&format!("/sagas/{desk}/cancel")).status, 403);
+    });
+    checks.await.unwrap();
+    let status = Orders::on(&engine).status(desk).await.unwrap();
+    assert!(matches!(status, SagaStatus::Running { .. }), "{status:?}");
+    HANGING.lock().unwrap().retain(|i| i != "desk");
+    assert!(Orders::on(&engine).wait(desk).await.unwrap().is_completed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actions_need_the_page_token_the_origin_and_the_access_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, done, _) = filled(dir.path()).await;
+    let engine = engine(&path);
+    let table = running(&engine, "table").await;
+
+    let web = serve(&path, &["--actions", "--token", "s3cret"]);
+    let refusals = blocking(move || {
+        let confirm = web.get(&format!("/sagas/{table}/cancel"));
+        assert_eq!(confirm.status, 200, "{}", confirm.body);
+        assert!(
+            confirm.body.contains("name=\"token\""),
+            "asks for the access token"
+        );
+        let csrf = field(&confirm.body, "csrf");
+        let origin = web.origin();
+        let path = format!("/sagas/{table}/cancel");
+        let cases = [
+            (
+                "no anti-forgery token",
+                web.post(&path, Some(&origin), &[("token", "s3cret")]),
+                403,
+            ),
+            (
+                "a wrong one",
+                web.post(
+                    &path,
+                    Some(&origin),
+                    &[("csrf", "0000"), ("token", "s3cret")],
+                ),
+                403,
+            ),
+            (
+                "another origin",
+                web.post(
+                    &path,
+                    Some("http://evil.example"),
+                    &[("csrf", &csrf), ("token", "s3cret")],
+                ),
+                403,
+            ),
+            (
+                "no access token",
+                web.post(&path, Some(&origin), &[("csrf", &csrf)]),
+                401,
+            ),
+            (
+                "a wrong access token",
+                web.post(&path, Some(&origin), &[("csrf", &csrf), ("token", "guess")]),
+                401,
+            ),
+        ];
+        for (case, response, status) in cases {
+            assert_eq!(response.status, status, "{case}: {}", response.body);
+            assert!(
+                response.body.contains("Refused"),
+                "{case}: {}",
+                response.body
+            );
+        }
+        (web, csrf)
+    })
+    .await
+    .unwrap();
+    let (web, csrf) = refusals;
+    // Nothing changed.
+    let store = SqliteStore::options(&path).read_only(true).open().unwrap();
+    let record = store.load(table).await.unwrap().unwrap();
+    assert!(!record.cancel_requested, "no cancellation was recorded");
+    assert!(matches!(record.state.status, SagaStatus::Running { .. }));
+
+    let accepted = blocking(move || {
+        let origin = web.origin();
+        let ok = web.post(
+            &format!("/sagas/{table}/cancel"),
+            Some(&origin),
+            &[("csrf", &csrf), ("token", "s3cret")],
+        );
+        assert_eq!(ok.status, 200, "{}", ok.body);
+        assert!(ok.body.contains("Cancellation requested"), "{}", ok.body);
+        // A request the saga's state does not allow: refused with the reason.
+        let refused = web.post(
+            &format!("/sagas/{done}/resume"),
+            Some(&origin),
+            &[("csrf", &csrf), ("token", "s3cret")],
+        );
+        assert_eq!(refused.status, 409, "{}", refused.body);
+        assert!(refused.body.contains("cannot resume"), "{}", refused.body);
+        web
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    HANGING.lock().unwrap().retain(|i| i != "table");
+    let outcome = Orders::on(&engine).wait(table).await.unwrap();
+    assert!(
+        matches!(
+            &outcome,
+            SagaOutcome::Compensated {
+                cause: RollbackCause::Cancelled,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    drop(accepted);
+}
+
+#[test]
+fn actions_on_an_open_address_need_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sagas.db");
+    std::fs::write(&path, b"").unwrap();
+    let output = Command::new(assert_cmd::cargo::cargo_bin("saga"))
+        .env_remove("SAGA_WEB_TOKEN")
+        .arg("--db")
+        .arg(&path)
+        .args(["web", "--bind", "0.0.0.0", "--port", "0", "--actions"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--actions on 0.0.0.0 needs --token"),
+        "{stderr}"
+    );
+}
