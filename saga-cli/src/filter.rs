@@ -28,6 +28,8 @@ pub struct Filter {
     pub since: Option<Duration>,
     /// Only sagas created longer ago than this.
     pub until: Option<Duration>,
+    /// Only sagas waiting on a durable timer.
+    pub waiting: bool,
     pub after: Option<SagaId>,
     pub limit: usize,
 }
@@ -66,6 +68,9 @@ impl Filter {
                 self.since.and_then(|age| now.checked_sub(age)),
                 self.until.and_then(|age| now.checked_sub(age)),
             );
+        }
+        if self.waiting {
+            query = query.waiting();
         }
         if let Some(after) = self.after {
             query = query.after(after);

@@ -27,6 +27,9 @@ pub struct Args {
     /// Only sagas created longer ago than this (e.g. 10m).
     #[arg(long, value_name = "AGE", value_parser = parse_age)]
     until: Option<Duration>,
+    /// Only sagas waiting on a durable timer (a retry backoff, a resume time).
+    #[arg(long)]
+    waiting: bool,
     /// The page after this saga (the last id of the previous page).
     #[arg(long, value_name = "ID", value_parser = parse_id)]
     after: Option<SagaId>,
@@ -45,6 +48,7 @@ pub async fn run(db: &Db, args: Args) -> Result<(), String> {
         key: args.key,
         since: args.since,
         until: args.until,
+        waiting: args.waiting,
         after: args.after,
         limit: args.limit,
     }

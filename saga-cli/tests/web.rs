@@ -4,143 +4,15 @@
 //! when read-only, without the page's anti-forgery token, from another origin or without the
 //! access token, and do their work when all is in order.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use saga_runtime::store::{SagaStore, SqliteStore};
-use saga_runtime::{Engine, RollbackCause, SagaId, SagaOutcome, SagaStatus};
+use saga_runtime::{RollbackCause, SagaId, SagaOutcome, SagaStatus};
 
 mod support;
-use support::{engine, filled, parked, Order, Orders, HANGING};
-
-/// A running `saga web`, stopped when dropped.
-struct Web {
-    child: Child,
-    address: String,
-}
-
-impl Drop for Web {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `saga --db PATH web --port 0 ARGS...` and waits for the address it listens on.
-fn serve(db: &Path, args: &[&str]) -> Web {
-    let mut child = Command::new(assert_cmd::cargo::cargo_bin("saga"))
-        .env_remove("SAGA_DB")
-        .env_remove("SAGA_WEB_TOKEN")
-        .arg("--db")
-        .arg(db)
-        .args(["web", "--port", "0"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let address = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_owned();
-    Web { child, address }
-}
-
-/// An HTTP response: status code and body.
-struct Response {
-    status: u16,
-    body: String,
-}
-
-impl Web {
-    fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Response {
-        let mut stream = TcpStream::connect(&self.address).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        let mut request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
-            self.address,
-            body.len()
-        );
-        for (name, value) in headers {
-            request += &format!("{name}: {value}\r\n");
-        }
-        request += "\r\n";
-        request += body;
-        stream.write_all(request.as_bytes()).unwrap();
-        let mut raw = String::new();
-        stream.read_to_string(&mut raw).unwrap();
-        let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|code| code.parse().ok())
-            .unwrap_or_else(|| panic!("no status in {head:?}"));
-        Response {
-            status,
-            body: body.to_owned(),
-        }
-    }
-
-    fn get(&self, path: &str) -> Response {
-        self.request("GET", path, &[], "")
-    }
-
-    /// A form POST, as the confirmation page sends it (same origin), with these fields.
-    fn post(&self, path: &str, origin: Option<&str>, fields: &[(&str, &str)]) -> Response {
-        let body: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let mut headers = vec![("Content-Type", "application/x-www-form-urlencoded")];
-        if let Some(origin) = origin {
-            headers.push(("Origin", origin));
-        }
-        self.request("POST", path, &headers, &body.join("&"))
-    }
-
-    fn origin(&self) -> String {
-        format!("http://{}", self.address)
-    }
-}
-
-/// The value of the hidden field `name` in a page's form.
-fn field(page: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = page
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no {name} in {page}"))
-        + marker.len();
-    page[start..].split('"').next().unwrap().to_owned()
-}
-
-/// A running saga: `reserve` hangs until its item leaves `HANGING`.
-async fn running(engine: &Engine, item: &str) -> SagaId {
-    HANGING.lock().unwrap().push(item.into());
-    let id = Orders::on(engine)
-        .start(Order {
-            item: item.into(),
-            ..Order::default()
-        })
-        .await
-        .unwrap();
-    // Until the worker has recorded the step as under way.
-    for _ in 0..500 {
-        let status = Orders::on(engine).status(id).await.unwrap();
-        if matches!(status, SagaStatus::Running { .. }) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    id
-}
+use support::web::{field, running, serve};
+use support::{engine, filled, parked, waiting, Order, Orders, HANGING};
 
 fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
@@ -164,6 +36,7 @@ async fn pages_show_what_the_store_holds_and_refuse_bad_input() {
         .unwrap()
         .id();
 
+    let settling = waiting(&engine, &path).await;
     let web = serve(&path, &[]);
     let checks = blocking(move || {
         // The overview: counts by status, the running saga among the oldest, the parked one
@@ -174,7 +47,7 @@ async fn pages_show_what_the_store_holds_and_refuse_bad_input() {
             ("completed", 2),
             ("compensated", 1),
             ("parked", 1),
-            ("running", 1),
+            ("running", 2),
         ] {
             let tile = format!(
                 "href=\"/sagas?status={status}\" data-status=\"{status}\"><span class=\"count\">{count}</span>"
@@ -187,6 +60,16 @@ async fn pages_show_what_the_store_holds_and_refuse_bad_input() {
             page[start..start + end].to_owned()
         };
         assert!(section(&overview.body, "oldest").contains(&desk.to_string()));
+        let timers = section(&overview.body, "timers");
+        assert!(timers.contains(&settling.to_string()), "{timers}");
+        assert!(
+            timers.contains("<time title=") && timers.contains(">in "),
+            "ahead: {timers}"
+        );
+        let list = web.get("/sagas?waiting=1");
+        assert!(
+            list.body.contains(&settling.to_string()) && !list.body.contains(&desk.to_string())
+        );
         let attention = section(&overview.body, "attention");
         assert!(attention.contains(&stuck.to_string()), "{attention}");
         assert!(!attention.contains(&done.to_string()), "{attention}");
@@ -296,9 +179,11 @@ async fn pages_show_what_the_store_holds_and_refuse_bad_input() {
 
         // Read-only: no action is offered and every one is refused.
         assert!(!page.body.contains("id=\"actions\""));
-        let refused = web.post(&format!("/sagas/{desk}/cancel"), None, &[("csrf", "x")]);
-        assert_eq!(refused.status, 403);
-        assert!(refused.body.contains("read-only"), "{}", refused.body);
+        for (id, action) in [(desk, "cancel"), (stuck, "resume"), (undone, "retry")] {
+            let refused = web.post(&format!("/sagas/{id}/{action}"), None, &[("csrf", "x")]);
+            assert_eq!(refused.status, 403, "{action}");
+            assert!(refused.body.contains("read-only"), "{}", refused.body);
+        }
         assert_eq!(web.get(&format!("/sagas/{desk}/cancel")).status, 403);
     });
     checks.await.unwrap();

@@ -33,7 +33,7 @@ async fn render(app: &App) -> Result<Markup, saga_runtime::store::StoreError> {
     let oldest = store
         .list(SagaQuery::new().status("running").limit(SHORT))
         .await?;
-    let next_timer = store.next_wake(None).await?;
+    let waiting = store.list(SagaQuery::new().waiting().limit(SHORT)).await?;
     let mut attention = Vec::new();
     for status in ATTENTION {
         attention.extend(
@@ -72,7 +72,7 @@ async fn render(app: &App) -> Result<Markup, saga_runtime::store::StoreError> {
                 p.empty { "The store holds no saga yet." }
             } @else {
                 table #by-type {
-                    thead { tr { th { "type" } @for s in STATUSES { th { (s.replace('_', " ")) } } } }
+                    thead { tr { th { "type" } @for s in STATUSES { th.num { (s.replace('_', " ")) } } } }
                     tbody {
                         @for (saga_type, statuses) in &by_type {
                             tr {
@@ -87,10 +87,24 @@ async fn render(app: &App) -> Result<Markup, saga_runtime::store::StoreError> {
             }
         }
         section #timers {
-            h2 { "Durable timers" }
-            @match next_timer {
-                Some(at) => p { "The next saga wakes " (when(at)) "." },
-                None => p.empty { "No saga waits on a durable timer." },
+            h2 { "Waiting on timers" }
+            @if waiting.is_empty() {
+                p.empty { "No saga waits on a durable timer." }
+            } @else {
+                table {
+                    thead { tr { th { "saga" } th { "type" } th { "status" } th { "wakes" } } }
+                    tbody {
+                        @for s in &waiting {
+                            tr {
+                                td { (saga_link(s.id)) }
+                                td { (s.saga_type) }
+                                td { (page::status(s.status.name())) }
+                                td { @if let Some(at) = s.wake_at { (when(at)) } }
+                            }
+                        }
+                    }
+                }
+                p { a href="/sagas?waiting=1" { "All sagas waiting on a timer" } }
             }
         }
         section #oldest {

@@ -19,7 +19,9 @@ use crate::text;
 const PAGE: usize = 50;
 
 /// The parameters the list understands.
-const PARAMS: [&str; 7] = ["status", "type", "key", "since", "until", "after", "limit"];
+const PARAMS: [&str; 8] = [
+    "status", "type", "key", "since", "until", "waiting", "after", "limit",
+];
 
 pub async fn page(
     State(app): State<Arc<App>>,
@@ -60,6 +62,7 @@ pub async fn page(
             label { "idempotency key " input name="key" value=(given("key")) size="14"; }
             label { "created within " input name="since" value=(given("since")) placeholder="2h" size="5"; }
             label { "and longer ago than " input name="until" value=(given("until")) placeholder="10m" size="5"; }
+            label { input type="checkbox" name="waiting" value="1" checked[!given("waiting").is_empty() && given("waiting") != "0"]; " waiting on a timer" }
             button type="submit" { "Filter" }
             " " a href="/sagas" { "clear" }
         }
@@ -115,6 +118,11 @@ fn filter(params: &HashMap<String, String>) -> Result<Filter, String> {
         key: get("key").map(str::to_owned),
         since: get("since").map(parse_age).transpose()?,
         until: get("until").map(parse_age).transpose()?,
+        waiting: match get("waiting") {
+            None | Some("0") => false,
+            Some("1" | "on") => true,
+            Some(text) => return Err(format!("`waiting={text}`: say waiting=1 or leave it out")),
+        },
         after: get("after").map(parse_id).transpose()?,
         limit,
     })

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod web;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -46,6 +48,16 @@ async fn charge(ctx: &mut Order) -> Result<(), StepError> {
 
 saga! { pub Orders(Order, ()) { reserve, charge } }
 
+#[saga_step(retries = 2, backoff = "20s")]
+async fn settle(_ctx: &mut Order) -> Result<(), StepError> {
+    Err(StepError::transient("the bank is closed"))
+}
+
+saga! {
+    /// Waits on a durable timer (about 20 s) after its first attempt.
+    pub Settlements(Order, ()) { settle }
+}
+
 pub fn saga_cmd(db: &Path) -> Command {
     let mut command = Command::cargo_bin("saga").unwrap();
     command
@@ -82,6 +94,7 @@ pub fn engine(path: &Path) -> Engine {
         .unwrap()
         .renew_interval(Duration::from_millis(100))
         .register::<Orders>(())
+        .register::<Settlements>(())
         .build()
 }
 
@@ -153,4 +166,23 @@ pub async fn parked(path: &Path, item: &str) -> SagaId {
     let report = unaware.recover().await.unwrap();
     assert_eq!(report.parked.len(), 1, "{report:?}");
     id
+}
+
+/// A saga that waits on a durable timer (a 20 s backoff) after its first attempt failed:
+/// started on `engine`, which runs on the SQLite file `path`.
+pub async fn waiting(engine: &Engine, path: &Path) -> SagaId {
+    use saga_runtime::store::{SagaQuery, SagaStore, SqliteStore};
+    let id = Settlements::on(engine)
+        .start(Order::default())
+        .await
+        .unwrap();
+    let store = SqliteStore::options(path).read_only(true).open().unwrap();
+    for _ in 0..1_000 {
+        let waiting = store.list(SagaQuery::new().waiting()).await.unwrap();
+        if waiting.iter().any(|s| s.id == id) {
+            return id;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("saga {id} never waited on its timer");
 }

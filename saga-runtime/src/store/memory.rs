@@ -199,6 +199,7 @@ impl Entry {
             status: record.state.status.clone(),
             idempotency_key: record.idempotency_key.clone(),
             owner: record.lease.as_ref().map(|l| l.owner.to_string()),
+            wake_at: self.wake_at.or_else(|| record.state.wake_at()),
             created_at: record.created_at,
             updated_at: record.updated_at,
         }

@@ -27,6 +27,8 @@ pub struct SagaQuery {
     pub created_before: Option<SystemTime>,
     /// Only the saga with this idempotency key.
     pub idempotency_key: Option<String>,
+    /// Only sagas waiting on a durable timer: not ended, with a wake time still ahead.
+    pub waiting: bool,
     /// The page after this saga (the last of the previous page).
     pub after: Option<SagaId>,
     /// At most this many (default 100).
@@ -41,6 +43,7 @@ impl Default for SagaQuery {
             created_after: None,
             created_before: None,
             idempotency_key: None,
+            waiting: false,
             after: None,
             limit: 100,
         }
@@ -78,6 +81,12 @@ impl SagaQuery {
         self
     }
 
+    /// Only sagas waiting on a durable timer (a retry backoff, a resume time).
+    pub fn waiting(mut self) -> Self {
+        self.waiting = true;
+        self
+    }
+
     /// The page after this saga.
     pub fn after(mut self, id: SagaId) -> Self {
         self.after = Some(id);
@@ -105,6 +114,9 @@ impl SagaQuery {
                 .idempotency_key
                 .as_ref()
                 .is_none_or(|k| summary.idempotency_key.as_ref() == Some(k))
+            && (!self.waiting
+                || (!summary.status.is_terminal()
+                    && summary.wake_at.is_some_and(|w| w > SystemTime::now())))
             && self.after.is_none_or(|a| summary.id > a)
     }
 }
@@ -123,6 +135,8 @@ pub struct SagaSummary {
     pub idempotency_key: Option<String>,
     /// The worker holding it, if a lease is on it (possibly expired).
     pub owner: Option<String>,
+    /// When it wakes, if it waits (or waited) on a durable timer.
+    pub wake_at: Option<SystemTime>,
     /// When it was recorded.
     pub created_at: SystemTime,
     /// When it last changed.

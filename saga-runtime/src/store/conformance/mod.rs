@@ -540,6 +540,21 @@ async fn list_filters_and_pages(store: Box<dyn SagaStore>) {
         ids[2..4],
         "the next page"
     );
+    // The third waits on a durable timer an hour ahead.
+    let wake = SystemTime::now() + Duration::from_secs(3_600);
+    let fence = Fence {
+        token: 1,
+        version: 1,
+    };
+    store.release(ids[2], fence, Some(wake)).await.unwrap();
+    assert_eq!(listed(SagaQuery::new().waiting()).await, ids[2..3]);
+    let waiting = store.list(SagaQuery::new().waiting()).await.unwrap();
+    let millis = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+    };
+    assert_eq!(waiting[0].wake_at.map(millis), Some(millis(wake)));
     let summary = store
         .list(SagaQuery::new().limit(1))
         .await

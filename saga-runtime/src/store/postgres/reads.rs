@@ -170,13 +170,15 @@ pub(super) async fn list(
     let rows = client
         .query(
             &format!(
-                "SELECT id, saga_type, status, idempotency_key, owner, created_at, updated_at
+                "SELECT id, saga_type, status, idempotency_key, owner, created_at, updated_at,
+                        wake_at
                  FROM {} WHERE ($1::text IS NULL OR status_name = $1)
                    AND ($2::text IS NULL OR saga_type = $2)
                    AND ($3::bigint IS NULL OR created_at >= $3)
                    AND ($4::bigint IS NULL OR created_at < $4)
                    AND ($5::text IS NULL OR idempotency_key = $5)
                    AND ($6::text IS NULL OR id > $6)
+                   AND ($8::bigint IS NULL OR (NOT terminal AND wake_at > $8))
                  ORDER BY id LIMIT $7",
                 sql.sagas
             ),
@@ -188,6 +190,7 @@ pub(super) async fn list(
                 &query.idempotency_key,
                 &query.after.map(|id| id.to_string()),
                 &i64::try_from(query.limit).unwrap_or(i64::MAX),
+                &query.waiting.then(|| millis(SystemTime::now())),
             ],
         )
         .await
@@ -209,6 +212,7 @@ pub(super) async fn list(
                 status,
                 idempotency_key: row.get(3),
                 owner: row.get(4),
+                wake_at: row.get::<_, Option<i64>>(7).map(time),
                 created_at: time(row.get(5)),
                 updated_at: time(row.get(6)),
             })

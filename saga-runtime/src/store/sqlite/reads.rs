@@ -100,7 +100,7 @@ pub(super) fn history(
 pub(super) fn list(conn: &Connection, query: &SagaQuery) -> Result<Vec<SagaSummary>, StoreError> {
     let mut statement = conn
         .prepare_cached(
-            "SELECT id, saga_type, status, idempotency_key, owner, created_at, updated_at
+            "SELECT id, saga_type, status, idempotency_key, owner, created_at, updated_at, wake_at
              FROM sagas
              WHERE (?1 IS NULL OR json_extract(status, '$.status') = ?1)
                AND (?2 IS NULL OR saga_type = ?2)
@@ -108,6 +108,7 @@ pub(super) fn list(conn: &Connection, query: &SagaQuery) -> Result<Vec<SagaSumma
                AND (?4 IS NULL OR created_at < ?4)
                AND (?5 IS NULL OR idempotency_key = ?5)
                AND (?6 IS NULL OR id > ?6)
+               AND (?8 IS NULL OR (terminal = 0 AND wake_at > ?8))
              ORDER BY id LIMIT ?7",
         )
         .map_err(store_error)?;
@@ -121,6 +122,7 @@ pub(super) fn list(conn: &Connection, query: &SagaQuery) -> Result<Vec<SagaSumma
                 query.idempotency_key,
                 query.after.map(|id| id.to_string()),
                 i64::try_from(query.limit).unwrap_or(i64::MAX),
+                query.waiting.then(|| millis(SystemTime::now())),
             ],
             |row| {
                 Ok((
@@ -131,13 +133,14 @@ pub(super) fn list(conn: &Connection, query: &SagaQuery) -> Result<Vec<SagaSumma
                     row.get::<_, Option<String>>(4)?,
                     row.get::<_, i64>(5)?,
                     row.get::<_, i64>(6)?,
+                    row.get::<_, Option<i64>>(7)?,
                 ))
             },
         )
         .map_err(store_error)?;
     let mut page = Vec::new();
     for row in rows {
-        let (id, saga_type, status, idempotency_key, owner, created, updated) =
+        let (id, saga_type, status, idempotency_key, owner, created, updated, wake) =
             row.map_err(store_error)?;
         let bad = |what: &str, e: &dyn std::fmt::Display| {
             unreadable(format!("saga {id}: bad {what}: {e}"))
@@ -148,6 +151,7 @@ pub(super) fn list(conn: &Connection, query: &SagaQuery) -> Result<Vec<SagaSumma
             status: serde_json::from_str(&status).map_err(|e| bad("status", &e))?,
             idempotency_key,
             owner,
+            wake_at: wake.map(time),
             created_at: time(created),
             updated_at: time(updated),
         });
