@@ -447,10 +447,10 @@ async fn a_version_4_database_is_read_as_it_is_then_migrated_and_records_types()
         assert_eq!(types[0].step_names(), ["a", "b", "c"]);
         assert_eq!(types[0].steps[0].compensation.as_deref(), Some("undo_a"));
     }
-    // What version 4 wrote: no types table.
+    // What version 4 wrote: no types table, no index of ended sagas.
     rusqlite::Connection::open(&path)
         .unwrap()
-        .execute_batch("DROP TABLE saga_types; PRAGMA user_version = 4;")
+        .execute_batch("DROP TABLE saga_types; DROP INDEX sagas_ended; PRAGMA user_version = 4;")
         .unwrap();
     let old = SqliteStore::options(&path).read_only(true).open().unwrap();
     assert_eq!(old.list(SagaQuery::new()).await.unwrap().len(), 1);
@@ -459,11 +459,30 @@ async fn a_version_4_database_is_read_as_it_is_then_migrated_and_records_types()
     let engine = engine(&path, &script);
     let outcome = Durable::on(&engine).run(Trail::default()).await.unwrap();
     assert!(outcome.is_completed());
-    let version: i64 = rusqlite::Connection::open(&path)
-        .unwrap()
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 5);
+    assert_eq!(version, saga_runtime::store::SCHEMA_VERSION);
+    let indexed: bool = conn
+        .query_row(
+            "SELECT count(*) = 1 FROM sqlite_master WHERE type = 'index' AND name = 'sagas_ended'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        indexed,
+        "migrated through version 6, which indexes ended sagas"
+    );
     let store = SqliteStore::options(&path).read_only(true).open().unwrap();
     assert_eq!(store.saga_types().await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .list(SagaQuery::new().status("completed"))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
 }

@@ -17,7 +17,8 @@ use saga_runtime::{RollbackCause, SagaOutcome};
 use serde_json::json;
 
 mod support;
-use support::web::{running, serve};
+use support::server::serve;
+use support::web::running;
 use support::{engine, filled, parked, waiting, Orders, HANGING};
 
 /// ChromeDriver, stopped when dropped.

@@ -11,7 +11,8 @@ use saga_runtime::store::{SagaStore, SqliteStore};
 use saga_runtime::{RollbackCause, SagaId, SagaOutcome, SagaStatus};
 
 mod support;
-use support::web::{field, running, serve};
+use support::server::{field, serve};
+use support::web::running;
 use support::{engine, filled, parked, waiting, Order, Orders, HANGING};
 
 fn blocking<T: Send + 'static>(

@@ -3,9 +3,8 @@
 
 use std::time::SystemTime;
 
+use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension};
-
-use rusqlite::params;
 
 use super::codec::{
     decode_event, millis, row_to_record, store_error, time, unreadable, RECORD_COLUMNS,
@@ -98,45 +97,21 @@ pub(super) fn history(
 
 /// The sagas `query` selects, in id order.
 pub(super) fn list(conn: &Connection, query: &SagaQuery) -> Result<Vec<SagaSummary>, StoreError> {
-    let mut statement = conn
-        .prepare_cached(
-            "SELECT id, saga_type, status, idempotency_key, owner, created_at, updated_at, wake_at
-             FROM sagas
-             WHERE (?1 IS NULL OR json_extract(status, '$.status') = ?1)
-               AND (?2 IS NULL OR saga_type = ?2)
-               AND (?3 IS NULL OR created_at >= ?3)
-               AND (?4 IS NULL OR created_at < ?4)
-               AND (?5 IS NULL OR idempotency_key = ?5)
-               AND (?6 IS NULL OR id > ?6)
-               AND (?8 IS NULL OR (terminal = 0 AND wake_at > ?8))
-             ORDER BY id LIMIT ?7",
-        )
-        .map_err(store_error)?;
+    let (sql, values) = list_sql(query);
+    let mut statement = conn.prepare_cached(&sql).map_err(store_error)?;
     let rows = statement
-        .query_map(
-            params![
-                query.status,
-                query.saga_type,
-                query.created_after.map(millis),
-                query.created_before.map(millis),
-                query.idempotency_key,
-                query.after.map(|id| id.to_string()),
-                i64::try_from(query.limit).unwrap_or(i64::MAX),
-                query.waiting.then(|| millis(SystemTime::now())),
-            ],
-            |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, String>(2)?,
-                    row.get::<_, Option<String>>(3)?,
-                    row.get::<_, Option<String>>(4)?,
-                    row.get::<_, i64>(5)?,
-                    row.get::<_, i64>(6)?,
-                    row.get::<_, Option<i64>>(7)?,
-                ))
-            },
-        )
+        .query_map(rusqlite::params_from_iter(values), |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, Option<String>>(3)?,
+                row.get::<_, Option<String>>(4)?,
+                row.get::<_, i64>(5)?,
+                row.get::<_, i64>(6)?,
+                row.get::<_, Option<i64>>(7)?,
+            ))
+        })
         .map_err(store_error)?;
     let mut page = Vec::new();
     for row in rows {
@@ -159,14 +134,59 @@ pub(super) fn list(conn: &Connection, query: &SagaQuery) -> Result<Vec<SagaSumma
     Ok(page)
 }
 
-/// Sagas by type and status.
+/// The statement of a listing and its parameters. It names only the filters given, so that
+/// SQLite can use an index for them: a status is looked up among the ended sagas
+/// (`sagas_ended`) or the unfinished ones (`sagas_unfinished`), whichever holds it.
+fn list_sql(query: &SagaQuery) -> (String, Vec<Value>) {
+    let mut sql = String::from(
+        "SELECT id, saga_type, status, idempotency_key, owner, created_at, updated_at, wake_at
+         FROM sagas WHERE 1",
+    );
+    // Each filter given: its condition, with its value bound to the next parameter.
+    let mut values: Vec<Value> = Vec::new();
+    let mut given = |condition: &str, value: Option<Value>| {
+        if let Some(value) = value {
+            values.push(value);
+            sql.push_str(&format!(" AND {condition}?{}", values.len()));
+        }
+    };
+    let text = |t: &Option<String>| t.clone().map(Value::Text);
+    let at = |t: Option<SystemTime>| t.map(|t| Value::Integer(millis(t)));
+    if let Some(status) = &query.status {
+        let terminal = !STILL_RUNNING.contains(&status.as_str());
+        given("terminal = ", Some(Value::Integer(terminal.into())));
+    }
+    given("json_extract(status, '$.status') = ", text(&query.status));
+    given("saga_type = ", text(&query.saga_type));
+    given("created_at >= ", at(query.created_after));
+    given("created_at < ", at(query.created_before));
+    given("idempotency_key = ", text(&query.idempotency_key));
+    given("id > ", query.after.map(|id| Value::Text(id.to_string())));
+    if query.waiting {
+        given("terminal = ", Some(Value::Integer(0)));
+        given("wake_at > ", at(Some(SystemTime::now())));
+    }
+    values.push(Value::Integer(
+        i64::try_from(query.limit).unwrap_or(i64::MAX),
+    ));
+    sql.push_str(&format!(" ORDER BY id LIMIT ?{}", values.len()));
+    (sql, values)
+}
+
+/// The statuses of sagas still under way (`terminal = 0`).
+const STILL_RUNNING: [&str; 3] = ["pending", "running", "compensating"];
+
+/// The counts' statement (see [`counts`]).
+const COUNTS: &str = "SELECT saga_type, coalesce(json_extract(status, '$.status'), '?'), count(*)
+     FROM sagas WHERE terminal = 1 GROUP BY json_extract(status, '$.status'), saga_type
+     UNION ALL
+     SELECT saga_type, coalesce(json_extract(status, '$.status'), '?'), count(*)
+     FROM sagas WHERE terminal = 0 GROUP BY json_extract(status, '$.status'), saga_type";
+
+/// Sagas by type and status: the ended ones counted through `sagas_ended`, the others through
+/// `sagas_unfinished`, so that no row is read.
 pub(super) fn counts(conn: &Connection) -> Result<Vec<StatusCount>, StoreError> {
-    let mut statement = conn
-        .prepare_cached(
-            "SELECT saga_type, coalesce(json_extract(status, '$.status'), '?'), count(*)
-             FROM sagas GROUP BY 1, 2 ORDER BY 1, 2",
-        )
-        .map_err(store_error)?;
+    let mut statement = conn.prepare_cached(COUNTS).map_err(store_error)?;
     let rows = statement
         .query_map([], |row| {
             Ok(StatusCount {
@@ -176,7 +196,9 @@ pub(super) fn counts(conn: &Connection) -> Result<Vec<StatusCount>, StoreError> 
             })
         })
         .map_err(store_error)?;
-    rows.collect::<Result<_, _>>().map_err(store_error)
+    let mut counts: Vec<StatusCount> = rows.collect::<Result<_, _>>().map_err(store_error)?;
+    counts.sort_by(|a, b| (&a.saga_type, &a.status).cmp(&(&b.saga_type, &b.status)));
+    Ok(counts)
 }
 
 /// The saga type shapes recorded, by name, newest first within a name; none in a version 4
@@ -208,4 +230,50 @@ pub(super) fn saga_types(conn: &Connection) -> Result<Vec<SagaShape>, StoreError
             .map_err(|e| unreadable(format!("the recorded shape of saga type `{name}`: {e}")))
     })
     .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::Connection;
+
+    use super::*;
+
+    /// What SQLite plans for a statement: the lines of `EXPLAIN QUERY PLAN`.
+    fn plan(conn: &Connection, sql: &str, values: &[Value]) -> String {
+        let mut statement = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let lines: Vec<String> = statement
+            .query_map(rusqlite::params_from_iter(values), |row| {
+                row.get::<_, String>(3)
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        lines.join("; ")
+    }
+
+    #[test]
+    fn the_query_side_reads_indexes_not_every_row() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(super::super::schema::SCHEMA).unwrap();
+        for (status, index) in [
+            ("parked", "sagas_ended"),
+            ("completed", "sagas_ended"),
+            ("running", "sagas_unfinished"),
+        ] {
+            let (sql, values) = list_sql(&SagaQuery::new().status(status).limit(10));
+            let planned = plan(&conn, &sql, &values);
+            assert!(planned.contains(index), "{status}: {planned}");
+        }
+        let (sql, values) = list_sql(&SagaQuery::new().waiting());
+        let planned = plan(&conn, &sql, &values);
+        assert!(
+            planned.contains("sagas_waking") || planned.contains("sagas_unfinished"),
+            "{planned}"
+        );
+        let counts = plan(&conn, COUNTS, &[]);
+        assert!(
+            counts.contains("sagas_ended") && counts.contains("sagas_unfinished"),
+            "{counts}"
+        );
+    }
 }

@@ -13,7 +13,7 @@ use crate::store::{CompletedStep, StoreError, StoreErrorKind};
 use crate::SagaStatus;
 
 /// The schema version this library writes.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// The oldest schema version a read-only store reads (what it lacks reads as empty).
 pub(super) const READABLE_FROM: i64 = 4;
@@ -157,16 +157,18 @@ const TABLES: &[(i64, &[Table])] = &[
             ("saga_history", &["key", "saga", "n", "event"]),
         ],
     ),
+    (5, TABLES_V5),
+    // Version 6 added an index, not a table.
+    (6, TABLES_V5),
+];
+
+/// The tables since version 5.
+const TABLES_V5: &[Table] = &[
+    ("sagas", SAGAS_V4),
+    ("saga_history", &["key", "saga", "n", "event"]),
     (
-        5,
-        &[
-            ("sagas", SAGAS_V4),
-            ("saga_history", &["key", "saga", "n", "event"]),
-            (
-                "saga_types",
-                &["name", "fingerprint", "shape", "recorded_at"],
-            ),
-        ],
+        "saga_types",
+        &["name", "fingerprint", "shape", "recorded_at"],
     ),
 ];
 
@@ -258,6 +260,17 @@ macro_rules! types_table {
     };
 }
 
+/// Ended sagas by status and type (since version 6), for the query side: a listing by status
+/// and the counts read it instead of every row. Sagas still running are found through
+/// `sagas_unfinished`; an in-flight saga's writes never touch this index, only its last one.
+/// Queries must spell the expression exactly so for SQLite to use it.
+macro_rules! ended_index {
+    () => {
+        "CREATE INDEX sagas_ended ON sagas (json_extract(status, '$.status'), saga_type, id)
+            WHERE terminal = 1;"
+    };
+}
+
 /// The indexes and the history table, the same since version 2.
 macro_rules! indexes_and_history {
     () => {
@@ -305,7 +318,8 @@ pub(super) const SCHEMA: &str = concat!(
     );",
     indexes_and_history!(),
     waking_index!(),
-    types_table!()
+    types_table!(),
+    ended_index!()
 );
 
 /// Version 3 to 4: operators' cancellations are marked on the saga, and sagas are indexed by
@@ -386,22 +400,19 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     match version {
         SCHEMA_VERSION => return Ok(()),
         0 => tx.execute_batch(SCHEMA).map_err(store_error)?,
-        1 => {
-            migrate_1_to_2(&tx)?;
-            migrate_2_to_3(&tx)?;
-            migrate_3_to_4(&tx)?;
-            migrate_4_to_5(&tx)?;
+        // Each version's migration, from the database's up to this one.
+        1..SCHEMA_VERSION => {
+            let steps: [fn(&Connection) -> Result<(), StoreError>; 5] = [
+                migrate_1_to_2,
+                migrate_2_to_3,
+                migrate_3_to_4,
+                migrate_4_to_5,
+                migrate_5_to_6,
+            ];
+            for step in &steps[(version - 1) as usize..] {
+                step(&tx)?;
+            }
         }
-        2 => {
-            migrate_2_to_3(&tx)?;
-            migrate_3_to_4(&tx)?;
-            migrate_4_to_5(&tx)?;
-        }
-        3 => {
-            migrate_3_to_4(&tx)?;
-            migrate_4_to_5(&tx)?;
-        }
-        4 => migrate_4_to_5(&tx)?,
         other => return Err(never_wrote(other)),
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)
@@ -417,6 +428,11 @@ fn migrate_3_to_4(tx: &Connection) -> Result<(), StoreError> {
 /// Version 4 to 5: the saga types' shapes.
 fn migrate_4_to_5(tx: &Connection) -> Result<(), StoreError> {
     tx.execute_batch(types_table!()).map_err(store_error)
+}
+
+/// Version 5 to 6: ended sagas indexed by status and type.
+fn migrate_5_to_6(tx: &Connection) -> Result<(), StoreError> {
+    tx.execute_batch(ended_index!()).map_err(store_error)
 }
 
 fn migrate_1_to_2(tx: &Connection) -> Result<(), StoreError> {
