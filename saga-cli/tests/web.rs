@@ -322,3 +322,80 @@ fn actions_on_an_open_address_need_a_token() {
         "{stderr}"
     );
 }
+
+/// The same pages and a cancel on PostgreSQL (skipped, saying so, without `SAGA_POSTGRES_URL`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_on_postgres() {
+    let Ok(url) = std::env::var("SAGA_POSTGRES_URL") else {
+        eprintln!("SKIPPED: this PostgreSQL test needs SAGA_POSTGRES_URL");
+        return;
+    };
+    let schema = format!("web_{}", SagaId::new().to_string().replace('-', ""));
+    let store = saga_runtime::store::PostgresStore::options(&url)
+        .schema(&schema)
+        .connect()
+        .await
+        .unwrap();
+    let engine = saga_runtime::Engine::builder()
+        .store(store)
+        .renew_interval(Duration::from_millis(100))
+        .register::<Orders>(())
+        .build();
+    let declined = Orders::on(&engine)
+        .run(Order {
+            item: "<b>lamp</b>".into(),
+            fail_charge: true,
+            ..Order::default()
+        })
+        .await
+        .unwrap()
+        .id();
+    let chair = running(&engine, "chair").await;
+    let web = serve(&url, &["--schema", &schema, "--actions"]);
+    let checks = blocking(move || {
+        let overview = web.get("/");
+        assert_eq!(overview.status, 200, "{}", overview.body);
+        assert!(overview
+            .body
+            .contains("data-status=\"compensated\"><span class=\"count\">1</span>"));
+        let list = web.get("/sagas?status=running");
+        assert!(
+            list.body.contains(&chair.to_string()) && !list.body.contains(&declined.to_string())
+        );
+        let page = web.get(&format!("/sagas/{declined}"));
+        assert!(
+            page.body.contains("&lt;b&gt;lamp&lt;/b&gt;"),
+            "{}",
+            page.body
+        );
+        assert!(
+            page.body.contains("class=\"node undo done\""),
+            "{}",
+            page.body
+        );
+        let confirm = web.get(&format!("/sagas/{chair}/cancel"));
+        let csrf = field(&confirm.body, "csrf");
+        let done = web.post(
+            &format!("/sagas/{chair}/cancel"),
+            Some(&web.origin()),
+            &[("csrf", &csrf)],
+        );
+        assert_eq!(done.status, 200, "{}", done.body);
+        web
+    });
+    let web = checks.await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    HANGING.lock().unwrap().retain(|i| i != "chair");
+    let outcome = Orders::on(&engine).wait(chair).await.unwrap();
+    assert!(
+        matches!(
+            &outcome,
+            SagaOutcome::Compensated {
+                cause: RollbackCause::Cancelled,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    drop(web);
+}

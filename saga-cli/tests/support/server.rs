@@ -1,9 +1,9 @@
 //! `saga web` as a child process, and a plain HTTP/1.1 client to talk to it (shared by the
 //! dashboard's tests and its benchmark).
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -20,8 +20,8 @@ impl Drop for Web {
     }
 }
 
-/// Starts `saga --db PATH web --port 0 ARGS...` and waits for the address it listens on.
-pub fn serve(db: &Path, args: &[&str]) -> Web {
+/// Starts `saga --db DB web --port 0 ARGS...` and waits for the address it listens on.
+pub fn serve(db: impl AsRef<OsStr>, args: &[&str]) -> Web {
     let mut child = Command::new(env!("CARGO_BIN_EXE_saga"))
         .env_remove("SAGA_DB")
         .env_remove("SAGA_WEB_TOKEN")
