@@ -12,7 +12,7 @@ use saga_runtime::{RollbackCause, SagaId, SagaOutcome, SagaStatus};
 
 mod support;
 use support::server::{field, serve};
-use support::web::running;
+use support::web::{running, running_at};
 use support::{engine, filled, parked, waiting, Order, Orders, HANGING};
 
 fn blocking<T: Send + 'static>(
@@ -38,6 +38,7 @@ async fn pages_show_what_the_store_holds_and_refuse_bad_input() {
         .id();
 
     let settling = waiting(&engine, &path).await;
+    let sofa = running_at(&engine, "sofa", "sofa@charge", 1).await;
     let web = serve(&path, &[]);
     let checks = blocking(move || {
         // The overview: counts by status, the running saga among the oldest, the parked one
@@ -48,7 +49,7 @@ async fn pages_show_what_the_store_holds_and_refuse_bad_input() {
             ("completed", 2),
             ("compensated", 1),
             ("parked", 1),
-            ("running", 2),
+            ("running", 3),
         ] {
             let tile = format!(
                 "href=\"/sagas?status={status}\" data-status=\"{status}\"><span class=\"count\">{count}</span>"
@@ -190,8 +191,12 @@ async fn pages_show_what_the_store_holds_and_refuse_bad_input() {
     checks.await.unwrap();
     let status = Orders::on(&engine).status(desk).await.unwrap();
     assert!(matches!(status, SagaStatus::Running { .. }), "{status:?}");
-    HANGING.lock().unwrap().retain(|i| i != "desk");
+    HANGING
+        .lock()
+        .unwrap()
+        .retain(|i| i != "desk" && i != "sofa@charge");
     assert!(Orders::on(&engine).wait(desk).await.unwrap().is_completed());
+    assert!(Orders::on(&engine).wait(sofa).await.unwrap().is_completed());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -150,11 +150,15 @@ fn context(record: &SagaRecord) -> String {
 fn diagram(shape: &SagaShape, record: &SagaRecord, history: &[saga_runtime::SagaEvent]) -> Markup {
     let progress = shape.progress(history);
     let status = &record.state.status;
-    let current = match status {
-        SagaStatus::Running { step } | SagaStatus::Compensating { step } => Some(*step),
-        _ => None,
+    // The node under way: a step's action, or its compensation.
+    let (current, undoing) = match status {
+        SagaStatus::Running { step } => (Some(*step), None),
+        SagaStatus::Compensating { step } => (None, Some(*step)),
+        _ => (None, None),
     };
+    let ahead = Ahead::of(shape, status);
     let pivot = shape.pivot();
+    let compensable = shape.compensable();
     html! {
         ol.path {
             @for (i, step) in shape.steps.iter().enumerate() {
@@ -164,7 +168,7 @@ fn diagram(shape: &SagaShape, record: &SagaRecord, history: &[saga_runtime::Saga
                         data-state=(state.name()) aria-current=[(current == Some(i)).then_some("step")] {
                         span.name { (step.name) }
                         @if pivot == Some(i) { span.tag { "pivot" } }
-                        span.state { (label(state)) }
+                        span.state { (state.name()) }
                     }
                     @if let Some(fallback) = &step.fallback {
                         @let state = progress.fallback(i);
@@ -172,9 +176,11 @@ fn diagram(shape: &SagaShape, record: &SagaRecord, history: &[saga_runtime::Saga
                             span.tag { "fallback" } span.name { (fallback) }
                         }
                     }
-                    @if let Some(compensation) = step.compensation.as_ref().filter(|_| shape.compensable().contains(&i)) {
+                    @if let Some(compensation) = step.compensation.as_ref().filter(|_| compensable.contains(&i)) {
                         @let state = progress.compensation(i);
-                        div class={ "node undo " (state.map_or("ahead", NodeState::name)) }
+                        div class={ "node undo " (state.map_or("ahead", NodeState::name))
+                                @if undoing == Some(i) { " current" }
+                                @if ahead.undo().contains(&i) && undoing != Some(i) { " would-undo" } }
                             data-state=(state.map_or("not run", NodeState::name)) {
                             span.tag { "undo" } span.name { (compensation) }
                         }
@@ -182,22 +188,48 @@ fn diagram(shape: &SagaShape, record: &SagaRecord, history: &[saga_runtime::Saga
                 }
             }
         }
-        p #if-failed { (if_failed(shape, status, record)) }
+        p #if-failed { (if_failed(shape, &ahead, record)) }
     }
 }
 
-fn label(state: NodeState) -> &'static str {
-    match state {
-        NodeState::Done => "done",
-        NodeState::Failed => "failed",
-        NodeState::Running => "running",
-        NodeState::Ahead => "ahead",
-        _ => "skipped",
+/// What is still ahead of a saga's rollback.
+enum Ahead {
+    /// It runs this step: what a failure of it would lead to.
+    IfFails(usize, Rollback),
+    /// It is rolling back: these compensations are left, in this order.
+    RollingBack(Vec<usize>),
+    /// It has ended.
+    Ended,
+}
+
+impl Ahead {
+    fn of(shape: &SagaShape, status: &SagaStatus<usize>) -> Self {
+        match status {
+            SagaStatus::Running { step } => Ahead::IfFails(*step, shape.rollback_from(*step)),
+            SagaStatus::Pending => Ahead::IfFails(0, shape.rollback_from(0)),
+            SagaStatus::Compensating { step } => Ahead::RollingBack(
+                shape
+                    .compensable()
+                    .into_iter()
+                    .rev()
+                    .filter(|&j| j <= *step)
+                    .collect(),
+            ),
+            _ => Ahead::Ended,
+        }
+    }
+
+    /// The steps whose compensations would run, or are left to run.
+    fn undo(&self) -> &[usize] {
+        match self {
+            Ahead::IfFails(_, Rollback::Compensate(undo)) | Ahead::RollingBack(undo) => undo,
+            _ => &[],
+        }
     }
 }
 
 /// What a failure now would take, for a saga still under way.
-fn if_failed(shape: &SagaShape, status: &SagaStatus<usize>, record: &SagaRecord) -> Markup {
+fn if_failed(shape: &SagaShape, ahead: &Ahead, record: &SagaRecord) -> Markup {
     let names = |steps: &[usize]| {
         steps
             .iter()
@@ -205,35 +237,24 @@ fn if_failed(shape: &SagaShape, status: &SagaStatus<usize>, record: &SagaRecord)
             .collect::<Vec<_>>()
             .join(" → ")
     };
-    let at = match status {
-        SagaStatus::Running { step } => Some(*step),
-        SagaStatus::Pending => Some(0),
-        _ => None,
-    };
-    if let Some(step) = at {
-        let name = step_name(record, step);
-        return match shape.rollback_from(step) {
-            Rollback::Compensate(undo) if undo.is_empty() => {
-                html! { "If " b { (name) } " failed now: nothing before it needs undoing; the saga would end compensated." }
+    match ahead {
+        Ahead::IfFails(step, rollback) => {
+            let name = step_name(record, *step);
+            match rollback {
+                Rollback::Compensate(undo) if undo.is_empty() => {
+                    html! { "If " b { (name) } " failed now: nothing before it needs undoing; the saga would end compensated." }
+                }
+                Rollback::Compensate(undo) => {
+                    html! { "If " b { (name) } " failed now, the rollback would run " b.undo-path { (names(undo)) } ", then end compensated." }
+                }
+                _ => {
+                    html! { "If " b { (name) } " failed now: it is past the pivot, so nothing would be undone and the saga would end failed, needing attention." }
+                }
             }
-            Rollback::Compensate(undo) => {
-                html! { "If " b { (name) } " failed now, the rollback would run " b.undo-path { (names(&undo)) } ", then end compensated." }
-            }
-            _ => {
-                html! { "If " b { (name) } " failed now: it is past the pivot, so nothing would be undone and the saga would end failed, needing attention." }
-            }
-        };
-    }
-    match status {
-        SagaStatus::Compensating { step } => {
-            let left: Vec<usize> = shape
-                .compensable()
-                .into_iter()
-                .rev()
-                .filter(|&j| j <= *step)
-                .collect();
-            html! { "Rolling back: " b.undo-path { (names(&left)) } " left to run, in this order." }
         }
-        _ => html! { "It has ended: no failure can change it now." },
+        Ahead::RollingBack(left) => {
+            html! { "Rolling back: " b.undo-path { (names(left)) } " left to run, in this order." }
+        }
+        Ahead::Ended => html! { "It has ended: no failure can change it now." },
     }
 }

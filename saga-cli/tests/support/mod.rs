@@ -21,7 +21,7 @@ pub struct Order {
     pub charged: bool,
 }
 
-/// Items whose `reserve` hangs, until removed from here.
+/// Items whose `reserve` hangs, until removed from here (`item@charge`: whose `charge` hangs).
 pub static HANGING: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 
 #[saga_step(compensate = release)]
@@ -40,6 +40,10 @@ async fn release(ctx: &mut Order) -> Result<(), StepError> {
 
 #[saga_step(retries = 1, backoff = "10ms")]
 async fn charge(ctx: &mut Order) -> Result<(), StepError> {
+    let hangs = format!("{}@charge", ctx.item);
+    while HANGING.lock().unwrap().contains(&hangs) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     if ctx.fail_charge {
         return Err(StepError::permanent("card declined"));
     }

@@ -402,7 +402,7 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         0 => tx.execute_batch(SCHEMA).map_err(store_error)?,
         // Each version's migration, from the database's up to this one.
         1..SCHEMA_VERSION => {
-            let steps: [fn(&Connection) -> Result<(), StoreError>; 5] = [
+            let steps: [Migration; 5] = [
                 migrate_1_to_2,
                 migrate_2_to_3,
                 migrate_3_to_4,
@@ -429,6 +429,9 @@ fn migrate_3_to_4(tx: &Connection) -> Result<(), StoreError> {
 fn migrate_4_to_5(tx: &Connection) -> Result<(), StoreError> {
     tx.execute_batch(types_table!()).map_err(store_error)
 }
+
+/// One version's migration to the next, in the migrating transaction.
+type Migration = fn(&Connection) -> Result<(), StoreError>;
 
 /// Version 5 to 6: ended sagas indexed by status and type.
 fn migrate_5_to_6(tx: &Connection) -> Result<(), StoreError> {
