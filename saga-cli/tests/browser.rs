@@ -13,13 +13,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
-use saga_runtime::{RollbackCause, SagaOutcome};
 use serde_json::json;
 
 mod support;
 use support::server::serve;
 use support::web::running;
-use support::{engine, filled, parked, waiting, Orders, HANGING};
+use support::{compensated_by_cancel, engine, filled, parked, waiting, HANGING};
 
 /// ChromeDriver, stopped when dropped.
 struct Driver(Child);
@@ -265,17 +264,8 @@ async fn the_dashboard_in_chromium() {
         .await
         .contains("rollback: cancelled"));
     screenshot(&client, "saga-compensated").await;
-    let outcome = Orders::on(&engine).wait(desk).await.unwrap();
-    assert!(
-        matches!(
-            &outcome,
-            SagaOutcome::Compensated {
-                cause: RollbackCause::Cancelled,
-                ..
-            }
-        ),
-        "{outcome:?}"
-    );
+    let ctx = compensated_by_cancel(&engine, desk).await;
+    assert!(!ctx.reserved, "reserve was compensated");
 
     // The compensated saga from the list.
     client

@@ -6,10 +6,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use assert_cmd::Command;
-use saga_runtime::{Engine, RollbackCause, Saga, SagaId, SagaOutcome};
+use saga_runtime::{Engine, Saga, SagaId};
 
 mod support;
-use support::{engine, error, filled, parked, saga_cmd, stdout, Order, Orders, HANGING};
+use support::{
+    compensated_by_cancel, engine, error, filled, parked, saga_cmd, stdout, Order, Orders, HANGING,
+};
 
 /// The store's files (the database and its write-ahead log when it holds anything, not the
 /// shared-memory index that readers mark), byte for byte, once they have stopped changing (an engine that was dropped
@@ -265,18 +267,8 @@ async fn cancel_reaches_a_saga_another_process_runs() {
     // `reserve` ends, and the saga stops at that step boundary.
     tokio::time::sleep(Duration::from_millis(600)).await;
     HANGING.lock().unwrap().retain(|item| item != "desk");
-    let outcome = Orders::on(&engine).wait(id).await.unwrap();
-    assert!(
-        matches!(
-            &outcome,
-            SagaOutcome::Compensated {
-                cause: RollbackCause::Cancelled,
-                ..
-            }
-        ),
-        "{outcome:?}"
-    );
-    assert!(!outcome.ctx().reserved, "reserve was compensated");
+    let ctx = compensated_by_cancel(&engine, id).await;
+    assert!(!ctx.reserved, "reserve was compensated");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

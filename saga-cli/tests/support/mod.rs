@@ -191,3 +191,20 @@ pub async fn waiting(engine: &Engine, path: &Path) -> SagaId {
     }
     panic!("saga {id} never waited on its timer");
 }
+
+/// Waits for saga `id` to end and checks that it was compensated because it was cancelled;
+/// returns its final context.
+pub async fn compensated_by_cancel(engine: &Engine, id: SagaId) -> Order {
+    let outcome = Orders::on(engine).wait(id).await.unwrap();
+    assert!(
+        matches!(
+            &outcome,
+            SagaOutcome::Compensated {
+                cause: saga_runtime::RollbackCause::Cancelled,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    outcome.ctx().clone()
+}
