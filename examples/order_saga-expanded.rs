@@ -113,6 +113,14 @@ struct reserve_inventory {
     _private: (),
 }
 #[automatically_derived]
+impl ::saga_runtime::__private::NamedStep for reserve_inventory {
+    const NAME: &'static str = "reserve_inventory";
+    type Output = <Result<
+        (),
+        StepError,
+    > as ::saga_runtime::__private::StepResult>::Value;
+}
+#[automatically_derived]
 impl ::saga_runtime::__private::SagaStep<OrderCtx, Services> for reserve_inventory {
     const DESCRIPTION: ::saga_runtime::__private::StepDescription = ::saga_runtime::__private::StepDescription {
         name: "reserve_inventory",
@@ -149,7 +157,8 @@ impl ::saga_runtime::__private::SagaStep<OrderCtx, Services> for reserve_invento
             OrderCtx,
             StepCx<Services>,
             _,
-        >(release_inventory, ctx, cx)
+            _,
+        >(release_inventory, ctx, cx, cx.recorded_output())
     }
 }
 #[automatically_derived]
@@ -165,10 +174,19 @@ async fn release_inventory(
     cx.deps().say(format_args!("release_inventory: released {reservation}"));
     Ok(())
 }
+/// What the payment service answered: `charge_payment`'s output, recorded with its completion
+/// and handed to `refund_payment`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PaymentProcessed {
+    /// The payment to refund.
+    pub payment_id: String,
+    /// How much was charged.
+    pub amount_cents: u64,
+}
 async fn charge_payment(
     ctx: &mut OrderCtx,
     cx: &StepCx<Services>,
-) -> Result<(), StepError> {
+) -> Result<PaymentProcessed, StepError> {
     let call = cx.deps().payment_calls.fetch_add(1, Ordering::SeqCst) + 1;
     if cx.deps().fail_payment {
         cx.deps().say(format_args!("charge_payment: attempt {} declined", cx.attempt()));
@@ -182,14 +200,25 @@ async fn charge_payment(
     }
     let payment = format!("pay-{}", ctx.order_id);
     lock(&cx.deps().payments).insert(payment.clone(), ctx.amount_cents);
-    ctx.payment = Some(payment);
+    ctx.payment = Some(payment.clone());
     cx.deps().say(format_args!("charge_payment: charged {} cents", ctx.amount_cents));
-    Ok(())
+    Ok(PaymentProcessed {
+        payment_id: payment,
+        amount_cents: ctx.amount_cents,
+    })
 }
 #[doc(hidden)]
 #[allow(non_camel_case_types, dead_code)]
 struct charge_payment {
     _private: (),
+}
+#[automatically_derived]
+impl ::saga_runtime::__private::NamedStep for charge_payment {
+    const NAME: &'static str = "charge_payment";
+    type Output = <Result<
+        PaymentProcessed,
+        StepError,
+    > as ::saga_runtime::__private::StepResult>::Value;
 }
 #[automatically_derived]
 impl ::saga_runtime::__private::SagaStep<OrderCtx, Services> for charge_payment {
@@ -215,7 +244,7 @@ impl ::saga_runtime::__private::SagaStep<OrderCtx, Services> for charge_payment 
         cx: &'a ::saga_runtime::__private::StepCx<Services>,
     ) -> ::saga_runtime::__private::StepFuture<'a> {
         ::saga_runtime::__private::action::<
-            Result<(), StepError>,
+            Result<PaymentProcessed, StepError>,
             _,
         >(charge_payment(ctx, cx))
     }
@@ -228,20 +257,29 @@ impl ::saga_runtime::__private::SagaStep<OrderCtx, Services> for charge_payment 
             OrderCtx,
             StepCx<Services>,
             _,
-        >(refund_payment, ctx, cx)
+            _,
+        >(refund_payment, ctx, cx, cx.recorded_output())
     }
 }
 #[automatically_derived]
 impl ::saga_runtime::__private::DeclaresUndo for charge_payment {}
 #[automatically_derived]
 impl ::saga_runtime::__private::FallbackDeclaresUndo for charge_payment {}
+/// Receives what `charge_payment` returned, read back from the store after a crash.
 async fn refund_payment(
     ctx: &mut OrderCtx,
     cx: &StepCx<Services>,
+    payment: PaymentProcessed,
 ) -> Result<(), StepError> {
-    let payment = ctx.payment.take().unwrap_or_default();
-    lock(&cx.deps().payments).remove(&payment);
-    cx.deps().say(format_args!("refund_payment: refunded {payment}"));
+    lock(&cx.deps().payments).remove(&payment.payment_id);
+    ctx.payment = None;
+    cx.deps()
+        .say(
+            format_args!(
+                "refund_payment: refunded {} ({} cents)", payment.payment_id, payment
+                .amount_cents
+            ),
+        );
     Ok(())
 }
 async fn send_confirmation_email(
@@ -258,6 +296,14 @@ async fn send_confirmation_email(
 #[allow(non_camel_case_types, dead_code)]
 struct send_confirmation_email {
     _private: (),
+}
+#[automatically_derived]
+impl ::saga_runtime::__private::NamedStep for send_confirmation_email {
+    const NAME: &'static str = "send_confirmation_email";
+    type Output = <Result<
+        (),
+        StepError,
+    > as ::saga_runtime::__private::StepResult>::Value;
 }
 #[automatically_derived]
 impl ::saga_runtime::__private::SagaStep<OrderCtx, Services>
@@ -533,10 +579,13 @@ async fn main() -> Result<(), saga_runtime::SagaError> {
     );
     let outcome = OrderSaga::run_with(ctx, services).await?;
     match &outcome {
-        SagaOutcome::Completed { id, ctx } => {
+        SagaOutcome::Completed { id, ctx, .. } => {
             println!("order completed (saga {id}): {ctx:?}");
+            if let Ok(Some(payment)) = outcome.output::<charge_payment>() {
+                println!("charge_payment returned {payment:?}");
+            }
         }
-        SagaOutcome::Compensated { id, cause, ctx } => {
+        SagaOutcome::Compensated { id, cause, ctx, .. } => {
             println!("order compensated (saga {id}): {cause}");
             println!("final context: {ctx:?}");
         }

@@ -119,8 +119,21 @@ async fn release_inventory(ctx: &mut OrderCtx, cx: &StepCx<Services>) -> Result<
     Ok(())
 }
 
+/// What the payment service answered: `charge_payment`'s output, recorded with its completion
+/// and handed to `refund_payment`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PaymentProcessed {
+    /// The payment to refund.
+    pub payment_id: String,
+    /// How much was charged.
+    pub amount_cents: u64,
+}
+
 #[saga_step(compensate = refund_payment, timeout = "10s", retries = 2, backoff = "50ms")]
-async fn charge_payment(ctx: &mut OrderCtx, cx: &StepCx<Services>) -> Result<(), StepError> {
+async fn charge_payment(
+    ctx: &mut OrderCtx,
+    cx: &StepCx<Services>,
+) -> Result<PaymentProcessed, StepError> {
     let call = cx.deps().payment_calls.fetch_add(1, Ordering::SeqCst) + 1;
     if cx.deps().fail_payment {
         cx.deps().say(format_args!(
@@ -136,19 +149,29 @@ async fn charge_payment(ctx: &mut OrderCtx, cx: &StepCx<Services>) -> Result<(),
     }
     let payment = format!("pay-{}", ctx.order_id);
     lock(&cx.deps().payments).insert(payment.clone(), ctx.amount_cents);
-    ctx.payment = Some(payment);
+    ctx.payment = Some(payment.clone());
     cx.deps().say(format_args!(
         "charge_payment: charged {} cents",
         ctx.amount_cents
     ));
-    Ok(())
+    Ok(PaymentProcessed {
+        payment_id: payment,
+        amount_cents: ctx.amount_cents,
+    })
 }
 
-async fn refund_payment(ctx: &mut OrderCtx, cx: &StepCx<Services>) -> Result<(), StepError> {
-    let payment = ctx.payment.take().unwrap_or_default();
-    lock(&cx.deps().payments).remove(&payment);
-    cx.deps()
-        .say(format_args!("refund_payment: refunded {payment}"));
+/// Receives what `charge_payment` returned, read back from the store after a crash.
+async fn refund_payment(
+    ctx: &mut OrderCtx,
+    cx: &StepCx<Services>,
+    payment: PaymentProcessed,
+) -> Result<(), StepError> {
+    lock(&cx.deps().payments).remove(&payment.payment_id);
+    ctx.payment = None;
+    cx.deps().say(format_args!(
+        "refund_payment: refunded {} ({} cents)",
+        payment.payment_id, payment.amount_cents
+    ));
     Ok(())
 }
 
@@ -225,10 +248,13 @@ async fn main() -> Result<(), saga_runtime::SagaError> {
     );
     let outcome = OrderSaga::run_with(ctx, services).await?;
     match &outcome {
-        SagaOutcome::Completed { id, ctx } => {
+        SagaOutcome::Completed { id, ctx, .. } => {
             println!("order completed (saga {id}): {ctx:?}");
+            if let Ok(Some(payment)) = outcome.output::<charge_payment>() {
+                println!("charge_payment returned {payment:?}");
+            }
         }
-        SagaOutcome::Compensated { id, cause, ctx } => {
+        SagaOutcome::Compensated { id, cause, ctx, .. } => {
             println!("order compensated (saga {id}): {cause}");
             println!("final context: {ctx:?}");
         }

@@ -151,6 +151,7 @@ async fn a_compensation_failing_for_good_stops_rollback_and_an_operator_can_retr
         failures,
         uncompensated,
         ctx,
+        ..
     } = outcome
     else {
         panic!("{outcome:?}")

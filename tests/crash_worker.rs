@@ -271,9 +271,39 @@ mod matrix {
 
     matrix_steps! {
         0: step_0 [compensate = undo_0,], undo_0;
-        1: step_1 [compensate = undo_1,], undo_1;
         2: pivot_2 [pivot,], undo_2;
         3: step_3 [compensate = undo_3,], undo_3;
+    }
+
+    /// What `step_1` returns: recorded with its completion, it is all `undo_1` knows of the
+    /// saga it undoes, so a rollback after a crash needs it read back from the store.
+    #[derive(serde::Serialize, serde::Deserialize)]
+    pub(super) struct Receipt {
+        saga: String,
+        token: u64,
+    }
+
+    #[saga_step(compensate = undo_1, timeout = "10s", retries = 2, backoff = "1ms")]
+    pub(super) async fn step_1(
+        ctx: &mut CrashCtx,
+        cx: &StepCx<Ledger>,
+    ) -> Result<Receipt, StepError> {
+        act(ctx, cx, 1).await?;
+        Ok(Receipt {
+            saga: cx.saga_id().to_string(),
+            token: cx.fencing_token(),
+        })
+    }
+
+    pub(super) async fn undo_1(
+        ctx: &mut CrashCtx,
+        cx: &StepCx<Ledger>,
+        receipt: Receipt,
+    ) -> Result<(), StepError> {
+        if receipt.saga != cx.saga_id().to_string() || receipt.token > cx.fencing_token() {
+            return Err(StepError::permanent("undo_1 was given another receipt"));
+        }
+        undo(ctx, cx, 1).await
     }
 
     saga! {

@@ -64,6 +64,7 @@ async fn failures_after_the_pivot_are_retried_forward_then_fail_without_compensa
         step,
         error,
         ctx,
+        ..
     } = outcome
     else {
         panic!("{outcome:?}")

@@ -90,11 +90,16 @@ fn describe(kind: &SagaEventKind) -> (Tone, String) {
             step,
             attempt,
             duration,
+            output,
         } => (
             Tone::Good,
             format!(
-                "{step}: completed (attempt {attempt}, {})",
-                text::duration(*duration)
+                "{step}: completed (attempt {attempt}, {}){}",
+                text::duration(*duration),
+                output
+                    .as_ref()
+                    .map(|output| format!(" -> {}", brief(output)))
+                    .unwrap_or_default()
             ),
         ),
         SagaEventKind::RetryScheduled {
@@ -155,5 +160,14 @@ fn describe(kind: &SagaEventKind) -> (Tone, String) {
             (Tone::Bad, format!("failed at {step}: {error}"))
         }
         other => (Tone::Plain, format!("{other:?}")),
+    }
+}
+
+/// A step's output as one line of JSON, cut at 120 characters.
+fn brief(output: &serde_json::Value) -> String {
+    let text = output.to_string();
+    match text.char_indices().nth(120) {
+        Some((cut, _)) => format!("{}...", &text[..cut]),
+        None => text,
     }
 }

@@ -30,6 +30,12 @@ pub(crate) fn step(item: &syn::ItemFn, errors: syn::Error) -> TokenStream {
         #marker
 
         #[automatically_derived]
+        impl #rt::NamedStep for #name {
+            const NAME: &'static str = #name_str;
+            type Output = ();
+        }
+
+        #[automatically_derived]
         impl<__C, __D> #rt::SagaStep<__C, __D> for #name {
             const DESCRIPTION: #rt::StepDescription = #rt::StepDescription {
                 name: #name_str,

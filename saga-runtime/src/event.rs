@@ -73,6 +73,9 @@ pub enum SagaEventKind {
         attempt: u32,
         /// How long that attempt took.
         duration: Duration,
+        /// What the step returned, when it returned something other than `()`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        output: Option<serde_json::Value>,
     },
     /// A step's action failed for good.
     StepFailed {
@@ -217,6 +220,7 @@ pub(crate) fn trace(kind: &SagaEventKind) {
             step,
             attempt,
             duration,
+            ..
         } => {
             info!(%step, attempt, ?duration, "step completed")
         }

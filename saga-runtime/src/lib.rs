@@ -69,6 +69,7 @@ mod id;
 mod machine;
 pub mod metrics;
 mod outcome;
+mod output;
 mod progress;
 mod request;
 mod retry;
@@ -86,6 +87,7 @@ pub use crate::error::{ErrorKind, ResultExt, SagaError, StepError};
 pub use crate::event::{SagaEvent, SagaEventKind, StepName};
 pub use crate::id::SagaId;
 pub use crate::outcome::{CompensationFailure, RollbackCause, SagaOutcome};
+pub use crate::output::{NamedStep, OutputError, Outputs, RecordedOutput, StepValue};
 pub use crate::progress::{NodeState, Progress, Rollback};
 pub use crate::request::{OperatorRequest, Refusal};
 pub use crate::retry::{Backoff, Jitter};
@@ -97,11 +99,14 @@ pub use crate::status::SagaStatus;
 pub use crate::step::{CompensationRetries, Phase, StepCx, StepDescription, StepPolicy, Undo};
 
 /// Marks an `async fn` as a saga step: `#[saga_step(key = value, ...)]` on
-/// `async fn step(ctx: &mut Ctx) -> Result<(), StepError>`, optionally with a second parameter
-/// `cx: &StepCx<Deps>` (the step handle).
+/// `async fn step(ctx: &mut Ctx) -> Result<T, StepError>`, optionally with a second parameter
+/// `cx: &StepCx<Deps>` (the step handle). `T` is `()` or the step's typed output, any type serde
+/// can write and read: it is recorded with the step's completion, handed to its compensation
+/// and kept in the outcome ([`SagaOutcome::output`]).
 ///
 /// Keys, all optional:
-/// - `compensate = path`: the step's undo, a plain `async fn` with the step's parameters.
+/// - `compensate = path`: the step's undo, a plain `async fn` with the step's parameters and,
+///   optionally, the step's output last.
 /// - `pivot`: the point of no return; once it completed, later failures are not compensated.
 /// - `nothing_to_undo`: the step has no effect to undo.
 /// - `timeout = "5s"`: the limit of each attempt (units `ns us ms s m h d`, compounds `"1m30s"`).
@@ -134,6 +139,23 @@ pub use crate::step::{CompensationRetries, Phase, StepCx, StepDescription, StepP
 ///
 /// async fn release(order: &mut Order, _cx: &StepCx<()>) -> Result<(), StepError> {
 ///     order.reserved = false;
+///     Ok(())
+/// }
+///
+/// /// What the payment service answered: `charge`'s output.
+/// #[derive(Serialize, Deserialize)]
+/// struct Payment {
+///     id: String,
+/// }
+///
+/// #[saga_step(compensate = refund)]
+/// async fn charge(order: &mut Order, cx: &StepCx<()>) -> Result<Payment, StepError> {
+///     Ok(Payment { id: cx.idempotency_key() })
+/// }
+///
+/// /// Receives what `charge` returned, as it was recorded.
+/// async fn refund(order: &mut Order, cx: &StepCx<()>, payment: Payment) -> Result<(), StepError> {
+///     assert_eq!(payment.id, format!("{}:charge", cx.saga_id()));
 ///     Ok(())
 /// }
 /// ```

@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use crate::output::{NamedStep, OutputError, Outputs};
 use crate::{SagaId, StepError};
 
 /// Why a saga rolled back. `S` is the generated step enum in an outcome, a step's name
@@ -111,6 +112,8 @@ pub enum SagaOutcome<C, S> {
         id: SagaId,
         /// The final context.
         ctx: C,
+        /// What its steps returned.
+        outputs: Outputs,
     },
     /// The saga rolled back: every completed step that has a compensation was compensated.
     Compensated {
@@ -120,6 +123,8 @@ pub enum SagaOutcome<C, S> {
         cause: RollbackCause<S>,
         /// The context after the compensations.
         ctx: C,
+        /// What its completed steps returned.
+        outputs: Outputs,
     },
     /// A compensation failed for good. The saga needs an operator, who can retry it.
     CompensationFailed {
@@ -133,6 +138,8 @@ pub enum SagaOutcome<C, S> {
         uncompensated: Vec<S>,
         /// The last committed context.
         ctx: C,
+        /// What its completed steps returned.
+        outputs: Outputs,
     },
     /// A step after the pivot failed for good; nothing was compensated. Needs attention.
     Failed {
@@ -144,6 +151,8 @@ pub enum SagaOutcome<C, S> {
         error: StepError,
         /// The last committed context.
         ctx: C,
+        /// What its completed steps returned.
+        outputs: Outputs,
     },
 }
 
@@ -176,6 +185,43 @@ impl<C, S> SagaOutcome<C, S> {
             | SagaOutcome::CompensationFailed { ctx, .. }
             | SagaOutcome::Failed { ctx, .. } => ctx,
         }
+    }
+
+    /// What its completed steps returned, by step name.
+    pub fn outputs(&self) -> &Outputs {
+        match self {
+            SagaOutcome::Completed { outputs, .. }
+            | SagaOutcome::Compensated { outputs, .. }
+            | SagaOutcome::CompensationFailed { outputs, .. }
+            | SagaOutcome::Failed { outputs, .. } => outputs,
+        }
+    }
+
+    /// What step `St` returned, read back as its type: `None` when it did not complete (or
+    /// returned `()`), an error when the recorded value no longer reads as its type.
+    ///
+    /// ```
+    /// # use saga_runtime::{saga, saga_step, Engine, StepError};
+    /// # #[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
+    /// # struct Ctx;
+    /// #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    /// struct Charged { payment_id: String }
+    ///
+    /// #[saga_step]
+    /// async fn charge(ctx: &mut Ctx) -> Result<Charged, StepError> {
+    ///     Ok(Charged { payment_id: "pay-1".into() })
+    /// }
+    /// saga! { Order(Ctx, ()) { charge } }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let outcome = Order::on(&Engine::in_memory()).run(Ctx).await.unwrap();
+    /// assert_eq!(outcome.output::<charge>().unwrap(), Some(Charged { payment_id: "pay-1".into() }));
+    /// # }
+    /// ```
+    pub fn output<St: NamedStep>(&self) -> Result<Option<St::Output>, OutputError>
+    where
+        St::Output: serde::de::DeserializeOwned,
+    {
+        self.outputs().get::<St>()
     }
 
     /// `true` when every step completed.

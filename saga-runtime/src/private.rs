@@ -13,6 +13,7 @@ use crate::StepError;
 
 pub use crate::client::SagaClient;
 pub use crate::metrics::SagaMetrics;
+pub use crate::output::NamedStep;
 pub use crate::saga::{Saga, SagaContext, SagaOptions, StepEnum};
 pub use crate::step::{
     CompensationRetries, SagaStep, StepCx, StepDef, StepDescription, StepFuture, StepPolicy, Undo,
@@ -108,101 +109,205 @@ impl<D: Send + Sync + 'static> StepHandle for StepCx<D> {
     }
 }
 
-/// What a step's action returns. Only `Result<(), StepError>` is one; the bound sits on the
-/// step's declared return type, so a wrong one is reported there.
+/// What a step's action returns: `Result<T, StepError>` for a `T` serde can record. The bound
+/// sits on the step's declared return type, so a wrong one is reported there.
 #[diagnostic::on_unimplemented(
-    message = "a saga step must return `Result<(), StepError>`, not `{Self}`",
-    label = "expected `Result<(), StepError>`"
+    message = "a saga step must return `Result<T, StepError>`, not `{Self}`",
+    label = "expected `Result<T, StepError>`, `T` being `()` or the step's serde-serializable output"
 )]
 pub trait StepOutput: Sized {
-    /// Boxes a future of this output.
+    /// Boxes a future of this output, recording its value on success.
     fn boxed<'a, F: Future<Output = Self> + Send + 'a>(future: F) -> StepFuture<'a>;
 }
 
-impl StepOutput for Result<(), StepError> {
+impl<T: crate::StepValue> StepOutput for Result<T, StepError> {
     fn boxed<'a, F: Future<Output = Self> + Send + 'a>(future: F) -> StepFuture<'a> {
-        Box::pin(future)
+        Box::pin(futures_util::FutureExt::map(future, recorded::<T>))
     }
 }
 
-/// One attempt of a step's action, boxed. `O` is the step's declared return type, so that a
-/// wrong one fails at it; `F` is inferred, at the step's name, so that a future that is not
-/// `Send` fails there.
+/// The `T` of a step's `Result<T, E>`, whatever `E` (which [`StepOutput`] checks).
+#[diagnostic::on_unimplemented(
+    message = "a saga step must return `Result<T, StepError>`, not `{Self}`",
+    label = "expected `Result<T, StepError>`"
+)]
+pub trait StepResult {
+    /// `T`.
+    type Value;
+}
+
+impl<T, E> StepResult for Result<T, E> {
+    type Value = T;
+}
+
+/// A step's result with its output recorded.
+fn recorded<T: crate::StepValue>(
+    result: Result<T, StepError>,
+) -> Result<Option<serde_json::Value>, StepError> {
+    result.and_then(crate::output::record)
+}
+
+/// A compensation's result: it records nothing.
+fn undone(result: Result<(), StepError>) -> Result<Option<serde_json::Value>, StepError> {
+    result.map(|()| None)
+}
+
+/// One attempt of a step's action, boxed, recording its output on success. `O` is the step's
+/// declared return type, so that a wrong one fails at it; `F` is inferred, at the step's name, so
+/// that a future that is not `Send` fails there.
 pub fn action<'a, O: StepOutput, F: Future<Output = O> + Send + 'a>(future: F) -> StepFuture<'a> {
     O::boxed(future)
 }
 
-/// A compensation of step `S` that takes the context only, like its step.
+/// Which parameters a compensation takes besides its step's: nothing.
+pub struct Same;
+
+/// Which parameters a compensation takes besides its step's: the step's output, last.
+pub struct WithOutput;
+
+/// Reads the output a compensation receives, or says why it cannot be.
+fn output_of<S: crate::NamedStep>(
+    recorded: Option<&serde_json::Value>,
+) -> Result<S::Output, StepError>
+where
+    S::Output: serde::de::DeserializeOwned,
+{
+    crate::output::read(recorded).map_err(|e| {
+        StepError::permanent(format!(
+            "the output recorded for step `{}` cannot be read: {e}",
+            S::NAME
+        ))
+    })
+}
+
+/// A compensation of step `S` that takes the context only, like its step (`Args = Same`), or the
+/// context and the step's output (`Args = WithOutput`).
 ///
 /// rustc reports most mismatches (parameters, return type, a future that is not `Send`) on the
 /// `Fn` bound with its own precise message; this one covers a `compensate` that is not a function.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot compensate step `{S}`",
-    label = "expected an `async fn(&mut {C}) -> Result<(), StepError>`",
-    note = "a compensation is an `async fn` with the same parameters as its step"
+    label = "expected an `async fn(&mut {C}) -> Result<(), StepError>`, or one taking the step's output last",
+    note = "a compensation is an `async fn` with the same parameters as its step and, optionally, the step's output"
 )]
-pub trait Compensation<'a, S, C: 'a> {
+pub trait Compensation<'a, S, C: 'a, Args> {
     /// Runs one attempt.
-    fn call(self, ctx: &'a mut C) -> StepFuture<'a>;
+    fn call(self, ctx: &'a mut C, recorded: Option<&'a serde_json::Value>) -> StepFuture<'a>;
 }
 
-impl<'a, S, C: 'a, F, Fut> Compensation<'a, S, C> for F
+impl<'a, S, C: 'a, F, Fut> Compensation<'a, S, C, Same> for F
 where
     F: FnOnce(&'a mut C) -> Fut,
     Fut: Future<Output = Result<(), StepError>> + Send + 'a,
 {
-    fn call(self, ctx: &'a mut C) -> StepFuture<'a> {
-        Box::pin(self(ctx))
+    fn call(self, ctx: &'a mut C, _: Option<&'a serde_json::Value>) -> StepFuture<'a> {
+        Box::pin(futures_util::FutureExt::map(self(ctx), undone))
     }
 }
 
-/// A compensation of step `S` that takes the context and the step handle `H`, like its step.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot compensate step `{S}`",
-    label = "expected an `async fn(&mut {C}, &{H}) -> Result<(), StepError>`",
-    note = "a compensation is an `async fn` with the same parameters as its step"
-)]
-pub trait CompensationWith<'a, S, C: 'a, H: ?Sized + 'a> {
-    /// Runs one attempt.
-    fn call(self, ctx: &'a mut C, cx: &'a H) -> StepFuture<'a>;
+impl<'a, S: crate::NamedStep, C: 'a, F, Fut> Compensation<'a, S, C, WithOutput> for F
+where
+    S::Output: crate::StepValue,
+    F: FnOnce(&'a mut C, S::Output) -> Fut,
+    Fut: Future<Output = Result<(), StepError>> + Send + 'a,
+{
+    fn call(self, ctx: &'a mut C, recorded: Option<&'a serde_json::Value>) -> StepFuture<'a> {
+        match output_of::<S>(recorded) {
+            Ok(output) => Box::pin(futures_util::FutureExt::map(self(ctx, output), undone)),
+            Err(error) => Box::pin(std::future::ready(Err(error))),
+        }
+    }
 }
 
-impl<'a, S, C: 'a, H: ?Sized + 'a, F, Fut> CompensationWith<'a, S, C, H> for F
+/// A compensation of step `S` that takes the context and the step handle `H`, like its step, and
+/// optionally the step's output, last.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot compensate step `{S}`",
+    label = "expected an `async fn(&mut {C}, &{H}) -> Result<(), StepError>`, or one taking the step's output last",
+    note = "a compensation is an `async fn` with the same parameters as its step and, optionally, the step's output"
+)]
+pub trait CompensationWith<'a, S, C: 'a, H: ?Sized + 'a, Args> {
+    /// Runs one attempt.
+    fn call(
+        self,
+        ctx: &'a mut C,
+        cx: &'a H,
+        recorded: Option<&'a serde_json::Value>,
+    ) -> StepFuture<'a>;
+}
+
+impl<'a, S, C: 'a, H: ?Sized + 'a, F, Fut> CompensationWith<'a, S, C, H, Same> for F
 where
     F: FnOnce(&'a mut C, &'a H) -> Fut,
     Fut: Future<Output = Result<(), StepError>> + Send + 'a,
 {
-    fn call(self, ctx: &'a mut C, cx: &'a H) -> StepFuture<'a> {
-        Box::pin(self(ctx, cx))
+    fn call(self, ctx: &'a mut C, cx: &'a H, _: Option<&'a serde_json::Value>) -> StepFuture<'a> {
+        Box::pin(futures_util::FutureExt::map(self(ctx, cx), undone))
     }
 }
 
-/// One attempt of the compensation `F` of step `S`, which takes the context only.
-pub fn compensation<'a, S, C: 'a, F: Compensation<'a, S, C>>(
-    f: F,
-    ctx: &'a mut C,
-) -> StepFuture<'a> {
-    f.call(ctx)
+impl<'a, S: crate::NamedStep, C: 'a, H: ?Sized + 'a, F, Fut>
+    CompensationWith<'a, S, C, H, WithOutput> for F
+where
+    S::Output: crate::StepValue,
+    F: FnOnce(&'a mut C, &'a H, S::Output) -> Fut,
+    Fut: Future<Output = Result<(), StepError>> + Send + 'a,
+{
+    fn call(
+        self,
+        ctx: &'a mut C,
+        cx: &'a H,
+        recorded: Option<&'a serde_json::Value>,
+    ) -> StepFuture<'a> {
+        match output_of::<S>(recorded) {
+            Ok(output) => Box::pin(futures_util::FutureExt::map(self(ctx, cx, output), undone)),
+            Err(error) => Box::pin(std::future::ready(Err(error))),
+        }
+    }
 }
 
-/// One attempt of the compensation `F` of step `S`, which takes the context and the handle.
-pub fn compensation_with<'a, S, C: 'a, H: ?Sized + 'a, F: CompensationWith<'a, S, C, H>>(
+/// One attempt of the compensation `F` of step `S`, which takes the context only (and maybe
+/// the step's output).
+pub fn compensation<'a, S, C: 'a, Args, F: Compensation<'a, S, C, Args>>(
+    f: F,
+    ctx: &'a mut C,
+    recorded: Option<&'a serde_json::Value>,
+) -> StepFuture<'a> {
+    f.call(ctx, recorded)
+}
+
+/// One attempt of the compensation `F` of step `S`, which takes the context and the handle (and
+/// maybe the step's output).
+pub fn compensation_with<
+    'a,
+    S,
+    C: 'a,
+    H: ?Sized + 'a,
+    Args,
+    F: CompensationWith<'a, S, C, H, Args>,
+>(
     f: F,
     ctx: &'a mut C,
     cx: &'a H,
+    recorded: Option<&'a serde_json::Value>,
 ) -> StepFuture<'a> {
-    f.call(ctx, cx)
+    f.call(ctx, cx, recorded)
 }
 
 /// A step that may stand in for step `S` of a saga over `C` and `D`.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be the fallback of step `{S}`",
     label = "not a `#[saga_step]` over context `{C}`",
-    note = "a fallback is itself a `#[saga_step]` over the same context and dependencies as the step it stands in for"
+    note = "a fallback is itself a `#[saga_step]` over the same context and dependencies as the step it stands in for, returning the same output"
 )]
 pub trait FallbackOf<S, C, D>: SagaStep<C, D> {}
 
-impl<F: SagaStep<C, D>, S, C, D> FallbackOf<S, C, D> for F {}
+impl<F, S, C, D> FallbackOf<S, C, D> for F
+where
+    F: SagaStep<C, D, Output = <S as crate::NamedStep>::Output>,
+    S: crate::NamedStep,
+{
+}
 
 /// The table of step `S`'s fallback `F`; fails to compile, at the fallback's name, when `F` is not
 /// a step of the same saga types.

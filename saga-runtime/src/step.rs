@@ -9,8 +9,10 @@ use std::time::Duration;
 
 use crate::{SagaId, StepError};
 
-/// The future of one step, compensation or fallback attempt.
-pub type StepFuture<'a> = Pin<Box<dyn Future<Output = Result<(), StepError>> + Send + 'a>>;
+/// The future of one step, compensation or fallback attempt: on success, the step's output as it
+/// is recorded (`None` for a step returning `()`, and for compensations).
+pub type StepFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Option<serde_json::Value>, StepError>> + Send + 'a>>;
 
 /// A step action or compensation as a plain function pointer, as the executor calls it.
 pub type StepFn<C, D> = for<'a> fn(&'a mut C, &'a StepCx<D>) -> StepFuture<'a>;
@@ -57,6 +59,8 @@ pub struct StepCx<D = ()> {
     phase: Phase,
     token: u64,
     deps: Arc<D>,
+    /// For a compensation: the output its step recorded.
+    recorded: Option<Box<serde_json::Value>>,
 }
 
 impl<D> StepCx<D> {
@@ -77,7 +81,20 @@ impl<D> StepCx<D> {
             phase,
             token,
             deps,
+            recorded: None,
         }
+    }
+
+    /// The same handle, carrying the output the step recorded (for its compensation).
+    pub(crate) fn with_recorded(mut self, recorded: Option<&serde_json::Value>) -> Self {
+        self.recorded = recorded.map(|value| Box::new(value.clone()));
+        self
+    }
+
+    /// For a compensation, the output its step recorded (`None` when it recorded none).
+    #[doc(hidden)]
+    pub fn recorded_output(&self) -> Option<&serde_json::Value> {
+        self.recorded.as_deref()
     }
 
     /// The fencing token of this worker's lease on the saga: it grows with every worker that
@@ -248,7 +265,7 @@ pub struct StepDescription {
     label = "not a `#[saga_step]` for this saga",
     note = "every step of a saga is an `async fn` marked `#[saga_step]` taking `&mut {C}` and, optionally, `&StepCx<{D}>`"
 )]
-pub trait SagaStep<C, D>: 'static {
+pub trait SagaStep<C, D>: crate::NamedStep {
     /// The step's static description.
     const DESCRIPTION: StepDescription;
 

@@ -2,6 +2,7 @@
 
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned, ToTokens};
+use syn::spanned::Spanned;
 
 use super::{duration, private};
 use crate::ast::{CompensationRetries, Step};
@@ -92,15 +93,19 @@ pub(crate) fn expand(step: &Step) -> TokenStream {
                     let ty = handle.ty();
                     let arg = handle.arg();
                     quote! {
-                        #rt::compensation_with::<#name, #ctx_ty, #ty, #infer>(#path, ctx, #arg)
+                        #rt::compensation_with::<#name, #ctx_ty, #ty, _, #infer>(
+                            #path, ctx, #arg, cx.recorded_output(),
+                        )
                     }
                 }
                 None => quote! {
-                    #rt::compensation::<#name, #ctx_ty, #infer>(#path, ctx)
+                    #rt::compensation::<#name, #ctx_ty, _, #infer>(
+                        #path, ctx, cx.recorded_output(),
+                    )
                 },
             };
             (
-                quote!(ctx: &'a mut #ctx_ty, #cx_param: &'a #rt::StepCx<#deps_ty>),
+                quote!(ctx: &'a mut #ctx_ty, cx: &'a #rt::StepCx<#deps_ty>),
                 body,
             )
         }
@@ -133,10 +138,26 @@ pub(crate) fn expand(step: &Step) -> TokenStream {
         }
     });
     let marker = marker(item);
+    let name_str = syn::ext::IdentExt::unraw(name).to_string();
+    // Spanned at the return type, so that one that is not `Result<T, StepError>` is reported
+    // there.
+    let output_span = match step.output {
+        syn::ReturnType::Type(_, ty) => ty.span(),
+        syn::ReturnType::Default => name.span(),
+    };
+    // `StepResult` takes any `Result<T, E>` apart: `action` alone checks that the error is a
+    // `StepError` and `T` can be recorded, so that a mistake there is reported once.
+    let output = quote_spanned!(output_span=> <#output_ty as #rt::StepResult>::Value);
 
     quote! {
         #item
         #marker
+
+        #[automatically_derived]
+        impl #rt::NamedStep for #name {
+            const NAME: &'static str = #name_str;
+            type Output = #output;
+        }
 
         #[automatically_derived]
         impl #impl_generics #rt::SagaStep<#ctx_ty, #deps_ty> for #name #where_clause {

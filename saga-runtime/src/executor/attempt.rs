@@ -61,7 +61,7 @@ async fn attempt_once<C, D>(
     cx: &StepCx<D>,
     timeout: Option<Duration>,
     injected: Injection,
-) -> Result<(), StepError> {
+) -> Result<Option<serde_json::Value>, StepError> {
     // The step's own future as it is without the test kit: no second future around it.
     #[cfg(not(feature = "testing"))]
     let call = {
@@ -136,6 +136,11 @@ impl<S: Saga> Run<S> {
             self.fence.token,
             Arc::clone(&self.deps),
         );
+        // A compensation receives the output its step recorded.
+        let cx = match phase {
+            Phase::Compensation => cx.with_recorded(self.state.output(task.step)),
+            Phase::Action => cx,
+        };
         // The attempt starts once its intent is recorded: a store that made the run wait (a
         // durable store's commit) took time that is not the step's.
         let started = match waited {
@@ -171,12 +176,12 @@ impl<S: Saga> Run<S> {
                 phase,
                 attempt: task.attempt,
                 key: cx.idempotency_key(),
-                result: result.clone(),
+                result: result.clone().map(|_| ()),
                 injected: logged,
             });
         }
         let error = match result {
-            Ok(()) => {
+            Ok(output) => {
                 self.boundary(
                     phase.point("after_effect", "after_compensation_effect"),
                     name,
@@ -186,6 +191,7 @@ impl<S: Saga> Run<S> {
                     task,
                     name,
                     ended.duration_since(started).unwrap_or_default(),
+                    output,
                 );
                 return Ok(());
             }
@@ -246,8 +252,14 @@ impl<S: Saga> Run<S> {
         Ok(())
     }
 
-    /// Records a successful attempt, committing its context.
-    fn succeeded(&mut self, task: Task, name: &'static str, duration: Duration) {
+    /// Records a successful attempt, committing its context (and, for an action, its output).
+    fn succeeded(
+        &mut self,
+        task: Task,
+        name: &'static str,
+        duration: Duration,
+        output: Option<serde_json::Value>,
+    ) {
         S::metrics().attempt(task.step, task.phase == Phase::Compensation, duration);
         let context = Some(self.context());
         match task.phase {
@@ -259,9 +271,14 @@ impl<S: Saga> Run<S> {
                     step: name.into(),
                     attempt: task.attempt,
                     duration,
+                    output: output.clone(),
                 };
                 let done = CompletedStep::new(task.step, task.fallback);
-                self.record(kind, Change::Completed(done), status);
+                let change = match output {
+                    Some(output) => Change::CompletedWithOutput(Box::new((done, output))),
+                    None => Change::Completed(done),
+                };
+                self.record(kind, change, status);
                 self.note_pivot();
             }
             Phase::Compensation => {

@@ -14,6 +14,7 @@ use crate::event::SagaEventKind;
 use crate::machine::{pending_compensations, Change, Definition, SagaState};
 use crate::metrics::Ended;
 use crate::outcome::{CompensationFailure, RollbackCause};
+use crate::output::Outputs;
 use crate::{Saga, SagaError, SagaId, SagaOutcome, SagaStatus, StepError};
 
 /// The status of a saga that rolls back: compensating the next step still to compensate, if
@@ -118,12 +119,16 @@ pub(crate) fn outcome<S: Saga>(
             Some(RollbackCause::Cancelled) | None => RollbackCause::Cancelled,
         }
     };
+    let outputs = Outputs::new(&state.outputs, |step| {
+        S::steps().get(step).map_or("?", |def| def.name())
+    });
     Ok(match &state.status {
-        SagaStatus::Completed => SagaOutcome::Completed { id, ctx },
+        SagaStatus::Completed => SagaOutcome::Completed { id, ctx, outputs },
         SagaStatus::Compensated => SagaOutcome::Compensated {
             id,
             cause: cause(),
             ctx,
+            outputs,
         },
         SagaStatus::CompensationFailed { .. } => SagaOutcome::CompensationFailed {
             id,
@@ -144,6 +149,7 @@ pub(crate) fn outcome<S: Saga>(
                 .map(|d| step_at::<S>(d.step))
                 .collect(),
             ctx,
+            outputs,
         },
         SagaStatus::Failed { step } => SagaOutcome::Failed {
             id,
@@ -154,6 +160,7 @@ pub(crate) fn outcome<S: Saga>(
                 .map(|f| f.error.clone())
                 .unwrap_or_else(|| StepError::permanent("failed")),
             ctx,
+            outputs,
         },
         other => {
             return Err(SagaError::InvalidState {

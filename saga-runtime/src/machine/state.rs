@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::SagaEvent;
 use crate::outcome::RollbackCause;
+use crate::output::RecordedOutput;
 use crate::step::Phase;
 use crate::store::StoredContext;
 use crate::{SagaStatus, StepError};
@@ -66,6 +67,10 @@ pub struct SagaState {
     /// resumes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parked_from: Option<Box<SagaStatus<usize>>>,
+    /// The outputs of completed steps that returned one (not `()`), in completion order: what
+    /// their compensations receive and the outcome holds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<RecordedOutput>,
 }
 
 // A state is encoded at every transition of a durable saga: what is false or zero (most of it)
@@ -206,6 +211,8 @@ pub enum Change {
     /// A step's action (or its fallback) completed, or timed out for good and is to be
     /// compensated anyway (`timed_out`).
     Completed(CompletedStep),
+    /// A step's action (or its fallback) completed and returned this output.
+    CompletedWithOutput(Box<(CompletedStep, serde_json::Value)>),
     /// A step's action (or its fallback) failed for good.
     StepFailed(Box<StepFailed>),
     /// The failed step's fallback starts.
@@ -345,13 +352,11 @@ impl Write {
 impl Change {
     /// Whether it is progress: a step or a compensation committed.
     pub fn is_progress(&self) -> bool {
-        matches!(
-            self,
-            Change::Completed(CompletedStep {
-                timed_out: false,
-                ..
-            }) | Change::Compensated { .. }
-        )
+        match self {
+            Change::Completed(done) => !done.timed_out,
+            Change::CompletedWithOutput(_) | Change::Compensated { .. } => true,
+            _ => false,
+        }
     }
 }
 
@@ -371,6 +376,7 @@ impl SagaState {
             deadline_ignored: false,
             pivot: None,
             parked_from: None,
+            outputs: Vec::new(),
         }
     }
 
@@ -421,13 +427,13 @@ impl SagaState {
                 activity.retry_at = Some(at.checked_add(retry.delay).unwrap_or(at));
                 activity.last_error = Some(retry.error.clone());
             }
-            Change::Completed(done) => {
-                self.finish_activity(done.step, Phase::Action);
-                if self.failure.as_ref().is_some_and(|f| f.step == done.step) {
-                    // Its fallback stood in for it.
-                    self.failure = None;
-                }
-                self.completed.push(*done);
+            Change::Completed(done) => self.completed(*done),
+            Change::CompletedWithOutput(done) => {
+                let (done, output) = &**done;
+                self.completed(*done);
+                self.outputs.retain(|o| o.step != done.step);
+                self.outputs
+                    .push(RecordedOutput::new(done.step, output.clone()));
             }
             Change::StepFailed(failed) => {
                 let step = failed.step;
@@ -479,6 +485,25 @@ impl SagaState {
             }
             Change::FailureCleared => self.failure = None,
         }
+    }
+
+    /// Step `done.step` completed.
+    fn completed(&mut self, done: CompletedStep) {
+        self.finish_activity(done.step, Phase::Action);
+        if self.failure.as_ref().is_some_and(|f| f.step == done.step) {
+            // Its fallback stood in for it.
+            self.failure = None;
+        }
+        self.completed.push(done);
+    }
+
+    /// The output step `step` recorded, if any.
+    pub fn output(&self, step: usize) -> Option<&serde_json::Value> {
+        self.outputs
+            .iter()
+            .rev()
+            .find(|o| o.step == step)
+            .map(|o| &o.value)
     }
 
     /// The activity of `step` in `phase`, created if there is none (a compensation of a completed

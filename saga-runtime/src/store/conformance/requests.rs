@@ -85,6 +85,7 @@ pub(super) async fn requests_that_cannot_be_honoured_are_refused_with_the_reason
                 step: "a".into(),
                 attempt: 1,
                 duration: Duration::ZERO,
+                output: None,
             },
         ),
         done,
