@@ -73,9 +73,10 @@ pub enum SagaEventKind {
         attempt: u32,
         /// How long that attempt took.
         duration: Duration,
-        /// What the step returned, when it returned something other than `()`.
+        /// What the step returned, when it returned something other than `()` (boxed: most
+        /// steps return nothing, and every event is moved a few times).
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        output: Option<serde_json::Value>,
+        output: Option<Box<serde_json::Value>>,
     },
     /// A step's action failed for good.
     StepFailed {

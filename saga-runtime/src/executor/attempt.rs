@@ -271,7 +271,7 @@ impl<S: Saga> Run<S> {
                     step: name.into(),
                     attempt: task.attempt,
                     duration,
-                    output: output.clone(),
+                    output: output.clone().map(Box::new),
                 };
                 let done = CompletedStep::new(task.step, task.fallback);
                 let change = match output {
