@@ -19,7 +19,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
-use saga_runtime::{saga, saga_step, SagaEventKind, SagaOutcome, StepCx, StepError};
+use saga_runtime::{
+    saga, saga_step, Output, SagaEventKind, SagaOutcome, StepCx, StepError,
+};
 use serde::{Deserialize, Serialize};
 #[path = "order_workers.rs"]
 mod workers;
@@ -113,6 +115,8 @@ struct reserve_inventory {
     _private: (),
 }
 #[automatically_derived]
+impl<__P> ::saga_runtime::__private::InputsRunBefore<__P> for reserve_inventory {}
+#[automatically_derived]
 impl ::saga_runtime::__private::NamedStep for reserve_inventory {
     const NAME: &'static str = "reserve_inventory";
     type Output = <Result<
@@ -135,6 +139,7 @@ impl ::saga_runtime::__private::SagaStep<OrderCtx, Services> for reserve_invento
         },
         compensation: ::saga_runtime::__private::Some("release_inventory"),
         fallback: ::saga_runtime::__private::None,
+        inputs: &[],
     };
     const FALLBACK: ::saga_runtime::__private::Option<
         fn() -> ::saga_runtime::__private::StepDef<OrderCtx, Services>,
@@ -213,6 +218,8 @@ struct charge_payment {
     _private: (),
 }
 #[automatically_derived]
+impl<__P> ::saga_runtime::__private::InputsRunBefore<__P> for charge_payment {}
+#[automatically_derived]
 impl ::saga_runtime::__private::NamedStep for charge_payment {
     const NAME: &'static str = "charge_payment";
     type Output = <Result<
@@ -235,6 +242,7 @@ impl ::saga_runtime::__private::SagaStep<OrderCtx, Services> for charge_payment 
         },
         compensation: ::saga_runtime::__private::Some("refund_payment"),
         fallback: ::saga_runtime::__private::None,
+        inputs: &[],
     };
     const FALLBACK: ::saga_runtime::__private::Option<
         fn() -> ::saga_runtime::__private::StepDef<OrderCtx, Services>,
@@ -282,14 +290,22 @@ async fn refund_payment(
         );
     Ok(())
 }
+/// Takes what `charge_payment` returned, to put the payment in the email.
 async fn send_confirmation_email(
     ctx: &mut OrderCtx,
     cx: &StepCx<Services>,
+    payment: Output<charge_payment>,
 ) -> Result<(), StepError> {
     lock(&cx.deps().emails).insert(ctx.order_id.clone());
     ctx.email_sent = true;
     ctx.handled_by = cx.deps().worker.clone();
-    cx.deps().say(format_args!("send_confirmation_email: sent for {}", ctx.order_id));
+    cx.deps()
+        .say(
+            format_args!(
+                "send_confirmation_email: sent for {} (payment {})", ctx.order_id,
+                payment.payment_id
+            ),
+        );
     Ok(())
 }
 #[doc(hidden)]
@@ -297,6 +313,15 @@ async fn send_confirmation_email(
 struct send_confirmation_email {
     _private: (),
 }
+#[automatically_derived]
+impl<__P> ::saga_runtime::__private::InputsRunBefore<__P> for send_confirmation_email
+where
+    <Output<
+        charge_payment,
+    > as ::saga_runtime::__private::StepInput>::From: ::saga_runtime::__private::RunsBefore<
+        __P,
+    >,
+{}
 #[automatically_derived]
 impl ::saga_runtime::__private::NamedStep for send_confirmation_email {
     const NAME: &'static str = "send_confirmation_email";
@@ -320,6 +345,7 @@ for send_confirmation_email {
         },
         compensation: ::saga_runtime::__private::None,
         fallback: ::saga_runtime::__private::None,
+        inputs: &[<Output<charge_payment> as ::saga_runtime::__private::StepInput>::NAME],
     };
     const FALLBACK: ::saga_runtime::__private::Option<
         fn() -> ::saga_runtime::__private::StepDef<OrderCtx, Services>,
@@ -328,10 +354,18 @@ for send_confirmation_email {
         ctx: &'a mut OrderCtx,
         cx: &'a ::saga_runtime::__private::StepCx<Services>,
     ) -> ::saga_runtime::__private::StepFuture<'a> {
+        let __input0 = match <Output<
+            charge_payment,
+        > as ::saga_runtime::__private::StepInput>::read(cx) {
+            ::saga_runtime::__private::Ok(input) => input,
+            ::saga_runtime::__private::Err(error) => {
+                return ::saga_runtime::__private::failed(error);
+            }
+        };
         ::saga_runtime::__private::action::<
             Result<(), StepError>,
             _,
-        >(send_confirmation_email(ctx, cx))
+        >(send_confirmation_email(ctx, cx, __input0))
     }
     fn compensate<'a>(
         _ctx: &'a mut OrderCtx,
@@ -447,6 +481,18 @@ const _: () = {
     }
     ::saga_runtime::__private::assert_declares_undo::<__SagaStep0>();
     ::saga_runtime::__private::assert_declares_undo::<__SagaStep1>();
+    struct __SagaAt0;
+    struct __SagaAt1;
+    struct __SagaAt2;
+    #[diagnostic::do_not_recommend]
+    impl ::saga_runtime::__private::RunsBefore<__SagaAt1> for __SagaStep0 {}
+    #[diagnostic::do_not_recommend]
+    impl ::saga_runtime::__private::RunsBefore<__SagaAt2> for __SagaStep0 {}
+    #[diagnostic::do_not_recommend]
+    impl ::saga_runtime::__private::RunsBefore<__SagaAt2> for __SagaStep1 {}
+    ::saga_runtime::__private::assert_inputs_run_before::<__SagaStep0, __SagaAt0>();
+    ::saga_runtime::__private::assert_inputs_run_before::<__SagaStep1, __SagaAt1>();
+    ::saga_runtime::__private::assert_inputs_run_before::<__SagaStep2, __SagaAt2>();
 };
 impl OrderSaga {
     /// Runs the saga to a terminal state on the global in-memory engine. Needs

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use saga_runtime::{saga, saga_step, SagaEventKind, SagaOutcome, StepCx, StepError};
+use saga_runtime::{saga, saga_step, Output, SagaEventKind, SagaOutcome, StepCx, StepError};
 use serde::{Deserialize, Serialize};
 
 #[path = "order_workers.rs"]
@@ -175,17 +175,19 @@ async fn refund_payment(
     Ok(())
 }
 
+/// Takes what `charge_payment` returned, to put the payment in the email.
 #[saga_step(timeout = "5s", retries = 3)]
 async fn send_confirmation_email(
     ctx: &mut OrderCtx,
     cx: &StepCx<Services>,
+    payment: Output<charge_payment>,
 ) -> Result<(), StepError> {
     lock(&cx.deps().emails).insert(ctx.order_id.clone());
     ctx.email_sent = true;
     ctx.handled_by = cx.deps().worker.clone();
     cx.deps().say(format_args!(
-        "send_confirmation_email: sent for {}",
-        ctx.order_id
+        "send_confirmation_email: sent for {} (payment {})",
+        ctx.order_id, payment.payment_id
     ));
     Ok(())
 }

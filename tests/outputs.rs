@@ -6,7 +6,9 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use saga_runtime::{saga, saga_step, Engine, SagaEventKind, SagaOutcome, StepCx, StepError};
+use saga_runtime::{
+    saga, saga_step, Engine, Output, SagaEventKind, SagaOutcome, StepCx, StepError,
+};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -15,6 +17,8 @@ struct Order {
     fail_ship: bool,
     /// Make `charge` fail for good (its fallback `charge_card` then runs).
     fail_charge: bool,
+    /// The payment `ship` was given.
+    shipped_after: Option<String>,
 }
 
 /// What the payment service answered.
@@ -24,10 +28,12 @@ struct Charged {
     amount_cents: u64,
 }
 
-/// The payment service: refunds, by payment id, in the order they came.
+/// The payment service: refunds, by payment id, in the order they came; and the payments
+/// `ship` was given.
 #[derive(Default)]
 struct Payments {
     refunds: Mutex<Vec<String>>,
+    shipped_after: Mutex<Vec<String>>,
 }
 
 #[saga_step(compensate = release)]
@@ -81,8 +87,19 @@ async fn refund_card(
     Ok(())
 }
 
+/// Takes what `charge` (or its fallback) returned.
 #[saga_step]
-async fn ship(ctx: &mut Order) -> Result<u32, StepError> {
+async fn ship(
+    ctx: &mut Order,
+    cx: &StepCx<Payments>,
+    charged: Output<charge>,
+) -> Result<u32, StepError> {
+    cx.deps()
+        .shipped_after
+        .lock()
+        .unwrap()
+        .push(charged.payment_id.clone());
+    ctx.shipped_after = Some(charged.into_inner().payment_id);
     match ctx.fail_ship {
         true => Err(StepError::permanent("no truck")),
         false => Ok(7),
@@ -138,9 +155,14 @@ async fn outputs_are_in_the_history_the_events_and_the_outcome() {
     assert!(outcome.is_completed(), "{outcome:?}");
     assert_eq!(outcome.output::<ship>().unwrap(), Some(7));
     let id = outcome.id();
+    assert_eq!(
+        outcome.ctx().shipped_after,
+        Some(format!("wallet-{id}")),
+        "a later step takes an earlier one's output"
+    );
     let completed = |kind: &SagaEventKind| match kind {
         SagaEventKind::StepCompleted { step, output, .. } => {
-            Some((step.to_string(), output.clone()))
+            Some((step.to_string(), output.as_deref().cloned()))
         }
         _ => None,
     };
@@ -178,6 +200,7 @@ async fn a_fallback_returns_its_steps_output_and_its_own_compensation_receives_i
             Order {
                 fail_charge: true,
                 fail_ship: true,
+                ..Order::default()
             },
             payments.clone(),
         )
@@ -192,6 +215,11 @@ async fn a_fallback_returns_its_steps_output_and_its_own_compensation_receives_i
     assert_eq!(
         *payments.refunds.lock().unwrap(),
         [format!("card refund of card-{id}")]
+    );
+    assert_eq!(
+        *payments.shipped_after.lock().unwrap(),
+        [format!("card-{id}")],
+        "ship was given the fallback's output"
     );
 }
 

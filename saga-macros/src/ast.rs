@@ -60,6 +60,8 @@ pub(crate) struct Step<'a> {
     pub(crate) ctx_ty: &'a Type,
     /// `H` of the optional second parameter `&H` (the step handle, `StepCx<D>`).
     pub(crate) handle_ty: Option<&'a Type>,
+    /// The types of the parameters after it: outputs of earlier steps (`Output<step>`).
+    pub(crate) input_tys: Vec<&'a Type>,
     /// The return type, for placing type errors about it.
     pub(crate) output: &'a syn::ReturnType,
     /// Its arguments.

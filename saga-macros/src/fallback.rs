@@ -30,6 +30,9 @@ pub(crate) fn step(item: &syn::ItemFn, errors: syn::Error) -> TokenStream {
         #marker
 
         #[automatically_derived]
+        impl<__P> #rt::InputsRunBefore<__P> for #name {}
+
+        #[automatically_derived]
         impl #rt::NamedStep for #name {
             const NAME: &'static str = #name_str;
             type Output = ();
@@ -42,6 +45,7 @@ pub(crate) fn step(item: &syn::ItemFn, errors: syn::Error) -> TokenStream {
                 policy: #rt::StepPolicy::DEFAULT,
                 compensation: #rt::None,
                 fallback: #rt::None,
+                inputs: &[],
             };
             const FALLBACK: #rt::Option<fn() -> #rt::StepDef<__C, __D>> = #rt::None;
 

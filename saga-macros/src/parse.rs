@@ -3,7 +3,6 @@
 use proc_macro2::TokenStream;
 use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
-use syn::spanned::Spanned;
 use syn::{braced, parenthesized, Attribute, FnArg, ItemFn, Token, Type};
 
 use crate::ast::{Saga, SagaArgs, Step};
@@ -130,31 +129,58 @@ impl<'a> Step<'a> {
                 }
             },
         };
-        let handle_ty = match inputs.next() {
-            None => None,
-            Some(FnArg::Receiver(receiver)) => {
-                cx.error_spanned_by(receiver, "a saga step is a free function, not a method");
-                None
-            }
-            Some(FnArg::Typed(arg)) => match &*arg.ty {
-                Type::Reference(r) if r.mutability.is_none() => Some(&*r.elem),
-                other => {
+        // After the context: the step handle, if the next parameter is a shared reference,
+        // then outputs of earlier steps, by value.
+        let mut handle_ty = None;
+        let mut input_tys = Vec::new();
+        let mut bad = false;
+        for (i, arg) in inputs.enumerate() {
+            let arg = match arg {
+                FnArg::Typed(arg) => arg,
+                FnArg::Receiver(receiver) => {
+                    cx.error_spanned_by(receiver, "a saga step is a free function, not a method");
+                    bad = true;
+                    continue;
+                }
+            };
+            match &*arg.ty {
+                Type::Reference(r) if i == 0 && r.mutability.is_none() => {
+                    handle_ty = Some(&*r.elem)
+                }
+                ty if i == 0 && names_step_cx(ty) => {
                     cx.error_spanned_by(
-                        other,
+                        ty,
                         "the second parameter of a saga step is the step handle, by shared reference: `&StepCx<Deps>`",
                     );
-                    None
+                    bad = true;
                 }
-            },
-        };
-        if let Some(extra) = inputs.next() {
-            cx.error_at(
-                extra.span(),
-                "a saga step takes at most two parameters: `(ctx: &mut Ctx, cx: &StepCx<Deps>)`",
-            );
+                Type::Reference(r) if i == 0 => {
+                    cx.error_spanned_by(
+                        r,
+                        "the second parameter of a saga step is the step handle, by shared reference: `&StepCx<Deps>`",
+                    );
+                    bad = true;
+                }
+                Type::Reference(r) => {
+                    cx.error_spanned_by(
+                        r,
+                        "an earlier step's output is taken by value: `Output<step>`",
+                    );
+                    bad = true;
+                }
+                ty if names_output(ty) => input_tys.push(ty),
+                ty => {
+                    cx.error_spanned_by(
+                        ty,
+                        "a saga step's parameters after the context are the step handle \
+                         (`&StepCx<Deps>`) and outputs of earlier steps (`Output<step>`)",
+                    );
+                    bad = true;
+                }
+            }
         }
         let ctx_ty = ctx_ty?;
-        if sig.inputs.len() == 2 && handle_ty.is_none() {
+        if bad {
             return None;
         }
         Some(Step {
@@ -162,8 +188,31 @@ impl<'a> Step<'a> {
             name: &sig.ident,
             ctx_ty,
             handle_ty,
+            input_tys,
             output: &sig.output,
             args,
         })
+    }
+}
+
+/// Whether a type is written `Output<..>`: an earlier step's output.
+fn names_output(ty: &Type) -> bool {
+    match ty {
+        Type::Path(path) => path.path.segments.last().is_some_and(|segment| {
+            segment.ident == "Output" && matches!(segment.arguments, syn::PathArguments::AngleBracketed(_))
+        }),
+        _ => false,
+    }
+}
+
+/// Whether a type is written `StepCx` or `StepCx<..>` (a handle taken by value by mistake).
+fn names_step_cx(ty: &Type) -> bool {
+    match ty {
+        Type::Path(path) => path
+            .path
+            .segments
+            .last()
+            .is_some_and(|segment| segment.ident == "StepCx"),
+        _ => false,
     }
 }

@@ -87,7 +87,7 @@ pub use crate::error::{ErrorKind, ResultExt, SagaError, StepError};
 pub use crate::event::{SagaEvent, SagaEventKind, StepName};
 pub use crate::id::SagaId;
 pub use crate::outcome::{CompensationFailure, RollbackCause, SagaOutcome};
-pub use crate::output::{NamedStep, OutputError, Outputs, RecordedOutput, StepValue};
+pub use crate::output::{NamedStep, Output, OutputError, Outputs, RecordedOutput, StepValue};
 pub use crate::progress::{NodeState, Progress, Rollback};
 pub use crate::request::{OperatorRequest, Refusal};
 pub use crate::retry::{Backoff, Jitter};

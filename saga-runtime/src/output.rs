@@ -143,3 +143,65 @@ impl Outputs {
         }
     }
 }
+
+/// The output of an earlier step `S`, taken by a later step as a parameter:
+///
+/// ```
+/// # use saga_runtime::{saga, saga_step, Engine, Output, StepError};
+/// # #[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
+/// # struct Ctx { sent_for: Option<String> }
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct Charged { payment_id: String }
+///
+/// #[saga_step(pivot)]
+/// async fn charge(ctx: &mut Ctx) -> Result<Charged, StepError> {
+///     Ok(Charged { payment_id: "pay-1".into() })
+/// }
+///
+/// #[saga_step]
+/// async fn send_receipt(ctx: &mut Ctx, charged: Output<charge>) -> Result<(), StepError> {
+///     ctx.sent_for = Some(charged.payment_id.clone());
+///     Ok(())
+/// }
+///
+/// saga! { Order(Ctx, ()) { charge, send_receipt } }
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let outcome = Order::on(&Engine::in_memory()).run(Ctx::default()).await.unwrap();
+/// assert_eq!(outcome.ctx().sent_for.as_deref(), Some("pay-1"));
+/// # }
+/// ```
+///
+/// A step's parameters are the context, the step handle if it takes one, then any number of
+/// outputs. Taking the output of a step that does not run before this one (itself, a later
+/// step, a member of its own parallel group, a step of another saga) is a compile error.
+pub struct Output<S: NamedStep>(pub S::Output);
+
+impl<S: NamedStep> Output<S> {
+    /// The output itself.
+    pub fn into_inner(self) -> S::Output {
+        self.0
+    }
+}
+
+impl<S: NamedStep> std::ops::Deref for Output<S> {
+    type Target = S::Output;
+
+    fn deref(&self) -> &S::Output {
+        &self.0
+    }
+}
+
+impl<S: NamedStep> std::ops::DerefMut for Output<S> {
+    fn deref_mut(&mut self) -> &mut S::Output {
+        &mut self.0
+    }
+}
+
+impl<S: NamedStep> std::fmt::Debug for Output<S>
+where
+    S::Output: std::fmt::Debug,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Output").field(&self.0).finish()
+    }
+}

@@ -294,6 +294,63 @@ pub fn compensation_with<
     f.call(ctx, cx, recorded)
 }
 
+/// A parameter of a step after the context and the handle: the output of an earlier step.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not the output of an earlier step",
+    label = "take an earlier step's output as `Output<step>`",
+    note = "a saga step's parameters are the context (`&mut Ctx`), optionally the step handle (`&StepCx<Deps>`), then outputs of earlier steps (`Output<step>`)"
+)]
+pub trait StepInput: Sized {
+    /// The step whose output it is.
+    type From: crate::NamedStep;
+    /// That step's name.
+    const NAME: &'static str;
+
+    /// Reads it from what the attempt was given.
+    fn read<D>(cx: &StepCx<D>) -> Result<Self, StepError>;
+}
+
+impl<S: crate::NamedStep> StepInput for crate::Output<S>
+where
+    S::Output: serde::de::DeserializeOwned,
+{
+    type From = S;
+    const NAME: &'static str = S::NAME;
+
+    fn read<D>(cx: &StepCx<D>) -> Result<Self, StepError> {
+        crate::output::read(cx.input(S::NAME))
+            .map(crate::Output)
+            .map_err(|e| {
+                StepError::permanent(format!(
+                    "the output of step `{}` cannot be read: {e}",
+                    S::NAME
+                ))
+            })
+    }
+}
+
+/// Implemented by `saga!` for every step listed before the step at position `P` of the saga:
+/// the steps whose outputs that step may take.
+#[diagnostic::on_unimplemented(
+    message = "step `{Self}` does not run before the step that takes its output",
+    label = "this step takes the output of `{Self}`",
+    note = "a step can take the output of a step listed before it in `saga!`, not of itself, of a later step or of a member of its own group"
+)]
+pub trait RunsBefore<P> {}
+
+/// Implemented by `#[saga_step]`: the step at position `P` of a saga may take the outputs it
+/// takes (every step they come from runs before it).
+pub trait InputsRunBefore<P> {}
+
+/// Fails to compile, at the step's name in `saga!`, when the step takes the output of a step
+/// that does not run before it.
+pub const fn assert_inputs_run_before<S: InputsRunBefore<P>, P>() {}
+
+/// An attempt that fails at once with `error` (an input that cannot be read).
+pub fn failed<'a>(error: StepError) -> StepFuture<'a> {
+    Box::pin(std::future::ready(Err(error)))
+}
+
 /// A step that may stand in for step `S` of a saga over `C` and `D`.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be the fallback of step `{S}`",

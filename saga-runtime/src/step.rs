@@ -61,6 +61,8 @@ pub struct StepCx<D = ()> {
     deps: Arc<D>,
     /// For a compensation: the output its step recorded.
     recorded: Option<Box<serde_json::Value>>,
+    /// For an action that takes earlier steps' outputs: those outputs, by step name.
+    inputs: Option<Box<[(&'static str, serde_json::Value)]>>,
 }
 
 impl<D> StepCx<D> {
@@ -82,7 +84,23 @@ impl<D> StepCx<D> {
             token,
             deps,
             recorded: None,
+            inputs: None,
         }
+    }
+
+    /// The same handle, carrying the outputs of the earlier steps the step takes.
+    pub(crate) fn with_inputs(mut self, inputs: Vec<(&'static str, serde_json::Value)>) -> Self {
+        self.inputs = (!inputs.is_empty()).then(|| inputs.into_boxed_slice());
+        self
+    }
+
+    /// The output of the earlier step named `step`, if the attempt was given it.
+    pub(crate) fn input(&self, step: &str) -> Option<&serde_json::Value> {
+        self.inputs
+            .as_deref()?
+            .iter()
+            .find(|(name, _)| *name == step)
+            .map(|(_, value)| value)
     }
 
     /// The same handle, carrying the output the step recorded (for its compensation).
@@ -255,6 +273,8 @@ pub struct StepDescription {
     pub compensation: Option<&'static str>,
     /// The fallback step's name.
     pub fallback: Option<&'static str>,
+    /// The steps whose outputs it takes, by name.
+    pub inputs: &'static [&'static str],
 }
 
 /// Implemented by `#[saga_step]` for the hidden type that shares the step function's name.

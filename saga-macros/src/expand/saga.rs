@@ -75,6 +75,20 @@ pub(crate) fn expand(saga: &Saga) -> TokenStream {
     let step_defs = paths.iter().zip(&aliases).map(|(path, alias)| {
         quote_spanned!(path.span()=> #rt::StepDef::<#ctx_ty, #deps_ty>::of::<#alias>())
     });
+    // The steps before each step: the only ones whose outputs it may take.
+    let positions: Vec<Ident> = (0..count).map(|i| format_ident!("__SagaAt{}", i)).collect();
+    let mut runs_before = Vec::new();
+    for (i, position) in positions.iter().enumerate() {
+        for earlier in &aliases[..i] {
+            runs_before.push(quote! {
+                #[diagnostic::do_not_recommend]
+                impl #rt::RunsBefore<#position> for #earlier {}
+            });
+        }
+    }
+    let input_asserts = paths.iter().zip(&aliases).zip(&positions).map(|((path, alias), position)| {
+        quote_spanned!(path.span()=> #rt::assert_inputs_run_before::<#alias, #position>();)
+    });
     let undo_asserts = paths
         .iter()
         .zip(&aliases)
@@ -198,6 +212,10 @@ pub(crate) fn expand(saga: &Saga) -> TokenStream {
             }
 
             #(#undo_asserts)*
+
+            #(struct #positions;)*
+            #(#runs_before)*
+            #(#input_asserts)*
         };
 
         #methods

@@ -1,8 +1,9 @@
 //! Expansion of `#[saga_step]`.
 
 use proc_macro2::TokenStream;
-use quote::{quote, quote_spanned, ToTokens};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
+use syn::Ident;
 
 use super::{duration, private};
 use crate::ast::{CompensationRetries, Step};
@@ -55,17 +56,31 @@ pub(crate) fn expand(step: &Step) -> TokenStream {
             quote!(<#ty as #rt::StepHandle>::Deps),
         ),
     };
-    let cx_param = if handle.is_some() {
+    let cx_param = if handle.is_some() || !step.input_tys.is_empty() {
         quote!(cx)
     } else {
         quote!(_cx)
     };
+    // Each output the step takes, read before the call; `read` is spanned at the parameter's
+    // type, so that a type that is not an earlier step's output is reported there.
+    let inputs: Vec<Ident> = (0..step.input_tys.len())
+        .map(|i| format_ident!("__input{}", i))
+        .collect();
+    let reads = step.input_tys.iter().zip(&inputs).map(|(ty, input)| {
+        let read = quote_spanned!(ty.span()=> <#ty as #rt::StepInput>::read);
+        quote! {
+            let #input = match #read(cx) {
+                #rt::Ok(input) => input,
+                #rt::Err(error) => return #rt::failed(error),
+            };
+        }
+    });
     let call_args = match &handle {
         Some(handle) => {
             let arg = handle.arg();
-            quote!((ctx, #arg))
+            quote!((ctx, #arg #(, #inputs)*))
         }
-        None => quote!((ctx)),
+        None => quote!((ctx #(, #inputs)*)),
     };
     // Reported at the user's type, the explicit generic argument.
     let handle_check = match &handle {
@@ -80,7 +95,10 @@ pub(crate) fn expand(step: &Step) -> TokenStream {
         syn::ReturnType::Default => quote!(()),
     };
     let infer_at_name = quote_spanned!(name.span()=> _);
-    let action = quote!(#rt::action::<#output_ty, #infer_at_name>(#name #call_args));
+    let action = quote! {
+        #(#reads)*
+        #rt::action::<#output_ty, #infer_at_name>(#name #call_args)
+    };
 
     let (compensate_params, compensate_body) = match &args.compensate {
         Some(path) => {
@@ -149,9 +167,26 @@ pub(crate) fn expand(step: &Step) -> TokenStream {
     // `StepError` and `T` can be recorded, so that a mistake there is reported once.
     let output = quote_spanned!(output_span=> <#output_ty as #rt::StepResult>::Value);
 
+    // Every step whose output it takes runs before the step at position `__P` of a saga:
+    // `saga!` asks this of each step it lists. Spanned at the parameters, for the note that
+    // points at them. (A fallback's own inputs are not checked here: naming the fallback in a
+    // bound would report a fallback that is not a step twice.)
+    let runs_before = step.input_tys.iter().map(|ty| {
+        let span = ty.span();
+        let bound = respan(quote!(#rt::RunsBefore<__P>), span);
+        quote_spanned!(span=> <#ty as #rt::StepInput>::From: #bound,)
+    });
+
     quote! {
         #item
         #marker
+
+        #[automatically_derived]
+        impl<__P> #rt::InputsRunBefore<__P> for #name
+        where
+            #(#runs_before)*
+        {
+        }
 
         #[automatically_derived]
         impl #rt::NamedStep for #name {
@@ -246,6 +281,22 @@ impl<'a> Handle<'a> {
     }
 }
 
+/// The same tokens, all at `span` (tokens interpolated into `quote_spanned!` keep their own).
+fn respan(tokens: TokenStream, span: proc_macro2::Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut tree| {
+            if let proc_macro2::TokenTree::Group(group) = &tree {
+                let mut inner = proc_macro2::Group::new(group.delimiter(), respan(group.stream(), span));
+                inner.set_span(span);
+                tree = proc_macro2::TokenTree::Group(inner);
+            }
+            tree.set_span(span);
+            tree
+        })
+        .collect()
+}
+
 /// Where to report a type error about a path: its last segment, the function's name. (Spans
 /// cannot be joined on stable, so a whole `a::b` cannot be underlined from generated code.)
 fn last_segment_span(path: &syn::Path) -> proc_macro2::Span {
@@ -308,6 +359,10 @@ fn description(rt: &TokenStream, step: &Step) -> TokenStream {
     }
     let compensation = path_name(rt, args.compensate.as_ref());
     let fallback = path_name(rt, args.fallback.as_ref());
+    let inputs = step
+        .input_tys
+        .iter()
+        .map(|ty| quote!(<#ty as #rt::StepInput>::NAME));
     quote! {
         #rt::StepDescription {
             name: #name,
@@ -317,6 +372,7 @@ fn description(rt: &TokenStream, step: &Step) -> TokenStream {
             },
             compensation: #compensation,
             fallback: #fallback,
+            inputs: &[#(#inputs),*],
         }
     }
 }

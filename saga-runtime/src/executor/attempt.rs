@@ -136,10 +136,12 @@ impl<S: Saga> Run<S> {
             self.fence.token,
             Arc::clone(&self.deps),
         );
-        // A compensation receives the output its step recorded.
+        // A compensation receives the output its step recorded; an action, the outputs of the
+        // earlier steps it takes.
         let cx = match phase {
             Phase::Compensation => cx.with_recorded(self.state.output(task.step)),
-            Phase::Action => cx,
+            Phase::Action if def.description.inputs.is_empty() => cx,
+            Phase::Action => cx.with_inputs(self.inputs(def.description.inputs)),
         };
         // The attempt starts once its intent is recorded: a store that made the run wait (a
         // durable store's commit) took time that is not the step's.
@@ -250,6 +252,17 @@ impl<S: Saga> Run<S> {
         };
         self.record(kind, change, None);
         Ok(())
+    }
+
+    /// The recorded outputs of the steps named `names`.
+    fn inputs(&self, names: &[&'static str]) -> Vec<(&'static str, serde_json::Value)> {
+        names
+            .iter()
+            .filter_map(|&name| {
+                let step = S::steps().iter().position(|def| def.name() == name)?;
+                Some((name, self.state.output(step)?.clone()))
+            })
+            .collect()
     }
 
     /// Records a successful attempt, committing its context (and, for an action, its output).
