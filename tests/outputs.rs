@@ -19,7 +19,12 @@ struct Order {
     fail_charge: bool,
     /// The payment `ship` was given.
     shipped_after: Option<String>,
+    /// `book` waits while this is in `HELD`.
+    hold: Option<String>,
 }
+
+/// Holds of `book`, released by the tests.
+static HELD: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 /// What the payment service answered.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -246,4 +251,146 @@ async fn an_output_that_cannot_be_recorded_fails_its_step_for_good() {
             .starts_with("step `unrecordable` failed: its output cannot be recorded"),
         "{cause}"
     );
+}
+
+/// Steps that take a while, in turn.
+#[saga_step(nothing_to_undo)]
+async fn quote(_ctx: &mut Order) -> Result<u64, StepError> {
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    Ok(4200)
+}
+
+#[saga_step(compensate = cancel_booking)]
+async fn book(ctx: &mut Order, price: Output<quote>) -> Result<String, StepError> {
+    while ctx
+        .hold
+        .as_ref()
+        .is_some_and(|hold| HELD.lock().unwrap().contains(hold))
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    Ok(format!("booking at {}", *price))
+}
+
+async fn cancel_booking(_ctx: &mut Order) -> Result<(), StepError> {
+    Ok(())
+}
+
+#[saga_step]
+async fn confirm(ctx: &mut Order) -> Result<(), StepError> {
+    match ctx.fail_ship {
+        true => Err(StepError::permanent("no confirmation")),
+        false => Ok(()),
+    }
+}
+
+saga! { Booking(Order, ()) { quote, book, confirm } }
+
+/// The steps a stream of results yields: step names and outputs as JSON.
+async fn collect(
+    mut steps: saga_runtime::StepResults<Booking>,
+) -> Vec<(String, Option<serde_json::Value>)> {
+    use futures_util::StreamExt;
+    let mut seen = Vec::new();
+    while let Some(result) = steps.next().await {
+        let result = result.unwrap();
+        seen.push((result.step.to_string(), result.json().cloned()));
+    }
+    seen
+}
+
+#[tokio::test]
+async fn step_results_stream_in_completion_order_and_end_with_the_saga() {
+    use futures_util::StreamExt;
+    let engine = Engine::in_memory();
+    let bookings = Booking::on(&engine);
+    // `book` waits until the first result has been seen.
+    HELD.lock().unwrap().push("streamed".into());
+    let id = bookings
+        .start(Order {
+            hold: Some("streamed".into()),
+            ..Order::default()
+        })
+        .await
+        .unwrap();
+    let mut steps = bookings.step_results(id);
+    // The first result arrives while the saga still runs.
+    let first = steps.next().await.unwrap().unwrap();
+    assert_eq!(first.output::<quote>().unwrap(), Some(4200));
+    assert_eq!(
+        first.output::<book>().unwrap(),
+        None,
+        "another step's result"
+    );
+    assert!(
+        !matches!(
+            bookings.status(id).await.unwrap(),
+            saga_runtime::SagaStatus::Completed
+        ),
+        "streamed before the saga ended"
+    );
+    HELD.lock().unwrap().clear();
+    let second = steps.next().await.unwrap().unwrap();
+    assert_eq!(
+        second.output::<book>().unwrap().as_deref(),
+        Some("booking at 4200")
+    );
+    assert_eq!(second.attempt, 1);
+    let third = steps.next().await.unwrap().unwrap();
+    assert_eq!(
+        (third.step.to_string(), third.json()),
+        ("confirm".into(), None)
+    );
+    assert!(
+        steps.next().await.is_none(),
+        "the stream ends with the saga"
+    );
+    assert!(bookings.wait(id).await.unwrap().is_completed());
+
+    // Asked for after the saga ended, and for a saga that rolled back.
+    assert_eq!(collect(bookings.step_results(id)).await.len(), 3);
+    let failed = bookings
+        .start(Order {
+            fail_ship: true,
+            ..Order::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        collect(bookings.step_results(failed)).await,
+        [
+            ("quote".to_owned(), Some(serde_json::json!(4200))),
+            (
+                "book".to_owned(),
+                Some(serde_json::json!("booking at 4200"))
+            ),
+        ],
+        "the completed steps, then the end"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn step_results_follow_a_saga_another_engine_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sagas.db");
+    let runner = Engine::builder()
+        .sqlite(&path)
+        .unwrap()
+        .register::<Booking>(())
+        .build();
+    // Another engine on the same file that runs nothing: it only reads the store.
+    let watcher = Engine::builder()
+        .sqlite(&path)
+        .unwrap()
+        .claims(false)
+        .build();
+    let id = Booking::on(&runner).start(Order::default()).await.unwrap();
+    let seen = collect(Booking::on(&watcher).step_results(id)).await;
+    assert_eq!(
+        seen.iter()
+            .map(|(step, _)| step.as_str())
+            .collect::<Vec<_>>(),
+        ["quote", "book", "confirm"]
+    );
+    assert_eq!(seen[1].1, Some(serde_json::json!("booking at 4200")));
 }

@@ -199,7 +199,8 @@ impl<'a> Step<'a> {
 fn names_output(ty: &Type) -> bool {
     match ty {
         Type::Path(path) => path.path.segments.last().is_some_and(|segment| {
-            segment.ident == "Output" && matches!(segment.arguments, syn::PathArguments::AngleBracketed(_))
+            segment.ident == "Output"
+                && matches!(segment.arguments, syn::PathArguments::AngleBracketed(_))
         }),
         _ => false,
     }

@@ -405,6 +405,12 @@ impl<S: Saga> SagaClient<S> {
         executor::waiting::outcome::<S>(&self.engine, id).await
     }
 
+    /// The results of saga `id`'s steps as a stream, in the order they complete, each with its
+    /// typed output (see [`StepResults`](crate::StepResults)); it ends when the saga ends.
+    pub fn step_results(&self, id: SagaId) -> crate::StepResults<S> {
+        crate::StepResults::follow(&self.engine, id)
+    }
+
     /// Asks saga `id` to stop at its next step boundary and compensate, wherever it runs (see
     /// [`Engine::cancel`]).
     pub async fn cancel(&self, id: SagaId) -> Result<(), SagaError> {

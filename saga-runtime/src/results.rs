@@ -1,0 +1,249 @@
+//! A saga's steps as a stream of results, in the order they complete: each step's typed output
+//! as soon as it is recorded, as python-cqrs's `async for step_result in transaction`.
+//!
+//! The stream reads the saga's history, which the store keeps complete and in order, so it sees
+//! every step wherever the saga runs (here, or in another process sharing the store) and however
+//! late it starts: it never misses a step that completed before it was asked for. A run on this
+//! engine wakes it at each of the saga's events; a saga another process runs is looked up every
+//! 50 ms at first, then less often, up to once a second.
+
+use std::collections::VecDeque;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_util::stream::{BoxStream, Stream, StreamExt};
+use tokio::sync::broadcast;
+
+use crate::engine::Engine;
+use crate::event::{SagaEvent, SagaEventKind};
+use crate::output::{NamedStep, OutputError};
+use crate::{Saga, SagaError, SagaId, StepEnum};
+
+/// One step that completed: which, on which attempt, in how long, and what it returned.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct StepResult<St> {
+    /// The step (when its fallback stood in for it, still the step).
+    pub step: St,
+    /// The attempt that succeeded, from 1.
+    pub attempt: u32,
+    /// How long that attempt took.
+    pub duration: Duration,
+    /// Its output as recorded, `None` for `()`.
+    output: Option<Box<serde_json::Value>>,
+}
+
+impl<St: StepEnum> StepResult<St> {
+    /// The output as JSON, `None` for a step returning `()`.
+    pub fn json(&self) -> Option<&serde_json::Value> {
+        self.output.as_deref()
+    }
+
+    /// The output, read as step `S`'s: `None` when this result is another step's (or `S`
+    /// returns `()`).
+    pub fn output<S: NamedStep>(&self) -> Result<Option<S::Output>, OutputError>
+    where
+        S::Output: serde::de::DeserializeOwned,
+    {
+        if self.step.name() != S::NAME {
+            return Ok(None);
+        }
+        match self.json() {
+            None => Ok(None),
+            Some(value) => serde::Deserialize::deserialize(value)
+                .map(Some)
+                .map_err(|e| OutputError {
+                    step: S::NAME,
+                    message: e.to_string(),
+                }),
+        }
+    }
+}
+
+/// The results of a saga's steps, in completion order; the stream ends once the saga has ended
+/// (or was parked). Its outcome is then [`SagaClient::wait`](crate::SagaClient::wait)'s.
+///
+/// ```
+/// # use saga_runtime::{saga, saga_step, Engine, StepError};
+/// # use futures_util::StreamExt;
+/// # #[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
+/// # struct Ctx;
+/// #[saga_step(nothing_to_undo)]
+/// async fn quote(ctx: &mut Ctx) -> Result<u64, StepError> { Ok(4200) }
+/// #[saga_step]
+/// async fn book(ctx: &mut Ctx) -> Result<String, StepError> { Ok("booking-1".into()) }
+/// saga! { Trip(Ctx, ()) { quote, book } }
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), saga_runtime::SagaError> {
+/// let trips = Trip::on(&Engine::in_memory());
+/// let id = trips.start(Ctx).await?;
+/// let mut steps = trips.step_results(id);
+/// let first = steps.next().await.unwrap()?;
+/// assert_eq!(first.output::<quote>().unwrap(), Some(4200));
+/// let second = steps.next().await.unwrap()?;
+/// assert_eq!(second.output::<book>().unwrap().as_deref(), Some("booking-1"));
+/// assert!(steps.next().await.is_none(), "the saga ended");
+/// # Ok(()) }
+/// ```
+pub struct StepResults<S: Saga> {
+    inner: BoxStream<'static, Result<StepResult<S::Step>, SagaError>>,
+}
+
+impl<S: Saga> Stream for StepResults<S> {
+    type Item = Result<StepResult<S::Step>, SagaError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.inner.poll_next_unpin(cx)
+    }
+}
+
+impl<S: Saga> std::fmt::Debug for StepResults<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StepResults").finish_non_exhaustive()
+    }
+}
+
+/// How many history entries one read takes.
+const PAGE: usize = 256;
+/// How often the store is read first for a saga this engine does not run.
+const FIRST_POLL: Duration = Duration::from_millis(50);
+const MAX_POLL: Duration = Duration::from_secs(1);
+
+/// Where a stream is.
+struct Follow<S: Saga> {
+    engine: Engine,
+    id: SagaId,
+    /// The next history entry to read.
+    next: u64,
+    /// Results read and not yet handed out.
+    ready: VecDeque<StepResult<S::Step>>,
+    /// The saga ended: hand out what is ready, then stop.
+    ended: bool,
+    /// This engine's events, to wake at the saga's.
+    events: broadcast::Receiver<SagaEvent>,
+    poll: Duration,
+    _saga: PhantomData<S>,
+}
+
+impl<S: Saga> StepResults<S> {
+    pub(crate) fn follow(engine: &Engine, id: SagaId) -> Self {
+        let follow = Follow::<S> {
+            // Subscribed before the first read: an event after it still wakes the stream.
+            events: engine.subscribe(),
+            engine: engine.clone(),
+            id,
+            next: 0,
+            ready: VecDeque::new(),
+            ended: false,
+            poll: FIRST_POLL,
+            _saga: PhantomData,
+        };
+        let inner = futures_util::stream::unfold(follow, |mut follow| async move {
+            match follow.next_result().await {
+                Ok(Some(result)) => Some((Ok(result), follow)),
+                Ok(None) => None,
+                Err(error) => {
+                    // An error ends the stream after it is handed out.
+                    follow.ended = true;
+                    follow.ready.clear();
+                    Some((Err(error), follow))
+                }
+            }
+        });
+        StepResults {
+            inner: inner.boxed(),
+        }
+    }
+}
+
+impl<S: Saga> Follow<S> {
+    async fn next_result(&mut self) -> Result<Option<StepResult<S::Step>>, SagaError> {
+        loop {
+            if let Some(result) = self.ready.pop_front() {
+                return Ok(Some(result));
+            }
+            if self.ended {
+                return Ok(None);
+            }
+            if self.read().await? {
+                continue;
+            }
+            self.wait().await;
+        }
+    }
+
+    /// Reads the history entries not read yet; `true` when there were some.
+    async fn read(&mut self) -> Result<bool, SagaError> {
+        let page = self
+            .engine
+            .inner
+            .store
+            .history(self.id, self.next, PAGE)
+            .await?
+            .ok_or(SagaError::NotFound(self.id))?;
+        self.next += page.len() as u64;
+        for event in &page {
+            match &event.kind {
+                SagaEventKind::StepCompleted {
+                    step,
+                    attempt,
+                    duration,
+                    output,
+                } => {
+                    if let Some(step) = step_of::<S>(step) {
+                        self.ready.push_back(StepResult {
+                            step,
+                            attempt: *attempt,
+                            duration: *duration,
+                            output: output.clone(),
+                        });
+                    }
+                }
+                SagaEventKind::SagaCompleted { .. }
+                | SagaEventKind::SagaCompensated { .. }
+                | SagaEventKind::SagaFailed { .. }
+                | SagaEventKind::SagaParked { .. } => self.ended = true,
+                SagaEventKind::SagaReopened { .. } => self.ended = false,
+                _ => {}
+            }
+        }
+        Ok(!page.is_empty())
+    }
+
+    /// Until the saga may have moved: one of its events on this engine, or the next poll.
+    async fn wait(&mut self) {
+        let poll = tokio::time::sleep(self.poll);
+        tokio::pin!(poll);
+        loop {
+            tokio::select! {
+                event = self.events.recv() => match event {
+                    Ok(event) if event.saga_id != self.id => continue,
+                    // Its event, or events lost while lagging: read the history again.
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                        self.poll = FIRST_POLL;
+                        return;
+                    }
+                    // No more events here: the polls go on.
+                    Err(broadcast::error::RecvError::Closed) => {
+                        (&mut poll).await;
+                        self.poll = (self.poll * 2).min(MAX_POLL);
+                        return;
+                    }
+                },
+                () = &mut poll => {
+                    self.poll = (self.poll * 2).min(MAX_POLL);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The step a completion names: the step itself, or the step its fallback stood in for.
+fn step_of<S: Saga>(name: &str) -> Option<S::Step> {
+    let index = S::steps()
+        .iter()
+        .position(|def| def.name() == name || def.fallback.is_some_and(|f| f().name() == name))?;
+    S::Step::from_index(index)
+}
