@@ -140,6 +140,7 @@ impl ::saga_runtime::__private::SagaStep<OrderCtx, Services> for reserve_invento
         compensation: ::saga_runtime::__private::Some("release_inventory"),
         fallback: ::saga_runtime::__private::None,
         inputs: &[],
+        output: ::saga_runtime::__private::None,
     };
     const FALLBACK: ::saga_runtime::__private::Option<
         fn() -> ::saga_runtime::__private::StepDef<OrderCtx, Services>,
@@ -243,6 +244,7 @@ impl ::saga_runtime::__private::SagaStep<OrderCtx, Services> for charge_payment 
         compensation: ::saga_runtime::__private::Some("refund_payment"),
         fallback: ::saga_runtime::__private::None,
         inputs: &[],
+        output: ::saga_runtime::__private::Some("PaymentProcessed"),
     };
     const FALLBACK: ::saga_runtime::__private::Option<
         fn() -> ::saga_runtime::__private::StepDef<OrderCtx, Services>,
@@ -345,7 +347,10 @@ for send_confirmation_email {
         },
         compensation: ::saga_runtime::__private::None,
         fallback: ::saga_runtime::__private::None,
-        inputs: &[<Output<charge_payment> as ::saga_runtime::__private::StepInput>::NAME],
+        inputs: &[
+            <Output<charge_payment> as ::saga_runtime::__private::StepInput>::NAME,
+        ],
+        output: ::saga_runtime::__private::None,
     };
     const FALLBACK: ::saga_runtime::__private::Option<
         fn() -> ::saga_runtime::__private::StepDef<OrderCtx, Services>,

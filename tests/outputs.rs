@@ -394,3 +394,25 @@ async fn step_results_follow_a_saga_another_engine_runs() {
     );
     assert_eq!(seen[1].1, Some(serde_json::json!("booking at 4200")));
 }
+
+#[test]
+fn the_description_and_the_chart_show_outputs_and_who_takes_them() {
+    use saga_runtime::Saga;
+    let description = Booking::description();
+    assert_eq!(description.steps[0].output, Some("u64"));
+    assert_eq!(description.steps[1].inputs, ["quote"]);
+    assert_eq!(description.steps[2].output, None, "confirm returns ()");
+    let shape = saga_runtime::SagaShape::from(&description);
+    assert_eq!(shape.steps[1].output.as_deref(), Some("String"));
+    let chart = Booking::mermaid();
+    assert!(
+        chart.contains("s1[\"book<br/>← quote<br/>→ String\"]"),
+        "{chart}"
+    );
+    // Generic outputs are escaped for Mermaid.
+    assert!(
+        Unrecordable::mermaid().contains("→ BTreeMap#lt;(u8,u8),u8#gt;"),
+        "{}",
+        Unrecordable::mermaid()
+    );
+}

@@ -46,6 +46,7 @@ pub(crate) fn step(item: &syn::ItemFn, errors: syn::Error) -> TokenStream {
                 compensation: #rt::None,
                 fallback: #rt::None,
                 inputs: &[],
+                output: #rt::None,
             };
             const FALLBACK: #rt::Option<fn() -> #rt::StepDef<__C, __D>> = #rt::None;
 

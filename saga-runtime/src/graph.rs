@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use crate::event::SagaEvent;
 use crate::progress::{NodeState, Progress, Rollback};
-use crate::shape::SagaShape;
+use crate::shape::{SagaShape, StepShape};
 use crate::SagaDescription;
 
 impl SagaDescription {
@@ -45,6 +45,21 @@ fn style(state: NodeState) -> &'static str {
         NodeState::Ahead => "fill:#ffffff,stroke:#868e96,stroke-dasharray:4 3",
         NodeState::Skipped => "fill:#f1f3f5,stroke:#ced4da,color:#868e96",
     }
+}
+
+/// A step's label: its name, the outputs it takes (`← charge_payment`) and the output it returns
+/// (`→ PaymentProcessed`), each on a line of its own.
+fn label(step: &StepShape) -> String {
+    let mut label = step.name.clone();
+    for input in &step.inputs {
+        label += &format!("<br/>← {input}");
+    }
+    if let Some(output) = &step.output {
+        // Mermaid reads `<` and `>` in a label as markup.
+        let output = output.replace('<', "#lt;").replace('>', "#gt;");
+        label += &format!("<br/>→ {output}");
+    }
+    label
 }
 
 impl SagaShape {
@@ -97,9 +112,10 @@ impl SagaShape {
                 true => format!("s{}", i + 1),
                 false => "completed((completed))".to_owned(),
             };
+            let label = label(step);
             let node = match pivot == Some(i) {
-                true => format!("s{i}{{{{\"{} (pivot)\"}}}}", step.name),
-                false => format!("s{i}[\"{}\"]", step.name),
+                true => format!("s{i}{{{{\"{label} (pivot)\"}}}}"),
+                false => format!("s{i}[\"{label}\"]"),
             };
             line(&mut out, format!("{node} --> {next}"));
             if let Some(fallback) = &step.fallback {

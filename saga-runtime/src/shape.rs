@@ -62,6 +62,12 @@ pub struct StepShape {
     /// Its retries.
     #[serde(default)]
     pub retries: u32,
+    /// Its output type as written, unless it returns `()`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    /// The steps whose outputs it takes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<String>,
 }
 
 /// [`Undo`] as data.
@@ -104,6 +110,8 @@ impl From<&SagaDescription> for SagaShape {
                     fallback: step.fallback.map(str::to_owned),
                     timeout_ms: step.policy.timeout.map(millis),
                     retries: step.policy.retries,
+                    output: step.output.map(str::to_owned),
+                    inputs: step.inputs.iter().map(|&name| name.to_owned()).collect(),
                 })
                 .collect(),
             deadline_ms: description.options.deadline.map(millis),

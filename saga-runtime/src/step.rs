@@ -275,6 +275,8 @@ pub struct StepDescription {
     pub fallback: Option<&'static str>,
     /// The steps whose outputs it takes, by name.
     pub inputs: &'static [&'static str],
+    /// Its output type as written (`Some("PaymentProcessed")`), unless it returns `()`.
+    pub output: Option<&'static str>,
 }
 
 /// Implemented by `#[saga_step]` for the hidden type that shares the step function's name.

@@ -167,6 +167,8 @@ fn diagram(shape: &SagaShape, record: &SagaRecord, history: &[saga_runtime::Saga
                     div class={ "node " (state.name()) @if current == Some(i) { " current" } }
                         data-state=(state.name()) aria-current=[(current == Some(i)).then_some("step")] {
                         span.name { (step.name) }
+                        @for input in &step.inputs { span.flow { "← " (input) } }
+                        @if let Some(output) = &step.output { span.flow { "→ " (output) } }
                         @if pivot == Some(i) { span.tag { "pivot" } }
                         span.state { (state.name()) }
                     }

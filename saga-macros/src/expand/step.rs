@@ -364,6 +364,10 @@ fn description(rt: &TokenStream, step: &Step) -> TokenStream {
         .input_tys
         .iter()
         .map(|ty| quote!(<#ty as #rt::StepInput>::NAME));
+    let output = match output_type(step.output) {
+        Some(text) => quote!(#rt::Some(#text)),
+        None => quote!(#rt::None),
+    };
     quote! {
         #rt::StepDescription {
             name: #name,
@@ -374,7 +378,28 @@ fn description(rt: &TokenStream, step: &Step) -> TokenStream {
             compensation: #compensation,
             fallback: #fallback,
             inputs: &[#(#inputs),*],
+            output: #output,
         }
+    }
+}
+
+/// `T` of a return type written `Result<T, E>`, as text, unless it is `()`: what the description
+/// shows of the step's output.
+fn output_type(output: &syn::ReturnType) -> Option<String> {
+    let syn::ReturnType::Type(_, ty) = output else {
+        return None;
+    };
+    let syn::Type::Path(path) = &**ty else {
+        return None;
+    };
+    let last = path.path.segments.last()?;
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    match args.args.first()? {
+        syn::GenericArgument::Type(syn::Type::Tuple(unit)) if unit.elems.is_empty() => None,
+        syn::GenericArgument::Type(ty) => Some(ty.to_token_stream().to_string().replace(' ', "")),
+        _ => None,
     }
 }
 
