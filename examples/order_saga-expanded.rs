@@ -383,6 +383,7 @@ for send_confirmation_email {
 pub struct OrderSaga;
 ///The steps of [`OrderSaga`], in order; displayed as the step's name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[allow(clippy::enum_variant_names)]
 pub enum OrderSagaStep {
     ///`reserve_inventory`
     ReserveInventory,

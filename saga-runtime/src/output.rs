@@ -8,6 +8,8 @@
 //! `()` records nothing: an absent output reads as JSON `null`, which is what `()` (and `None`)
 //! serialize to.
 
+use std::sync::Arc;
+
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -38,13 +40,13 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> StepValue for T {}
 pub struct RecordedOutput {
     /// The step's position.
     pub step: usize,
-    /// Its output, as JSON.
-    pub value: serde_json::Value,
+    /// Its output, as JSON (shared with the event that recorded it).
+    pub value: Arc<serde_json::Value>,
 }
 
 impl RecordedOutput {
     /// Step `step` returned `value`.
-    pub fn new(step: usize, value: serde_json::Value) -> Self {
+    pub fn new(step: usize, value: Arc<serde_json::Value>) -> Self {
         RecordedOutput { step, value }
     }
 }
@@ -76,7 +78,7 @@ pub(crate) fn read<T: DeserializeOwned>(
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Outputs {
     /// Each step's name and output, in completion order.
-    recorded: Vec<(&'static str, serde_json::Value)>,
+    recorded: Vec<(&'static str, Arc<serde_json::Value>)>,
 }
 
 impl Outputs {
@@ -85,7 +87,7 @@ impl Outputs {
         Outputs {
             recorded: recorded
                 .iter()
-                .map(|o| (name(o.step), o.value.clone()))
+                .map(|o| (name(o.step), Arc::clone(&o.value)))
                 .collect(),
         }
     }
@@ -96,7 +98,7 @@ impl Outputs {
             .iter()
             .rev()
             .find(|(name, _)| *name == step)
-            .map(|(_, value)| value)
+            .map(|(_, value)| &**value)
     }
 
     /// Whether the step named `step` recorded anything (a step returning `()` never does).

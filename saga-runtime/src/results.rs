@@ -32,7 +32,7 @@ pub struct StepResult<St> {
     /// How long that attempt took.
     pub duration: Duration,
     /// Its output as recorded, `None` for `()`.
-    output: Option<Box<serde_json::Value>>,
+    output: Option<std::sync::Arc<serde_json::Value>>,
 }
 
 impl<St: StepEnum> StepResult<St> {

@@ -37,6 +37,9 @@ impl Phase {
     }
 }
 
+/// A step's recorded output, by the step's name.
+pub(crate) type NamedOutput = (&'static str, Arc<serde_json::Value>);
+
 /// The step handle: who is running, which attempt this is, and the saga's shared,
 /// non-persisted dependencies (clients, pools), like axum's `State`.
 ///
@@ -60,9 +63,9 @@ pub struct StepCx<D = ()> {
     token: u64,
     deps: Arc<D>,
     /// For a compensation: the output its step recorded.
-    recorded: Option<Box<serde_json::Value>>,
+    recorded: Option<Arc<serde_json::Value>>,
     /// For an action that takes earlier steps' outputs: those outputs, by step name.
-    inputs: Option<Box<[(&'static str, serde_json::Value)]>>,
+    inputs: Option<Box<[NamedOutput]>>,
 }
 
 impl<D> StepCx<D> {
@@ -89,7 +92,7 @@ impl<D> StepCx<D> {
     }
 
     /// The same handle, carrying the outputs of the earlier steps the step takes.
-    pub(crate) fn with_inputs(mut self, inputs: Vec<(&'static str, serde_json::Value)>) -> Self {
+    pub(crate) fn with_inputs(mut self, inputs: Vec<NamedOutput>) -> Self {
         self.inputs = (!inputs.is_empty()).then(|| inputs.into_boxed_slice());
         self
     }
@@ -100,12 +103,12 @@ impl<D> StepCx<D> {
             .as_deref()?
             .iter()
             .find(|(name, _)| *name == step)
-            .map(|(_, value)| value)
+            .map(|(_, value)| &**value)
     }
 
     /// The same handle, carrying the output the step recorded (for its compensation).
-    pub(crate) fn with_recorded(mut self, recorded: Option<&serde_json::Value>) -> Self {
-        self.recorded = recorded.map(|value| Box::new(value.clone()));
+    pub(crate) fn with_recorded(mut self, recorded: Option<&Arc<serde_json::Value>>) -> Self {
+        self.recorded = recorded.cloned();
         self
     }
 

@@ -126,6 +126,8 @@ pub(crate) fn expand(saga: &Saga) -> TokenStream {
 
         #[doc = #step_doc]
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        // The variants are the step functions' names, which the user chose for the functions.
+        #[allow(clippy::enum_variant_names)]
         #vis enum #step_enum {
             #(
                 #[doc = #variant_docs]

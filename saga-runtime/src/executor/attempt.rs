@@ -255,12 +255,12 @@ impl<S: Saga> Run<S> {
     }
 
     /// The recorded outputs of the steps named `names`.
-    fn inputs(&self, names: &[&'static str]) -> Vec<(&'static str, serde_json::Value)> {
+    fn inputs(&self, names: &[&'static str]) -> Vec<crate::step::NamedOutput> {
         names
             .iter()
             .filter_map(|&name| {
                 let step = S::steps().iter().position(|def| def.name() == name)?;
-                Some((name, self.state.output(step)?.clone()))
+                Some((name, Arc::clone(self.state.output(step)?)))
             })
             .collect()
     }
@@ -273,6 +273,8 @@ impl<S: Saga> Run<S> {
         duration: Duration,
         output: Option<serde_json::Value>,
     ) {
+        // Shared by the event and the state.
+        let output = output.map(Arc::new);
         S::metrics().attempt(task.step, task.phase == Phase::Compensation, duration);
         let context = Some(self.context());
         match task.phase {
@@ -284,7 +286,7 @@ impl<S: Saga> Run<S> {
                     step: name.into(),
                     attempt: task.attempt,
                     duration,
-                    output: output.clone().map(Box::new),
+                    output: output.clone(),
                 };
                 let done = CompletedStep::new(task.step, task.fallback);
                 let change = match output {
