@@ -16,7 +16,7 @@ mod sagas;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -52,11 +52,17 @@ pub struct App {
     csrf: String,
     /// The access token actions need, if any.
     token: Option<String>,
+    /// The port, when the server listens on a loopback address: requests must name a loopback
+    /// host.
+    loopback_port: Option<u16>,
 }
 
 type Shared = Arc<App>;
 
 pub async fn run(db_arg: Option<&str>, schema: &str, args: Args) -> Result<(), String> {
+    if args.token.as_deref() == Some("") {
+        return Err("--token (or SAGA_WEB_TOKEN) is empty: give a secret, or leave it out".into());
+    }
     if args.actions && args.token.is_none() && !args.bind.is_loopback() {
         return Err(format!(
             "--actions on {} needs --token (or SAGA_WEB_TOKEN): anyone who can reach that address \
@@ -69,6 +75,10 @@ pub async fn run(db_arg: Option<&str>, schema: &str, args: Args) -> Result<(), S
         true => Some(db::open_for_writes(db_arg, schema).await?.engine()),
         false => None,
     };
+    let listener = tokio::net::TcpListener::bind(SocketAddr::new(args.bind, args.port))
+        .await
+        .map_err(|e| format!("cannot listen on {}:{}: {e}", args.bind, args.port))?;
+    let address = listener.local_addr().map_err(|e| e.to_string())?;
     let app = Arc::new(App {
         db,
         engine,
@@ -77,12 +87,9 @@ pub async fn run(db_arg: Option<&str>, schema: &str, args: Args) -> Result<(), S
             uuid::Uuid::new_v4().simple(),
             uuid::Uuid::new_v4().simple()
         ),
-        token: args.token.filter(|t| !t.is_empty()),
+        token: args.token,
+        loopback_port: args.bind.is_loopback().then_some(address.port()),
     });
-    let listener = tokio::net::TcpListener::bind(SocketAddr::new(args.bind, args.port))
-        .await
-        .map_err(|e| format!("cannot listen on {}:{}: {e}", args.bind, args.port))?;
-    let address = listener.local_addr().map_err(|e| e.to_string())?;
     let mode = match (&app.engine, &app.token) {
         (None, _) => "read-only",
         (Some(_), None) => "actions allowed",
@@ -111,6 +118,7 @@ fn router(app: Shared) -> Router {
         .route("/assets/live.js", get(live))
         .fallback(not_found)
         .layer(middleware::from_fn(headers))
+        .layer(middleware::from_fn_with_state(app.clone(), own_host))
         .with_state(app)
 }
 
@@ -130,6 +138,30 @@ async fn live() -> impl IntoResponse {
 
 async fn not_found() -> Response {
     page::error(StatusCode::NOT_FOUND, "Not found", "There is no such page.")
+}
+
+/// On a loopback address, answers only requests for a loopback name (`127.0.0.1`, `localhost`,
+/// `[::1]`) and its port: a web page whose own name resolves to 127.0.0.1 (DNS rebinding) could
+/// otherwise read the dashboard and its forms as if it were the dashboard's own origin.
+async fn own_host(State(app): State<Shared>, request: Request, next: Next) -> Response {
+    if let Some(port) = app.loopback_port {
+        let host = request
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default();
+        let allowed = ["127.0.0.1", "localhost", "[::1]"]
+            .iter()
+            .any(|name| host == format!("{name}:{port}"));
+        if !allowed {
+            return page::error(
+                StatusCode::MISDIRECTED_REQUEST,
+                "Unknown host",
+                "This dashboard answers requests for 127.0.0.1, localhost or [::1] only.",
+            );
+        }
+    }
+    next.run(request).await
 }
 
 /// Headers on every response: only this server's own scripts, styles and forms; no framing; no

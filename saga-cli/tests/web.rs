@@ -168,8 +168,21 @@ async fn actions_need_the_page_token_the_origin_and_the_access_token() {
             "asks for the access token"
         );
         let csrf = field(&confirm.body, "csrf");
+        let wrong_csrf: String = csrf
+            .chars()
+            .map(|c| if c == '0' { '1' } else { '0' })
+            .collect();
         let origin = web.origin();
         let path = format!("/sagas/{table}/cancel");
+        // A page of another site whose name resolves to 127.0.0.1 (DNS rebinding) names its own
+        // host: refused before anything else.
+        let rebound = web.request(
+            "GET",
+            &format!("/sagas/{table}/cancel"),
+            &[("Host", "evil.example:80")],
+            "",
+        );
+        assert_eq!(rebound.status, 421, "{}", rebound.body);
         let cases = [
             (
                 "no anti-forgery token",
@@ -177,11 +190,11 @@ async fn actions_need_the_page_token_the_origin_and_the_access_token() {
                 403,
             ),
             (
-                "a wrong one",
+                "a wrong one of the right length",
                 web.post(
                     &path,
                     Some(&origin),
-                    &[("csrf", "0000"), ("token", "s3cret")],
+                    &[("csrf", &wrong_csrf), ("token", "s3cret")],
                 ),
                 403,
             ),
@@ -268,6 +281,29 @@ fn actions_on_an_open_address_need_a_token() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.contains("--actions on 0.0.0.0 needs --token"),
+        "{stderr}"
+    );
+    // An empty token is no token.
+    let output = Command::new(assert_cmd::cargo::cargo_bin("saga"))
+        .env_remove("SAGA_WEB_TOKEN")
+        .arg("--db")
+        .arg(&path)
+        .args([
+            "web",
+            "--bind",
+            "0.0.0.0",
+            "--port",
+            "0",
+            "--actions",
+            "--token",
+            "",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--token (or SAGA_WEB_TOKEN) is empty"),
         "{stderr}"
     );
 }

@@ -10,6 +10,7 @@ use maud::{html, Markup};
 use saga_runtime::store::{SagaQuery, SagaSummary};
 
 use super::page::{self, saga_link, when};
+use super::sagas::encode;
 use super::App;
 use crate::filter::STATUSES;
 use crate::text;
@@ -76,7 +77,7 @@ async fn render(app: &App) -> Result<Markup, saga_runtime::store::StoreError> {
                     tbody {
                         @for (saga_type, statuses) in &by_type {
                             tr {
-                                td { a href={ "/sagas?type=" (saga_type) } { (saga_type) } }
+                                td { a href={ "/sagas?type=" (encode(saga_type)) } { (saga_type) } }
                                 @for status in STATUSES {
                                     td.num { (statuses.get(status).copied().unwrap_or(0)) }
                                 }

@@ -145,7 +145,7 @@ fn next_page(params: &HashMap<String, String>, last: &str) -> String {
 }
 
 /// Percent-encodes a query value.
-fn encode(value: &str) -> String {
+pub(super) fn encode(value: &str) -> String {
     value
         .bytes()
         .map(|b| match b {

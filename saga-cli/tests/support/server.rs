@@ -65,10 +65,16 @@ impl Web {
             .set_read_timeout(Some(Duration::from_secs(30)))
             .unwrap();
         let mut request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
-            self.address,
+            "{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n",
             body.len()
         );
+        // The server's own address, unless the test names another host.
+        if !headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("host"))
+        {
+            request += &format!("Host: {}\r\n", self.address);
+        }
         for (name, value) in headers {
             request += &format!("{name}: {value}\r\n");
         }

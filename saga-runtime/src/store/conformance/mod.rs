@@ -536,6 +536,19 @@ async fn list_filters_and_pages(store: Box<dyn SagaStore>) {
     );
     assert_eq!(listed(SagaQuery::new().limit(2)).await, ids[..2]);
     assert_eq!(
+        listed(
+            SagaQuery::new()
+                .status("pending")
+                .saga_type("ConformanceSaga")
+                .created(Some(second), None)
+                .after(ids[1])
+                .limit(5)
+        )
+        .await,
+        ids[2..3],
+        "filters combined"
+    );
+    assert_eq!(
         listed(SagaQuery::new().after(ids[1]).limit(2)).await,
         ids[2..4],
         "the next page"

@@ -142,6 +142,18 @@ fn list_sql(query: &SagaQuery) -> (String, Vec<Value>) {
         "SELECT id, saga_type, status, idempotency_key, owner, created_at, updated_at, wake_at
          FROM sagas WHERE 1",
     );
+    // Written in the statement, not bound: SQLite picks a partial index only for a literal.
+    if let Some(status) = &query.status {
+        let terminal = !STILL_RUNNING.contains(&status.as_str());
+        sql.push_str(if terminal {
+            " AND terminal = 1"
+        } else {
+            " AND terminal = 0"
+        });
+    }
+    if query.waiting {
+        sql.push_str(" AND terminal = 0");
+    }
     // Each filter given: its condition, with its value bound to the next parameter.
     let mut values: Vec<Value> = Vec::new();
     let mut given = |condition: &str, value: Option<Value>| {
@@ -152,10 +164,6 @@ fn list_sql(query: &SagaQuery) -> (String, Vec<Value>) {
     };
     let text = |t: &Option<String>| t.clone().map(Value::Text);
     let at = |t: Option<SystemTime>| t.map(|t| Value::Integer(millis(t)));
-    if let Some(status) = &query.status {
-        let terminal = !STILL_RUNNING.contains(&status.as_str());
-        given("terminal = ", Some(Value::Integer(terminal.into())));
-    }
     given("json_extract(status, '$.status') = ", text(&query.status));
     given("saga_type = ", text(&query.saga_type));
     given("created_at >= ", at(query.created_after));
@@ -163,7 +171,6 @@ fn list_sql(query: &SagaQuery) -> (String, Vec<Value>) {
     given("idempotency_key = ", text(&query.idempotency_key));
     given("id > ", query.after.map(|id| Value::Text(id.to_string())));
     if query.waiting {
-        given("terminal = ", Some(Value::Integer(0)));
         given("wake_at > ", at(Some(SystemTime::now())));
     }
     values.push(Value::Integer(
