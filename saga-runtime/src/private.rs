@@ -165,7 +165,8 @@ pub struct Same;
 /// Which parameters a compensation takes besides its step's: the step's output, last.
 pub struct WithOutput;
 
-/// Reads the output a compensation receives, or says why it cannot be.
+/// Reads step `S`'s recorded output (for its compensation, or a later step that takes it), or
+/// says why it cannot be.
 fn output_of<S: crate::NamedStep>(
     recorded: Option<&serde_json::Value>,
 ) -> Result<S::Output, StepError>
@@ -318,14 +319,7 @@ where
     const NAME: &'static str = S::NAME;
 
     fn read<D>(cx: &StepCx<D>) -> Result<Self, StepError> {
-        crate::output::read(cx.input(S::NAME))
-            .map(crate::Output)
-            .map_err(|e| {
-                StepError::permanent(format!(
-                    "the output of step `{}` cannot be read: {e}",
-                    S::NAME
-                ))
-            })
+        output_of::<S>(cx.input(S::NAME)).map(crate::Output)
     }
 }
 
