@@ -4,8 +4,8 @@
 //! The stream reads the saga's history, which the store keeps complete and in order, so it sees
 //! every step wherever the saga runs (here, or in another process sharing the store) and however
 //! late it starts: it never misses a step that completed before it was asked for. A run on this
-//! engine wakes it at each of the saga's events; a saga another process runs is looked up every
-//! 50 ms at first, then less often, up to once a second.
+//! engine wakes it at each of the saga's writes (and no other saga's); a saga another process
+//! runs is looked up every 50 ms at first, then less often, up to once a second.
 
 use std::collections::VecDeque;
 use std::marker::PhantomData;
@@ -14,10 +14,10 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::stream::{BoxStream, Stream, StreamExt};
-use tokio::sync::broadcast;
 
 use crate::engine::Engine;
-use crate::event::{SagaEvent, SagaEventKind};
+use crate::event::SagaEventKind;
+use crate::executor::waiting::{FIRST_POLL, MAX_POLL};
 use crate::output::{NamedStep, OutputError};
 use crate::{Saga, SagaError, SagaId, StepEnum};
 
@@ -106,9 +106,6 @@ impl<S: Saga> std::fmt::Debug for StepResults<S> {
 
 /// How many history entries one read takes.
 const PAGE: usize = 256;
-/// How often the store is read first for a saga this engine does not run.
-const FIRST_POLL: Duration = Duration::from_millis(50);
-const MAX_POLL: Duration = Duration::from_secs(1);
 
 /// Where a stream is.
 struct Follow<S: Saga> {
@@ -120,8 +117,6 @@ struct Follow<S: Saga> {
     ready: VecDeque<StepResult<S::Step>>,
     /// The saga ended: hand out what is ready, then stop.
     ended: bool,
-    /// This engine's events, to wake at the saga's.
-    events: broadcast::Receiver<SagaEvent>,
     poll: Duration,
     _saga: PhantomData<S>,
 }
@@ -129,8 +124,6 @@ struct Follow<S: Saga> {
 impl<S: Saga> StepResults<S> {
     pub(crate) fn follow(engine: &Engine, id: SagaId) -> Self {
         let follow = Follow::<S> {
-            // Subscribed before the first read: an event after it still wakes the stream.
-            events: engine.subscribe(),
             engine: engine.clone(),
             id,
             next: 0,
@@ -159,6 +152,7 @@ impl<S: Saga> StepResults<S> {
 
 impl<S: Saga> Follow<S> {
     async fn next_result(&mut self) -> Result<Option<StepResult<S::Step>>, SagaError> {
+        let engine = self.engine.clone();
         loop {
             if let Some(result) = self.ready.pop_front() {
                 return Ok(Some(result));
@@ -166,10 +160,19 @@ impl<S: Saga> Follow<S> {
             if self.ended {
                 return Ok(None);
             }
+            // Registered before the store is read: a write after the read still wakes it.
+            let watching = engine.inner.watchers.wait(self.id);
+            let written = watching.notify.notified();
+            tokio::pin!(written);
+            written.as_mut().enable();
             if self.read().await? {
+                self.poll = FIRST_POLL;
                 continue;
             }
-            self.wait().await;
+            tokio::select! {
+                () = &mut written => self.poll = FIRST_POLL,
+                () = tokio::time::sleep(self.poll) => self.poll = (self.poll * 2).min(MAX_POLL),
+            }
         }
     }
 
@@ -209,34 +212,6 @@ impl<S: Saga> Follow<S> {
             }
         }
         Ok(!page.is_empty())
-    }
-
-    /// Until the saga may have moved: one of its events on this engine, or the next poll.
-    async fn wait(&mut self) {
-        let poll = tokio::time::sleep(self.poll);
-        tokio::pin!(poll);
-        loop {
-            tokio::select! {
-                event = self.events.recv() => match event {
-                    Ok(event) if event.saga_id != self.id => continue,
-                    // Its event, or events lost while lagging: read the history again.
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
-                        self.poll = FIRST_POLL;
-                        return;
-                    }
-                    // No more events here: the polls go on.
-                    Err(broadcast::error::RecvError::Closed) => {
-                        (&mut poll).await;
-                        self.poll = (self.poll * 2).min(MAX_POLL);
-                        return;
-                    }
-                },
-                () = &mut poll => {
-                    self.poll = (self.poll * 2).min(MAX_POLL);
-                    return;
-                }
-            }
-        }
     }
 }
 

@@ -258,6 +258,7 @@ impl EngineBuilder {
                 timers: Default::default(),
                 timer_threshold: self.timer_threshold,
                 waiters: Default::default(),
+                watchers: Default::default(),
                 types_recorded: Default::default(),
                 #[cfg(feature = "testing")]
                 kit: self.kit,

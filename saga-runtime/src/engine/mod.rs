@@ -130,6 +130,8 @@ pub(crate) struct EngineInner {
     pub(crate) timer_threshold: Duration,
     /// Who waits for which saga's end.
     pub(crate) waiters: Waiters,
+    /// Who follows a saga's steps as they are recorded (`step_results`): woken at each write.
+    pub(crate) watchers: Waiters,
     /// The saga types whose shape this engine recorded in the store.
     pub(crate) types_recorded: Mutex<std::collections::HashSet<&'static str>>,
     /// The test kit's faults, log and crash point.

@@ -119,6 +119,8 @@ impl<S: Saga> Run<S> {
             self.boundary(point, &step)?;
         }
         self.announce_traced(announced, traced, subscribed);
+        // Whoever follows this saga's steps reads its history again.
+        self.engine.inner.watchers.wake(self.id);
         Ok(waited)
     }
 

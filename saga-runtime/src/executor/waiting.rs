@@ -10,8 +10,8 @@ use crate::{Saga, SagaError, SagaId, SagaStatus};
 
 /// How often the store is read first for a saga this engine does not run; the interval doubles
 /// up to [`MAX_POLL`].
-const FIRST_POLL: Duration = Duration::from_millis(50);
-const MAX_POLL: Duration = Duration::from_secs(1);
+pub(crate) const FIRST_POLL: Duration = Duration::from_millis(50);
+pub(crate) const MAX_POLL: Duration = Duration::from_secs(1);
 
 /// Waits until saga `id` has ended and returns its outcome, with its final context. A parked
 /// saga has no outcome (it waits for an operator): that is [`SagaError::Parked`].
