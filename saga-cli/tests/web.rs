@@ -158,9 +158,21 @@ async fn actions_need_the_page_token_the_origin_and_the_access_token() {
     let (path, done, _) = filled(dir.path()).await;
     let engine = engine(&path);
     let table = running(&engine, "table").await;
+    // In its last step: too late to cancel, so no cancel is offered.
+    let bench = running_at(&engine, "bench", "bench@charge", 1).await;
 
     let web = serve(&path, &["--actions", "--token", "s3cret"]);
     let refusals = blocking(move || {
+        shows(
+            &web.get(&format!("/sagas/{table}")),
+            "class=\"button cancel\"",
+        );
+        let last = web.get(&format!("/sagas/{bench}"));
+        assert!(
+            !last.body.contains("class=\"button cancel\""),
+            "{}",
+            last.body
+        );
         let confirm = web.get(&format!("/sagas/{table}/cancel"));
         assert_eq!(confirm.status, 200, "{}", confirm.body);
         assert!(
@@ -259,7 +271,10 @@ async fn actions_need_the_page_token_the_origin_and_the_access_token() {
     .await
     .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    HANGING.lock().unwrap().retain(|i| i != "table");
+    HANGING
+        .lock()
+        .unwrap()
+        .retain(|i| i != "table" && i != "bench@charge");
     let ctx = compensated_by_cancel(&engine, table).await;
     assert!(!ctx.reserved, "reserve was compensated");
     drop(accepted);

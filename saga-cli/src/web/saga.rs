@@ -9,8 +9,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use maud::{html, Markup};
-use saga_runtime::store::SagaRecord;
-use saga_runtime::{NodeState, Rollback, SagaShape, SagaStatus};
+use saga_runtime::store::{Requested, SagaRecord};
+use saga_runtime::{NodeState, OperatorRequest, Rollback, SagaShape, SagaStatus};
 
 use super::page::{self, when};
 use super::App;
@@ -109,15 +109,24 @@ fn facts(record: &SagaRecord) -> Markup {
     }
 }
 
-/// Links to the confirmation of each request the saga's status allows.
+/// Links to the confirmation of each request the saga's state admits, as the store will judge
+/// it (a cancel past the pivot or in the last step, say, is not offered).
 fn actions(record: &SagaRecord) -> Markup {
-    let status = &record.state.status;
-    let allowed: &[&str] = match status {
-        SagaStatus::Parked { .. } => &["resume"],
-        SagaStatus::CompensationFailed { .. } | SagaStatus::Failed { .. } => &["retry"],
-        _ if status.is_terminal() => &[],
-        _ => &["cancel"],
+    let saga = Requested {
+        id: record.id,
+        saga_type: &record.saga_type,
+        steps: record.steps.len(),
+        at: SystemTime::now(),
     };
+    let allowed: Vec<&str> = [
+        (OperatorRequest::Cancel, "cancel"),
+        (OperatorRequest::Resume, "resume"),
+        (OperatorRequest::Retry, "retry"),
+    ]
+    .into_iter()
+    .filter(|(request, _)| record.state.admit(*request, saga).is_ok())
+    .map(|(_, name)| name)
+    .collect();
     html! {
         @if !allowed.is_empty() {
             p #actions {
