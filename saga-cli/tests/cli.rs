@@ -6,11 +6,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use assert_cmd::Command;
-use saga_runtime::{Engine, Saga, SagaId};
+use saga_runtime::{Saga, SagaId};
 
 mod support;
 use support::{
-    compensated_by_cancel, engine, error, filled, parked, saga_cmd, stdout, Order, Orders, HANGING,
+    compensated_by_cancel, engine, error, filled, parked, postgres_engine, saga_cmd, stdout, Order,
+    Orders, HANGING,
 };
 
 /// The store's files (the database and its write-ahead log when it holds anything, not the
@@ -310,16 +311,7 @@ async fn the_same_on_postgres() {
         eprintln!("SKIPPED: this PostgreSQL test needs SAGA_POSTGRES_URL");
         return;
     };
-    let schema = format!("cli_{}", SagaId::new().to_string().replace('-', ""));
-    let store = saga_runtime::store::PostgresStore::options(&url)
-        .schema(&schema)
-        .connect()
-        .await
-        .unwrap();
-    let engine = Engine::builder()
-        .store(store)
-        .register::<Orders>(())
-        .build();
+    let (engine, schema) = postgres_engine(&url, "cli").await;
     let done = Orders::on(&engine)
         .run(Order {
             item: "chair".into(),

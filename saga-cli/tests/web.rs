@@ -13,7 +13,9 @@ use saga_runtime::{SagaId, SagaStatus};
 mod support;
 use support::server::{field, serve};
 use support::web::{running, running_at};
-use support::{compensated_by_cancel, engine, filled, parked, waiting, Order, Orders, HANGING};
+use support::{
+    compensated_by_cancel, engine, filled, parked, postgres_engine, waiting, Order, Orders, HANGING,
+};
 
 fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
@@ -285,38 +287,26 @@ fn actions_on_an_open_address_need_a_token() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sagas.db");
     std::fs::write(&path, b"").unwrap();
-    let output = Command::new(assert_cmd::cargo::cargo_bin("saga"))
-        .env_remove("SAGA_WEB_TOKEN")
-        .arg("--db")
-        .arg(&path)
-        .args(["web", "--bind", "0.0.0.0", "--port", "0", "--actions"])
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    // `saga web ARGS` refuses to start, saying why.
+    let refusal = |args: &[&str]| {
+        let output = Command::new(assert_cmd::cargo::cargo_bin("saga"))
+            .env_remove("SAGA_WEB_TOKEN")
+            .arg("--db")
+            .arg(&path)
+            .args(["web", "--bind", "0.0.0.0", "--port", "0"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{args:?} started");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let stderr = refusal(&["--actions"]);
     assert!(
         stderr.contains("--actions on 0.0.0.0 needs --token"),
         "{stderr}"
     );
     // An empty token is no token.
-    let output = Command::new(assert_cmd::cargo::cargo_bin("saga"))
-        .env_remove("SAGA_WEB_TOKEN")
-        .arg("--db")
-        .arg(&path)
-        .args([
-            "web",
-            "--bind",
-            "0.0.0.0",
-            "--port",
-            "0",
-            "--actions",
-            "--token",
-            "",
-        ])
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = refusal(&["--actions", "--token", ""]);
     assert!(
         stderr.contains("--token (or SAGA_WEB_TOKEN) is empty"),
         "{stderr}"
@@ -330,17 +320,7 @@ async fn the_dashboard_on_postgres() {
         eprintln!("SKIPPED: this PostgreSQL test needs SAGA_POSTGRES_URL");
         return;
     };
-    let schema = format!("web_{}", SagaId::new().to_string().replace('-', ""));
-    let store = saga_runtime::store::PostgresStore::options(&url)
-        .schema(&schema)
-        .connect()
-        .await
-        .unwrap();
-    let engine = saga_runtime::Engine::builder()
-        .store(store)
-        .renew_interval(Duration::from_millis(100))
-        .register::<Orders>(())
-        .build();
+    let (engine, schema) = postgres_engine(&url, "web").await;
     let declined = Orders::on(&engine)
         .run(Order {
             item: "<b>lamp</b>".into(),

@@ -208,3 +208,20 @@ pub async fn compensated_by_cancel(engine: &Engine, id: SagaId) -> Order {
     );
     outcome.ctx().clone()
 }
+
+/// An engine running `Orders` on a new schema of the PostgreSQL database at `url`, named
+/// `{prefix}_<uuid>`; and that schema's name.
+pub async fn postgres_engine(url: &str, prefix: &str) -> (Engine, String) {
+    let schema = format!("{prefix}_{}", SagaId::new().to_string().replace('-', ""));
+    let store = saga_runtime::store::PostgresStore::options(url)
+        .schema(&schema)
+        .connect()
+        .await
+        .unwrap();
+    let engine = Engine::builder()
+        .store(store)
+        .renew_interval(Duration::from_millis(100))
+        .register::<Orders>(())
+        .build();
+    (engine, schema)
+}
