@@ -160,7 +160,7 @@ impl ::saga_runtime::__private::SagaStep<OrderCtx, Services> for reserve_invento
     ) -> ::saga_runtime::__private::StepFuture<'a> {
         ::saga_runtime::__private::compensation_with::<
             reserve_inventory,
-            OrderCtx,
+            &'a mut OrderCtx,
             StepCx<Services>,
             _,
             _,
@@ -171,6 +171,8 @@ impl ::saga_runtime::__private::SagaStep<OrderCtx, Services> for reserve_invento
 impl ::saga_runtime::__private::DeclaresUndo for reserve_inventory {}
 #[automatically_derived]
 impl ::saga_runtime::__private::FallbackDeclaresUndo for reserve_inventory {}
+#[automatically_derived]
+impl ::saga_runtime::__private::NotPivot for reserve_inventory {}
 async fn release_inventory(
     ctx: &mut OrderCtx,
     cx: &StepCx<Services>,
@@ -264,7 +266,7 @@ impl ::saga_runtime::__private::SagaStep<OrderCtx, Services> for charge_payment 
     ) -> ::saga_runtime::__private::StepFuture<'a> {
         ::saga_runtime::__private::compensation_with::<
             charge_payment,
-            OrderCtx,
+            &'a mut OrderCtx,
             StepCx<Services>,
             _,
             _,
@@ -275,6 +277,8 @@ impl ::saga_runtime::__private::SagaStep<OrderCtx, Services> for charge_payment 
 impl ::saga_runtime::__private::DeclaresUndo for charge_payment {}
 #[automatically_derived]
 impl ::saga_runtime::__private::FallbackDeclaresUndo for charge_payment {}
+#[automatically_derived]
+impl ::saga_runtime::__private::NotPivot for charge_payment {}
 /// Receives what `charge_payment` returned, read back from the store after a crash.
 async fn refund_payment(
     ctx: &mut OrderCtx,
@@ -379,6 +383,8 @@ for send_confirmation_email {
         ::saga_runtime::__private::no_compensation()
     }
 }
+#[automatically_derived]
+impl ::saga_runtime::__private::NotPivot for send_confirmation_email {}
 /// Order fulfilment.
 pub struct OrderSaga;
 ///The steps of [`OrderSaga`], in order; displayed as the step's name.

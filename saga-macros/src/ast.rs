@@ -4,8 +4,7 @@
 use std::time::Duration;
 
 use proc_macro2::Span;
-use syn::punctuated::Punctuated;
-use syn::{Attribute, Ident, ItemFn, Path, Token, Type, Visibility};
+use syn::{Attribute, Ident, ItemFn, Path, Type, Visibility};
 
 /// A value with the span of the tokens it came from.
 #[derive(Clone)]
@@ -56,8 +55,10 @@ pub(crate) struct Step<'a> {
     pub(crate) original: &'a ItemFn,
     /// Its name, which is also the step's name.
     pub(crate) name: &'a Ident,
-    /// `T` of the first parameter `&mut T`.
+    /// `T` of the first parameter `&mut T` (or `&T`).
     pub(crate) ctx_ty: &'a Type,
+    /// Whether the step takes the context by `&mut` (it may change it) rather than `&`.
+    pub(crate) ctx_mut: bool,
     /// `H` of the optional second parameter `&H` (the step handle, `StepCx<D>`).
     pub(crate) handle_ty: Option<&'a Type>,
     /// The types of the parameters after it: outputs of earlier steps (`Output<step>`).
@@ -93,10 +94,18 @@ pub(crate) struct Saga {
     pub(crate) ctx_ty: Type,
     /// The dependencies type; `()` when omitted.
     pub(crate) deps_ty: Option<Type>,
-    /// The steps, in order.
-    pub(crate) steps: Punctuated<Path, Token![,]>,
+    /// The steps, in order (the members of a group in their place).
+    pub(crate) steps: Vec<Path>,
+    /// The parallel groups: `parallel(a, b)`.
+    pub(crate) groups: Vec<Group>,
     /// The braces around the steps, for errors about the list as a whole.
     pub(crate) brace_span: Span,
+}
+
+/// A parallel group in `saga!`: `parallel(book_flight, book_hotel)`.
+pub(crate) struct Group {
+    /// The positions of its members among the saga's steps.
+    pub(crate) members: std::ops::Range<usize>,
 }
 
 impl Saga {

@@ -65,8 +65,10 @@ pub(crate) fn saga_impl(input: TokenStream2) -> TokenStream2 {
     validate::saga(&cx, &saga);
     let errors = cx.check().err().map(|e| e.to_compile_error());
     if errors.is_some() {
-        // Expand what is valid, so that uses of the saga elsewhere still type-check.
+        // Expand what is valid, so that uses of the saga elsewhere still type-check (with its
+        // steps in sequence: the groups' positions no longer hold).
         dedup_steps(&mut saga);
+        saga.groups.clear();
     }
     let output = expand::saga::expand(&saga);
     expand::debug(&saga.name.to_string(), &output);

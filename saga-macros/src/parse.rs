@@ -5,7 +5,7 @@ use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
 use syn::{braced, parenthesized, Attribute, FnArg, ItemFn, Token, Type};
 
-use crate::ast::{Saga, SagaArgs, Step};
+use crate::ast::{Group, Saga, SagaArgs, Step};
 use crate::attr;
 use crate::ctxt::Ctxt;
 
@@ -39,9 +39,22 @@ impl Parse for Saga {
                 "a saga has a context type and, optionally, a dependencies type: `Name(Ctx, Deps)`",
             ));
         }
-        let steps;
-        let brace = braced!(steps in input);
-        let steps = steps.parse_terminated(syn::Path::parse_mod_style, Token![,])?;
+        let list;
+        let brace = braced!(list in input);
+        let mut steps = Vec::new();
+        let mut groups = Vec::new();
+        for entry in list.parse_terminated(Entry::parse, Token![,])? {
+            match entry {
+                Entry::Step(path) => steps.push(path),
+                Entry::Group(members) => {
+                    let start = steps.len();
+                    steps.extend(members);
+                    groups.push(Group {
+                        members: start..steps.len(),
+                    });
+                }
+            }
+        }
         if !input.is_empty() {
             return Err(input.error("expected the end of `saga!`; one saga per invocation"));
         }
@@ -53,9 +66,59 @@ impl Parse for Saga {
             ctx_ty,
             deps_ty,
             steps,
+            groups,
             brace_span: brace.span.join(),
         })
     }
+}
+
+/// One entry of `saga!`'s list: a step, or a parallel group of steps.
+enum Entry {
+    Step(syn::Path),
+    Group(Vec<syn::Path>),
+}
+
+// `reserve_inventory`, `inventory::reserve`, or `parallel(book_flight, book_hotel)`.
+impl Parse for Entry {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        if !is_group(input) {
+            return syn::Path::parse_mod_style(input).map(Entry::Step);
+        }
+        input.parse::<syn::Ident>()?;
+        let list;
+        let paren = parenthesized!(list in input);
+        let mut members = Vec::new();
+        while !list.is_empty() {
+            if is_group(&list) {
+                let nested: syn::Ident = list.parse()?;
+                return Err(syn::Error::new(
+                    nested.span(),
+                    "parallel groups cannot be nested: list the steps of the inner group in the outer one",
+                ));
+            }
+            members.push(syn::Path::parse_mod_style(&list)?);
+            if list.is_empty() {
+                break;
+            }
+            list.parse::<Token![,]>()?;
+        }
+        if members.is_empty() {
+            return Err(syn::Error::new(
+                paren.span.join(),
+                "a parallel group needs at least one step: `parallel(book_flight, book_hotel)`",
+            ));
+        }
+        Ok(Entry::Group(members))
+    }
+}
+
+/// Whether the input starts with a parallel group: `parallel(`.
+fn is_group(input: ParseStream) -> bool {
+    input
+        .fork()
+        .parse::<syn::Ident>()
+        .is_ok_and(|word| word == "parallel")
+        && input.peek2(syn::token::Paren)
 }
 
 impl Saga {
@@ -119,11 +182,11 @@ impl<'a> Step<'a> {
             // Reported above.
             Some(FnArg::Receiver(_)) => None,
             Some(FnArg::Typed(arg)) => match &*arg.ty {
-                Type::Reference(r) if r.mutability.is_some() => Some(&*r.elem),
+                Type::Reference(r) => Some((&*r.elem, r.mutability.is_some())),
                 other => {
                     cx.error_spanned_by(
                         other,
-                        "the first parameter of a saga step is the context, by mutable reference: `&mut Ctx`",
+                        "the first parameter of a saga step is the context, by reference: `&mut Ctx`, or `&Ctx` for a step that only reads it",
                     );
                     None
                 }
@@ -179,7 +242,7 @@ impl<'a> Step<'a> {
                 }
             }
         }
-        let ctx_ty = ctx_ty?;
+        let (ctx_ty, ctx_mut) = ctx_ty?;
         if bad {
             return None;
         }
@@ -187,6 +250,7 @@ impl<'a> Step<'a> {
             original: item,
             name: &sig.ident,
             ctx_ty,
+            ctx_mut,
             handle_ty,
             input_tys,
             output: &sig.output,

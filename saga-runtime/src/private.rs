@@ -84,6 +84,31 @@ pub trait DeclaresUndo {}
 /// compensation.
 pub const fn assert_declares_undo<T: DeclaresUndo>() {}
 
+/// Implemented by `#[saga_step]` for a step that takes the context by shared reference (`&Ctx`)
+/// (its fallback must too): what a member of a parallel group must be.
+#[diagnostic::on_unimplemented(
+    message = "step `{Self}` may change the context, so it cannot run in a parallel group",
+    label = "a member of a parallel group takes the context by `&Ctx`, not `&mut Ctx`",
+    note = "the members of a group run at once: each reads the context and returns what it produces as its output (`Result<T, StepError>`), which later steps take as `Output<step>`; its compensation and fallback take `&Ctx` too"
+)]
+pub trait ReadsContextOnly {}
+
+/// Fails to compile, at the step's name in `saga!`, for a member of a parallel group that takes
+/// the context by `&mut`.
+pub const fn assert_reads_context_only<T: ReadsContextOnly>() {}
+
+/// Implemented by `#[saga_step]` for a step that is not a `pivot`.
+#[diagnostic::on_unimplemented(
+    message = "step `{Self}` is a `pivot`, so it cannot run in a parallel group",
+    label = "a pivot is the saga's point of no return: it runs alone",
+    note = "move the pivot step out of `parallel(...)`, before or after the group"
+)]
+pub trait NotPivot {}
+
+/// Fails to compile, at the step's name in `saga!`, for a member of a parallel group that is a
+/// pivot.
+pub const fn assert_not_pivot<T: NotPivot>() {}
+
 /// Fails to compile, at the handle type, when a step's second parameter is not `&StepCx<Deps>`
 /// (or an alias of it).
 pub const fn assert_step_handle<H: StepHandle + ?Sized>() {}
@@ -188,31 +213,31 @@ where
 /// `Fn` bound with its own precise message; this one covers a `compensate` that is not a function.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot compensate step `{S}`",
-    label = "expected an `async fn(&mut {C}) -> Result<(), StepError>`, or one taking the step's output last",
+    label = "expected an `async fn({R}) -> Result<(), StepError>`, or one taking the step's output last",
     note = "a compensation is an `async fn` with the same parameters as its step and, optionally, the step's output"
 )]
-pub trait Compensation<'a, S, C: 'a, Args> {
-    /// Runs one attempt.
-    fn call(self, ctx: &'a mut C, recorded: Option<&'a serde_json::Value>) -> StepFuture<'a>;
+pub trait Compensation<'a, S, R: 'a, Args> {
+    /// Runs one attempt. `R` is the context as the step takes it: `&mut Ctx`, or `&Ctx`.
+    fn call(self, ctx: R, recorded: Option<&'a serde_json::Value>) -> StepFuture<'a>;
 }
 
-impl<'a, S, C: 'a, F, Fut> Compensation<'a, S, C, Same> for F
+impl<'a, S, R: 'a, F, Fut> Compensation<'a, S, R, Same> for F
 where
-    F: FnOnce(&'a mut C) -> Fut,
+    F: FnOnce(R) -> Fut,
     Fut: Future<Output = Result<(), StepError>> + Send + 'a,
 {
-    fn call(self, ctx: &'a mut C, _: Option<&'a serde_json::Value>) -> StepFuture<'a> {
+    fn call(self, ctx: R, _: Option<&'a serde_json::Value>) -> StepFuture<'a> {
         Box::pin(futures_util::FutureExt::map(self(ctx), undone))
     }
 }
 
-impl<'a, S: crate::NamedStep, C: 'a, F, Fut> Compensation<'a, S, C, WithOutput> for F
+impl<'a, S: crate::NamedStep, R: 'a, F, Fut> Compensation<'a, S, R, WithOutput> for F
 where
     S::Output: crate::StepValue,
-    F: FnOnce(&'a mut C, S::Output) -> Fut,
+    F: FnOnce(R, S::Output) -> Fut,
     Fut: Future<Output = Result<(), StepError>> + Send + 'a,
 {
-    fn call(self, ctx: &'a mut C, recorded: Option<&'a serde_json::Value>) -> StepFuture<'a> {
+    fn call(self, ctx: R, recorded: Option<&'a serde_json::Value>) -> StepFuture<'a> {
         match output_of::<S>(recorded) {
             Ok(output) => Box::pin(futures_util::FutureExt::map(self(ctx, output), undone)),
             Err(error) => Box::pin(std::future::ready(Err(error))),
@@ -224,42 +249,32 @@ where
 /// optionally the step's output, last.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot compensate step `{S}`",
-    label = "expected an `async fn(&mut {C}, &{H}) -> Result<(), StepError>`, or one taking the step's output last",
+    label = "expected an `async fn({R}, &{H}) -> Result<(), StepError>`, or one taking the step's output last",
     note = "a compensation is an `async fn` with the same parameters as its step and, optionally, the step's output"
 )]
-pub trait CompensationWith<'a, S, C: 'a, H: ?Sized + 'a, Args> {
-    /// Runs one attempt.
-    fn call(
-        self,
-        ctx: &'a mut C,
-        cx: &'a H,
-        recorded: Option<&'a serde_json::Value>,
-    ) -> StepFuture<'a>;
+pub trait CompensationWith<'a, S, R: 'a, H: ?Sized + 'a, Args> {
+    /// Runs one attempt. `R` is the context as the step takes it: `&mut Ctx`, or `&Ctx`.
+    fn call(self, ctx: R, cx: &'a H, recorded: Option<&'a serde_json::Value>) -> StepFuture<'a>;
 }
 
-impl<'a, S, C: 'a, H: ?Sized + 'a, F, Fut> CompensationWith<'a, S, C, H, Same> for F
+impl<'a, S, R: 'a, H: ?Sized + 'a, F, Fut> CompensationWith<'a, S, R, H, Same> for F
 where
-    F: FnOnce(&'a mut C, &'a H) -> Fut,
+    F: FnOnce(R, &'a H) -> Fut,
     Fut: Future<Output = Result<(), StepError>> + Send + 'a,
 {
-    fn call(self, ctx: &'a mut C, cx: &'a H, _: Option<&'a serde_json::Value>) -> StepFuture<'a> {
+    fn call(self, ctx: R, cx: &'a H, _: Option<&'a serde_json::Value>) -> StepFuture<'a> {
         Box::pin(futures_util::FutureExt::map(self(ctx, cx), undone))
     }
 }
 
-impl<'a, S: crate::NamedStep, C: 'a, H: ?Sized + 'a, F, Fut>
-    CompensationWith<'a, S, C, H, WithOutput> for F
+impl<'a, S: crate::NamedStep, R: 'a, H: ?Sized + 'a, F, Fut>
+    CompensationWith<'a, S, R, H, WithOutput> for F
 where
     S::Output: crate::StepValue,
-    F: FnOnce(&'a mut C, &'a H, S::Output) -> Fut,
+    F: FnOnce(R, &'a H, S::Output) -> Fut,
     Fut: Future<Output = Result<(), StepError>> + Send + 'a,
 {
-    fn call(
-        self,
-        ctx: &'a mut C,
-        cx: &'a H,
-        recorded: Option<&'a serde_json::Value>,
-    ) -> StepFuture<'a> {
+    fn call(self, ctx: R, cx: &'a H, recorded: Option<&'a serde_json::Value>) -> StepFuture<'a> {
         match output_of::<S>(recorded) {
             Ok(output) => Box::pin(futures_util::FutureExt::map(self(ctx, cx, output), undone)),
             Err(error) => Box::pin(std::future::ready(Err(error))),
@@ -268,10 +283,10 @@ where
 }
 
 /// One attempt of the compensation `F` of step `S`, which takes the context only (and maybe
-/// the step's output).
-pub fn compensation<'a, S, C: 'a, Args, F: Compensation<'a, S, C, Args>>(
+/// the step's output), as `R`: `&mut Ctx` or `&Ctx`, as the step does.
+pub fn compensation<'a, S, R: 'a, Args, F: Compensation<'a, S, R, Args>>(
     f: F,
-    ctx: &'a mut C,
+    ctx: R,
     recorded: Option<&'a serde_json::Value>,
 ) -> StepFuture<'a> {
     f.call(ctx, recorded)
@@ -282,13 +297,13 @@ pub fn compensation<'a, S, C: 'a, Args, F: Compensation<'a, S, C, Args>>(
 pub fn compensation_with<
     'a,
     S,
-    C: 'a,
+    R: 'a,
     H: ?Sized + 'a,
     Args,
-    F: CompensationWith<'a, S, C, H, Args>,
+    F: CompensationWith<'a, S, R, H, Args>,
 >(
     f: F,
-    ctx: &'a mut C,
+    ctx: R,
     cx: &'a H,
     recorded: Option<&'a serde_json::Value>,
 ) -> StepFuture<'a> {
@@ -378,6 +393,31 @@ pub trait FallbackDeclaresUndo {}
 /// [`fallback`] of a step that says what rollback does with it: its fallback must too.
 pub const fn fallback_declaring_undo<F: FallbackOf<S, C, D> + FallbackDeclaresUndo, S, C, D>(
 ) -> Option<fn() -> StepDef<C, D>> {
+    Some(StepDef::<C, D>::of::<F>)
+}
+
+/// Implemented by `#[saga_step]`, as [`ReadsContextOnly`], for steps that take the context by
+/// `&`: required of the fallback of such a step, which may run in a parallel group in its place.
+#[diagnostic::on_unimplemented(
+    message = "fallback `{Self}` may change the context",
+    label = "it stands in for a step that only reads the context (`&Ctx`)",
+    note = "take the context by `&Ctx` in the fallback too"
+)]
+pub trait FallbackReadsContextOnly {}
+
+/// [`fallback`] of a step that only reads the context: its fallback must too.
+pub const fn fallback_reading<F: FallbackOf<S, C, D> + FallbackReadsContextOnly, S, C, D>(
+) -> Option<fn() -> StepDef<C, D>> {
+    Some(StepDef::<C, D>::of::<F>)
+}
+
+/// [`fallback`] of a step that only reads the context and says what rollback does with it.
+pub const fn fallback_reading_declaring_undo<
+    F: FallbackOf<S, C, D> + FallbackReadsContextOnly + FallbackDeclaresUndo,
+    S,
+    C,
+    D,
+>() -> Option<fn() -> StepDef<C, D>> {
     Some(StepDef::<C, D>::of::<F>)
 }
 

@@ -9,6 +9,7 @@
 //! without a compensation (a pivot, a `nothing_to_undo` step, the last step) are skipped.
 
 use std::fmt;
+use std::ops::Range;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -85,6 +86,8 @@ pub trait Saga: Send + Sync + 'static {
     const NAME: &'static str;
     /// Saga-wide options.
     const OPTIONS: SagaOptions;
+    /// The parallel groups (`parallel(a, b)` in `saga!`), as ranges of step positions, in order.
+    const GROUPS: &'static [Range<usize>] = &[];
 
     /// The steps, in declaration order.
     fn steps() -> &'static [StepDef<Self::Context, Self::Deps>];
@@ -105,6 +108,7 @@ pub trait Saga: Send + Sync + 'static {
             name: Self::NAME,
             options: Self::OPTIONS,
             steps: Self::steps().iter().map(|s| s.description).collect(),
+            groups: Self::GROUPS.to_vec(),
         }
     }
 
@@ -123,12 +127,19 @@ pub struct SagaDescription {
     pub options: SagaOptions,
     /// Every step in order.
     pub steps: Vec<StepDescription>,
+    /// The parallel groups, as ranges of positions in `steps`, in order.
+    pub groups: Vec<Range<usize>>,
 }
 
 impl SagaDescription {
     /// The step names in order.
     pub fn step_names(&self) -> Vec<&'static str> {
         self.steps.iter().map(|s| s.name).collect()
+    }
+
+    /// The steps that run together with step `step`: its parallel group, or the step alone.
+    pub fn stage(&self, step: usize) -> Range<usize> {
+        crate::machine::stage_of(&self.groups, step)
     }
 }
 

@@ -75,11 +75,21 @@ pub(crate) fn expand(saga: &Saga) -> TokenStream {
     let step_defs = paths.iter().zip(&aliases).map(|(path, alias)| {
         quote_spanned!(path.span()=> #rt::StepDef::<#ctx_ty, #deps_ty>::of::<#alias>())
     });
-    // The steps before each step: the only ones whose outputs it may take.
+    // The first position of each step's stage: its group's first member, or the step itself.
+    let stage_start: Vec<usize> = (0..count)
+        .map(|i| {
+            saga.groups
+                .iter()
+                .find(|g| g.members.contains(&i))
+                .map_or(i, |g| g.members.start)
+        })
+        .collect();
+    // The steps of the stages before each step's: the only ones whose outputs it may take (not
+    // a member of its own group, which runs at the same time).
     let positions: Vec<Ident> = (0..count).map(|i| format_ident!("__SagaAt{}", i)).collect();
     let mut runs_before = Vec::new();
     for (i, position) in positions.iter().enumerate() {
-        for earlier in &aliases[..i] {
+        for earlier in &aliases[..stage_start[i]] {
             runs_before.push(quote! {
                 #[diagnostic::do_not_recommend]
                 impl #rt::RunsBefore<#position> for #earlier {}
@@ -89,11 +99,35 @@ pub(crate) fn expand(saga: &Saga) -> TokenStream {
     let input_asserts = paths.iter().zip(&aliases).zip(&positions).map(|((path, alias), position)| {
         quote_spanned!(path.span()=> #rt::assert_inputs_run_before::<#alias, #position>();)
     });
+    // Every step but the last says what rollback does with it; when the last is in a group, a
+    // sibling's failure may undo it, so it says so too.
+    let last_alone = count > 0 && stage_start[count - 1] == count - 1;
     let undo_asserts = paths
         .iter()
         .zip(&aliases)
-        .take(count.saturating_sub(1))
+        .take(count.saturating_sub(usize::from(last_alone)))
         .map(|(path, alias)| quote_spanned!(path.span()=> #rt::assert_declares_undo::<#alias>();));
+    // The members of a group run at once: each reads the context only (so that no member's
+    // update is lost to another's) and is no point of no return.
+    let member_asserts = saga.groups.iter().flat_map(|g| g.members.clone()).map(|i| {
+        let (path, alias) = (paths[i], &aliases[i]);
+        quote_spanned! {path.span()=>
+            #rt::assert_reads_context_only::<#alias>();
+            #rt::assert_not_pivot::<#alias>();
+        }
+    });
+    let groups = match saga.groups.is_empty() {
+        true => None,
+        false => {
+            let ranges = saga.groups.iter().map(|g| {
+                let (start, end) = (g.members.start, g.members.end);
+                quote!(#start..#end)
+            });
+            Some(quote! {
+                const GROUPS: &'static [::core::ops::Range<usize>] = &[#(#ranges),*];
+            })
+        }
+    };
 
     // Spanned at the types, so that an error about one (not a valid context, private in a public
     // saga) is reported at it.
@@ -196,6 +230,8 @@ pub(crate) fn expand(saga: &Saga) -> TokenStream {
                     deadline: #deadline,
                 };
 
+                #groups
+
                 fn steps() -> &'static [#rt::StepDef<#ctx_ty, #deps_ty>] {
                     static STEPS: [#rt::StepDef<#ctx_ty, #deps_ty>; #count] = [#(#step_defs),*];
                     &STEPS
@@ -214,6 +250,7 @@ pub(crate) fn expand(saga: &Saga) -> TokenStream {
             }
 
             #(#undo_asserts)*
+            #(#member_asserts)*
 
             #(struct #positions;)*
             #(#runs_before)*

@@ -75,12 +75,18 @@ pub(crate) fn expand(step: &Step) -> TokenStream {
             };
         }
     });
+    // The executor hands every step `&mut Ctx` (its own copy); a step that only reads it gets
+    // it shared, and so does its compensation.
+    let (ctx_arg, ctx_ref) = match step.ctx_mut {
+        true => (quote!(ctx), quote!(&'a mut #ctx_ty)),
+        false => (quote!(&*ctx), quote!(&'a #ctx_ty)),
+    };
     let call_args = match &handle {
         Some(handle) => {
             let arg = handle.arg();
-            quote!((ctx, #arg #(, #inputs)*))
+            quote!((#ctx_arg, #arg #(, #inputs)*))
         }
-        None => quote!((ctx #(, #inputs)*)),
+        None => quote!((#ctx_arg #(, #inputs)*)),
     };
     // Reported at the user's type, the explicit generic argument.
     let handle_check = match &handle {
@@ -111,14 +117,14 @@ pub(crate) fn expand(step: &Step) -> TokenStream {
                     let ty = handle.ty();
                     let arg = handle.arg();
                     quote! {
-                        #rt::compensation_with::<#name, #ctx_ty, #ty, _, #infer>(
-                            #path, ctx, #arg, cx.recorded_output(),
+                        #rt::compensation_with::<#name, #ctx_ref, #ty, _, #infer>(
+                            #path, #ctx_arg, #arg, cx.recorded_output(),
                         )
                     }
                 }
                 None => quote! {
-                    #rt::compensation::<#name, #ctx_ty, _, #infer>(
-                        #path, ctx, cx.recorded_output(),
+                    #rt::compensation::<#name, #ctx_ref, _, #infer>(
+                        #path, #ctx_arg, cx.recorded_output(),
                     )
                 },
             };
@@ -138,12 +144,19 @@ pub(crate) fn expand(step: &Step) -> TokenStream {
     // A fallback stands in for its step: when the step says what rollback does with it, so must
     // the fallback.
     let undo = args.compensate.is_some() || args.pivot.is_some() || args.nothing_to_undo.is_some();
-    let fallback = match (&args.fallback, undo) {
-        (Some(path), false) => quote!(#rt::fallback::<#path, #name, #ctx_ty, #deps_ty>()),
-        (Some(path), true) => {
+    // A step that only reads the context may run in a parallel group: so must its fallback.
+    let fallback = match (&args.fallback, undo, step.ctx_mut) {
+        (Some(path), false, true) => quote!(#rt::fallback::<#path, #name, #ctx_ty, #deps_ty>()),
+        (Some(path), true, true) => {
             quote!(#rt::fallback_declaring_undo::<#path, #name, #ctx_ty, #deps_ty>())
         }
-        (None, _) => quote!(#rt::None),
+        (Some(path), false, false) => {
+            quote!(#rt::fallback_reading::<#path, #name, #ctx_ty, #deps_ty>())
+        }
+        (Some(path), true, false) => {
+            quote!(#rt::fallback_reading_declaring_undo::<#path, #name, #ctx_ty, #deps_ty>())
+        }
+        (None, ..) => quote!(#rt::None),
     };
 
     let description = description(&rt, step);
@@ -153,6 +166,22 @@ pub(crate) fn expand(step: &Step) -> TokenStream {
             impl #rt::DeclaresUndo for #name {}
             #[automatically_derived]
             impl #rt::FallbackDeclaresUndo for #name {}
+        }
+    });
+    // What a member of a parallel group must be (`saga!` asks it of each member): reading the
+    // context only (its fallback is held to that above), and no pivot.
+    let reads_only = (!step.ctx_mut).then(|| {
+        quote! {
+            #[automatically_derived]
+            impl #rt::ReadsContextOnly for #name {}
+            #[automatically_derived]
+            impl #rt::FallbackReadsContextOnly for #name {}
+        }
+    });
+    let not_pivot = args.pivot.is_none().then(|| {
+        quote! {
+            #[automatically_derived]
+            impl #rt::NotPivot for #name {}
         }
     });
     let marker = marker(item);
@@ -213,6 +242,8 @@ pub(crate) fn expand(step: &Step) -> TokenStream {
         }
 
         #declares_undo
+        #reads_only
+        #not_pivot
         #handle_check
     }
 }

@@ -19,10 +19,11 @@ use futures_util::FutureExt;
 use super::Run;
 use crate::event::SagaEventKind;
 use crate::machine::{
-    past_pivot, retries_after, Change, CompensationFailed, CompletedStep, RetryScheduled,
-    StepFailed, Task,
+    past_pivot, retries_after, Change, CompensationFailed, CompletedStep, Definition,
+    RetryScheduled, StepFailed, Task,
 };
 use crate::step::{Phase, StepFn};
+use crate::StepPolicy;
 use crate::{Saga, SagaError, SagaStatus, StepCx, StepError};
 
 /// What stands in for an attempt: nothing (zero-sized) without the test kit, so that every
@@ -89,20 +90,111 @@ async fn attempt_once<C, D>(
     result.unwrap_or_else(|payload| Err(StepError::panic(&*payload)))
 }
 
+/// An attempt whose intent is recorded: what it runs, on what, with which handle.
+pub(super) struct Prepared<C, D> {
+    pub(super) task: Task,
+    name: &'static str,
+    policy: StepPolicy,
+    func: StepFn<C, D>,
+    /// A copy of the committed context, which the attempt works on.
+    work: C,
+    cx: StepCx<D>,
+    injected: Injection,
+}
+
+/// An attempt that ended, with its result and the copy of the context it worked on.
+pub(super) struct Ended<C> {
+    pub(super) task: Task,
+    name: &'static str,
+    policy: StepPolicy,
+    work: C,
+    key: String,
+    result: Result<Option<serde_json::Value>, StepError>,
+    injected: bool,
+}
+
+impl<C: Send + 'static, D: Send + Sync + 'static> Prepared<C, D> {
+    /// Performs the attempt, owning what it needs: the future of a member of a parallel group,
+    /// run at once with its siblings'.
+    pub(super) async fn perform(self) -> Ended<C> {
+        let Prepared {
+            task,
+            name,
+            policy,
+            func,
+            mut work,
+            cx,
+            injected,
+        } = self;
+        #[cfg(feature = "testing")]
+        let logged = injected.is_some();
+        #[cfg(not(feature = "testing"))]
+        let logged = false;
+        let result = attempt_once(func, &mut work, &cx, policy.timeout, injected).await;
+        Ended {
+            task,
+            name,
+            policy,
+            work,
+            key: cx.idempotency_key(),
+            result,
+            injected: logged,
+        }
+    }
+}
+
 impl<S: Saga> Run<S> {
     /// Runs one attempt of `task` and records its result.
     pub(super) async fn attempt(&mut self, task: Task) -> Result<(), SagaError> {
-        let def = self.table.def(task.step, task.fallback);
-        let (name, policy) = (def.name(), *def.policy());
-        let phase = task.phase;
-        let func = self
-            .table
-            .func(task.step, task.fallback, phase == Phase::Compensation);
-        let status = match phase {
-            Phase::Action => SagaStatus::Running { step: task.step },
-            Phase::Compensation => SagaStatus::Compensating { step: task.step },
+        self.intend(task)?;
+        let waited = self.flush().await?;
+        self.intended(task)?;
+        let prepared = self.prepare(task);
+        // The attempt starts once its intent is recorded: a store that made the run wait (a
+        // durable store's commit) took time that is not the step's.
+        let started = match waited {
+            true => self.tick(),
+            false => self.clock,
         };
-        let status = (self.state.status != status).then_some(status);
+        let Prepared {
+            name,
+            policy,
+            func,
+            mut work,
+            cx,
+            injected,
+            ..
+        } = prepared;
+        #[cfg(feature = "testing")]
+        let logged = injected.is_some();
+        #[cfg(not(feature = "testing"))]
+        let logged = false;
+        let attempt = attempt_once(func, &mut work, &cx, policy.timeout, injected);
+        let result = match self.engine.inner.shared {
+            true => tokio::select! {
+                result = attempt => result,
+                // Another worker holds the saga now: this attempt's result could not be recorded.
+                () = self.cancel.lost() => return self.cancel.check_lease(self.id),
+            },
+            // Nobody else can take a saga from a store this process does not share.
+            false => attempt.await,
+        };
+        let ended = Ended {
+            task,
+            name,
+            policy,
+            work,
+            key: cx.idempotency_key(),
+            result,
+            injected: logged,
+        };
+        self.conclude(ended, started)
+    }
+
+    /// Records the intent of an attempt of `task` (not yet handed to the store).
+    pub(super) fn intend(&mut self, task: Task) -> Result<(), SagaError> {
+        let name = self.table.def(task.step, task.fallback).name();
+        let phase = task.phase;
         self.record(
             SagaEventKind::StepStarted {
                 step: name.into(),
@@ -114,19 +206,42 @@ impl<S: Saga> Run<S> {
                 phase,
                 attempt: task.attempt,
             },
-            status,
+            None,
         );
+        // The step at work; in a parallel group, its first member at work.
+        let step = self.first_at_work(phase).unwrap_or(task.step);
+        let status = match phase {
+            Phase::Action => SagaStatus::Running { step },
+            Phase::Compensation => SagaStatus::Compensating { step },
+        };
+        if self.state.status != status {
+            self.set_status(Some(status));
+        }
         // The intent is durable before the step runs (write-ahead).
         self.boundary(
             phase.point("before_intent", "before_compensation_intent"),
             name,
-        )?;
-        let waited = self.flush().await?;
+        )
+    }
+
+    /// The intent of an attempt of `task` is durable.
+    pub(super) fn intended(&self, task: Task) -> Result<(), SagaError> {
+        let name = self.table.def(task.step, task.fallback).name();
         self.boundary(
-            phase.point("after_intent", "after_compensation_intent"),
+            task.phase
+                .point("after_intent", "after_compensation_intent"),
             name,
-        )?;
-        let mut work = (*self.committed).clone();
+        )
+    }
+
+    /// What an attempt of `task`, its intent recorded, runs with.
+    pub(super) fn prepare(&self, task: Task) -> Prepared<S::Context, S::Deps> {
+        let def = self.table.def(task.step, task.fallback);
+        let (name, policy) = (def.name(), *def.policy());
+        let phase = task.phase;
+        let func = self
+            .table
+            .func(task.step, task.fallback, phase == Phase::Compensation);
         let cx = StepCx::new(
             self.id,
             S::NAME,
@@ -143,12 +258,6 @@ impl<S: Saga> Run<S> {
             Phase::Action if def.description.inputs.is_empty() => cx,
             Phase::Action => cx.with_inputs(self.inputs(def.description.inputs)),
         };
-        // The attempt starts once its intent is recorded: a store that made the run wait (a
-        // durable store's commit) took time that is not the step's.
-        let started = match waited {
-            true => self.tick(),
-            false => self.clock,
-        };
         #[cfg(feature = "testing")]
         let injected = self.engine.inner.kit.as_ref().and_then(|kit| {
             kit.fault(name, phase, task.attempt)
@@ -156,18 +265,33 @@ impl<S: Saga> Run<S> {
         });
         #[cfg(not(feature = "testing"))]
         let injected = ();
-        #[cfg(feature = "testing")]
-        let logged = injected.is_some();
-        let attempt = attempt_once(func, &mut work, &cx, policy.timeout, injected);
-        let result = match self.engine.inner.shared {
-            true => tokio::select! {
-                result = attempt => result,
-                // Another worker holds the saga now: this attempt's result could not be recorded.
-                () = self.cancel.lost() => return self.cancel.check_lease(self.id),
-            },
-            // Nobody else can take a saga from a store this process does not share.
-            false => attempt.await,
-        };
+        Prepared {
+            task,
+            name,
+            policy,
+            func,
+            work: (*self.committed).clone(),
+            cx,
+            injected,
+        }
+    }
+
+    /// Records the result of an attempt that started at `started`.
+    pub(super) fn conclude(
+        &mut self,
+        ended: Ended<S::Context>,
+        started: std::time::SystemTime,
+    ) -> Result<(), SagaError> {
+        let Ended {
+            task,
+            name,
+            policy,
+            work,
+            key,
+            result,
+            injected,
+        } = ended;
+        let phase = task.phase;
         // The result is recorded at the time the attempt ended.
         let ended = self.tick();
         #[cfg(feature = "testing")]
@@ -177,28 +301,37 @@ impl<S: Saga> Run<S> {
                 step: name.to_owned(),
                 phase,
                 attempt: task.attempt,
-                key: cx.idempotency_key(),
+                key,
                 result: result.clone().map(|_| ()),
-                injected: logged,
+                injected,
             });
         }
+        #[cfg(not(feature = "testing"))]
+        let _ = (key, injected);
         let error = match result {
             Ok(output) => {
                 self.boundary(
                     phase.point("after_effect", "after_compensation_effect"),
                     name,
                 )?;
-                self.committed = Arc::new(work);
+                // A member of a parallel group reads the context only: its copy is not committed
+                // (nor written again), so that no member's copy overwrites another's.
+                let member = self.table.stage(task.step).len() > 1;
+                if !member {
+                    self.committed = Arc::new(work);
+                }
                 self.succeeded(
                     task,
                     name,
                     ended.duration_since(started).unwrap_or_default(),
                     output,
+                    !member,
                 );
                 return Ok(());
             }
             Err(error) => error,
         };
+        let def = self.table.def(task.step, task.fallback);
         if retries_after(&self.table, &task, &error) {
             let delay = self
                 .engine
@@ -254,6 +387,21 @@ impl<S: Saga> Run<S> {
         Ok(())
     }
 
+    /// The first step at work in `phase` (an attempt in flight or waiting).
+    fn first_at_work(&self, phase: Phase) -> Option<usize> {
+        self.first_at_work_but(phase, usize::MAX)
+    }
+
+    /// The first step at work in `phase`, but `step`.
+    fn first_at_work_but(&self, phase: Phase, step: usize) -> Option<usize> {
+        self.state
+            .active
+            .iter()
+            .filter(|a| a.phase == phase && a.step != step)
+            .map(|a| a.step)
+            .min()
+    }
+
     /// The recorded outputs of the steps named `names`.
     fn inputs(&self, names: &[&'static str]) -> Vec<crate::step::NamedOutput> {
         names
@@ -272,16 +420,22 @@ impl<S: Saga> Run<S> {
         name: &'static str,
         duration: Duration,
         output: Option<serde_json::Value>,
+        commit: bool,
     ) {
         // Shared by the event and the state.
         let output = output.map(Arc::new);
         S::metrics().attempt(task.step, task.phase == Phase::Compensation, duration);
-        let context = Some(self.context());
+        let context = commit.then(|| self.context());
         match task.phase {
             Phase::Action => {
-                let next = task.step + 1;
-                let status =
-                    (next < S::steps().len()).then_some(SagaStatus::Running { step: next });
+                // The next step, or the first member of its group still at work.
+                let status = match self.first_at_work_but(Phase::Action, task.step) {
+                    Some(step) => Some(SagaStatus::Running { step }),
+                    None => {
+                        let next = self.table.stage(task.step).end;
+                        (next < S::steps().len()).then_some(SagaStatus::Running { step: next })
+                    }
+                };
                 let kind = SagaEventKind::StepCompleted {
                     step: name.into(),
                     attempt: task.attempt,
@@ -306,8 +460,8 @@ impl<S: Saga> Run<S> {
                 self.set_status(status);
             }
         }
-        if let Some(last) = self.pending.last_mut() {
-            last.context = context;
+        if let (Some(last), Some(context)) = (self.pending.last_mut(), context) {
+            last.context = Some(context);
         }
     }
 }

@@ -5,6 +5,7 @@ mod attempt;
 mod cancel;
 mod commit;
 mod finish;
+mod group;
 mod recovery;
 mod typed;
 pub(crate) mod waiting;
@@ -60,6 +61,8 @@ pub(crate) struct Run<S: Saga> {
     pending: Vec<Write>,
     /// A new saga not in the store yet: the first flush records it.
     unrecorded: Option<Box<Unrecorded>>,
+    /// The members of a parallel group at work (boxed: most sagas have no group).
+    group: Option<Box<group::Group<S::Context>>>,
     /// Held for the run's whole life; dropping it takes the saga out of the running set.
     _claim: Claim,
 }
@@ -143,6 +146,7 @@ pub(crate) fn table<S: Saga>() -> StepTable<S::Context, S::Deps> {
     StepTable {
         steps: S::steps(),
         options: S::OPTIONS,
+        groups: S::GROUPS,
     }
 }
 
@@ -220,6 +224,7 @@ impl<S: Saga> Run<S> {
             clock: wall,
             pending: Vec::new(),
             unrecorded: None,
+            group: None,
             _claim: claim,
         }
     }
@@ -235,8 +240,31 @@ impl<S: Saga> Run<S> {
             // Whether a cancellation was asked for at all: past the pivot the decision records
             // it as ignored rather than acting on it.
             let cancelled = self.cancel.was_requested();
-            match decide(&self.table, &self.state, self.clock, cancelled) {
+            let decision = decide(
+                &self.table,
+                &self.state,
+                self.clock,
+                cancelled,
+                self.at_work(),
+            );
+            // A member of a parallel group waits for its siblings' intents, then they start
+            // together.
+            if let Decision::Run(task) = decision {
+                if self.concurrent(task) {
+                    self.intend_member(task)?;
+                    continue;
+                }
+            }
+            if self.launching() {
+                self.launch().await?;
+                continue;
+            }
+            match decision {
                 Decision::Run(task) => self.attempt(task).await?,
+                Decision::Busy => self.join(None).await?,
+                Decision::Wait(until) if !self.at_work().is_empty() => {
+                    self.join(Some(until)).await?
+                }
                 Decision::Wait(until) => {
                     if !self.wait(until).await? {
                         return Ok(None);

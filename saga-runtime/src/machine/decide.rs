@@ -17,10 +17,11 @@
 //! 6. Going forward: at a step boundary a cancellation or a passed deadline starts a rollback
 //!    (not past the pivot); otherwise the next step runs, and after the last the saga completes.
 
+use std::ops::Range;
 use std::time::SystemTime;
 
 use super::definition::Definition;
-use super::state::SagaState;
+use super::state::{Activity, Failure, SagaState};
 use crate::outcome::RollbackCause;
 use crate::step::Phase;
 use crate::{CompensationRetries, StepError};
@@ -84,90 +85,177 @@ pub(crate) enum Decision {
     CompensationFailed,
     /// The saga is terminal.
     Done,
+    /// Nothing to do until an attempt this run performs ends.
+    Busy,
 }
 
-/// What the saga does next.
+/// What the saga does next. `running` holds the attempts this run is performing right now (the
+/// members of a parallel group run at once): they are neither started again nor waited for as
+/// if they were lost.
 pub(crate) fn decide<D: Definition + ?Sized>(
     def: &D,
     state: &SagaState,
     now: SystemTime,
     cancelled: bool,
+    running: &[(usize, Phase)],
 ) -> Decision {
     if state.status.is_terminal() {
         return Decision::Done;
     }
-    let past_pivot = past_pivot(def, state);
-    let stop = || stop_cause(state, now, cancelled, past_pivot);
-    if let Some(activity) = state.active.first() {
-        let task = |attempt| Task {
-            step: activity.step,
-            phase: activity.phase,
-            fallback: activity.fallback,
-            attempt,
-        };
-        if activity.in_flight || activity.attempt == 0 {
-            return Decision::Run(task(activity.attempt.max(1)));
-        }
-        if let Some(due) = activity.retry_at {
-            if activity.phase == Phase::Action {
-                if let Some(cause) = stop() {
-                    return Decision::Stop {
-                        step: activity.step,
-                        attempt: activity.attempt,
-                        error: activity
-                            .last_error
-                            .clone()
-                            .unwrap_or_else(|| StepError::transient("stopped")),
-                        cause,
-                    };
-                }
-            }
-            if now < due {
-                return Decision::Wait(due);
-            }
-        }
-        return Decision::Run(task(activity.attempt + 1));
-    }
-    if state.rollback.is_some() {
-        return rollback(def, state);
+    let here = |a: &Activity| running.contains(&(a.step, a.phase));
+    let task = |a: &Activity, attempt| Task {
+        step: a.step,
+        phase: a.phase,
+        fallback: a.fallback,
+        attempt,
+    };
+    // An attempt whose intent is recorded and result is not, performed by nobody here: the
+    // worker that started it died. It runs again before anything else is looked at.
+    if let Some(lost) = state
+        .active
+        .iter()
+        .find(|a| !here(a) && (a.in_flight || a.attempt == 0))
+    {
+        return Decision::Run(task(lost, lost.attempt.max(1)));
     }
     if let Some(failure) = &state.failure {
-        if let Some(cause) = &failure.stopped {
-            return Decision::StartRollback(cause.clone());
-        }
-        if !failure.fallback_tried && def.has_fallback(failure.step) {
+        if failure.stopped.is_none()
+            && !failure.fallback_tried
+            && state.rollback.is_none()
+            && def.has_fallback(failure.step)
+        {
             return Decision::StartFallback(failure.step);
         }
-        if past_pivot {
+    }
+    let past_pivot = past_pivot(def, state);
+    // A step that failed for good and that no fallback stands in for: the saga (or the group
+    // the step is in) stops going forward.
+    let failing = state
+        .failure
+        .as_ref()
+        .filter(|f| f.stopped.is_some() || !acting(state, f.step, Phase::Action));
+    let halt = match failing {
+        Some(failure) => Some(failure_cause(failure)),
+        None => stop_cause(state, now, cancelled, past_pivot),
+    };
+    // Attempts waiting for their retry: an action's wait is cut short when the saga stops
+    // going forward (never a compensation's: a rollback must finish); otherwise each runs when
+    // it is due.
+    let mut wake: Option<SystemTime> = None;
+    for activity in state.active.iter().filter(|a| !here(a)) {
+        if activity.phase == Phase::Action {
+            if let Some(cause) = &halt {
+                return Decision::Stop {
+                    step: activity.step,
+                    attempt: activity.attempt,
+                    error: activity
+                        .last_error
+                        .clone()
+                        .unwrap_or_else(|| StepError::transient("stopped")),
+                    cause: cause.clone(),
+                };
+            }
+        }
+        match activity.retry_at {
+            Some(due) if now < due => wake = Some(wake.map_or(due, |w| w.min(due))),
+            _ => return Decision::Run(task(activity, activity.attempt + 1)),
+        }
+    }
+    let idle = match wake {
+        Some(due) => Decision::Wait(due),
+        None => Decision::Busy,
+    };
+    if state.rollback.is_some() {
+        return rollback(def, state, idle);
+    }
+    let acting_forward = state.active.iter().any(|a| a.phase == Phase::Action);
+    if let Some(failure) = failing {
+        // The group's members still running finish their attempt first: what they did is
+        // compensated with the rest.
+        if acting_forward {
+            return idle;
+        }
+        if failure.stopped.is_none() && past_pivot {
             return Decision::Fail {
                 step: failure.step,
                 error: failure.error.clone(),
             };
         }
-        return Decision::StartRollback(RollbackCause::StepFailed {
-            step: failure.step,
-            error: failure.error.clone(),
-        });
+        return Decision::StartRollback(failure_cause(failure));
     }
-    let next = next_step(state);
-    let last_done = next >= def.len();
-    if past_pivot || last_done {
+    let Some(stage) = current_stage(def, state) else {
+        if let Some(ignored) = ignored_stop(state, now, cancelled, past_pivot) {
+            return ignored;
+        }
+        return Decision::Complete;
+    };
+    if past_pivot {
         if let Some(ignored) = ignored_stop(state, now, cancelled, past_pivot) {
             return ignored;
         }
     }
-    if last_done {
-        return Decision::Complete;
+    if let Some(cause) = halt {
+        return match acting_forward {
+            true => idle,
+            false => Decision::StartRollback(cause),
+        };
     }
-    if let Some(cause) = stop() {
-        return Decision::StartRollback(cause);
+    match stage
+        .into_iter()
+        .find(|&step| !is_completed(state, step) && !acting(state, step, Phase::Action))
+    {
+        Some(step) => Decision::Run(Task {
+            step,
+            phase: Phase::Action,
+            fallback: false,
+            attempt: 1,
+        }),
+        None => idle,
     }
-    Decision::Run(Task {
-        step: next,
-        phase: Phase::Action,
-        fallback: false,
-        attempt: 1,
-    })
+}
+
+/// Why a rollback for `failure` starts.
+fn failure_cause(failure: &Failure) -> RollbackCause<usize> {
+    match &failure.stopped {
+        Some(cause) => cause.clone(),
+        None => RollbackCause::StepFailed {
+            step: failure.step,
+            error: failure.error.clone(),
+        },
+    }
+}
+
+/// Whether step `step` is being worked on in `phase`: an attempt in flight or waiting.
+fn acting(state: &SagaState, step: usize, phase: Phase) -> bool {
+    state
+        .active
+        .iter()
+        .any(|a| a.step == step && a.phase == phase)
+}
+
+/// Whether step `step` completed (a step that timed out and is compensated anyway did not).
+fn is_completed(state: &SagaState, step: usize) -> bool {
+    state
+        .completed
+        .iter()
+        .any(|d| d.step == step && !d.timed_out)
+}
+
+/// The steps going forward: the first stage (a step, or a parallel group) with a step not
+/// completed yet, or `None` once every step completed. Stages complete in order, so it is the
+/// latest completed step's stage or the one after.
+fn current_stage<D: Definition + ?Sized>(def: &D, state: &SagaState) -> Option<Range<usize>> {
+    let stage = match next_step(state) {
+        0 => def.stage(0),
+        next => {
+            let latest = def.stage(next - 1);
+            match latest.clone().all(|step| is_completed(state, step)) {
+                true => def.stage(latest.end),
+                false => latest,
+            }
+        }
+    };
+    (stage.start < def.len()).then_some(stage)
 }
 
 /// The next step going forward: the one after the latest completed.
@@ -243,20 +331,36 @@ fn stop_cause(
     }
 }
 
-/// The next move of a saga that rolls back.
-fn rollback<D: Definition + ?Sized>(def: &D, state: &SagaState) -> Decision {
+/// The next move of a saga that rolls back: the compensations of the latest stage not yet
+/// compensated, at once (the members of a parallel group are compensated concurrently), then
+/// the stage before. `idle` is what to do while those compensations run or wait.
+fn rollback<D: Definition + ?Sized>(def: &D, state: &SagaState, idle: Decision) -> Decision {
+    let compensating = state.active.iter().any(|a| a.phase == Phase::Compensation);
     if !state.compensation_failures.is_empty() && !def.options().best_effort_rollback {
-        return Decision::CompensationFailed;
+        return match compensating {
+            true => idle,
+            false => Decision::CompensationFailed,
+        };
     }
-    match pending_compensations(def, state).next() {
+    let mut pending = pending_compensations(def, state).peekable();
+    let Some(&(latest, _)) = pending.peek() else {
+        return match (compensating, state.compensation_failures.is_empty()) {
+            (true, _) => idle,
+            (false, true) => Decision::Compensated,
+            (false, false) => Decision::CompensationFailed,
+        };
+    };
+    let stage = def.stage(latest);
+    match pending
+        .find(|(step, _)| stage.contains(step) && !acting(state, *step, Phase::Compensation))
+    {
         Some((step, fallback)) => Decision::Run(Task {
             step,
             phase: Phase::Compensation,
             fallback,
             attempt: 1,
         }),
-        None if state.compensation_failures.is_empty() => Decision::Compensated,
-        None => Decision::CompensationFailed,
+        None => idle,
     }
 }
 
@@ -368,7 +472,7 @@ mod tests {
     fn forward_then_complete() {
         let mut state = SagaState::new(None);
         assert_eq!(
-            decide(&PLAN, &state, at(0), false),
+            decide(&PLAN, &state, at(0), false, &[]),
             run(0, Phase::Action, 1)
         );
         for step in 0..3 {
@@ -377,7 +481,7 @@ mod tests {
                 Change::Completed(CompletedStep::new(step, false)),
             );
         }
-        assert_eq!(decide(&PLAN, &state, at(0), false), Decision::Complete);
+        assert_eq!(decide(&PLAN, &state, at(0), false, &[]), Decision::Complete);
     }
 
     #[test]
@@ -391,12 +495,16 @@ mod tests {
                 attempt: 2,
             },
         );
-        assert_eq!(decide(&PLAN, &state, at(9), true), run(0, Phase::Action, 2));
+        assert_eq!(
+            decide(&PLAN, &state, at(9), true, &[]),
+            run(0, Phase::Action, 2)
+        );
     }
 
     #[test]
     fn a_retry_waits_until_due_and_a_cancellation_cuts_the_wait_short() {
         let mut state = SagaState::new(None);
+        apply(&mut state, Change::Completed(CompletedStep::new(0, false)));
         apply(
             &mut state,
             Change::AttemptStarted {
@@ -414,13 +522,16 @@ mod tests {
                 StepError::transient("busy"),
             ))),
         );
-        assert_eq!(decide(&PLAN, &state, at(12), false), Decision::Wait(at(15)));
         assert_eq!(
-            decide(&PLAN, &state, at(15), false),
+            decide(&PLAN, &state, at(12), false, &[]),
+            Decision::Wait(at(15))
+        );
+        assert_eq!(
+            decide(&PLAN, &state, at(15), false, &[]),
             run(1, Phase::Action, 2)
         );
         assert!(matches!(
-            decide(&PLAN, &state, at(12), true),
+            decide(&PLAN, &state, at(12), true, &[]),
             Decision::Stop {
                 step: 1,
                 attempt: 1,
@@ -442,27 +553,30 @@ mod tests {
         let failed = Change::StepFailed(Box::new(StepFailed::new(2, StepError::permanent("no"))));
         apply(&mut state, failed.clone());
         assert_eq!(
-            decide(&plan, &state, at(0), false),
+            decide(&plan, &state, at(0), false, &[]),
             Decision::StartFallback(2)
         );
         apply(&mut state, Change::FallbackStarted { step: 2 });
         apply(&mut state, failed);
-        let cause = match decide(&plan, &state, at(0), false) {
+        let cause = match decide(&plan, &state, at(0), false, &[]) {
             Decision::StartRollback(cause) => cause,
             other => panic!("{other:?}"),
         };
         apply(&mut state, Change::RollbackStarted(Box::new(cause)));
         assert_eq!(
-            decide(&plan, &state, at(0), false),
+            decide(&plan, &state, at(0), false, &[]),
             run(1, Phase::Compensation, 1)
         );
         apply(&mut state, Change::Compensated { step: 1 });
         assert_eq!(
-            decide(&plan, &state, at(0), false),
+            decide(&plan, &state, at(0), false, &[]),
             run(0, Phase::Compensation, 1)
         );
         apply(&mut state, Change::Compensated { step: 0 });
-        assert_eq!(decide(&plan, &state, at(0), false), Decision::Compensated);
+        assert_eq!(
+            decide(&plan, &state, at(0), false, &[]),
+            Decision::Compensated
+        );
     }
 
     #[test]
@@ -476,7 +590,7 @@ mod tests {
         // A cancellation, then the passed deadline, are recorded as ignored, once each.
         let reason = "the saga had passed its pivot step and can no longer be rolled back";
         assert_eq!(
-            decide(&plan, &state, at(9), true),
+            decide(&plan, &state, at(9), true, &[]),
             Decision::IgnoreStop {
                 cancelled: true,
                 reason
@@ -484,20 +598,23 @@ mod tests {
         );
         apply(&mut state, Change::StopIgnored { cancelled: true });
         assert_eq!(
-            decide(&plan, &state, at(9), true),
+            decide(&plan, &state, at(9), true, &[]),
             Decision::IgnoreStop {
                 cancelled: false,
                 reason
             }
         );
         apply(&mut state, Change::StopIgnored { cancelled: false });
-        assert_eq!(decide(&plan, &state, at(9), true), run(1, Phase::Action, 1));
+        assert_eq!(
+            decide(&plan, &state, at(9), true, &[]),
+            run(1, Phase::Action, 1)
+        );
         apply(
             &mut state,
             Change::StepFailed(Box::new(StepFailed::new(1, StepError::permanent("no")))),
         );
         assert!(matches!(
-            decide(&plan, &state, at(0), false),
+            decide(&plan, &state, at(0), false, &[]),
             Decision::Fail { step: 1, .. }
         ));
     }

@@ -2,6 +2,8 @@
 //! compensation, and the saga's options. A view, so that the generated step table (and later a
 //! definition built at run time, or read back by a tool) can be decided on without copying it.
 
+use std::ops::Range;
+
 use crate::step::{StepDef, StepFn};
 use crate::{SagaOptions, StepPolicy, Undo};
 
@@ -17,6 +19,11 @@ pub(crate) trait Definition {
     fn has_fallback(&self, step: usize) -> bool;
     /// Whether step `step` (or its fallback, when `fallback`) has a compensation.
     fn compensates(&self, step: usize, fallback: bool) -> bool;
+
+    /// The steps that run together with step `step`: its parallel group, or the step alone.
+    fn stage(&self, step: usize) -> Range<usize> {
+        step..step + 1
+    }
 
     /// Whether a completed step is the point of no return.
     fn is_pivot(&self, step: usize, fallback: bool) -> bool {
@@ -36,6 +43,8 @@ pub(crate) trait Definition {
 pub(crate) struct StepTable<C: 'static, D: 'static> {
     pub(crate) steps: &'static [StepDef<C, D>],
     pub(crate) options: SagaOptions,
+    /// The parallel groups, as ranges of step positions, in order.
+    pub(crate) groups: &'static [Range<usize>],
 }
 
 impl<C, D> StepTable<C, D> {
@@ -91,4 +100,17 @@ impl<C, D> Definition for StepTable<C, D> {
     fn is_pivot(&self, step: usize, fallback: bool) -> bool {
         self.with_def(step, fallback, |def| def.policy().undo == Undo::Pivot)
     }
+
+    fn stage(&self, step: usize) -> Range<usize> {
+        stage_of(self.groups, step)
+    }
+}
+
+/// The stage of step `step` among `groups`: its group, or the step alone.
+pub(crate) fn stage_of(groups: &[Range<usize>], step: usize) -> Range<usize> {
+    groups
+        .iter()
+        .find(|group| group.contains(&step))
+        .cloned()
+        .unwrap_or(step..step + 1)
 }

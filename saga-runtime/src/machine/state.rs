@@ -440,11 +440,21 @@ impl SagaState {
             Change::StepFailed(failed) => {
                 let step = failed.step;
                 self.finish_activity(step, Phase::Action);
+                // In a parallel group, the first member that failed for good is the one the
+                // rollback reports; one whose fallback still runs has not failed for good yet.
+                let earlier = self.failure.as_ref().is_some_and(|failure| {
+                    failure.step != step
+                        && !self
+                            .active
+                            .iter()
+                            .any(|a| a.step == failure.step && a.phase == Phase::Action)
+                });
                 match &mut self.failure {
                     // The fallback failed too: the step's own error stays.
                     Some(failure) if failure.step == step && failure.fallback_tried => {
                         failure.stopped = failed.stopped.clone();
                     }
+                    Some(_) if earlier => {}
                     failure => {
                         *failure = Some(Failure {
                             step,

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 struct Ctx;
 
 #[saga_step(nothing_to_undo)]
-async fn reserve(_ctx: &Ctx) -> Result<(), StepError> {
+async fn reserve(_ctx: Ctx) -> Result<(), StepError> {
     Ok(())
 }
 
