@@ -329,6 +329,71 @@ mod matrix {
 }
 use matrix::Matrix;
 
+/// The failpoint matrix's parallel group: a step, three members at once, a step. The members
+/// read the context only and return their step number, which `step_4` takes.
+mod group_matrix {
+    use saga_runtime::{saga, saga_step, Output, StepCx, StepError};
+
+    use super::{act, undo, CrashCtx, Ledger};
+
+    macro_rules! members {
+        ($($n:literal: $step:ident, $undo:ident;)*) => {$(
+            #[saga_step(compensate = $undo, timeout = "10s", retries = 2, backoff = "1ms")]
+            pub(super) async fn $step(ctx: &CrashCtx, cx: &StepCx<Ledger>) -> Result<u32, StepError> {
+                act(ctx, cx, $n).await.map(|()| $n)
+            }
+
+            pub(super) async fn $undo(
+                ctx: &CrashCtx,
+                cx: &StepCx<Ledger>,
+                done: u32,
+            ) -> Result<(), StepError> {
+                if done != $n {
+                    return Err(StepError::permanent("given another member's output"));
+                }
+                undo(ctx, cx, $n).await
+            }
+        )*};
+    }
+
+    members! {
+        1: member_1, unbook_1;
+        2: member_2, unbook_2;
+        3: member_3, unbook_3;
+    }
+
+    #[saga_step(compensate = undo_0, timeout = "10s", retries = 2, backoff = "1ms")]
+    pub(super) async fn step_0(ctx: &mut CrashCtx, cx: &StepCx<Ledger>) -> Result<(), StepError> {
+        act(ctx, cx, 0).await
+    }
+
+    pub(super) async fn undo_0(ctx: &mut CrashCtx, cx: &StepCx<Ledger>) -> Result<(), StepError> {
+        undo(ctx, cx, 0).await
+    }
+
+    #[saga_step(timeout = "10s", retries = 2, backoff = "1ms")]
+    pub(super) async fn step_4(
+        ctx: &mut CrashCtx,
+        cx: &StepCx<Ledger>,
+        first: Output<member_1>,
+        third: Output<member_3>,
+    ) -> Result<(), StepError> {
+        if (*first, *third) != (1, 3) {
+            return Err(StepError::permanent("given other members' outputs"));
+        }
+        act(ctx, cx, 4).await
+    }
+
+    saga! {
+        pub(super) GroupMatrix(CrashCtx, Ledger) {
+            step_0,
+            parallel(member_1, member_2, member_3),
+            step_4,
+        }
+    }
+}
+use group_matrix::GroupMatrix;
+
 /// Starts saga `i` of `seed`: its type, plan and delays follow from the seed alone.
 async fn start_generated(engine: &Engine, ledger: &Arc<Ledger>, seed: u64, i: u64) {
     let mut rng = fastrand::Rng::with_seed(seed ^ i.wrapping_mul(0x9e37_79b9_7f4a_7c15));
@@ -495,6 +560,18 @@ async fn main() {
             };
             start::<Matrix>(&engine, &ledger, ctx, id).await;
         }
+        "group" => {
+            // Members end in turn (1, 2, then 3); with `fail-member` the last one fails for
+            // good once the other two completed, and both are compensated at once.
+            let id: SagaId = args[4].parse().unwrap();
+            let fail = args[5] == "fail-member";
+            let plan = vec![0, 0, 0, if fail { 2 } else { 0 }, 0];
+            let ctx = CrashCtx {
+                plan,
+                delays: vec![1, 1, 3, 5, 1],
+            };
+            start::<GroupMatrix>(&engine, &ledger, ctx, id).await;
+        }
         "fleet" => {
             if std::env::var_os("FLEET_LOG").is_some() {
                 tracing_subscriber::fmt()
@@ -568,4 +645,5 @@ fn register_all(
         .register::<P4of4>(ledger.clone())
         .register::<P6of8>(ledger.clone())
         .register::<Matrix>(ledger.clone())
+        .register::<GroupMatrix>(ledger.clone())
 }

@@ -208,8 +208,9 @@ impl<S: Saga> Run<S> {
             },
             None,
         );
-        // The step at work; in a parallel group, its first member at work.
-        let step = self.first_at_work(phase).unwrap_or(task.step);
+        // The step at work; in a parallel group, the group's first member, for as long as
+        // the group is at work (so that statuses only move forward).
+        let step = self.table.stage(task.step).start;
         let status = match phase {
             Phase::Action => SagaStatus::Running { step },
             Phase::Compensation => SagaStatus::Compensating { step },
@@ -387,21 +388,6 @@ impl<S: Saga> Run<S> {
         Ok(())
     }
 
-    /// The first step at work in `phase` (an attempt in flight or waiting).
-    fn first_at_work(&self, phase: Phase) -> Option<usize> {
-        self.first_at_work_but(phase, usize::MAX)
-    }
-
-    /// The first step at work in `phase`, but `step`.
-    fn first_at_work_but(&self, phase: Phase, step: usize) -> Option<usize> {
-        self.state
-            .active
-            .iter()
-            .filter(|a| a.phase == phase && a.step != step)
-            .map(|a| a.step)
-            .min()
-    }
-
     /// The recorded outputs of the steps named `names`.
     fn inputs(&self, names: &[&'static str]) -> Vec<crate::step::NamedOutput> {
         names
@@ -428,14 +414,16 @@ impl<S: Saga> Run<S> {
         let context = commit.then(|| self.context());
         match task.phase {
             Phase::Action => {
-                // The next step, or the first member of its group still at work.
-                let status = match self.first_at_work_but(Phase::Action, task.step) {
-                    Some(step) => Some(SagaStatus::Running { step }),
-                    None => {
-                        let next = self.table.stage(task.step).end;
-                        (next < S::steps().len()).then_some(SagaStatus::Running { step: next })
-                    }
-                };
+                // The next step, once no member of the step's group is still at work or failed.
+                let next = self.table.stage(task.step).end;
+                let group_busy = self.state.failure.is_some()
+                    || self
+                        .state
+                        .active
+                        .iter()
+                        .any(|a| a.phase == Phase::Action && a.step != task.step);
+                let status = (!group_busy && next < S::steps().len())
+                    .then_some(SagaStatus::Running { step: next });
                 let kind = SagaEventKind::StepCompleted {
                     step: name.into(),
                     attempt: task.attempt,

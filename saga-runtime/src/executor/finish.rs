@@ -17,15 +17,17 @@ use crate::outcome::{CompensationFailure, RollbackCause};
 use crate::output::Outputs;
 use crate::{Saga, SagaError, SagaId, SagaOutcome, SagaStatus, StepError};
 
-/// The status of a saga that rolls back: compensating the next step still to compensate, if
-/// there is one.
+/// The status of a saga that rolls back: compensating the next step still to compensate (the
+/// first member of its group, when it is in one), if there is one.
 pub(super) fn pending_status<D: Definition + ?Sized>(
     def: &D,
     state: &SagaState,
 ) -> Option<SagaStatus<usize>> {
     pending_compensations(def, state)
         .next()
-        .map(|(step, _)| SagaStatus::Compensating { step })
+        .map(|(step, _)| SagaStatus::Compensating {
+            step: def.stage(step).start,
+        })
 }
 
 impl<S: Saga> Run<S> {
