@@ -385,3 +385,49 @@ async fn a_cancellation_during_the_group_waits_for_the_members_then_rolls_back()
     assert!(!names.iter().any(|w| w.starts_with("cancelled hotel")));
     assert!(names.contains(&"refund_deposit".to_owned()));
 }
+
+#[test]
+fn the_description_and_the_diagram_show_the_group_and_the_outputs() {
+    let description = Travel::description();
+    assert_eq!(description.groups, [1..4]);
+    let text = description.to_string();
+    assert!(
+        text.contains(
+            "  1. take_deposit, compensate = refund_deposit\n  parallel:\n    2. book_flight,"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("    4. book_car, compensate = cancel_car\n  5. confirm"),
+        "{text}"
+    );
+    let chart = description.mermaid();
+    // The deposit leads to every member, every member to `confirm`, inside a group's box.
+    for edge in [
+        "s0[\"take_deposit\"] --> s1",
+        "s0 --> s2",
+        "s0 --> s3",
+        "s2[\"book_hotel<br/>→ String\"] --> s4",
+        "subgraph g1[\"parallel\"]\n        s1\n        s2\n        s3\n    end",
+        // A failing member undoes its siblings (at once), then the deposit.
+        "s3 -. fails .-> c2",
+        "s3 -. fails .-> c1",
+        "c2[/\"cancel_hotel\"/] --> c0",
+        "subgraph g6[\"parallel\"]\n        c1\n        c2\n        c3\n    end",
+        "s4[\"confirm<br/>← book_flight<br/>← book_hotel<br/>← book_car\"]",
+    ] {
+        assert!(chart.contains(edge), "{edge} in {chart}");
+    }
+    assert!(
+        !chart.contains("s3 -. fails .-> c3"),
+        "a failed member is not undone"
+    );
+    // Shapes recorded in a store keep the groups.
+    let shape = saga_runtime::SagaShape::from(&description);
+    let json = serde_json::to_string(&shape).unwrap();
+    assert_eq!(
+        serde_json::from_str::<saga_runtime::SagaShape>(&json).unwrap(),
+        shape
+    );
+    assert_eq!(shape.stages(), [0..1, 1..4, 4..5]);
+}

@@ -4,6 +4,7 @@
 //! history took.
 
 use std::fmt::Write as _;
+use std::ops::Range;
 
 use crate::event::SagaEvent;
 use crate::progress::{NodeState, Progress, Rollback};
@@ -62,6 +63,15 @@ fn label(step: &StepShape) -> String {
     label
 }
 
+/// A parallel group's box around `nodes`, numbered `k`.
+fn group(out: &mut String, k: usize, nodes: impl Iterator<Item = String>) {
+    let _ = writeln!(out, "    subgraph g{k}[\"parallel\"]");
+    for node in nodes {
+        let _ = writeln!(out, "        {node}");
+    }
+    let _ = writeln!(out, "    end");
+}
+
 impl SagaShape {
     /// The saga type as a Mermaid flowchart (see [`SagaDescription::mermaid`]).
     pub fn mermaid(&self) -> String {
@@ -98,51 +108,98 @@ impl SagaShape {
     fn chart(&self, progress: Option<&Progress>) -> String {
         let steps = &self.steps;
         let pivot = self.pivot();
-        let compensable = self.compensable();
+        let stages = self.stages();
         let mut out = String::from("flowchart LR\n");
         let line = |out: &mut String, text: String| {
             let _ = writeln!(out, "    {text}");
         };
         // Every node drawn but the ends, so that only those are given a class.
         let mut nodes = Vec::new();
-        line(&mut out, "start((start)) --> s0".into());
-        for (i, step) in steps.iter().enumerate() {
-            nodes.push(format!("s{i}"));
-            let next = match i + 1 < steps.len() {
-                true => format!("s{}", i + 1),
-                false => "completed((completed))".to_owned(),
-            };
-            let label = label(step);
-            let node = match pivot == Some(i) {
-                true => format!("s{i}{{{{\"{label} (pivot)\"}}}}"),
-                false => format!("s{i}[\"{label}\"]"),
-            };
-            line(&mut out, format!("{node} --> {next}"));
-            if let Some(fallback) = &step.fallback {
-                nodes.push(format!("f{i}"));
-                line(&mut out, format!("s{i} -. fails .-> f{i}[\"{fallback}\"]"));
-                line(&mut out, format!("f{i} --> {next}"));
-                continue;
+        let members = |stage: Option<&Range<usize>>| -> Vec<String> {
+            match stage {
+                Some(stage) => stage.clone().map(|j| format!("s{j}")).collect(),
+                None => vec!["completed((completed))".to_owned()],
             }
-            // Where a failure here leads: past the pivot nothing is undone; before it, the
-            // rollback starts with the nearest compensable step before this one.
-            let failure = match self.rollback_from(i) {
-                Rollback::Fail => "failed((failed))".to_owned(),
-                Rollback::Compensate(undo) => match undo.first() {
-                    Some(j) => format!("c{j}"),
-                    None => "compensated((compensated))".to_owned(),
-                },
-            };
-            line(&mut out, format!("s{i} -. fails .-> {failure}"));
+        };
+        for first in members(stages.first()) {
+            line(&mut out, format!("start((start)) --> {first}"));
         }
-        for (k, &j) in compensable.iter().enumerate() {
-            let name = steps[j].compensation.as_deref().unwrap_or_default();
-            nodes.push(format!("c{j}"));
-            let then = match k {
-                0 => "compensated((compensated))".to_owned(),
-                _ => format!("c{}", compensable[k - 1]),
+        for (k, stage) in stages.iter().enumerate() {
+            // A group's members each lead to every member of the next stage.
+            let next = members(stages.get(k + 1));
+            for i in stage.clone() {
+                let step = &steps[i];
+                nodes.push(format!("s{i}"));
+                let label = label(step);
+                let node = match pivot == Some(i) {
+                    true => format!("s{i}{{{{\"{label} (pivot)\"}}}}"),
+                    false => format!("s{i}[\"{label}\"]"),
+                };
+                line(&mut out, format!("{node} --> {}", next[0]));
+                for then in &next[1..] {
+                    line(&mut out, format!("s{i} --> {then}"));
+                }
+                if let Some(fallback) = &step.fallback {
+                    nodes.push(format!("f{i}"));
+                    line(&mut out, format!("s{i} -. fails .-> f{i}[\"{fallback}\"]"));
+                    for then in &next {
+                        line(&mut out, format!("f{i} --> {then}"));
+                    }
+                    continue;
+                }
+                // Where a failure here leads: past the pivot nothing is undone; before it, the
+                // rollback starts with the nearest compensable steps (a group's at once).
+                let failures = match self.rollback_from(i) {
+                    Rollback::Fail => vec!["failed((failed))".to_owned()],
+                    Rollback::Compensate(undo) => match undo.first() {
+                        Some(&j) => {
+                            let first = self.stage(j);
+                            undo.iter()
+                                .filter(|u| first.contains(u))
+                                .map(|u| format!("c{u}"))
+                                .collect()
+                        }
+                        None => vec!["compensated((compensated))".to_owned()],
+                    },
+                };
+                for failure in failures {
+                    line(&mut out, format!("s{i} -. fails .-> {failure}"));
+                }
+            }
+            if stage.len() > 1 {
+                group(&mut out, k, stage.clone().map(|i| format!("s{i}")));
+            }
+        }
+        // The compensations, chained in reverse order; a group's run at once, each leading to
+        // every compensation of the stage before.
+        let mut undo_stages: Vec<Vec<usize>> = Vec::new();
+        for j in self.compensable() {
+            match undo_stages.last_mut() {
+                Some(last) if self.stage(last[0]) == self.stage(j) => last.push(j),
+                _ => undo_stages.push(vec![j]),
+            }
+        }
+        for (k, undo_stage) in undo_stages.iter().enumerate() {
+            let then: Vec<String> = match k {
+                0 => vec!["compensated((compensated))".to_owned()],
+                _ => undo_stages[k - 1].iter().map(|j| format!("c{j}")).collect(),
             };
-            line(&mut out, format!("c{j}[/\"{name}\"/] --> {then}"));
+            for &j in undo_stage {
+                let name = steps[j].compensation.as_deref().unwrap_or_default();
+                nodes.push(format!("c{j}"));
+                line(&mut out, format!("c{j}[/\"{name}\"/] --> {}", then[0]));
+                for then in &then[1..] {
+                    line(&mut out, format!("c{j} --> {then}"));
+                }
+            }
+            if undo_stage.len() > 1 {
+                let first = undo_stage[0];
+                group(
+                    &mut out,
+                    first + steps.len(),
+                    undo_stage.iter().map(|j| format!("c{j}")),
+                );
+            }
         }
         if let Some(progress) = progress {
             for end in ["completed", "compensated", "failed"] {

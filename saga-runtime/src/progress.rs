@@ -216,14 +216,18 @@ impl SagaShape {
     /// assert_eq!(shape.rollback_from(1), Rollback::Compensate(vec![0]));
     /// assert_eq!(shape.rollback_from(2), Rollback::Fail, "past the pivot");
     /// ```
+    ///
+    /// A member of a parallel group that fails rolls back its siblings (those that completed)
+    /// with the steps before the group.
     pub fn rollback_from(&self, step: usize) -> Rollback {
+        let stage = self.stage(step);
         match self.pivot() {
             Some(p) if step > p => Rollback::Fail,
             _ => Rollback::Compensate(
                 self.compensable()
                     .into_iter()
                     .rev()
-                    .filter(|&j| j < step)
+                    .filter(|&j| j < stage.start || (stage.contains(&j) && j != step))
                     .collect(),
             ),
         }

@@ -150,7 +150,17 @@ impl fmt::Display for SagaDescription {
         writeln!(f, "{}", self.name)?;
         for (i, step) in self.steps.iter().enumerate() {
             let p = &step.policy;
-            write!(f, "  {}. {}", i + 1, step.name)?;
+            // A group's members are listed under `parallel:`, indented.
+            let stage = self.stage(i);
+            let indent = match stage.len() > 1 {
+                true if stage.start == i => {
+                    writeln!(f, "  parallel:")?;
+                    "    "
+                }
+                true => "    ",
+                false => "  ",
+            };
+            write!(f, "{indent}{}. {}", i + 1, step.name)?;
             match (p.undo, step.compensation) {
                 (crate::Undo::Compensate, Some(c)) => write!(f, ", compensate = {c}")?,
                 (crate::Undo::Pivot, _) => write!(f, ", pivot")?,

@@ -40,6 +40,9 @@ pub struct SagaShape {
     /// `#[saga(best_effort_rollback)]`.
     #[serde(default)]
     pub best_effort_rollback: bool,
+    /// The parallel groups, as ranges of positions in `steps`, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<std::ops::Range<usize>>,
 }
 
 /// One step of a [`SagaShape`].
@@ -116,6 +119,7 @@ impl From<&SagaDescription> for SagaShape {
                 .collect(),
             deadline_ms: description.options.deadline.map(millis),
             best_effort_rollback: description.options.best_effort_rollback,
+            groups: description.groups.clone(),
         }
     }
 }
@@ -124,6 +128,23 @@ impl SagaShape {
     /// The step names, in order.
     pub fn step_names(&self) -> Vec<&str> {
         self.steps.iter().map(|s| s.name.as_str()).collect()
+    }
+
+    /// The steps that run together with step `step`: its parallel group, or the step alone.
+    pub fn stage(&self, step: usize) -> std::ops::Range<usize> {
+        crate::machine::stage_of(&self.groups, step)
+    }
+
+    /// The stages in order: each a parallel group, or a step alone.
+    pub fn stages(&self) -> Vec<std::ops::Range<usize>> {
+        let mut stages = Vec::new();
+        let mut step = 0;
+        while step < self.steps.len() {
+            let stage = self.stage(step);
+            step = stage.end;
+            stages.push(stage);
+        }
+        stages
     }
 
     /// A digest of the shape (64-bit FNV-1a of its JSON, in hex) that tells two versions of a
