@@ -389,7 +389,10 @@ async fn a_cancellation_during_the_group_waits_for_the_members_then_rolls_back()
 #[test]
 fn the_description_and_the_diagram_show_the_group_and_the_outputs() {
     let description = Travel::description();
-    assert_eq!(description.groups, [1..4]);
+    assert_eq!(
+        description.groups,
+        vec![std::ops::Range { start: 1, end: 4 }]
+    );
     let text = description.to_string();
     assert!(
         text.contains(
