@@ -1,8 +1,12 @@
-//! Travel booking: a trip is a flight, a hotel and a rental car, booked with three providers.
+//! Travel booking: a trip is a flight, a hotel and a rental car, booked with three providers at
+//! once (a parallel group), then confirmed.
 //!
-//! Each booking has a compensation that cancels it. By default no car is available (a permanent
-//! error, so it is not retried): the saga cancels the hotel, then the flight, and every provider
-//! ends with no booking left. With `--car-available` the whole trip is booked.
+//! The three bookings run concurrently: each takes 300 ms, and the group takes 300 ms, not
+//! 900. Each booking returns its provider's reference as its output; its compensation receives
+//! that reference and cancels it, and `confirm_trip` takes all three. By default no car is
+//! available (a permanent error, so it is not retried): the flight and hotel bookings, already
+//! under way, finish, then both are cancelled at once, and every provider ends with no booking
+//! left. With `--car-available` the whole trip is booked.
 //!
 //! ```text
 //! cargo run --example travel_booking                    # car fails, trip rolled back
@@ -10,17 +14,23 @@
 //! ```
 
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
-use saga_runtime::{saga, saga_step, RollbackCause, SagaOutcome, StepCx, StepError};
+use saga_runtime::{saga, saga_step, Output, RollbackCause, SagaOutcome, StepCx, StepError};
 use serde::{Deserialize, Serialize};
 
-/// The trip: what is persisted. Each field holds a provider's booking reference once booked.
+/// The trip: what is persisted. The members of the group read it (`&Trip`); what they book is
+/// their output, and `confirm_trip` writes the references here.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Trip {
     traveller: String,
-    flight: Option<String>,
-    hotel: Option<String>,
-    car: Option<String>,
+    confirmation: Option<String>,
+}
+
+/// A provider's booking reference: a booking step's output, which its compensation receives.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Booking {
+    reference: String,
 }
 
 /// A fake provider: its active bookings, in memory.
@@ -38,19 +48,32 @@ impl Provider {
         }
     }
 
-    fn book(&self, reference: String) -> String {
-        println!("  {}: booked {reference}", self.name);
+    /// Books after a 300 ms round trip to the provider.
+    async fn book(&self, started: Instant, reference: String) -> Booking {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        println!("  {:>4} ms  {}: booked {reference}", ms(started), self.name);
         self.bookings.lock().unwrap().push(reference.clone());
-        reference
+        Booking { reference }
     }
 
     /// Cancelling twice (or something never booked) is a no-op, so compensations can be retried.
-    fn cancel(&self, reference: Option<String>) {
-        if let Some(reference) = reference {
-            println!("  {}: cancelled {reference}", self.name);
-            self.bookings.lock().unwrap().retain(|b| *b != reference);
-        }
+    async fn cancel(&self, started: Instant, booking: Booking) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        println!(
+            "  {:>4} ms  {}: cancelled {}",
+            ms(started),
+            self.name,
+            booking.reference
+        );
+        self.bookings
+            .lock()
+            .unwrap()
+            .retain(|b| *b != booking.reference);
     }
+}
+
+fn ms(started: Instant) -> u128 {
+    started.elapsed().as_millis()
 }
 
 /// The providers' clients; never persisted.
@@ -60,62 +83,97 @@ pub struct Providers {
     hotel: Provider,
     car_rental: Provider,
     cars_available: bool,
+    started: Instant,
 }
 
 #[saga_step(compensate = cancel_flight, timeout = "5s", retries = 2, backoff = "10ms")]
-async fn book_flight(trip: &mut Trip, cx: &StepCx<Providers>) -> Result<(), StepError> {
+async fn book_flight(trip: &Trip, cx: &StepCx<Providers>) -> Result<Booking, StepError> {
+    let p = cx.deps();
     let reference = format!("flight LIS->NRT for {}", trip.traveller);
-    trip.flight = Some(cx.deps().airline.book(reference));
-    Ok(())
+    Ok(p.airline.book(p.started, reference).await)
 }
 
-async fn cancel_flight(trip: &mut Trip, cx: &StepCx<Providers>) -> Result<(), StepError> {
-    cx.deps().airline.cancel(trip.flight.take());
+async fn cancel_flight(
+    _trip: &Trip,
+    cx: &StepCx<Providers>,
+    booking: Booking,
+) -> Result<(), StepError> {
+    let p = cx.deps();
+    p.airline.cancel(p.started, booking).await;
     Ok(())
 }
 
 #[saga_step(compensate = cancel_hotel, timeout = "5s", retries = 2, backoff = "10ms")]
-async fn book_hotel(trip: &mut Trip, cx: &StepCx<Providers>) -> Result<(), StepError> {
+async fn book_hotel(trip: &Trip, cx: &StepCx<Providers>) -> Result<Booking, StepError> {
+    let p = cx.deps();
     let reference = format!("3 nights in Tokyo for {}", trip.traveller);
-    trip.hotel = Some(cx.deps().hotel.book(reference));
+    Ok(p.hotel.book(p.started, reference).await)
+}
+
+async fn cancel_hotel(
+    _trip: &Trip,
+    cx: &StepCx<Providers>,
+    booking: Booking,
+) -> Result<(), StepError> {
+    let p = cx.deps();
+    p.hotel.cancel(p.started, booking).await;
     Ok(())
 }
 
-async fn cancel_hotel(trip: &mut Trip, cx: &StepCx<Providers>) -> Result<(), StepError> {
-    cx.deps().hotel.cancel(trip.hotel.take());
-    Ok(())
-}
-
-// The last step's compensation only runs if a step is added after it; declaring it keeps the
-// saga correct when that happens.
 #[saga_step(compensate = cancel_car, timeout = "5s", retries = 2, backoff = "10ms")]
-async fn book_car(trip: &mut Trip, cx: &StepCx<Providers>) -> Result<(), StepError> {
-    let providers = cx.deps();
-    if !providers.cars_available {
+async fn book_car(trip: &Trip, cx: &StepCx<Providers>) -> Result<Booking, StepError> {
+    let p = cx.deps();
+    if !p.cars_available {
+        tokio::time::sleep(Duration::from_millis(100)).await;
         println!(
-            "  {}: attempt {}: no cars available",
-            providers.car_rental.name,
+            "  {:>4} ms  {}: attempt {}: no cars available",
+            ms(p.started),
+            p.car_rental.name,
             cx.attempt()
         );
         // Permanent: retrying will not conjure a car, so the step fails at once.
         return Err(StepError::permanent("no cars available at NRT"));
     }
     let reference = format!("compact car at NRT for {}", trip.traveller);
-    trip.car = Some(providers.car_rental.book(reference));
+    Ok(p.car_rental.book(p.started, reference).await)
+}
+
+async fn cancel_car(
+    _trip: &Trip,
+    cx: &StepCx<Providers>,
+    booking: Booking,
+) -> Result<(), StepError> {
+    let p = cx.deps();
+    p.car_rental.cancel(p.started, booking).await;
     Ok(())
 }
 
-async fn cancel_car(trip: &mut Trip, cx: &StepCx<Providers>) -> Result<(), StepError> {
-    cx.deps().car_rental.cancel(trip.car.take());
+/// Takes what the three bookings returned.
+#[saga_step]
+async fn confirm_trip(
+    trip: &mut Trip,
+    cx: &StepCx<Providers>,
+    flight: Output<book_flight>,
+    hotel: Output<book_hotel>,
+    car: Output<book_car>,
+) -> Result<(), StepError> {
+    let confirmation = format!(
+        "{}; {}; {}",
+        flight.reference, hotel.reference, car.reference
+    );
+    println!(
+        "  {:>4} ms  confirmed: {confirmation}",
+        ms(cx.deps().started)
+    );
+    trip.confirmation = Some(confirmation);
     Ok(())
 }
 
 saga! {
-    /// Books a whole trip or nothing.
+    /// Books a whole trip or nothing: flight, hotel and car at once, then the confirmation.
     pub TravelSaga(Trip, Providers) {
-        book_flight,
-        book_hotel,
-        book_car,
+        parallel(book_flight, book_hotel, book_car),
+        confirm_trip,
     }
 }
 
@@ -129,6 +187,7 @@ async fn main() -> Result<(), saga_runtime::SagaError> {
         hotel: Provider::new("hotel"),
         car_rental: Provider::new("car rental"),
         cars_available,
+        started: Instant::now(),
     });
     let trip = Trip {
         traveller: "Ada".into(),
