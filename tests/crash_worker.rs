@@ -276,7 +276,7 @@ mod matrix {
 
     /// What `step_1` returns: recorded with its completion, it is all `undo_1` knows of the
     /// saga it undoes, so a rollback after a crash needs it read back from the store.
-    #[derive(serde::Serialize, serde::Deserialize)]
+    #[derive(Clone, serde::Serialize, serde::Deserialize)]
     pub(super) struct Receipt {
         saga: String,
         token: u64,

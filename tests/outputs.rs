@@ -167,7 +167,7 @@ async fn outputs_are_in_the_history_the_events_and_the_outcome() {
     );
     let completed = |kind: &SagaEventKind| match kind {
         SagaEventKind::StepCompleted { step, output, .. } => {
-            Some((step.to_string(), output.as_deref().cloned()))
+            Some((step.to_string(), output.as_ref().map(|o| o.json().clone())))
         }
         _ => None,
     };
@@ -237,8 +237,13 @@ async fn unrecordable(_ctx: &mut Order) -> Result<BTreeMap<(u8, u8), u8>, StepEr
 saga! { Unrecordable(Order, ()) { unrecordable } }
 
 #[tokio::test]
-async fn an_output_that_cannot_be_recorded_fails_its_step_for_good() {
-    let outcome = Unrecordable::on(&Engine::in_memory())
+async fn an_output_that_cannot_be_recorded_fails_its_step_for_good_on_a_durable_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::builder()
+        .sqlite(dir.path().join("sagas.db"))
+        .unwrap()
+        .build();
+    let outcome = Unrecordable::on(&engine)
         .run(Order::default())
         .await
         .unwrap();
@@ -250,6 +255,21 @@ async fn an_output_that_cannot_be_recorded_fails_its_step_for_good() {
             .to_string()
             .starts_with("step `unrecordable` failed: its output cannot be recorded"),
         "{cause}"
+    );
+    // In memory an output is kept as the value it is, as the context is: nothing writes it,
+    // and the step completes; its JSON (for the history) is `null`.
+    let outcome = Unrecordable::on(&Engine::in_memory())
+        .run(Order::default())
+        .await
+        .unwrap();
+    assert!(outcome.is_completed(), "{outcome:?}");
+    assert_eq!(
+        outcome.output::<unrecordable>().unwrap(),
+        Some(BTreeMap::from([((1, 2), 3)]))
+    );
+    assert_eq!(
+        outcome.outputs().json("unrecordable"),
+        Some(&serde_json::Value::Null)
     );
 }
 

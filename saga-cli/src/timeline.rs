@@ -98,7 +98,7 @@ fn describe(kind: &SagaEventKind) -> (Tone, String) {
                 text::duration(*duration),
                 output
                     .as_ref()
-                    .map(|output| format!(" -> {}", brief(output)))
+                    .map(|output| format!(" -> {}", brief(output.json())))
                     .unwrap_or_default()
             ),
         ),

@@ -76,7 +76,7 @@ pub enum SagaEventKind {
         /// What the step returned, when it returned something other than `()` (boxed: most
         /// steps return nothing, and every event is moved a few times).
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        output: Option<Arc<serde_json::Value>>,
+        output: Option<crate::OutputValue>,
     },
     /// A step's action failed for good.
     StepFailed {

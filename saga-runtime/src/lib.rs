@@ -88,7 +88,9 @@ pub use crate::error::{ErrorKind, ResultExt, SagaError, StepError};
 pub use crate::event::{SagaEvent, SagaEventKind, StepName};
 pub use crate::id::SagaId;
 pub use crate::outcome::{CompensationFailure, RollbackCause, SagaOutcome};
-pub use crate::output::{NamedStep, Output, OutputError, Outputs, RecordedOutput, StepValue};
+pub use crate::output::{
+    NamedStep, Output, OutputError, OutputValue, Outputs, RecordedOutput, StepValue,
+};
 pub use crate::progress::{NodeState, Progress, Rollback};
 pub use crate::request::{OperatorRequest, Refusal};
 pub use crate::results::{StepResult, StepResults};
@@ -145,7 +147,7 @@ pub use crate::step::{CompensationRetries, Phase, StepCx, StepDescription, StepP
 /// }
 ///
 /// /// What the payment service answered: `charge`'s output.
-/// #[derive(Serialize, Deserialize)]
+/// #[derive(Clone, Serialize, Deserialize)]
 /// struct Payment {
 ///     id: String,
 /// }

@@ -204,7 +204,7 @@ impl<C, S> SagaOutcome<C, S> {
     /// # use saga_runtime::{saga, saga_step, Engine, StepError};
     /// # #[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
     /// # struct Ctx;
-    /// #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    /// #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
     /// struct Charged { payment_id: String }
     ///
     /// #[saga_step]
@@ -219,7 +219,7 @@ impl<C, S> SagaOutcome<C, S> {
     /// ```
     pub fn output<St: NamedStep>(&self) -> Result<Option<St::Output>, OutputError>
     where
-        St::Output: serde::de::DeserializeOwned,
+        St::Output: crate::StepValue,
     {
         self.outputs().get::<St>()
     }

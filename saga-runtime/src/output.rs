@@ -18,7 +18,7 @@ use crate::StepError;
 /// What a step may return: anything serde can record and read back.
 ///
 /// ```
-/// #[derive(serde::Serialize, serde::Deserialize)]
+/// #[derive(Clone, serde::Serialize, serde::Deserialize)]
 /// struct PaymentProcessed { payment_id: String, amount_cents: u64 }
 ///
 /// fn recordable<T: saga_runtime::StepValue>() {}
@@ -28,11 +28,115 @@ use crate::StepError;
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be a saga step's output",
     label = "a step's output is recorded in the store",
-    note = "derive `serde::Serialize` and `serde::Deserialize` on it"
+    note = "derive `Clone, serde::Serialize, serde::Deserialize` on it"
 )]
-pub trait StepValue: Serialize + DeserializeOwned + Send + 'static {}
+pub trait StepValue: Clone + Serialize + DeserializeOwned + Send + Sync + 'static {}
 
-impl<T: Serialize + DeserializeOwned + Send + 'static> StepValue for T {}
+impl<T: Clone + Serialize + DeserializeOwned + Send + Sync + 'static> StepValue for T {}
+
+/// A step's output: the value the step returned, kept as it is while the saga runs in this
+/// process (a later step or the compensation that takes it gets a clone, as a context is cloned),
+/// or its JSON, once read back from a store. It serializes as that JSON, which is what a durable
+/// store records, the history shows and [`OutputValue::json`] gives; the JSON of a value is
+/// written once, the first time it is needed.
+#[derive(Clone)]
+pub struct OutputValue(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    Typed(Arc<dyn Typed>),
+    Json(Arc<serde_json::Value>),
+}
+
+/// A step's output value of some type, with its JSON once written.
+struct Held<T> {
+    value: T,
+    json: std::sync::OnceLock<Result<serde_json::Value, String>>,
+}
+
+/// [`Held`] of any type, as [`OutputValue`] holds it.
+trait Typed: Send + Sync + 'static {
+    fn as_any(&self) -> &dyn std::any::Any;
+    fn to_json(&self) -> Result<&serde_json::Value, &str>;
+}
+
+impl<T: StepValue> Typed for Held<T> {
+    fn as_any(&self) -> &dyn std::any::Any {
+        &self.value
+    }
+
+    fn to_json(&self) -> Result<&serde_json::Value, &str> {
+        self.json
+            .get_or_init(|| serde_json::to_value(&self.value).map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(String::as_str)
+    }
+}
+
+impl OutputValue {
+    /// An output as JSON.
+    pub fn from_json(value: serde_json::Value) -> Self {
+        OutputValue(Repr::Json(Arc::new(value)))
+    }
+
+    /// The output as JSON; `null` for a value serde cannot write (which only an in-memory
+    /// engine lets through: a durable one fails the step, see [`StepValue`]).
+    pub fn json(&self) -> &serde_json::Value {
+        match &self.0 {
+            Repr::Typed(value) => value.to_json().unwrap_or(&serde_json::Value::Null),
+            Repr::Json(value) => value,
+        }
+    }
+
+    /// Writes the value's JSON now, or says why it cannot be written.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        match &self.0 {
+            Repr::Typed(value) => value.to_json().map(drop).map_err(str::to_owned),
+            Repr::Json(_) => Ok(()),
+        }
+    }
+
+    /// The output as a `T`: a clone of the value when it is one, else read from its JSON.
+    pub(crate) fn read<T: StepValue>(&self) -> Result<T, serde_json::Error> {
+        match &self.0 {
+            Repr::Typed(value) => match value.as_any().downcast_ref::<T>() {
+                Some(value) => Ok(value.clone()),
+                None => T::deserialize(self.json()),
+            },
+            Repr::Json(value) => T::deserialize(&**value),
+        }
+    }
+}
+
+impl Serialize for OutputValue {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match &self.0 {
+            Repr::Typed(value) => match value.to_json() {
+                Ok(json) => json.serialize(serializer),
+                Err(e) => Err(serde::ser::Error::custom(e)),
+            },
+            Repr::Json(value) => value.serialize(serializer),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for OutputValue {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        serde_json::Value::deserialize(deserializer).map(OutputValue::from_json)
+    }
+}
+
+impl PartialEq for OutputValue {
+    fn eq(&self, other: &Self) -> bool {
+        self.json() == other.json()
+    }
+}
+
+impl std::fmt::Debug for OutputValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.json(), f)
+    }
+}
 
 /// The output of one completed step, as a saga's state keeps it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -40,70 +144,236 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> StepValue for T {}
 pub struct RecordedOutput {
     /// The step's position.
     pub step: usize,
-    /// Its output, as JSON (shared with the event that recorded it).
-    pub value: Arc<serde_json::Value>,
+    /// Its output (shared with the event that recorded it).
+    pub value: OutputValue,
 }
 
 impl RecordedOutput {
     /// Step `step` returned `value`.
-    pub fn new(step: usize, value: Arc<serde_json::Value>) -> Self {
+    pub fn new(step: usize, value: OutputValue) -> Self {
         RecordedOutput { step, value }
     }
 }
 
-/// A step's output as it is recorded: `None` for `null` (a step returning `()`), so that most
-/// steps record nothing. An output serde cannot write is the step's permanent failure.
-pub(crate) fn record<T: Serialize>(output: T) -> Result<Option<serde_json::Value>, StepError> {
-    match serde_json::to_value(output) {
-        Ok(serde_json::Value::Null) => Ok(None),
-        Ok(value) => Ok(Some(value)),
-        Err(e) => Err(StepError::permanent(format!(
-            "its output cannot be recorded: {e}"
-        ))),
+/// A step's output as it is recorded: `None` for one that serializes as `null` (a step
+/// returning `()`), so that most steps record nothing. The value is kept as it is: an engine on
+/// a durable store writes its JSON when the step completes (an output serde cannot write is
+/// then the step's permanent failure), an in-memory one only when someone asks for it.
+pub(crate) fn record<T: StepValue>(output: T) -> Result<Option<OutputValue>, StepError> {
+    if output.serialize(IsNull).is_ok() {
+        return Ok(None);
+    }
+    let held = Held {
+        value: output,
+        json: std::sync::OnceLock::new(),
+    };
+    Ok(Some(OutputValue(Repr::Typed(Arc::new(held)))))
+}
+
+/// A serializer that only finds out whether a value serializes as JSON `null` (`()`, `None`, a
+/// unit struct, or a newtype around one), stopping at the first thing that is not.
+struct IsNull;
+
+/// What [`IsNull`] says of a value that is not `null`.
+#[derive(Debug)]
+struct NotNull;
+
+impl std::fmt::Display for NotNull {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("not null")
+    }
+}
+
+impl std::error::Error for NotNull {}
+
+impl serde::ser::Error for NotNull {
+    fn custom<M: std::fmt::Display>(_: M) -> Self {
+        NotNull
+    }
+}
+
+/// `fn $name(self, _: $ty) -> Result<(), NotNull>`, each saying "not null".
+macro_rules! not_null {
+    ($($name:ident($($ty:ty),*);)*) => {$(
+        fn $name(self $(, _: $ty)*) -> Result<(), NotNull> {
+            Err(NotNull)
+        }
+    )*};
+}
+
+impl serde::Serializer for IsNull {
+    type Ok = ();
+    type Error = NotNull;
+    type SerializeSeq = serde::ser::Impossible<(), NotNull>;
+    type SerializeTuple = serde::ser::Impossible<(), NotNull>;
+    type SerializeTupleStruct = serde::ser::Impossible<(), NotNull>;
+    type SerializeTupleVariant = serde::ser::Impossible<(), NotNull>;
+    type SerializeMap = serde::ser::Impossible<(), NotNull>;
+    type SerializeStruct = serde::ser::Impossible<(), NotNull>;
+    type SerializeStructVariant = serde::ser::Impossible<(), NotNull>;
+
+    fn serialize_unit(self) -> Result<(), NotNull> {
+        Ok(())
+    }
+
+    fn serialize_none(self) -> Result<(), NotNull> {
+        Ok(())
+    }
+
+    fn serialize_unit_struct(self, _: &'static str) -> Result<(), NotNull> {
+        Ok(())
+    }
+
+    fn serialize_some<V: ?Sized + Serialize>(self, value: &V) -> Result<(), NotNull> {
+        value.serialize(self)
+    }
+
+    fn serialize_newtype_struct<V: ?Sized + Serialize>(
+        self,
+        _: &'static str,
+        value: &V,
+    ) -> Result<(), NotNull> {
+        value.serialize(self)
+    }
+
+    not_null! {
+        serialize_bool(bool);
+        serialize_i8(i8);
+        serialize_i16(i16);
+        serialize_i32(i32);
+        serialize_i64(i64);
+        serialize_u8(u8);
+        serialize_u16(u16);
+        serialize_u32(u32);
+        serialize_u64(u64);
+        serialize_f32(f32);
+        serialize_f64(f64);
+        serialize_char(char);
+        serialize_str(&str);
+        serialize_bytes(&[u8]);
+        serialize_unit_variant(&'static str, u32, &'static str);
+    }
+
+    fn serialize_newtype_variant<V: ?Sized + Serialize>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &V,
+    ) -> Result<(), NotNull> {
+        Err(NotNull)
+    }
+
+    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, NotNull> {
+        Err(NotNull)
+    }
+
+    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, NotNull> {
+        Err(NotNull)
+    }
+
+    fn serialize_tuple_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleStruct, NotNull> {
+        Err(NotNull)
+    }
+
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleVariant, NotNull> {
+        Err(NotNull)
+    }
+
+    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, NotNull> {
+        Err(NotNull)
+    }
+
+    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct, NotNull> {
+        Err(NotNull)
+    }
+
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStructVariant, NotNull> {
+        Err(NotNull)
     }
 }
 
 /// Reads a recorded output as `T` (an absent one as `null`).
-pub(crate) fn read<T: DeserializeOwned>(
-    recorded: Option<&serde_json::Value>,
-) -> Result<T, serde_json::Error> {
+pub(crate) fn read<T: StepValue>(recorded: Option<&OutputValue>) -> Result<T, serde_json::Error> {
     match recorded {
-        Some(value) => T::deserialize(value),
+        Some(value) => value.read(),
         None => T::deserialize(serde_json::Value::Null),
     }
 }
 
 /// The outputs of a saga's steps, in an outcome: read them back typed with
 /// [`SagaOutcome::output`](crate::SagaOutcome::output).
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Clone)]
 pub struct Outputs {
-    /// Each step's name and output, in completion order.
-    recorded: Vec<(&'static str, Arc<serde_json::Value>)>,
+    /// Each step's output, in completion order.
+    recorded: Vec<RecordedOutput>,
+    /// The name of a step by its position.
+    name: fn(usize) -> &'static str,
 }
 
 impl Outputs {
-    /// The outputs of `recorded`, named by `name`.
-    pub(crate) fn new(recorded: &[RecordedOutput], name: impl Fn(usize) -> &'static str) -> Self {
-        Outputs {
-            recorded: recorded
-                .iter()
-                .map(|o| (name(o.step), Arc::clone(&o.value)))
-                .collect(),
-        }
+    /// The outputs `recorded`, their steps named by `name`.
+    pub(crate) fn new(recorded: Vec<RecordedOutput>, name: fn(usize) -> &'static str) -> Self {
+        Outputs { recorded, name }
+    }
+
+    /// Each step's name and output, in completion order.
+    fn named(&self) -> impl DoubleEndedIterator<Item = (&'static str, &OutputValue)> + '_ {
+        self.recorded
+            .iter()
+            .map(|o| ((self.name)(o.step), &o.value))
+    }
+
+    /// The output recorded for the step named `step`, if it completed with one.
+    fn value(&self, step: &str) -> Option<&OutputValue> {
+        self.named()
+            .rev()
+            .find(|(name, _)| *name == step)
+            .map(|(_, value)| value)
     }
 
     /// The JSON output recorded for the step named `step`, if it completed with one.
     pub fn json(&self, step: &str) -> Option<&serde_json::Value> {
-        self.recorded
-            .iter()
-            .rev()
-            .find(|(name, _)| *name == step)
-            .map(|(_, value)| &**value)
+        self.value(step).map(OutputValue::json)
     }
 
     /// Whether the step named `step` recorded anything (a step returning `()` never does).
     pub fn contains(&self, step: &str) -> bool {
-        self.json(step).is_some()
+        self.value(step).is_some()
+    }
+}
+
+impl Default for Outputs {
+    fn default() -> Self {
+        Outputs::new(Vec::new(), |_| "?")
+    }
+}
+
+impl PartialEq for Outputs {
+    fn eq(&self, other: &Self) -> bool {
+        self.named().eq(other.named())
+    }
+}
+
+impl std::fmt::Debug for Outputs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.named()).finish()
     }
 }
 
@@ -132,16 +402,14 @@ impl Outputs {
     /// completed with nothing to record, such as `()`).
     pub fn get<S: NamedStep>(&self) -> Result<Option<S::Output>, OutputError>
     where
-        S::Output: DeserializeOwned,
+        S::Output: StepValue,
     {
-        match self.json(S::NAME) {
+        match self.value(S::NAME) {
             None => Ok(None),
-            Some(value) => S::Output::deserialize(value)
-                .map(Some)
-                .map_err(|e| OutputError {
-                    step: S::NAME,
-                    message: e.to_string(),
-                }),
+            Some(value) => value.read().map(Some).map_err(|e| OutputError {
+                step: S::NAME,
+                message: e.to_string(),
+            }),
         }
     }
 }
@@ -152,7 +420,7 @@ impl Outputs {
 /// # use saga_runtime::{saga, saga_step, Engine, Output, StepError};
 /// # #[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
 /// # struct Ctx { sent_for: Option<String> }
-/// #[derive(serde::Serialize, serde::Deserialize)]
+/// #[derive(Clone, serde::Serialize, serde::Deserialize)]
 /// struct Charged { payment_id: String }
 ///
 /// #[saga_step(pivot)]

@@ -168,12 +168,12 @@ impl<T, E> StepResult for Result<T, E> {
 /// A step's result with its output recorded.
 fn recorded<T: crate::StepValue>(
     result: Result<T, StepError>,
-) -> Result<Option<serde_json::Value>, StepError> {
+) -> Result<Option<crate::OutputValue>, StepError> {
     result.and_then(crate::output::record)
 }
 
 /// A compensation's result: it records nothing.
-fn undone(result: Result<(), StepError>) -> Result<Option<serde_json::Value>, StepError> {
+fn undone(result: Result<(), StepError>) -> Result<Option<crate::OutputValue>, StepError> {
     result.map(|()| None)
 }
 
@@ -193,10 +193,10 @@ pub struct WithOutput;
 /// Reads step `S`'s recorded output (for its compensation, or a later step that takes it), or
 /// says why it cannot be.
 fn output_of<S: crate::NamedStep>(
-    recorded: Option<&serde_json::Value>,
+    recorded: Option<&crate::OutputValue>,
 ) -> Result<S::Output, StepError>
 where
-    S::Output: serde::de::DeserializeOwned,
+    S::Output: crate::StepValue,
 {
     crate::output::read(recorded).map_err(|e| {
         StepError::permanent(format!(
@@ -218,7 +218,7 @@ where
 )]
 pub trait Compensation<'a, S, R: 'a, Args> {
     /// Runs one attempt. `R` is the context as the step takes it: `&mut Ctx`, or `&Ctx`.
-    fn call(self, ctx: R, recorded: Option<&'a serde_json::Value>) -> StepFuture<'a>;
+    fn call(self, ctx: R, recorded: Option<&'a crate::OutputValue>) -> StepFuture<'a>;
 }
 
 impl<'a, S, R: 'a, F, Fut> Compensation<'a, S, R, Same> for F
@@ -226,7 +226,7 @@ where
     F: FnOnce(R) -> Fut,
     Fut: Future<Output = Result<(), StepError>> + Send + 'a,
 {
-    fn call(self, ctx: R, _: Option<&'a serde_json::Value>) -> StepFuture<'a> {
+    fn call(self, ctx: R, _: Option<&'a crate::OutputValue>) -> StepFuture<'a> {
         Box::pin(futures_util::FutureExt::map(self(ctx), undone))
     }
 }
@@ -237,7 +237,7 @@ where
     F: FnOnce(R, S::Output) -> Fut,
     Fut: Future<Output = Result<(), StepError>> + Send + 'a,
 {
-    fn call(self, ctx: R, recorded: Option<&'a serde_json::Value>) -> StepFuture<'a> {
+    fn call(self, ctx: R, recorded: Option<&'a crate::OutputValue>) -> StepFuture<'a> {
         match output_of::<S>(recorded) {
             Ok(output) => Box::pin(futures_util::FutureExt::map(self(ctx, output), undone)),
             Err(error) => Box::pin(std::future::ready(Err(error))),
@@ -254,7 +254,7 @@ where
 )]
 pub trait CompensationWith<'a, S, R: 'a, H: ?Sized + 'a, Args> {
     /// Runs one attempt. `R` is the context as the step takes it: `&mut Ctx`, or `&Ctx`.
-    fn call(self, ctx: R, cx: &'a H, recorded: Option<&'a serde_json::Value>) -> StepFuture<'a>;
+    fn call(self, ctx: R, cx: &'a H, recorded: Option<&'a crate::OutputValue>) -> StepFuture<'a>;
 }
 
 impl<'a, S, R: 'a, H: ?Sized + 'a, F, Fut> CompensationWith<'a, S, R, H, Same> for F
@@ -262,7 +262,7 @@ where
     F: FnOnce(R, &'a H) -> Fut,
     Fut: Future<Output = Result<(), StepError>> + Send + 'a,
 {
-    fn call(self, ctx: R, cx: &'a H, _: Option<&'a serde_json::Value>) -> StepFuture<'a> {
+    fn call(self, ctx: R, cx: &'a H, _: Option<&'a crate::OutputValue>) -> StepFuture<'a> {
         Box::pin(futures_util::FutureExt::map(self(ctx, cx), undone))
     }
 }
@@ -274,7 +274,7 @@ where
     F: FnOnce(R, &'a H, S::Output) -> Fut,
     Fut: Future<Output = Result<(), StepError>> + Send + 'a,
 {
-    fn call(self, ctx: R, cx: &'a H, recorded: Option<&'a serde_json::Value>) -> StepFuture<'a> {
+    fn call(self, ctx: R, cx: &'a H, recorded: Option<&'a crate::OutputValue>) -> StepFuture<'a> {
         match output_of::<S>(recorded) {
             Ok(output) => Box::pin(futures_util::FutureExt::map(self(ctx, cx, output), undone)),
             Err(error) => Box::pin(std::future::ready(Err(error))),
@@ -287,7 +287,7 @@ where
 pub fn compensation<'a, S, R: 'a, Args, F: Compensation<'a, S, R, Args>>(
     f: F,
     ctx: R,
-    recorded: Option<&'a serde_json::Value>,
+    recorded: Option<&'a crate::OutputValue>,
 ) -> StepFuture<'a> {
     f.call(ctx, recorded)
 }
@@ -305,7 +305,7 @@ pub fn compensation_with<
     f: F,
     ctx: R,
     cx: &'a H,
-    recorded: Option<&'a serde_json::Value>,
+    recorded: Option<&'a crate::OutputValue>,
 ) -> StepFuture<'a> {
     f.call(ctx, cx, recorded)
 }
@@ -328,7 +328,7 @@ pub trait StepInput: Sized {
 
 impl<S: crate::NamedStep> StepInput for crate::Output<S>
 where
-    S::Output: serde::de::DeserializeOwned,
+    S::Output: crate::StepValue,
 {
     type From = S;
     const NAME: &'static str = S::NAME;

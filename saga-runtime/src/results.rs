@@ -32,32 +32,30 @@ pub struct StepResult<St> {
     /// How long that attempt took.
     pub duration: Duration,
     /// Its output as recorded, `None` for `()`.
-    output: Option<std::sync::Arc<serde_json::Value>>,
+    output: Option<crate::OutputValue>,
 }
 
 impl<St: StepEnum> StepResult<St> {
     /// The output as JSON, `None` for a step returning `()`.
     pub fn json(&self) -> Option<&serde_json::Value> {
-        self.output.as_deref()
+        self.output.as_ref().map(crate::OutputValue::json)
     }
 
     /// The output, read as step `S`'s: `None` when this result is another step's (or `S`
     /// returns `()`).
     pub fn output<S: NamedStep>(&self) -> Result<Option<S::Output>, OutputError>
     where
-        S::Output: serde::de::DeserializeOwned,
+        S::Output: crate::StepValue,
     {
         if self.step.name() != S::NAME {
             return Ok(None);
         }
-        match self.json() {
+        match &self.output {
             None => Ok(None),
-            Some(value) => serde::Deserialize::deserialize(value)
-                .map(Some)
-                .map_err(|e| OutputError {
-                    step: S::NAME,
-                    message: e.to_string(),
-                }),
+            Some(value) => value.read().map(Some).map_err(|e| OutputError {
+                step: S::NAME,
+                message: e.to_string(),
+            }),
         }
     }
 }

@@ -12,7 +12,7 @@ use crate::{SagaId, StepError};
 /// The future of one step, compensation or fallback attempt: on success, the step's output as it
 /// is recorded (`None` for a step returning `()`, and for compensations).
 pub type StepFuture<'a> =
-    Pin<Box<dyn Future<Output = Result<Option<serde_json::Value>, StepError>> + Send + 'a>>;
+    Pin<Box<dyn Future<Output = Result<Option<crate::OutputValue>, StepError>> + Send + 'a>>;
 
 /// A step action or compensation as a plain function pointer, as the executor calls it.
 pub type StepFn<C, D> = for<'a> fn(&'a mut C, &'a StepCx<D>) -> StepFuture<'a>;
@@ -38,7 +38,7 @@ impl Phase {
 }
 
 /// A step's recorded output, by the step's name.
-pub(crate) type NamedOutput = (&'static str, Arc<serde_json::Value>);
+pub(crate) type NamedOutput = (&'static str, crate::OutputValue);
 
 /// The step handle: who is running, which attempt this is, and the saga's shared,
 /// non-persisted dependencies (clients, pools), like axum's `State`.
@@ -63,7 +63,7 @@ pub struct StepCx<D = ()> {
     token: u64,
     deps: Arc<D>,
     /// For a compensation: the output its step recorded.
-    recorded: Option<Arc<serde_json::Value>>,
+    recorded: Option<crate::OutputValue>,
     /// For an action that takes earlier steps' outputs: those outputs, by step name.
     inputs: Option<Box<[NamedOutput]>>,
 }
@@ -92,30 +92,30 @@ impl<D> StepCx<D> {
     }
 
     /// The same handle, carrying the outputs of the earlier steps the step takes.
-    pub(crate) fn with_inputs(mut self, inputs: Vec<NamedOutput>) -> Self {
-        self.inputs = (!inputs.is_empty()).then(|| inputs.into_boxed_slice());
+    pub(crate) fn with_inputs(mut self, inputs: Box<[NamedOutput]>) -> Self {
+        self.inputs = (!inputs.is_empty()).then_some(inputs);
         self
     }
 
     /// The output of the earlier step named `step`, if the attempt was given it.
-    pub(crate) fn input(&self, step: &str) -> Option<&serde_json::Value> {
+    pub(crate) fn input(&self, step: &str) -> Option<&crate::OutputValue> {
         self.inputs
             .as_deref()?
             .iter()
             .find(|(name, _)| *name == step)
-            .map(|(_, value)| &**value)
+            .map(|(_, value)| value)
     }
 
     /// The same handle, carrying the output the step recorded (for its compensation).
-    pub(crate) fn with_recorded(mut self, recorded: Option<&Arc<serde_json::Value>>) -> Self {
+    pub(crate) fn with_recorded(mut self, recorded: Option<&crate::OutputValue>) -> Self {
         self.recorded = recorded.cloned();
         self
     }
 
     /// For a compensation, the output its step recorded (`None` when it recorded none).
     #[doc(hidden)]
-    pub fn recorded_output(&self) -> Option<&serde_json::Value> {
-        self.recorded.as_deref()
+    pub fn recorded_output(&self) -> Option<&crate::OutputValue> {
+        self.recorded.as_ref()
     }
 
     /// The fencing token of this worker's lease on the saga: it grows with every worker that

@@ -62,7 +62,7 @@ async fn attempt_once<C, D>(
     cx: &StepCx<D>,
     timeout: Option<Duration>,
     injected: Injection,
-) -> Result<Option<serde_json::Value>, StepError> {
+) -> Result<Option<crate::OutputValue>, StepError> {
     // The step's own future as it is without the test kit: no second future around it.
     #[cfg(not(feature = "testing"))]
     let call = {
@@ -109,7 +109,7 @@ pub(super) struct Ended<C> {
     policy: StepPolicy,
     work: C,
     key: String,
-    result: Result<Option<serde_json::Value>, StepError>,
+    result: Result<Option<crate::OutputValue>, StepError>,
     injected: bool,
 }
 
@@ -309,6 +309,17 @@ impl<S: Saga> Run<S> {
         }
         #[cfg(not(feature = "testing"))]
         let _ = (key, injected);
+        // A durable store records the output's JSON: written now, so that one serde cannot
+        // write fails the step rather than the store's write.
+        let result = match result {
+            Ok(Some(output)) if self.engine.inner.shared => match output.check() {
+                Ok(()) => Ok(Some(output)),
+                Err(e) => Err(StepError::permanent(format!(
+                    "its output cannot be recorded: {e}"
+                ))),
+            },
+            result => result,
+        };
         let error = match result {
             Ok(output) => {
                 self.boundary(
@@ -389,14 +400,16 @@ impl<S: Saga> Run<S> {
     }
 
     /// The recorded outputs of the steps named `names`.
-    fn inputs(&self, names: &[&'static str]) -> Vec<crate::step::NamedOutput> {
-        names
-            .iter()
-            .filter_map(|&name| {
-                let step = S::steps().iter().position(|def| def.name() == name)?;
-                Some((name, Arc::clone(self.state.output(step)?)))
-            })
-            .collect()
+    fn inputs(&self, names: &[&'static str]) -> Box<[crate::step::NamedOutput]> {
+        // Sized once: each is usually there (one that is not is read as missing).
+        let mut inputs = Vec::with_capacity(names.len());
+        for &name in names {
+            let step = S::steps().iter().position(|def| def.name() == name);
+            if let Some(output) = step.and_then(|step| self.state.output(step)) {
+                inputs.push((name, output.clone()));
+            }
+        }
+        inputs.into_boxed_slice()
     }
 
     /// Records a successful attempt, committing its context (and, for an action, its output).
@@ -405,11 +418,9 @@ impl<S: Saga> Run<S> {
         task: Task,
         name: &'static str,
         duration: Duration,
-        output: Option<serde_json::Value>,
+        output: Option<crate::OutputValue>,
         commit: bool,
     ) {
-        // Shared by the event and the state.
-        let output = output.map(Arc::new);
         S::metrics().attempt(task.step, task.phase == Phase::Compensation, duration);
         let context = commit.then(|| self.context());
         match task.phase {

@@ -30,6 +30,11 @@ pub(super) fn pending_status<D: Definition + ?Sized>(
         })
 }
 
+/// The name of step `step` of `S`.
+fn step_name<S: Saga>(step: usize) -> &'static str {
+    S::steps().get(step).map_or("?", |def| def.name())
+}
+
 impl<S: Saga> Run<S> {
     /// Every step completed.
     pub(super) async fn complete(&mut self) -> Result<Outcome<S>, SagaError> {
@@ -99,16 +104,20 @@ impl<S: Saga> Run<S> {
     }
 
     /// The outcome of a terminal saga, from its state.
-    pub(super) fn outcome_of_terminal(&self) -> Result<Outcome<S>, SagaError> {
-        outcome::<S>(self.id, &self.state, self.take_ctx())
+    pub(super) fn outcome_of_terminal(&mut self) -> Result<Outcome<S>, SagaError> {
+        // The run ends here: its outputs move to the outcome.
+        let outputs = std::mem::take(&mut self.state.outputs);
+        outcome::<S>(self.id, &self.state, self.take_ctx(), outputs)
     }
 }
 
-/// The outcome of saga `id` of type `S`, ended in `state` with context `ctx`.
+/// The outcome of saga `id` of type `S`, ended in `state` with context `ctx` and the outputs
+/// it recorded.
 pub(crate) fn outcome<S: Saga>(
     id: SagaId,
     state: &SagaState,
     ctx: S::Context,
+    outputs: Vec<crate::RecordedOutput>,
 ) -> Result<Outcome<S>, SagaError> {
     let table = super::table::<S>();
     let cause = || -> RollbackCause<S::Step> {
@@ -121,9 +130,7 @@ pub(crate) fn outcome<S: Saga>(
             Some(RollbackCause::Cancelled) | None => RollbackCause::Cancelled,
         }
     };
-    let outputs = Outputs::new(&state.outputs, |step| {
-        S::steps().get(step).map_or("?", |def| def.name())
-    });
+    let outputs = Outputs::new(outputs, step_name::<S>);
     Ok(match &state.status {
         SagaStatus::Completed => SagaOutcome::Completed { id, ctx, outputs },
         SagaStatus::Compensated => SagaOutcome::Compensated {

@@ -36,7 +36,7 @@ pub(crate) async fn outcome<S: Saga>(engine: &Engine, id: SagaId) -> Result<Outc
                     .context
                     .decode::<S::Context>()
                     .map_err(|message| SagaError::CorruptContext { id, message })?;
-                return finish::outcome::<S>(id, &record.state, ctx);
+                return finish::outcome::<S>(id, &record.state, ctx, record.state.outputs.clone());
             }
             _ => {}
         }

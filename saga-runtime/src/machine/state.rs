@@ -212,7 +212,7 @@ pub enum Change {
     /// compensated anyway (`timed_out`).
     Completed(CompletedStep),
     /// A step's action (or its fallback) completed and returned this output.
-    CompletedWithOutput(Box<(CompletedStep, std::sync::Arc<serde_json::Value>)>),
+    CompletedWithOutput(Box<(CompletedStep, crate::OutputValue)>),
     /// A step's action (or its fallback) failed for good.
     StepFailed(Box<StepFailed>),
     /// The failed step's fallback starts.
@@ -432,10 +432,8 @@ impl SagaState {
                 let (done, output) = &**done;
                 self.completed(*done);
                 self.outputs.retain(|o| o.step != done.step);
-                self.outputs.push(RecordedOutput::new(
-                    done.step,
-                    std::sync::Arc::clone(output),
-                ));
+                self.outputs
+                    .push(RecordedOutput::new(done.step, output.clone()));
             }
             Change::StepFailed(failed) => {
                 let step = failed.step;
@@ -510,7 +508,7 @@ impl SagaState {
     }
 
     /// The output step `step` recorded, if any.
-    pub fn output(&self, step: usize) -> Option<&std::sync::Arc<serde_json::Value>> {
+    pub fn output(&self, step: usize) -> Option<&crate::OutputValue> {
         self.outputs
             .iter()
             .rev()
