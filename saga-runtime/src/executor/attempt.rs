@@ -55,6 +55,17 @@ impl Injected {
     }
 }
 
+/// The idempotency key of an attempt, when the test kit logs it.
+fn logged_key<D>(cx: &StepCx<D>) -> Option<String> {
+    #[cfg(feature = "testing")]
+    return Some(cx.idempotency_key());
+    #[cfg(not(feature = "testing"))]
+    {
+        let _ = cx;
+        None
+    }
+}
+
 /// Runs one attempt: the timeout applies to it alone, and a panic becomes a permanent error.
 async fn attempt_once<C, D>(
     func: StepFn<C, D>,
@@ -108,7 +119,9 @@ pub(super) struct Ended<C> {
     name: &'static str,
     policy: StepPolicy,
     work: C,
-    key: String,
+    /// The idempotency key the attempt was handed, for the test kit's log (only built when a
+    /// kit listens: it is a formatted string).
+    key: Option<String>,
     result: Result<Option<crate::OutputValue>, StepError>,
     injected: bool,
 }
@@ -136,7 +149,7 @@ impl<C: Send + 'static, D: Send + Sync + 'static> Prepared<C, D> {
             name,
             policy,
             work,
-            key: cx.idempotency_key(),
+            key: logged_key(&cx),
             result,
             injected: logged,
         }
@@ -184,7 +197,7 @@ impl<S: Saga> Run<S> {
             name,
             policy,
             work,
-            key: cx.idempotency_key(),
+            key: logged_key(&cx),
             result,
             injected: logged,
         };
@@ -302,7 +315,7 @@ impl<S: Saga> Run<S> {
                 step: name.to_owned(),
                 phase,
                 attempt: task.attempt,
-                key,
+                key: key.unwrap_or_default(),
                 result: result.clone().map(|_| ()),
                 injected,
             });

@@ -134,7 +134,8 @@ pub(crate) fn decide<D: Definition + ?Sized>(
         .failure
         .as_ref()
         .filter(|f| f.stopped.is_some() || !acting(state, f.step, Phase::Action));
-    let halt = match failing {
+    // Looked at only when an action could be stopped (it clones the failure's error).
+    let halt = || match failing {
         Some(failure) => Some(failure_cause(failure)),
         None => stop_cause(state, now, cancelled, past_pivot),
     };
@@ -144,7 +145,7 @@ pub(crate) fn decide<D: Definition + ?Sized>(
     let mut wake: Option<SystemTime> = None;
     for activity in state.active.iter().filter(|a| !here(a)) {
         if activity.phase == Phase::Action {
-            if let Some(cause) = &halt {
+            if let Some(cause) = halt() {
                 return Decision::Stop {
                     step: activity.step,
                     attempt: activity.attempt,
@@ -152,7 +153,7 @@ pub(crate) fn decide<D: Definition + ?Sized>(
                         .last_error
                         .clone()
                         .unwrap_or_else(|| StepError::transient("stopped")),
-                    cause: cause.clone(),
+                    cause,
                 };
             }
         }
@@ -161,7 +162,8 @@ pub(crate) fn decide<D: Definition + ?Sized>(
             _ => return Decision::Run(task(activity, activity.attempt + 1)),
         }
     }
-    let idle = match wake {
+    // What to do while attempts run or wait: nothing until one ends or is due.
+    let idle = || match wake {
         Some(due) => Decision::Wait(due),
         None => Decision::Busy,
     };
@@ -173,7 +175,7 @@ pub(crate) fn decide<D: Definition + ?Sized>(
         // The group's members still running finish their attempt first: what they did is
         // compensated with the rest.
         if acting_forward {
-            return idle;
+            return idle();
         }
         if failure.stopped.is_none() && past_pivot {
             return Decision::Fail {
@@ -194,9 +196,9 @@ pub(crate) fn decide<D: Definition + ?Sized>(
             return ignored;
         }
     }
-    if let Some(cause) = halt {
+    if let Some(cause) = halt() {
         return match acting_forward {
-            true => idle,
+            true => idle(),
             false => Decision::StartRollback(cause),
         };
     }
@@ -210,7 +212,7 @@ pub(crate) fn decide<D: Definition + ?Sized>(
             fallback: false,
             attempt: 1,
         }),
-        None => idle,
+        None => idle(),
     }
 }
 
@@ -245,7 +247,11 @@ fn is_completed(state: &SagaState, step: usize) -> bool {
 /// completed yet, or `None` once every step completed. Stages complete in order, so it is the
 /// latest completed step's stage or the one after.
 fn current_stage<D: Definition + ?Sized>(def: &D, state: &SagaState) -> Option<Range<usize>> {
-    let stage = match next_step(state) {
+    let next = next_step(state);
+    if !def.grouped() {
+        return (next < def.len()).then_some(next..next + 1);
+    }
+    let stage = match next {
         0 => def.stage(0),
         next => {
             let latest = def.stage(next - 1);
@@ -334,18 +340,22 @@ fn stop_cause(
 /// The next move of a saga that rolls back: the compensations of the latest stage not yet
 /// compensated, at once (the members of a parallel group are compensated concurrently), then
 /// the stage before. `idle` is what to do while those compensations run or wait.
-fn rollback<D: Definition + ?Sized>(def: &D, state: &SagaState, idle: Decision) -> Decision {
+fn rollback<D: Definition + ?Sized>(
+    def: &D,
+    state: &SagaState,
+    idle: impl FnOnce() -> Decision,
+) -> Decision {
     let compensating = state.active.iter().any(|a| a.phase == Phase::Compensation);
     if !state.compensation_failures.is_empty() && !def.options().best_effort_rollback {
         return match compensating {
-            true => idle,
+            true => idle(),
             false => Decision::CompensationFailed,
         };
     }
     let mut pending = pending_compensations(def, state).peekable();
     let Some(&(latest, _)) = pending.peek() else {
         return match (compensating, state.compensation_failures.is_empty()) {
-            (true, _) => idle,
+            (true, _) => idle(),
             (false, true) => Decision::Compensated,
             (false, false) => Decision::CompensationFailed,
         };
@@ -360,7 +370,7 @@ fn rollback<D: Definition + ?Sized>(def: &D, state: &SagaState, idle: Decision) 
             fallback,
             attempt: 1,
         }),
-        None => idle,
+        None => idle(),
     }
 }
 

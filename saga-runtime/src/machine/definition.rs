@@ -25,6 +25,11 @@ pub(crate) trait Definition {
         step..step + 1
     }
 
+    /// Whether the saga has a parallel group (when it has none, every stage is one step).
+    fn grouped(&self) -> bool {
+        false
+    }
+
     /// Whether a completed step is the point of no return.
     fn is_pivot(&self, step: usize, fallback: bool) -> bool {
         self.policy(step, fallback).undo == Undo::Pivot
@@ -104,10 +109,18 @@ impl<C, D> Definition for StepTable<C, D> {
     fn stage(&self, step: usize) -> Range<usize> {
         stage_of(self.groups, step)
     }
+
+    fn grouped(&self) -> bool {
+        !self.groups.is_empty()
+    }
 }
 
 /// The stage of step `step` among `groups`: its group, or the step alone.
+#[inline]
 pub(crate) fn stage_of(groups: &[Range<usize>], step: usize) -> Range<usize> {
+    if groups.is_empty() {
+        return step..step + 1;
+    }
     groups
         .iter()
         .find(|group| group.contains(&step))
