@@ -22,8 +22,7 @@ use crate::machine::{
     past_pivot, retries_after, Change, CompensationFailed, CompletedStep, Definition,
     RetryScheduled, StepFailed, Task,
 };
-use crate::step::{Phase, StepFn};
-use crate::StepPolicy;
+use crate::step::{Phase, StepDef, StepFn};
 use crate::{Saga, SagaError, SagaStatus, StepCx, StepError};
 
 /// What stands in for an attempt: nothing (zero-sized) without the test kit, so that every
@@ -55,16 +54,12 @@ impl Injected {
     }
 }
 
-/// The idempotency key of an attempt, when the test kit logs it.
-fn logged_key<D>(cx: &StepCx<D>) -> Option<String> {
-    #[cfg(feature = "testing")]
-    return Some(cx.idempotency_key());
-    #[cfg(not(feature = "testing"))]
-    {
-        let _ = cx;
-        None
-    }
-}
+/// What the test kit logs of an attempt besides its result: the idempotency key it was handed
+/// (a formatted string, built only when a kit listens) and whether a fault stood in for it.
+#[cfg(feature = "testing")]
+type KitLog = Option<(String, bool)>;
+#[cfg(not(feature = "testing"))]
+type KitLog = ();
 
 /// Runs one attempt: the timeout applies to it alone, and a panic becomes a permanent error.
 async fn attempt_once<C, D>(
@@ -101,29 +96,25 @@ async fn attempt_once<C, D>(
     result.unwrap_or_else(|payload| Err(StepError::panic(&*payload)))
 }
 
-/// An attempt whose intent is recorded: what it runs, on what, with which handle.
+/// An attempt whose intent is recorded, for a member of a parallel group: what it runs, on
+/// what, with which handle.
 pub(super) struct Prepared<C, D> {
-    pub(super) task: Task,
-    name: &'static str,
-    policy: StepPolicy,
+    task: Task,
     func: StepFn<C, D>,
+    timeout: Option<Duration>,
     /// A copy of the committed context, which the attempt works on.
     work: C,
     cx: StepCx<D>,
     injected: Injection,
+    log: KitLog,
 }
 
-/// An attempt that ended, with its result and the copy of the context it worked on.
+/// A member's attempt that ended, with its result and the copy of the context it worked on.
 pub(super) struct Ended<C> {
     pub(super) task: Task,
-    name: &'static str,
-    policy: StepPolicy,
     work: C,
-    /// The idempotency key the attempt was handed, for the test kit's log (only built when a
-    /// kit listens: it is a formatted string).
-    key: Option<String>,
     result: Result<Option<crate::OutputValue>, StepError>,
-    injected: bool,
+    log: KitLog,
 }
 
 impl<C: Send + 'static, D: Send + Sync + 'static> Prepared<C, D> {
@@ -132,26 +123,19 @@ impl<C: Send + 'static, D: Send + Sync + 'static> Prepared<C, D> {
     pub(super) async fn perform(self) -> Ended<C> {
         let Prepared {
             task,
-            name,
-            policy,
             func,
+            timeout,
             mut work,
             cx,
             injected,
+            log,
         } = self;
-        #[cfg(feature = "testing")]
-        let logged = injected.is_some();
-        #[cfg(not(feature = "testing"))]
-        let logged = false;
-        let result = attempt_once(func, &mut work, &cx, policy.timeout, injected).await;
+        let result = attempt_once(func, &mut work, &cx, timeout, injected).await;
         Ended {
             task,
-            name,
-            policy,
             work,
-            key: logged_key(&cx),
             result,
-            injected: logged,
+            log,
         }
     }
 }
@@ -162,27 +146,22 @@ impl<S: Saga> Run<S> {
         self.intend(task)?;
         let waited = self.flush().await?;
         self.intended(task)?;
-        let prepared = self.prepare(task);
+        // Built here rather than through `prepare`: a struct of them would be moved twice more
+        // on every attempt of every saga.
+        let def = self.table.def(task.step, task.fallback);
+        let func = self
+            .table
+            .func(task.step, task.fallback, task.phase == Phase::Compensation);
+        let cx = self.handle(task, &def);
+        let (injected, log) = self.injection(task, &def, &cx);
+        let mut work = (*self.committed).clone();
         // The attempt starts once its intent is recorded: a store that made the run wait (a
         // durable store's commit) took time that is not the step's.
         let started = match waited {
             true => self.tick(),
             false => self.clock,
         };
-        let Prepared {
-            name,
-            policy,
-            func,
-            mut work,
-            cx,
-            injected,
-            ..
-        } = prepared;
-        #[cfg(feature = "testing")]
-        let logged = injected.is_some();
-        #[cfg(not(feature = "testing"))]
-        let logged = false;
-        let attempt = attempt_once(func, &mut work, &cx, policy.timeout, injected);
+        let attempt = attempt_once(func, &mut work, &cx, def.policy().timeout, injected);
         let result = match self.engine.inner.shared {
             true => tokio::select! {
                 result = attempt => result,
@@ -192,16 +171,22 @@ impl<S: Saga> Run<S> {
             // Nobody else can take a saga from a store this process does not share.
             false => attempt.await,
         };
-        let ended = Ended {
+        self.conclude(task, work, result, started, log)
+    }
+
+    /// Records the result of a member's attempt that started at `started`.
+    pub(super) fn conclude_member(
+        &mut self,
+        ended: Ended<S::Context>,
+        started: std::time::SystemTime,
+    ) -> Result<(), SagaError> {
+        let Ended {
             task,
-            name,
-            policy,
             work,
-            key: logged_key(&cx),
             result,
-            injected: logged,
-        };
-        self.conclude(ended, started)
+            log,
+        } = ended;
+        self.conclude(task, work, result, started, log)
     }
 
     /// Records the intent of an attempt of `task` (not yet handed to the store).
@@ -248,80 +233,96 @@ impl<S: Saga> Run<S> {
         )
     }
 
-    /// What an attempt of `task`, its intent recorded, runs with.
+    /// What a member's attempt of `task`, its intent recorded, runs with.
     pub(super) fn prepare(&self, task: Task) -> Prepared<S::Context, S::Deps> {
         let def = self.table.def(task.step, task.fallback);
-        let (name, policy) = (def.name(), *def.policy());
-        let phase = task.phase;
-        let func = self
-            .table
-            .func(task.step, task.fallback, phase == Phase::Compensation);
+        let cx = self.handle(task, &def);
+        let (injected, log) = self.injection(task, &def, &cx);
+        Prepared {
+            task,
+            func: self
+                .table
+                .func(task.step, task.fallback, task.phase == Phase::Compensation),
+            timeout: def.policy().timeout,
+            work: (*self.committed).clone(),
+            cx,
+            injected,
+            log,
+        }
+    }
+
+    /// The step handle of an attempt of `task`.
+    fn handle(&self, task: Task, def: &StepDef<S::Context, S::Deps>) -> StepCx<S::Deps> {
         let cx = StepCx::new(
             self.id,
             S::NAME,
-            name,
+            def.name(),
             task.attempt,
-            phase,
+            task.phase,
             self.fence.token,
             Arc::clone(&self.deps),
         );
         // A compensation receives the output its step recorded; an action, the outputs of the
         // earlier steps it takes.
-        let cx = match phase {
+        match task.phase {
             Phase::Compensation => cx.with_recorded(self.state.output(task.step)),
             Phase::Action if def.description.inputs.is_empty() => cx,
             Phase::Action => cx.with_inputs(self.inputs(def.description.inputs)),
-        };
-        #[cfg(feature = "testing")]
-        let injected = self.engine.inner.kit.as_ref().and_then(|kit| {
-            kit.fault(name, phase, task.attempt)
-                .map(|fault| Injected::of(fault, policy.timeout))
-        });
-        #[cfg(not(feature = "testing"))]
-        let injected = ();
-        Prepared {
-            task,
-            name,
-            policy,
-            func,
-            work: (*self.committed).clone(),
-            cx,
-            injected,
         }
     }
 
-    /// Records the result of an attempt that started at `started`.
-    pub(super) fn conclude(
+    /// What the test kit makes an attempt of `task` do instead of running it, if anything, and
+    /// what it logs of the attempt.
+    #[allow(unused_variables)]
+    fn injection(
+        &self,
+        task: Task,
+        def: &StepDef<S::Context, S::Deps>,
+        cx: &StepCx<S::Deps>,
+    ) -> (Injection, KitLog) {
+        #[cfg(feature = "testing")]
+        if let Some(kit) = &self.engine.inner.kit {
+            let injected = kit
+                .fault(def.name(), task.phase, task.attempt)
+                .map(|fault| Injected::of(fault, def.policy().timeout));
+            let logged = injected.is_some();
+            return (injected, Some((cx.idempotency_key(), logged)));
+        }
+        #[cfg(feature = "testing")]
+        return (None, None);
+        #[cfg(not(feature = "testing"))]
+        ((), ())
+    }
+
+    /// Records the result of an attempt of `task` that started at `started`, which worked on
+    /// `work`.
+    fn conclude(
         &mut self,
-        ended: Ended<S::Context>,
+        task: Task,
+        work: S::Context,
+        result: Result<Option<crate::OutputValue>, StepError>,
         started: std::time::SystemTime,
+        log: KitLog,
     ) -> Result<(), SagaError> {
-        let Ended {
-            task,
-            name,
-            policy,
-            work,
-            key,
-            result,
-            injected,
-        } = ended;
+        let def = self.table.def(task.step, task.fallback);
+        let (name, policy) = (def.name(), *def.policy());
         let phase = task.phase;
         // The result is recorded at the time the attempt ended.
         let ended = self.tick();
         #[cfg(feature = "testing")]
-        if let Some(kit) = &self.engine.inner.kit {
+        if let (Some(kit), Some((key, injected))) = (&self.engine.inner.kit, log) {
             kit.called(crate::testing::Call {
                 saga: self.id,
                 step: name.to_owned(),
                 phase,
                 attempt: task.attempt,
-                key: key.unwrap_or_default(),
+                key,
                 result: result.clone().map(|_| ()),
                 injected,
             });
         }
         #[cfg(not(feature = "testing"))]
-        let _ = (key, injected);
+        let () = log;
         // A durable store records the output's JSON: written now, so that one serde cannot
         // write fails the step rather than the store's write.
         let result = match result {
@@ -356,7 +357,6 @@ impl<S: Saga> Run<S> {
             }
             Err(error) => error,
         };
-        let def = self.table.def(task.step, task.fallback);
         if retries_after(&self.table, &task, &error) {
             let delay = self
                 .engine

@@ -140,6 +140,6 @@ impl<S: Saga> Run<S> {
         };
         let key = (ended.task.step, ended.task.phase);
         group.keys.retain(|k| *k != key);
-        self.conclude(ended, started)
+        self.conclude_member(ended, started)
     }
 }

@@ -196,16 +196,21 @@ pub(crate) fn decide<D: Definition + ?Sized>(
             return ignored;
         }
     }
-    if let Some(cause) = halt() {
+    // No step failed (that returned above): only a cancellation or the deadline stops it.
+    if let Some(cause) = stop_cause(state, now, cancelled, past_pivot) {
         return match acting_forward {
             true => idle(),
             false => Decision::StartRollback(cause),
         };
     }
-    match stage
-        .into_iter()
-        .find(|&step| !is_completed(state, step) && !acting(state, step, Phase::Action))
-    {
+    // Without groups the stage is the step after the latest completed, which is not completed.
+    let to_start = match def.grouped() {
+        false => Some(stage.start).filter(|_| !acting_forward),
+        true => stage
+            .into_iter()
+            .find(|&step| !is_completed(state, step) && !acting(state, step, Phase::Action)),
+    };
+    match to_start {
         Some(step) => Decision::Run(Task {
             step,
             phase: Phase::Action,
