@@ -434,3 +434,72 @@ fn the_description_and_the_diagram_show_the_group_and_the_outputs() {
     );
     assert_eq!(shape.stages(), [0..1, 1..4, 4..5]);
 }
+
+saga! {
+    /// `Travel`'s steps one after another, as another version of the program might list them.
+    TravelInSequence(Trip, Ledger) {
+        take_deposit,
+        book_flight,
+        book_hotel,
+        book_car,
+        confirm,
+    }
+}
+
+#[test]
+fn a_saga_started_with_a_group_is_not_resumed_by_a_definition_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sagas.db");
+    // A worker starts a trip whose flight takes an hour, and dies.
+    let started = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let engine = Engine::builder()
+                .sqlite(&path)
+                .unwrap()
+                .worker_id("travel")
+                .build();
+            let id = Travel::on(&engine)
+                .start_with(trip(3_600_000, 10, 10), Arc::new(Ledger::default()))
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            id
+        });
+    // The next version of the program lists the same steps under the same name, in sequence.
+    let db = rusqlite::Connection::open(&path).unwrap();
+    db.execute("UPDATE sagas SET saga_type = 'TravelInSequence'", [])
+        .unwrap();
+    drop(db);
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let ledger = Arc::new(Ledger::default());
+            let engine = Engine::builder()
+                .sqlite(&path)
+                .unwrap()
+                .worker_id("travel")
+                .register::<TravelInSequence>(ledger.clone())
+                .build();
+            let report = engine.recover().await.unwrap();
+            assert_eq!(
+                report.parked,
+                [(
+                    started,
+                    "it was started with parallel groups [1..4], but this program's \
+                     `TravelInSequence` has []"
+                        .to_owned()
+                )]
+            );
+            assert!(ledger.entries().is_empty(), "nothing ran");
+            let refused = TravelInSequence::on(&engine)
+                .wait(started)
+                .await
+                .unwrap_err();
+            assert!(refused.to_string().contains("parallel groups"), "{refused}");
+        });
+}

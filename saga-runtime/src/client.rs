@@ -223,6 +223,7 @@ fn new_saga<S: Saga>(
         .or(S::OPTIONS.deadline)
         .and_then(|d| now.checked_add(d));
     saga.pivot = crate::machine::Definition::pivot(&executor::table::<S>());
+    saga.groups = S::GROUPS.to_vec();
     saga
 }
 

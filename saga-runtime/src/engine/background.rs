@@ -115,11 +115,12 @@ impl Engine {
             report.parked.push((id, reason));
             return Ok(());
         };
-        if record.steps != registered.steps {
-            let reason = format!(
-                "it was started with steps {:?}, but this program's `{}` has steps {:?}",
-                record.steps, record.saga_type, registered.steps
-            );
+        if let Some(reason) = executor::incompatibility(
+            &record,
+            &record.saga_type,
+            &registered.steps,
+            registered.groups,
+        ) {
             executor::park(self, id, &record.saga_type, fence, reason.clone()).await?;
             report.parked.push((id, reason));
             return Ok(());

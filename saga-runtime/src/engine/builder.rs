@@ -198,6 +198,7 @@ impl EngineBuilder {
             S::NAME,
             Registered {
                 steps,
+                groups: S::GROUPS,
                 resume,
                 deps: registered_deps,
             },

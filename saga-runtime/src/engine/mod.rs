@@ -176,6 +176,8 @@ impl EngineInner {
 /// A saga type this engine can resume.
 struct Registered {
     steps: Vec<&'static str>,
+    /// Its parallel groups.
+    groups: &'static [std::ops::Range<usize>],
     resume: Resume,
     /// The registered dependencies (an `Arc<S::Deps>`), also the default of runs started here.
     deps: Arc<dyn std::any::Any + Send + Sync>,

@@ -10,7 +10,7 @@ mod recovery;
 mod typed;
 pub(crate) mod waiting;
 
-pub(crate) use typed::{load, retry};
+pub(crate) use typed::{incompatibility, load, retry};
 
 use std::borrow::Cow;
 use std::sync::Arc;

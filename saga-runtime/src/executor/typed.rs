@@ -30,21 +30,39 @@ pub(crate) fn check_definition<S: Saga>(record: &SagaRecord) -> Result<(), SagaE
             actual: record.saga_type.clone(),
         });
     }
-    if !S::steps()
-        .iter()
-        .map(|s| s.name())
-        .eq(record.steps.iter().map(String::as_str))
-    {
-        let names: Vec<&str> = S::steps().iter().map(|s| s.name()).collect();
-        return Err(SagaError::IncompatibleDefinition {
-            id,
-            message: format!(
-                "it was started with steps {:?}, this program has {names:?}",
-                record.steps
-            ),
-        });
+    let steps: Vec<&str> = S::steps().iter().map(|s| s.name()).collect();
+    match incompatibility(record, S::NAME, &steps, S::GROUPS) {
+        Some(message) => Err(SagaError::IncompatibleDefinition { id, message }),
+        None => Ok(()),
     }
-    Ok(())
+}
+
+/// Why saga `record` cannot run under this program's definition of its type `name` (its steps
+/// and parallel groups), if it cannot: the same steps run otherwise when they are grouped
+/// otherwise, so both must be the ones it was started with.
+pub(crate) fn incompatibility(
+    record: &SagaRecord,
+    name: &str,
+    steps: &[&str],
+    groups: &[std::ops::Range<usize>],
+) -> Option<String> {
+    if !record
+        .steps
+        .iter()
+        .map(String::as_str)
+        .eq(steps.iter().copied())
+    {
+        return Some(format!(
+            "it was started with steps {:?}, but this program's `{name}` has steps {steps:?}",
+            record.steps
+        ));
+    }
+    (record.state.groups != groups).then(|| {
+        format!(
+            "it was started with parallel groups {:?}, but this program's `{name}` has {groups:?}",
+            record.state.groups
+        )
+    })
 }
 
 /// An operator's retry of saga `id`, run here with `deps`: reopened and leased to this engine in

@@ -71,6 +71,10 @@ pub struct SagaState {
     /// their compensations receive and the outcome holds.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outputs: Vec<RecordedOutput>,
+    /// The parallel groups of the definition it was recorded under, as ranges of step
+    /// positions: a definition that groups its steps otherwise cannot resume it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<std::ops::Range<usize>>,
 }
 
 // A state is encoded at every transition of a durable saga: what is false or zero (most of it)
@@ -377,7 +381,14 @@ impl SagaState {
             pivot: None,
             parked_from: None,
             outputs: Vec::new(),
+            groups: Vec::new(),
         }
+    }
+
+    /// The same state, recording the definition's parallel groups.
+    pub fn with_groups(mut self, groups: Vec<std::ops::Range<usize>>) -> Self {
+        self.groups = groups;
+        self
     }
 
     /// The same state, recording the position of the definition's pivot step.

@@ -107,6 +107,7 @@ impl Entry {
             started,
             lease,
             pivot,
+            groups,
         } = saga;
         let now = started.at;
         let token = u64::from(lease.is_some());
@@ -115,7 +116,9 @@ impl Entry {
             // Empty names allocate nothing.
             saga_type: String::new(),
             steps: Vec::new(),
-            state: SagaState::new(deadline).with_pivot(pivot),
+            state: SagaState::new(deadline)
+                .with_pivot(pivot)
+                .with_groups(groups),
             context,
             idempotency_key,
             version: 1,

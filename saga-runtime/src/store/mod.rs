@@ -299,6 +299,8 @@ pub struct NewSaga {
     /// The position of its definition's pivot step, kept in its state (see
     /// [`SagaState::pivot`]).
     pub pivot: Option<usize>,
+    /// Its definition's parallel groups, kept in its state (see [`SagaState::groups`]).
+    pub groups: Vec<std::ops::Range<usize>>,
 }
 
 impl NewSaga {
@@ -320,12 +322,15 @@ impl NewSaga {
             started,
             lease: None,
             pivot: None,
+            groups: Vec::new(),
         }
     }
 
     /// The state it starts in.
     pub fn initial_state(&self) -> SagaState {
-        SagaState::new(self.deadline).with_pivot(self.pivot)
+        SagaState::new(self.deadline)
+            .with_pivot(self.pivot)
+            .with_groups(self.groups.clone())
     }
 }
 
