@@ -503,3 +503,40 @@ fn a_saga_started_with_a_group_is_not_resumed_by_a_definition_without_it() {
             assert!(refused.to_string().contains("parallel groups"), "{refused}");
         });
 }
+
+saga! {
+    /// A trip that ends with its group: every member says how it is undone.
+    TripEndingInGroup(Trip, Ledger) {
+        take_deposit,
+        parallel(book_flight, book_hotel, book_car),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_saga_ending_in_a_group_cannot_be_cancelled_while_a_member_runs() {
+    let engine = Engine::in_memory();
+    let trips = TripEndingInGroup::on(&engine);
+    let ledger = Arc::new(Ledger::default());
+    ledger.note("start");
+    let id = trips
+        .start_with(trip(2000, 100, 100), ledger.clone())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Only `book_flight` is at work (not the last step, but a member of the final group); once
+    // it ends, nothing is left to stop: as for a last step, the request is refused rather than
+    // accepted and then ignored.
+    let refused = trips.cancel(id).await.unwrap_err();
+    assert!(
+        matches!(
+            &refused,
+            saga_runtime::SagaError::Refused {
+                refusal: saga_runtime::Refusal::LastStep,
+                ..
+            }
+        ),
+        "{refused:?}"
+    );
+    assert!(trips.wait(id).await.unwrap().is_completed());
+    assert_eq!(ledger.at("book_flight"), 2000);
+}

@@ -118,7 +118,9 @@ impl SagaState {
             if Some(activity.step) == self.pivot {
                 return Err(Refusal::InsidePivot);
             }
-            if activity.step + 1 >= steps {
+            // The last step, or a member of a final group (its members at work finish, and
+            // then nothing is left to stop).
+            if super::stage_of(&self.groups, activity.step).end >= steps {
                 return Err(Refusal::LastStep);
             }
         }
