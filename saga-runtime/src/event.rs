@@ -65,7 +65,8 @@ pub enum SagaEventKind {
         /// The attempt's error.
         error: StepError,
     },
-    /// A step's action completed and its context changes were committed.
+    /// A step's action completed and its context changes were committed (a member of a
+    /// parallel group has none: it reads the context only).
     StepCompleted {
         /// The step.
         step: StepName,
@@ -73,8 +74,7 @@ pub enum SagaEventKind {
         attempt: u32,
         /// How long that attempt took.
         duration: Duration,
-        /// What the step returned, when it returned something other than `()` (boxed: most
-        /// steps return nothing, and every event is moved a few times).
+        /// What the step returned, when it returned something other than `()`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         output: Option<crate::OutputValue>,
     },

@@ -13,8 +13,6 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::StepError;
-
 /// What a step may return: anything serde can record and read back.
 ///
 /// ```
@@ -159,15 +157,15 @@ impl RecordedOutput {
 /// returning `()`), so that most steps record nothing. The value is kept as it is: an engine on
 /// a durable store writes its JSON when the step completes (an output serde cannot write is
 /// then the step's permanent failure), an in-memory one only when someone asks for it.
-pub(crate) fn record<T: StepValue>(output: T) -> Result<Option<OutputValue>, StepError> {
+pub(crate) fn record<T: StepValue>(output: T) -> Option<OutputValue> {
     if output.serialize(IsNull).is_ok() {
-        return Ok(None);
+        return None;
     }
     let held = Held {
         value: output,
         json: std::sync::OnceLock::new(),
     };
-    Ok(Some(OutputValue(Repr::Typed(Arc::new(held)))))
+    Some(OutputValue(Repr::Typed(Arc::new(held))))
 }
 
 /// A serializer that only finds out whether a value serializes as JSON `null` (`()`, `None`, a

@@ -169,7 +169,7 @@ impl<T, E> StepResult for Result<T, E> {
 fn recorded<T: crate::StepValue>(
     result: Result<T, StepError>,
 ) -> Result<Option<crate::OutputValue>, StepError> {
-    result.and_then(crate::output::record)
+    result.map(crate::output::record)
 }
 
 /// A compensation's result: it records nothing.
@@ -314,7 +314,7 @@ pub fn compensation_with<
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not the output of an earlier step",
     label = "take an earlier step's output as `Output<step>`",
-    note = "a saga step's parameters are the context (`&mut Ctx`), optionally the step handle (`&StepCx<Deps>`), then outputs of earlier steps (`Output<step>`)"
+    note = "a saga step's parameters are the context (`&mut Ctx` or `&Ctx`), optionally the step handle (`&StepCx<Deps>`), then outputs of earlier steps (`Output<step>`)"
 )]
 pub trait StepInput: Sized {
     /// The step whose output it is.

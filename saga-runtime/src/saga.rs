@@ -3,10 +3,11 @@
 //!
 //! # Order
 //!
-//! Steps run one after another in declaration order. When a step fails for good (after its
-//! retries, and after its fallback if it has one), the steps that completed are compensated in
-//! reverse order: the most recent first, because later undos may depend on earlier ones. Steps
-//! without a compensation (a pivot, a `nothing_to_undo` step, the last step) are skipped.
+//! Steps run one after another in declaration order, but the members of a parallel group, which
+//! run at once. When a step fails for good (after its retries, and after its fallback if it has
+//! one), the steps that completed are compensated in reverse order: the most recent first,
+//! because later undos may depend on earlier ones (a group's members at once). Steps without a
+//! compensation (a pivot, a `nothing_to_undo` step, the last step) are skipped.
 
 use std::fmt;
 use std::ops::Range;

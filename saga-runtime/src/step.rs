@@ -288,7 +288,7 @@ pub struct StepDescription {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a saga step over context `{C}` and dependencies `{D}`",
     label = "not a `#[saga_step]` for this saga",
-    note = "every step of a saga is an `async fn` marked `#[saga_step]` taking `&mut {C}` and, optionally, `&StepCx<{D}>`"
+    note = "every step of a saga is an `async fn` marked `#[saga_step]` taking `&mut {C}` (or `&{C}`) and, optionally, `&StepCx<{D}>`"
 )]
 pub trait SagaStep<C, D>: crate::NamedStep {
     /// The step's static description.

@@ -143,12 +143,12 @@ impl<C: Send + 'static, D: Send + Sync + 'static> Prepared<C, D> {
 impl<S: Saga> Run<S> {
     /// Runs one attempt of `task` and records its result.
     pub(super) async fn attempt(&mut self, task: Task) -> Result<(), SagaError> {
-        self.intend(task)?;
-        let waited = self.flush().await?;
-        self.intended(task)?;
         // Built here rather than through `prepare`: a struct of them would be moved twice more
         // on every attempt of every saga.
         let def = self.table.def(task.step, task.fallback);
+        self.intend(task, def.name())?;
+        let waited = self.flush().await?;
+        self.intended(task, def.name())?;
         let func = self
             .table
             .func(task.step, task.fallback, task.phase == Phase::Compensation);
@@ -190,8 +190,7 @@ impl<S: Saga> Run<S> {
     }
 
     /// Records the intent of an attempt of `task` (not yet handed to the store).
-    pub(super) fn intend(&mut self, task: Task) -> Result<(), SagaError> {
-        let name = self.table.def(task.step, task.fallback).name();
+    pub(super) fn intend(&mut self, task: Task, name: &'static str) -> Result<(), SagaError> {
         let phase = task.phase;
         self.record(
             SagaEventKind::StepStarted {
@@ -224,8 +223,7 @@ impl<S: Saga> Run<S> {
     }
 
     /// The intent of an attempt of `task` is durable.
-    pub(super) fn intended(&self, task: Task) -> Result<(), SagaError> {
-        let name = self.table.def(task.step, task.fallback).name();
+    pub(super) fn intended(&self, task: Task, name: &'static str) -> Result<(), SagaError> {
         self.boundary(
             task.phase
                 .point("after_intent", "after_compensation_intent"),
@@ -342,7 +340,7 @@ impl<S: Saga> Run<S> {
                 )?;
                 // A member of a parallel group reads the context only: its copy is not committed
                 // (nor written again), so that no member's copy overwrites another's.
-                let member = self.table.stage(task.step).len() > 1;
+                let member = self.concurrent(task);
                 if !member {
                     self.committed = Arc::new(work);
                 }
@@ -425,7 +423,8 @@ impl<S: Saga> Run<S> {
         inputs.into_boxed_slice()
     }
 
-    /// Records a successful attempt, committing its context (and, for an action, its output).
+    /// Records a successful attempt: its output, for an action, and its context when `commit`
+    /// (not for a member of a parallel group, which reads the context only).
     fn succeeded(
         &mut self,
         task: Task,
@@ -440,12 +439,17 @@ impl<S: Saga> Run<S> {
             Phase::Action => {
                 // The next step, once no member of the step's group is still at work or failed.
                 let next = self.table.stage(task.step).end;
-                let group_busy = self.state.failure.is_some()
-                    || self
+                let group_busy = self.table.grouped()
+                    && (self
                         .state
-                        .active
-                        .iter()
-                        .any(|a| a.phase == Phase::Action && a.step != task.step);
+                        .failure
+                        .as_ref()
+                        .is_some_and(|f| f.step != task.step)
+                        || self
+                            .state
+                            .active
+                            .iter()
+                            .any(|a| a.phase == Phase::Action && a.step != task.step));
                 let status = (!group_busy && next < S::steps().len())
                     .then_some(SagaStatus::Running { step: next });
                 let kind = SagaEventKind::StepCompleted {

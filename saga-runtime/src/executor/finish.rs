@@ -2,8 +2,9 @@
 //!
 //! # Order
 //!
-//! Completed steps are compensated latest first. Steps without a compensation (the last step, a
-//! pivot, a `nothing_to_undo` step) are skipped. When a compensation fails for good, rollback
+//! Completed steps are compensated latest first (a parallel group's members at once). Steps
+//! without a compensation (a pivot, a `nothing_to_undo` step, a last step that is not in a
+//! group) are skipped. When a compensation fails for good, rollback
 //! stops there by default, because an older step's undo may depend on the newer one having been
 //! undone; the saga ends compensation-failed and an operator can retry it, which continues from
 //! the same step. Under `#[saga(best_effort_rollback)]` rollback goes on with the older steps and

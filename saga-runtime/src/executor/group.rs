@@ -60,7 +60,7 @@ impl<S: Saga> Run<S> {
 
     /// Records the intent of a member's attempt; it starts with the others at [`Run::launch`].
     pub(super) fn intend_member(&mut self, task: Task) -> Result<(), SagaError> {
-        self.intend(task)?;
+        self.intend(task, self.table.def(task.step, task.fallback).name())?;
         let group = self.group.get_or_insert_with(Default::default);
         group.launching.push(task);
         group.keys.push((task.step, task.phase));
@@ -84,7 +84,7 @@ impl<S: Saga> Run<S> {
             None => Vec::new(),
         };
         for task in tasks {
-            self.intended(task)?;
+            self.intended(task, self.table.def(task.step, task.fallback).name())?;
             let member = self.prepare(task).perform();
             let member: Member<S::Context> = Box::pin(async move { (member.await, started) });
             if let Some(group) = &mut self.group {
@@ -99,6 +99,14 @@ impl<S: Saga> Run<S> {
     /// deadline when the saga can still stop.
     pub(super) async fn join(&mut self, until: Option<SystemTime>) -> Result<(), SagaError> {
         self.flush().await?;
+        let (wake, stoppable) = match until {
+            Some(until) => {
+                let (wake_at, stoppable) = self.wake_at(until);
+                (Some(self.instant(wake_at)), stoppable)
+            }
+            None => (None, false),
+        };
+        let cancel = &self.cancel;
         let Some(group) = self.group.as_mut().filter(|g| !g.running.is_empty()) else {
             // The decision waits for an attempt only when this run performs one.
             return Err(SagaError::InvalidState {
@@ -108,19 +116,6 @@ impl<S: Saga> Run<S> {
                 status: "performing none".into(),
             });
         };
-        let stoppable =
-            self.state.rollback.is_none() && !crate::machine::past_pivot(&self.table, &self.state);
-        let wake = until.map(|until| {
-            let wake_at = match (stoppable, self.state.deadline) {
-                (true, Some(deadline)) => deadline.min(until),
-                _ => until,
-            };
-            self.started
-                + wake_at
-                    .duration_since(self.started_wall)
-                    .unwrap_or_default()
-        });
-        let cancel = &self.cancel;
         let timer = async {
             match wake {
                 None => std::future::pending().await,

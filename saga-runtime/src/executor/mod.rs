@@ -370,15 +370,7 @@ impl<S: Saga> Run<S> {
     /// this run ends.
     async fn wait(&mut self, until: SystemTime) -> Result<bool, SagaError> {
         self.flush().await?;
-        // Compensations are never cut short (a rollback must finish), nor is anything past the
-        // pivot; otherwise a cancellation or the deadline wakes the wait early, and the decision
-        // sees why.
-        let stoppable =
-            self.state.rollback.is_none() && !crate::machine::past_pivot(&self.table, &self.state);
-        let wake_at = match (stoppable, self.state.deadline) {
-            (true, Some(deadline)) => deadline.min(until),
-            _ => until,
-        };
+        let (wake_at, stoppable) = self.wake_at(until);
         if self.durable_timer(wake_at) {
             let store = &self.engine.inner.store;
             store.release(self.id, self.fence, Some(wake_at)).await?;
@@ -393,6 +385,20 @@ impl<S: Saga> Run<S> {
         self.tick();
         self.cancel.check_lease(self.id)?;
         Ok(true)
+    }
+
+    /// When a wait for `until` (a retry backoff) ends, and whether a cancellation can cut it
+    /// short: compensations are never cut short (a rollback must finish), nor is anything past
+    /// the pivot; otherwise a cancellation or the deadline wakes the wait early, and the
+    /// decision sees why.
+    fn wake_at(&self, until: SystemTime) -> (SystemTime, bool) {
+        let stoppable =
+            self.state.rollback.is_none() && !crate::machine::past_pivot(&self.table, &self.state);
+        let wake_at = match (stoppable, self.state.deadline) {
+            (true, Some(deadline)) => deadline.min(until),
+            _ => until,
+        };
+        (wake_at, stoppable)
     }
 
     /// Whether a wait until `wake_at` becomes a durable timer: it is long enough, and a worker

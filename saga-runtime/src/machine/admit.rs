@@ -140,17 +140,21 @@ impl SagaState {
     /// compensating the latest step left to compensate if it was rolling back, else running the
     /// step after the latest completed.
     fn resumed_status(&self, steps: usize) -> SagaStatus<usize> {
+        // A step of a parallel group is named by the group's first member, as while it runs.
+        let first = |step| super::stage_of(&self.groups, step).start;
         match &self.rollback {
             Some(_) => match self.completed.iter().rev().find(|d| !d.compensated) {
-                Some(done) => SagaStatus::Compensating { step: done.step },
+                Some(done) => SagaStatus::Compensating {
+                    step: first(done.step),
+                },
                 None => SagaStatus::Pending,
             },
             None => match self.active.first() {
                 Some(activity) => SagaStatus::Running {
-                    step: activity.step,
+                    step: first(activity.step),
                 },
                 None => match super::decide::next_step(self) {
-                    next if next < steps => SagaStatus::Running { step: next },
+                    next if next < steps => SagaStatus::Running { step: first(next) },
                     _ => SagaStatus::Pending,
                 },
             },

@@ -1,21 +1,32 @@
 //! What a saga does next: a pure function of its definition, its state and the time.
 //!
+//! A stage is a step alone or a parallel group; the members of a group are at work at once, so
+//! the decision is asked again after each attempt it hands out, and told which attempts the run
+//! performs (`running`): those are neither handed out again nor taken for lost.
+//!
 //! # Order
 //!
 //! 1. A terminal saga does nothing.
-//! 2. An attempt whose intent is recorded but whose result is not (the worker died) runs again,
-//!    with the same attempt number, before anything else is looked at: it may have had effects,
-//!    so its outcome must be known before the saga is stopped or rolled back.
-//! 3. A step waiting for its next attempt: a cancellation or a passed deadline stops the wait of
-//!    an action (never of a compensation: a rollback must finish); otherwise the attempt runs
-//!    when it is due.
-//! 4. Rolling back: the latest completed step not yet compensated that has a compensation is
-//!    compensated; when none is left (or a compensation failed for good, unless the saga rolls
-//!    back on a best-effort basis), the saga ends compensated or compensation-failed.
-//! 5. A step that failed for good: its fallback runs if it has one not tried yet; past the pivot
-//!    the saga ends failed; otherwise rollback starts.
-//! 6. Going forward: at a step boundary a cancellation or a passed deadline starts a rollback
-//!    (not past the pivot); otherwise the next step runs, and after the last the saga completes.
+//! 2. An attempt whose intent is recorded but whose result is not, and that nobody here
+//!    performs (the worker died), runs again, with the same attempt number, before anything
+//!    else is looked at: it may have had effects, so its outcome must be known before the saga
+//!    is stopped or rolled back.
+//! 3. A step that failed for good and has a fallback not tried yet: the fallback starts (while
+//!    a group's other members go on).
+//! 4. A step waiting for its next attempt: a cancellation, a passed deadline or a step that
+//!    failed for good stops the wait of an action (never of a compensation: a rollback must
+//!    finish); otherwise the attempt runs when it is due.
+//! 5. Rolling back: the compensations of the latest stage not yet compensated run (a group's at
+//!    once), then the stage before; when none is left (or a compensation failed for good, unless
+//!    the saga rolls back on a best-effort basis), the saga ends compensated or
+//!    compensation-failed.
+//! 6. A step that failed for good (its fallback failed too, or it has none): once the attempts
+//!    of its group still in flight have ended, past the pivot the saga ends failed; otherwise
+//!    rollback starts, reporting the first step that failed for good.
+//! 7. Going forward: at a stage boundary a cancellation or a passed deadline starts a rollback
+//!    (not past the pivot); otherwise the steps of the next stage not yet started start, and
+//!    after the last stage the saga completes. With nothing to start, the run waits for an
+//!    attempt it performs to end (`Busy`) or for a retry to be due (`Wait`).
 
 use std::ops::Range;
 use std::time::SystemTime;
@@ -133,7 +144,7 @@ pub(crate) fn decide<D: Definition + ?Sized>(
     let failing = state
         .failure
         .as_ref()
-        .filter(|f| f.stopped.is_some() || !acting(state, f.step, Phase::Action));
+        .filter(|f| f.stopped.is_some() || !state.acting(f.step, Phase::Action));
     // Looked at only when an action could be stopped (it clones the failure's error).
     let halt = || match failing {
         Some(failure) => Some(failure_cause(failure)),
@@ -208,7 +219,7 @@ pub(crate) fn decide<D: Definition + ?Sized>(
         false => Some(stage.start).filter(|_| !acting_forward),
         true => stage
             .into_iter()
-            .find(|&step| !is_completed(state, step) && !acting(state, step, Phase::Action)),
+            .find(|&step| !is_completed(state, step) && !state.acting(step, Phase::Action)),
     };
     match to_start {
         Some(step) => Decision::Run(Task {
@@ -230,14 +241,6 @@ fn failure_cause(failure: &Failure) -> RollbackCause<usize> {
             error: failure.error.clone(),
         },
     }
-}
-
-/// Whether step `step` is being worked on in `phase`: an attempt in flight or waiting.
-fn acting(state: &SagaState, step: usize, phase: Phase) -> bool {
-    state
-        .active
-        .iter()
-        .any(|a| a.step == step && a.phase == phase)
 }
 
 /// Whether step `step` completed (a step that timed out and is compensated anyway did not).
@@ -367,7 +370,7 @@ fn rollback<D: Definition + ?Sized>(
     };
     let stage = def.stage(latest);
     match pending
-        .find(|(step, _)| stage.contains(step) && !acting(state, *step, Phase::Compensation))
+        .find(|(step, _)| stage.contains(step) && !state.acting(*step, Phase::Compensation))
     {
         Some((step, fallback)) => Decision::Run(Task {
             step,
@@ -425,6 +428,9 @@ mod tests {
         n: usize,
         pivot: Option<usize>,
         fallback: Option<usize>,
+        /// A second step with a fallback.
+        fallback_too: Option<usize>,
+        group: Option<Range<usize>>,
     }
 
     impl Definition for Plan {
@@ -445,10 +451,19 @@ mod tests {
             }
         }
         fn has_fallback(&self, step: usize) -> bool {
-            Some(step) == self.fallback
+            Some(step) == self.fallback || Some(step) == self.fallback_too
         }
         fn compensates(&self, step: usize, _: bool) -> bool {
             Some(step) != self.pivot
+        }
+        fn stage(&self, step: usize) -> Range<usize> {
+            match &self.group {
+                Some(group) if group.contains(&step) => group.clone(),
+                _ => step..step + 1,
+            }
+        }
+        fn grouped(&self) -> bool {
+            self.group.is_some()
         }
     }
 
@@ -456,6 +471,8 @@ mod tests {
         n: 3,
         pivot: None,
         fallback: None,
+        fallback_too: None,
+        group: None,
     };
 
     fn at(secs: u64) -> SystemTime {
@@ -632,6 +649,120 @@ mod tests {
             decide(&plan, &state, at(0), false, &[]),
             Decision::Fail { step: 1, .. }
         ));
+    }
+
+    #[test]
+    fn a_group_starts_its_members_together_and_a_failure_waits_for_the_one_in_flight() {
+        // Step 0, then 1 and 2 at once, then 3.
+        let plan = Plan {
+            n: 4,
+            group: Some(1..3),
+            ..PLAN
+        };
+        let started = |step| Change::AttemptStarted {
+            step,
+            phase: Phase::Action,
+            attempt: 1,
+        };
+        let mut state = SagaState::new(None);
+        apply(&mut state, Change::Completed(CompletedStep::new(0, false)));
+        assert_eq!(
+            decide(&plan, &state, at(0), false, &[]),
+            run(1, Phase::Action, 1)
+        );
+        apply(&mut state, started(1));
+        let mut running = vec![(1, Phase::Action)];
+        assert_eq!(
+            decide(&plan, &state, at(0), false, &running),
+            run(2, Phase::Action, 1),
+            "the second member starts while the first runs"
+        );
+        apply(&mut state, started(2));
+        running.push((2, Phase::Action));
+        assert_eq!(
+            decide(&plan, &state, at(0), false, &running),
+            Decision::Busy
+        );
+        // Without the run that performs them (a crash), both run again.
+        assert_eq!(
+            decide(&plan, &state, at(0), false, &[]),
+            run(1, Phase::Action, 1)
+        );
+        // Member 2 fails for good: nothing else starts until member 1's attempt ends.
+        apply(
+            &mut state,
+            Change::StepFailed(Box::new(StepFailed::new(2, StepError::permanent("no")))),
+        );
+        running.retain(|r| r.0 != 2);
+        assert_eq!(
+            decide(&plan, &state, at(0), false, &running),
+            Decision::Busy
+        );
+        apply(&mut state, Change::Completed(CompletedStep::new(1, false)));
+        let cause = match decide(&plan, &state, at(0), false, &[]) {
+            Decision::StartRollback(cause) => cause,
+            other => panic!("{other:?}"),
+        };
+        assert!(matches!(cause, RollbackCause::StepFailed { step: 2, .. }));
+        apply(&mut state, Change::RollbackStarted(Box::new(cause)));
+        // Member 1 is compensated; step 0 only once it is.
+        assert_eq!(
+            decide(&plan, &state, at(0), false, &[]),
+            run(1, Phase::Compensation, 1)
+        );
+        apply(
+            &mut state,
+            Change::AttemptStarted {
+                step: 1,
+                phase: Phase::Compensation,
+                attempt: 1,
+            },
+        );
+        assert_eq!(
+            decide(&plan, &state, at(0), false, &[(1, Phase::Compensation)]),
+            Decision::Busy
+        );
+        apply(&mut state, Change::Compensated { step: 1 });
+        assert_eq!(
+            decide(&plan, &state, at(0), false, &[]),
+            run(0, Phase::Compensation, 1)
+        );
+    }
+
+    #[test]
+    fn a_members_failed_fallback_is_not_tried_again_after_a_siblings_fallback_completed() {
+        // Members 1 and 2 both have fallbacks.
+        let plan = Plan {
+            n: 4,
+            group: Some(1..3),
+            fallback: Some(1),
+            fallback_too: Some(2),
+            ..PLAN
+        };
+        let failed =
+            |step| Change::StepFailed(Box::new(StepFailed::new(step, StepError::permanent("no"))));
+        let mut state = SagaState::new(None);
+        apply(&mut state, Change::Completed(CompletedStep::new(0, false)));
+        apply(&mut state, failed(1));
+        assert_eq!(
+            decide(&plan, &state, at(0), false, &[]),
+            Decision::StartFallback(1)
+        );
+        apply(&mut state, Change::FallbackStarted { step: 1 });
+        // While member 1's fallback runs, member 2 fails for good and its fallback completes;
+        // then member 1's fallback fails.
+        apply(&mut state, failed(2));
+        assert_eq!(
+            decide(&plan, &state, at(0), false, &[(1, Phase::Action)]),
+            Decision::StartFallback(2)
+        );
+        apply(&mut state, Change::FallbackStarted { step: 2 });
+        apply(&mut state, Change::Completed(CompletedStep::new(2, true)));
+        apply(&mut state, failed(1));
+        match decide(&plan, &state, at(0), false, &[]) {
+            Decision::StartRollback(RollbackCause::StepFailed { step: 1, .. }) => {}
+            other => panic!("member 1's fallback must not run again: {other:?}"),
+        }
     }
 
     #[test]

@@ -448,15 +448,15 @@ impl SagaState {
             }
             Change::StepFailed(failed) => {
                 let step = failed.step;
-                self.finish_activity(step, Phase::Action);
+                // Whether what failed was the step's fallback: its failure is then for good
+                // even when another member's failure replaced the step's own in the meantime.
+                let fallback_failed = self
+                    .finish_activity(step, Phase::Action)
+                    .is_some_and(|a| a.fallback);
                 // In a parallel group, the first member that failed for good is the one the
                 // rollback reports; one whose fallback still runs has not failed for good yet.
                 let earlier = self.failure.as_ref().is_some_and(|failure| {
-                    failure.step != step
-                        && !self
-                            .active
-                            .iter()
-                            .any(|a| a.step == failure.step && a.phase == Phase::Action)
+                    failure.step != step && !self.acting(failure.step, Phase::Action)
                 });
                 match &mut self.failure {
                     // The fallback failed too: the step's own error stays.
@@ -468,7 +468,7 @@ impl SagaState {
                         *failure = Some(Failure {
                             step,
                             error: failed.error.clone(),
-                            fallback_tried: false,
+                            fallback_tried: fallback_failed,
                             stopped: failed.stopped.clone(),
                         })
                     }
@@ -476,7 +476,7 @@ impl SagaState {
                 self.completed.extend(failed.compensate);
             }
             Change::FallbackStarted { step } => {
-                if let Some(failure) = &mut self.failure {
+                if let Some(failure) = self.failure.as_mut().filter(|f| f.step == *step) {
                     failure.fallback_tried = true;
                 }
                 self.active.push(Activity::new(*step, Phase::Action, true));
@@ -550,14 +550,20 @@ impl SagaState {
         }
     }
 
-    fn finish_activity(&mut self, step: usize, phase: Phase) {
-        if let Some(i) = self
+    /// Takes the activity of `step` in `phase` out of the active ones, if there is one.
+    fn finish_activity(&mut self, step: usize, phase: Phase) -> Option<Activity> {
+        let i = self
             .active
             .iter()
-            .position(|a| a.step == step && a.phase == phase)
-        {
-            self.active.remove(i);
-        }
+            .position(|a| a.step == step && a.phase == phase)?;
+        Some(self.active.remove(i))
+    }
+
+    /// Whether step `step` is being worked on in `phase`: an attempt in flight or waiting.
+    pub fn acting(&self, step: usize, phase: Phase) -> bool {
+        self.active
+            .iter()
+            .any(|a| a.step == step && a.phase == phase)
     }
 
     /// The earliest time an activity waits for, if any waits.
