@@ -240,13 +240,13 @@ fn crash_at(point: &str, fail_pivot: bool) -> Result<(), String> {
 /// Runs the group matrix saga once with a failpoint (which must fire), then to the end without;
 /// checks its members' effects: each applied once (in any order, between `step_0` and
 /// `step_4`), and after a failing member the completed ones undone before `step_0`.
-fn crash_in_group_at(point: &str, fail_member: bool) -> Result<(), String> {
+fn crash_in_group_at(point: &str, plan: GroupPlan) -> Result<(), String> {
     let files = files();
     let id = saga_runtime::SagaId::new().to_string();
-    let plan = if fail_member {
-        "fail-member"
-    } else {
-        "no-fail"
+    let (plan, failed) = match plan {
+        GroupPlan::Completes => ("no-fail", None),
+        GroupPlan::LastFails => ("fail-member", Some(3)),
+        GroupPlan::FirstFails => ("fail-first", Some(1)),
     };
     let run = |failpoint: Option<&str>| {
         worker(&files, &["group", &id, plan], failpoint)
@@ -288,7 +288,7 @@ fn crash_in_group_at(point: &str, fail_member: bool) -> Result<(), String> {
         steps.sort_unstable();
         steps
     };
-    let expected = if fail_member {
+    let expected = if failed.is_some() {
         "compensated"
     } else {
         "completed"
@@ -296,8 +296,8 @@ fn crash_in_group_at(point: &str, fail_member: bool) -> Result<(), String> {
     if saga.status["status"] != expected {
         return Err(format!("{point}: the saga is {}", saga.status));
     }
-    match fail_member {
-        false => {
+    match failed {
+        None => {
             let ok = done.len() == 5
                 && done[0] == 0
                 && done[4] == 4
@@ -307,13 +307,14 @@ fn crash_in_group_at(point: &str, fail_member: bool) -> Result<(), String> {
                 return Err(format!("{point}: done {done:?}, undone {undone:?}"));
             }
         }
-        true => {
-            // Members 1 and 2 completed, 3 failed: 1 and 2 are undone (in either order, they
-            // run at once), then step_0.
+        Some(failed) => {
+            // The two other members completed (the siblings of a failing member finish): they
+            // are undone (in either order, they run at once), then step_0.
+            let others: Vec<u64> = [1, 2, 3].into_iter().filter(|&m| m != failed).collect();
             let ok = done.first() == Some(&0)
-                && sorted(done[1..].to_vec()) == [1, 2]
+                && sorted(done[1..].to_vec()) == others
                 && undone.len() == 3
-                && sorted(undone[..2].to_vec()) == [1, 2]
+                && sorted(undone[..2].to_vec()) == others
                 && undone[2] == 0;
             if !ok {
                 return Err(format!("{point}: done {done:?}, undone {undone:?}"));
@@ -323,9 +324,20 @@ fn crash_in_group_at(point: &str, fail_member: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// How the group matrix's saga goes.
+#[derive(Clone, Copy, Debug)]
+enum GroupPlan {
+    /// Every member completes.
+    Completes,
+    /// The member that ends last fails for good once the other two completed.
+    LastFails,
+    /// The member that ends first fails for good while the other two still run.
+    FirstFails,
+}
+
 #[test]
 fn every_failpoint_inside_a_parallel_group_fires_and_the_saga_recovers_from_it() {
-    let mut cases: Vec<(String, bool)> = Vec::new();
+    let mut cases: Vec<(String, GroupPlan)> = Vec::new();
     for point in [
         "before_intent",
         "after_intent",
@@ -333,7 +345,13 @@ fn every_failpoint_inside_a_parallel_group_fires_and_the_saga_recovers_from_it()
         "after_checkpoint",
     ] {
         for member in ["member_1", "member_2", "member_3"] {
-            cases.push((format!("{point}@{member}"), false));
+            cases.push((format!("{point}@{member}"), GroupPlan::Completes));
+        }
+        // The siblings still running when member 1 failed, crashed as they finish.
+        for member in ["member_2", "member_3"] {
+            if point != "before_intent" {
+                cases.push((format!("{point}@{member}"), GroupPlan::FirstFails));
+            }
         }
     }
     for point in [
@@ -343,12 +361,15 @@ fn every_failpoint_inside_a_parallel_group_fires_and_the_saga_recovers_from_it()
         "after_compensation_checkpoint",
     ] {
         for member in ["member_1", "member_2"] {
-            cases.push((format!("{point}@{member}"), true));
+            cases.push((format!("{point}@{member}"), GroupPlan::LastFails));
+        }
+        for member in ["member_2", "member_3"] {
+            cases.push((format!("{point}@{member}"), GroupPlan::FirstFails));
         }
     }
     let failures: Vec<String> = cases
         .iter()
-        .filter_map(|(point, fail)| crash_in_group_at(point, *fail).err())
+        .filter_map(|(point, plan)| crash_in_group_at(point, *plan).err())
         .collect();
     assert!(failures.is_empty(), "{failures:#?}");
     eprintln!(

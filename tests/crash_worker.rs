@@ -562,10 +562,15 @@ async fn main() {
         }
         "group" => {
             // Members end in turn (1, 2, then 3); with `fail-member` the last one fails for
-            // good once the other two completed, and both are compensated at once.
+            // good once the other two completed, and both are compensated at once; with
+            // `fail-first` the first one fails for good while the other two still run (they
+            // finish, then both are compensated at once).
             let id: SagaId = args[4].parse().unwrap();
-            let fail = args[5] == "fail-member";
-            let plan = vec![0, 0, 0, if fail { 2 } else { 0 }, 0];
+            let plan = match args[5].as_str() {
+                "fail-member" => vec![0, 0, 0, 2, 0],
+                "fail-first" => vec![0, 2, 0, 0, 0],
+                _ => vec![0; 5],
+            };
             let ctx = CrashCtx {
                 plan,
                 delays: vec![1, 1, 3, 5, 1],
