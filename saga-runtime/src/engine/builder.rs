@@ -238,6 +238,7 @@ impl EngineBuilder {
         Engine {
             inner: Arc::new(EngineInner {
                 shared: store.shared(),
+                encodes: store.encodes(),
                 store,
                 events: EventBus::new(self.event_capacity),
                 backoff: self.backoff,

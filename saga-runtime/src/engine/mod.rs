@@ -106,6 +106,8 @@ pub(crate) struct EngineInner {
     pub(crate) store: Arc<dyn SagaStore>,
     /// Whether other processes may share the store (`SagaStore::shared`).
     pub(crate) shared: bool,
+    /// Whether the store encodes what it keeps (`SagaStore::encodes`).
+    pub(crate) encodes: bool,
     pub(crate) events: EventBus,
     pub(crate) backoff: Backoff,
     pub(crate) running: Mutex<IdMap<Arc<CancelState>>>,

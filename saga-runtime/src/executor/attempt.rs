@@ -324,7 +324,7 @@ impl<S: Saga> Run<S> {
         // A durable store records the output's JSON: written now, so that one serde cannot
         // write fails the step rather than the store's write.
         let result = match result {
-            Ok(Some(output)) if self.engine.inner.shared => match output.check() {
+            Ok(Some(output)) if self.engine.inner.encodes => match output.check() {
                 Ok(()) => Ok(Some(output)),
                 Err(e) => Err(StepError::permanent(format!(
                     "its output cannot be recorded: {e}"

@@ -580,6 +580,10 @@ impl SagaStore for MemoryStore {
     fn shared(&self) -> bool {
         false
     }
+
+    fn encodes(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]

@@ -518,6 +518,14 @@ pub trait SagaStore: Send + Sync + 'static {
         true
     }
 
+    /// Whether this store writes what it keeps (a step's output, the context) in an encoding:
+    /// the engine then writes each output's JSON when its step completes, so that one serde
+    /// cannot write fails the step rather than the store's write. The in-memory store keeps
+    /// values as they are.
+    fn encodes(&self) -> bool {
+        true
+    }
+
     /// Hints that sagas may have become due through another process (created for a worker to
     /// run, let go, cancelled or reopened while no worker held them), so that a worker claims
     /// them at once rather than at its next look: each change of the value is one hint. `None`

@@ -128,4 +128,8 @@ impl SagaStore for Crashable {
     fn shared(&self) -> bool {
         self.store.shared()
     }
+
+    fn encodes(&self) -> bool {
+        self.store.encodes()
+    }
 }
