@@ -216,25 +216,35 @@ fn crash_at(point: &str, fail_pivot: bool) -> Result<(), String> {
         crash("after_intent@step_1")?;
     }
     crash(point)?;
-    let output = run(None);
-    assert!(
-        output.status.success(),
-        "{point}: restart failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    files.integrity_ok();
-    let sagas = files.stored();
-    let saga = &sagas[&id];
-    let (effects, _) = ledger(&files.ledger);
-    let effects = effects.get(&id).cloned().unwrap_or_default();
+    let (saga, effects) = restarted(&files, point, run(None), &id);
     let expected = if fail_pivot {
         "compensated"
     } else {
         "completed"
     };
     assert_eq!(saga.status["status"], expected, "{point}");
-    check_consistent(&id, saga, &effects);
+    check_consistent(&id, &saga, &effects);
     Ok(())
+}
+
+/// After a worker's restart (`output`) that ran saga `id` to its end: the stored saga and its
+/// effects, the store checked intact. An effect applied again after a crash (its key seen
+/// twice) is the at-least-once rule at work; the ledger keeps each key's effect once.
+fn restarted(
+    files: &Files,
+    point: &str,
+    output: std::process::Output,
+    id: &str,
+) -> (checks::Stored, Vec<(String, u64)>) {
+    assert!(
+        output.status.success(),
+        "{point}: restart failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    files.integrity_ok();
+    let saga = files.stored().remove(id).expect("the saga is stored");
+    let (effects, _) = ledger(&files.ledger);
+    (saga, effects.get(id).cloned().unwrap_or_default())
 }
 
 /// Runs the group matrix saga once with a failpoint (which must fire), then to the end without;
@@ -263,19 +273,7 @@ fn crash_in_group_at(point: &str, plan: GroupPlan) -> Result<(), String> {
         ));
     }
     files.integrity_ok();
-    let output = run(None);
-    assert!(
-        output.status.success(),
-        "{point}: restart failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    files.integrity_ok();
-    let sagas = files.stored();
-    let saga = &sagas[&id];
-    // An effect applied again after a crash (its key seen twice) is the at-least-once rule at
-    // work; the ledger keeps each key's effect once.
-    let (effects, _) = ledger(&files.ledger);
-    let effects = effects.get(&id).cloned().unwrap_or_default();
+    let (saga, effects) = restarted(&files, point, run(None), &id);
     let of = |kind: &str| -> Vec<u64> {
         effects
             .iter()
