@@ -12,18 +12,21 @@ use tracing::Instrument;
 
 use crate::engine::Engine;
 use crate::event::SagaEvent;
+use crate::executor::Table;
 use crate::executor::{self, Claim, Unrecorded};
+use crate::machine::StepTable;
 use crate::store::{Created, NewSaga, StoreError, StoreErrorKind, StoredContext};
-use crate::{Saga, SagaError, SagaId, SagaOutcome, SagaStatus, StepEnum};
+use crate::{Saga, SagaError, SagaId, SagaKind, SagaOutcome, SagaStatus};
 
 /// The outcome of a saga of type `S`.
-type Outcome<S> = SagaOutcome<<S as Saga>::Context, <S as Saga>::Step>;
+type Outcome<S> = SagaOutcome<<S as SagaKind>::Context, <S as SagaKind>::Step>;
 
 /// Options for one saga run, built by [`SagaClient::request`] or the generated
 /// `OrderSaga::request(ctx)`.
 #[must_use]
-pub struct SagaRequest<S: Saga> {
+pub struct SagaRequest<S: SagaKind> {
     engine: Engine,
+    table: Table<S>,
     ctx: S::Context,
     deps: Option<Arc<S::Deps>>,
     id: Option<SagaId>,
@@ -31,11 +34,11 @@ pub struct SagaRequest<S: Saga> {
     deadline: Option<Duration>,
 }
 
-impl<S: Saga> std::fmt::Debug for SagaRequest<S> {
+impl<S: SagaKind> std::fmt::Debug for SagaRequest<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The context and the dependencies are the user's types, not required to be `Debug`.
         f.debug_struct("SagaRequest")
-            .field("saga", &S::NAME)
+            .field("saga", &self.table.name)
             .field("deps", &self.deps.as_ref().map(|_| "given"))
             .field("id", &self.id)
             .field("idempotency_key", &self.idempotency_key)
@@ -44,7 +47,7 @@ impl<S: Saga> std::fmt::Debug for SagaRequest<S> {
     }
 }
 
-impl<S: Saga> SagaRequest<S> {
+impl<S: SagaKind> SagaRequest<S> {
     /// The dependencies handed to steps. Without them a run gets those the engine registered
     /// for the type ([`crate::EngineBuilder::register`]), else `Deps::default()` when the type is
     /// `Default`; otherwise they are required ([`SagaError::MissingDeps`]).
@@ -74,11 +77,12 @@ impl<S: Saga> SagaRequest<S> {
     }
 
     fn take_deps(&mut self) -> Result<Arc<S::Deps>, SagaError> {
+        let name = self.table.name;
         self.deps
             .take()
-            .or_else(|| self.engine.registered_deps::<S>())
+            .or_else(|| self.engine.registered_deps(name))
             .or_else(S::default_deps)
-            .ok_or(SagaError::MissingDeps { saga_type: S::NAME })
+            .ok_or(SagaError::MissingDeps { saga_type: name })
     }
 
     /// Claims the id and builds what the run records first. `Err(id)` when this engine is
@@ -94,7 +98,8 @@ impl<S: Saga> SagaRequest<S> {
             return Ok(Err(id));
         };
         this.engine.ensure_background();
-        let mut saga = new_saga::<S>(
+        let mut saga = new_saga(
+            &this.table,
             id,
             now,
             StoredContext::live(Arc::clone(&ctx)),
@@ -103,6 +108,7 @@ impl<S: Saga> SagaRequest<S> {
         );
         saga.lease = Some(this.engine.lease_request());
         Ok(Ok(Prepared {
+            table: this.table,
             claim,
             saga,
             ctx,
@@ -175,10 +181,11 @@ impl<S: Saga> SagaRequest<S> {
     /// # Ok(()) }
     /// ```
     pub async fn enqueue(self) -> Result<SagaId, SagaError> {
-        self.engine.record_type::<S>().await?;
+        self.engine.record_type(&self.table).await?;
         let now = SystemTime::now();
         let id = self.id.unwrap_or_else(|| SagaId::at(now));
-        let saga = new_saga::<S>(
+        let saga = new_saga(
+            &self.table,
             id,
             now,
             StoredContext::live(Arc::new(self.ctx)),
@@ -193,7 +200,7 @@ impl<S: Saga> SagaRequest<S> {
             .await?
         {
             Created::New { .. } => {
-                S::metrics().started();
+                self.table.metrics.started();
                 self.engine.wake_timers();
                 Ok(id)
             }
@@ -202,8 +209,9 @@ impl<S: Saga> SagaRequest<S> {
     }
 }
 
-/// What the store records of a new saga of type `S`: no lease, no first writes yet.
-fn new_saga<S: Saga>(
+/// What the store records of a new saga of definition `table`: no lease, no first writes yet.
+fn new_saga<C, D>(
+    table: &StepTable<C, D>,
     id: SagaId,
     now: SystemTime,
     context: StoredContext,
@@ -212,51 +220,52 @@ fn new_saga<S: Saga>(
 ) -> NewSaga {
     let mut saga = NewSaga::new(
         id,
-        S::NAME,
-        S::steps().iter().map(|s| s.name()).collect(),
+        table.name,
+        table.step_names(),
         context,
-        executor::started_event::<S>(id, now),
+        executor::started_event(table, id, now),
     );
     saga.idempotency_key = idempotency_key;
     // A deadline past what the clock can represent is no deadline.
     saga.deadline = deadline
-        .or(S::OPTIONS.deadline)
+        .or(table.options.deadline)
         .and_then(|d| now.checked_add(d));
-    saga.pivot = crate::machine::Definition::pivot(&executor::table::<S>());
-    saga.groups = S::GROUPS.to_vec();
+    saga.pivot = crate::machine::Definition::pivot(table);
+    saga.groups = table.groups.to_vec();
     saga
 }
 
 /// A saga claimed by this engine, recorded by its run's first commit.
-struct Prepared<S: Saga> {
+struct Prepared<S: SagaKind> {
+    table: Table<S>,
     claim: Claim,
     saga: NewSaga,
     ctx: Arc<S::Context>,
     deps: Arc<S::Deps>,
 }
 
-impl<S: Saga> Prepared<S> {
+impl<S: SagaKind> Prepared<S> {
     /// Runs it to its end (waiting for its outcome if it is let go on a durable timer).
     fn run(self) -> impl Future<Output = Result<Outcome<S>, SagaError>> + Send + 'static {
-        let span = executor::span::<S>(self.saga.id);
+        let span = executor::span(self.saga.id, self.table.name);
         let unrecorded = Unrecorded {
             saga: self.saga,
             recorded: None,
         };
-        executor::run::<S>(self.claim, self.ctx, self.deps, unrecorded).instrument(span)
+        executor::run::<S>(self.table, self.claim, self.ctx, self.deps, unrecorded).instrument(span)
     }
 
     /// Runs it in the background until it ends or is let go on a durable timer (nobody waits for
     /// its outcome); `recorded` is told which saga holds its id once the store answered.
     fn start(self, recorded: oneshot::Sender<Result<SagaId, SagaError>>) {
         let id = self.saga.id;
-        let span = executor::span::<S>(id);
+        let span = executor::span(id, self.table.name);
         let unrecorded = Unrecorded {
             saga: self.saga,
             recorded: Some(recorded),
         };
-        let run =
-            executor::start::<S>(self.claim, self.ctx, self.deps, unrecorded).instrument(span);
+        let run = executor::start::<S>(self.table, self.claim, self.ctx, self.deps, unrecorded)
+            .instrument(span);
         tokio::spawn(async move {
             match run.await {
                 // `start` returned the existing saga's id; nothing ran.
@@ -270,40 +279,48 @@ impl<S: Saga> Prepared<S> {
 /// The typed view of one saga type on one engine. The generated `OrderSaga::on(&engine)` returns
 /// one; the generated `OrderSaga::run` etc. use the one on [`Engine::global`]. It holds the engine
 /// (a cheap, shared handle), so it can be cloned and moved into a spawned task.
-pub struct SagaClient<S> {
+pub struct SagaClient<S: SagaKind> {
     engine: Engine,
-    _saga: std::marker::PhantomData<fn() -> S>,
+    /// The definition its sagas run.
+    table: Table<S>,
 }
 
-impl<S: Saga> std::fmt::Debug for SagaClient<S> {
+impl<S: SagaKind> std::fmt::Debug for SagaClient<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SagaClient")
-            .field("saga", &S::NAME)
+            .field("saga", &self.table.name)
             .field("engine", &self.engine)
             .finish()
     }
 }
 
-impl<S> Clone for SagaClient<S> {
+impl<S: SagaKind> Clone for SagaClient<S> {
     fn clone(&self) -> Self {
         SagaClient {
             engine: self.engine.clone(),
-            _saga: std::marker::PhantomData,
+            table: self.table,
         }
     }
 }
 
 impl<S: Saga> SagaClient<S> {
     pub(crate) fn new(engine: &Engine) -> Self {
-        SagaClient {
-            engine: engine.clone(),
-            _saga: std::marker::PhantomData,
-        }
+        SagaClient::with_table(engine, executor::table::<S>())
     }
 
     /// The client on the global engine.
     pub fn global() -> SagaClient<S> {
         Engine::global().saga()
+    }
+}
+
+impl<S: SagaKind> SagaClient<S> {
+    /// The client of the sagas of definition `table` on `engine`.
+    pub(crate) fn with_table(engine: &Engine, table: Table<S>) -> Self {
+        SagaClient {
+            engine: engine.clone(),
+            table,
+        }
     }
 
     /// The engine.
@@ -315,6 +332,7 @@ impl<S: Saga> SagaClient<S> {
     pub fn request(&self, ctx: S::Context) -> SagaRequest<S> {
         SagaRequest {
             engine: self.engine.clone(),
+            table: self.table,
             ctx,
             deps: None,
             id: None,
@@ -329,7 +347,12 @@ impl<S: Saga> SagaClient<S> {
     where
         S::Deps: Default,
     {
-        self.request(ctx)
+        let mut request = self.request(ctx);
+        request.deps = self
+            .engine
+            .registered_deps(self.table.name)
+            .or_else(|| Some(Arc::default()));
+        request
     }
 
     /// Runs a saga whose dependencies are `Default` (e.g. `()`) to a terminal state (see
@@ -372,12 +395,12 @@ impl<S: Saga> SagaClient<S> {
 
     /// The saga's current status.
     pub async fn status(&self, id: SagaId) -> Result<SagaStatus<S::Step>, SagaError> {
-        let record = executor::load::<S>(&self.engine, id).await?;
+        let record = executor::load(&self.engine, &self.table, id).await?;
         // Same step list as this definition, so every stored position names one of its steps.
         Ok(record
             .state
             .status
-            .map(|i| S::Step::from_index(i).expect("positions of the same steps")))
+            .map(|i| executor::step_at::<S>(&self.table, i)))
     }
 
     /// Waits until the saga has ended and returns its outcome with its final context, wherever
@@ -403,13 +426,13 @@ impl<S: Saga> SagaClient<S> {
     /// # Ok(()) }
     /// ```
     pub async fn wait(&self, id: SagaId) -> Result<Outcome<S>, SagaError> {
-        executor::waiting::outcome::<S>(&self.engine, id).await
+        executor::waiting::outcome::<S>(&self.engine, &self.table, id).await
     }
 
     /// The results of saga `id`'s steps as a stream, in the order they complete, each with its
     /// typed output (see [`StepResults`](crate::StepResults)); it ends when the saga ends.
     pub fn step_results(&self, id: SagaId) -> crate::StepResults<S> {
-        crate::StepResults::follow(&self.engine, id)
+        crate::StepResults::follow(&self.engine, self.table, id)
     }
 
     /// Asks saga `id` to stop at its next step boundary and compensate, wherever it runs (see
@@ -427,8 +450,8 @@ impl<S: Saga> SagaClient<S> {
         id: SagaId,
         deps: impl Into<Arc<S::Deps>>,
     ) -> Result<SagaOutcome<S::Context, S::Step>, SagaError> {
-        let span = executor::span::<S>(id);
-        executor::retry::<S>(self.engine.clone(), id, deps.into())
+        let span = executor::span(id, self.table.name);
+        executor::retry::<S>(self.table, self.engine.clone(), id, deps.into())
             .instrument(span)
             .await
     }

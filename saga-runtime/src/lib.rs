@@ -57,6 +57,7 @@
 
 #![warn(missing_docs)]
 
+mod built;
 mod client;
 mod engine;
 mod error;
@@ -82,6 +83,9 @@ pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use crate::built::{
+    BuildError, BuiltSaga, BuiltStep, GroupBuilder, SagaBuilder, SagaDefinition,
+};
 pub use crate::client::{SagaClient, SagaRequest};
 pub use crate::engine::{Engine, EngineBuilder, RecoveryReport};
 pub use crate::error::{ErrorKind, ResultExt, SagaError, StepError};
@@ -95,7 +99,7 @@ pub use crate::progress::{NodeState, Progress, Rollback};
 pub use crate::request::{OperatorRequest, Refusal};
 pub use crate::results::{StepResult, StepResults};
 pub use crate::retry::{Backoff, Jitter};
-pub use crate::saga::{Saga, SagaContext, SagaDescription, SagaOptions, StepEnum};
+pub use crate::saga::{Saga, SagaContext, SagaDescription, SagaKind, SagaOptions, StepEnum};
 pub use crate::shape::{SagaShape, StepShape, UndoShape};
 pub use crate::status::SagaStatus;
 // The macros' support types (`SagaStep`, `StepDef`, `StepFn`, `StepFuture`) are not here: only

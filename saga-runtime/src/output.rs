@@ -321,21 +321,39 @@ pub(crate) fn read<T: StepValue>(recorded: Option<&OutputValue>) -> Result<T, se
 pub struct Outputs {
     /// Each step's output, in completion order.
     recorded: Vec<RecordedOutput>,
-    /// The name of a step by its position.
-    name: fn(usize) -> &'static str,
+    /// The names of the steps.
+    names: StepNames,
+}
+
+/// The names of a definition's steps, by position: a function `saga!` generates, or the list of
+/// a built definition.
+#[derive(Clone, Copy)]
+pub(crate) enum StepNames {
+    Generated(fn(usize) -> &'static str),
+    Listed(&'static [&'static str]),
+}
+
+impl StepNames {
+    /// The name of the step at `step`.
+    pub(crate) fn of(self, step: usize) -> &'static str {
+        match self {
+            StepNames::Generated(name) => name(step),
+            StepNames::Listed(names) => names.get(step).copied().unwrap_or("?"),
+        }
+    }
 }
 
 impl Outputs {
-    /// The outputs `recorded`, their steps named by `name`.
-    pub(crate) fn new(recorded: Vec<RecordedOutput>, name: fn(usize) -> &'static str) -> Self {
-        Outputs { recorded, name }
+    /// The outputs `recorded`, their steps named by `names`.
+    pub(crate) fn new(recorded: Vec<RecordedOutput>, names: StepNames) -> Self {
+        Outputs { recorded, names }
     }
 
     /// Each step's name and output, in completion order.
     fn named(&self) -> impl DoubleEndedIterator<Item = (&'static str, &OutputValue)> + '_ {
         self.recorded
             .iter()
-            .map(|o| ((self.name)(o.step), &o.value))
+            .map(|o| (self.names.of(o.step), &o.value))
     }
 
     /// The output recorded for the step named `step`, if it completed with one.
@@ -359,7 +377,7 @@ impl Outputs {
 
 impl Default for Outputs {
     fn default() -> Self {
-        Outputs::new(Vec::new(), |_| "?")
+        Outputs::new(Vec::new(), StepNames::Listed(&[]))
     }
 }
 
@@ -372,6 +390,15 @@ impl PartialEq for Outputs {
 impl std::fmt::Debug for Outputs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_map().entries(self.named()).finish()
+    }
+}
+
+/// Whether `name` is step `step`'s: its own name, or an instance of it (`"{step}[{i}]"`).
+pub(crate) fn names_step(name: &str, step: &str) -> bool {
+    match name.strip_prefix(step) {
+        Some("") => true,
+        Some(rest) => rest.starts_with('[') && rest.ends_with(']'),
+        None => false,
     }
 }
 

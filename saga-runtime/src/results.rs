@@ -8,7 +8,6 @@
 //! runs is looked up every 50 ms at first, then less often, up to once a second.
 
 use std::collections::VecDeque;
-use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -18,8 +17,9 @@ use futures_util::stream::{BoxStream, Stream, StreamExt};
 use crate::engine::Engine;
 use crate::event::SagaEventKind;
 use crate::executor::waiting::{FIRST_POLL, MAX_POLL};
+use crate::executor::Table;
 use crate::output::{NamedStep, OutputError};
-use crate::{Saga, SagaError, SagaId, StepEnum};
+use crate::{SagaError, SagaId, SagaKind, StepEnum};
 
 /// One step that completed: which, on which attempt, in how long, and what it returned.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,12 +42,13 @@ impl<St: StepEnum> StepResult<St> {
     }
 
     /// The output, read as step `S`'s: `None` when this result is another step's (or `S`
-    /// returns `()`).
+    /// returns `()`). A result of an instance of `S` (`reserve[2]`, in a built definition) is
+    /// `S`'s too.
     pub fn output<S: NamedStep>(&self) -> Result<Option<S::Output>, OutputError>
     where
         S::Output: crate::StepValue,
     {
-        if self.step.name() != S::NAME {
+        if !crate::output::names_step(self.step.name(), S::NAME) {
             return Ok(None);
         }
         match &self.output {
@@ -84,11 +85,11 @@ impl<St: StepEnum> StepResult<St> {
 /// assert!(steps.next().await.is_none(), "the saga ended");
 /// # Ok(()) }
 /// ```
-pub struct StepResults<S: Saga> {
+pub struct StepResults<S: SagaKind> {
     inner: BoxStream<'static, Result<StepResult<S::Step>, SagaError>>,
 }
 
-impl<S: Saga> Stream for StepResults<S> {
+impl<S: SagaKind> Stream for StepResults<S> {
     type Item = Result<StepResult<S::Step>, SagaError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
@@ -96,7 +97,7 @@ impl<S: Saga> Stream for StepResults<S> {
     }
 }
 
-impl<S: Saga> std::fmt::Debug for StepResults<S> {
+impl<S: SagaKind> std::fmt::Debug for StepResults<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StepResults").finish_non_exhaustive()
     }
@@ -106,7 +107,7 @@ impl<S: Saga> std::fmt::Debug for StepResults<S> {
 const PAGE: usize = 256;
 
 /// Where a stream is.
-struct Follow<S: Saga> {
+struct Follow<S: SagaKind> {
     engine: Engine,
     id: SagaId,
     /// The next history entry to read.
@@ -116,11 +117,12 @@ struct Follow<S: Saga> {
     /// The saga ended: hand out what is ready, then stop.
     ended: bool,
     poll: Duration,
-    _saga: PhantomData<S>,
+    /// The definition the saga runs.
+    table: Table<S>,
 }
 
-impl<S: Saga> StepResults<S> {
-    pub(crate) fn follow(engine: &Engine, id: SagaId) -> Self {
+impl<S: SagaKind> StepResults<S> {
+    pub(crate) fn follow(engine: &Engine, table: Table<S>, id: SagaId) -> Self {
         let follow = Follow::<S> {
             engine: engine.clone(),
             id,
@@ -128,7 +130,7 @@ impl<S: Saga> StepResults<S> {
             ready: VecDeque::new(),
             ended: false,
             poll: FIRST_POLL,
-            _saga: PhantomData,
+            table,
         };
         let inner = futures_util::stream::unfold(follow, |mut follow| async move {
             match follow.next_result().await {
@@ -148,7 +150,7 @@ impl<S: Saga> StepResults<S> {
     }
 }
 
-impl<S: Saga> Follow<S> {
+impl<S: SagaKind> Follow<S> {
     async fn next_result(&mut self) -> Result<Option<StepResult<S::Step>>, SagaError> {
         let engine = self.engine.clone();
         loop {
@@ -192,7 +194,7 @@ impl<S: Saga> Follow<S> {
                     duration,
                     output,
                 } => {
-                    if let Some(step) = step_of::<S>(step) {
+                    if let Some(step) = step_of::<S>(&self.table, step) {
                         self.ready.push_back(StepResult {
                             step,
                             attempt: *attempt,
@@ -214,9 +216,10 @@ impl<S: Saga> Follow<S> {
 }
 
 /// The step a completion names: the step itself, or the step its fallback stood in for.
-fn step_of<S: Saga>(name: &str) -> Option<S::Step> {
-    let index = S::steps()
-        .iter()
-        .position(|def| def.name() == name || def.fallback.is_some_and(|f| f().name() == name))?;
-    S::Step::from_index(index)
+fn step_of<S: SagaKind>(table: &Table<S>, name: &str) -> Option<S::Step> {
+    let index = (0..table.steps.len()).find(|&step| {
+        table.name_of(step) == name
+            || (table.steps[step].fallback.is_some() && table.def(step, true).name() == name)
+    })?;
+    S::Step::at(index, table.name_of(index))
 }

@@ -45,6 +45,14 @@ pub trait StepEnum: Copy + Eq + fmt::Debug + fmt::Display + Send + Sync + 'stati
     fn from_index(index: usize) -> Option<Self> {
         Self::ALL.get(index).copied()
     }
+
+    /// The step at position `index`, named `name` in the definition that runs it (a built
+    /// definition's steps are only known with it).
+    #[doc(hidden)]
+    fn at(index: usize, name: &'static str) -> Option<Self> {
+        let _ = name;
+        Self::from_index(index)
+    }
 }
 
 /// Saga-wide options, from `#[saga(...)]` inside `saga!`.
@@ -104,18 +112,48 @@ pub trait Saga: Send + Sync + 'static {
     }
 
     /// The static description: name, options, steps and their policies.
-    fn description() -> SagaDescription {
-        SagaDescription {
-            name: Self::NAME,
-            options: Self::OPTIONS,
-            steps: Self::steps().iter().map(|s| s.description).collect(),
-            groups: Self::GROUPS.to_vec(),
-        }
+    fn description() -> SagaDescription
+    where
+        Self: Sized,
+    {
+        crate::executor::table::<Self>().description()
     }
 
     /// The saga as a Mermaid flowchart (see [`SagaDescription::mermaid`]).
-    fn mermaid() -> String {
+    fn mermaid() -> String
+    where
+        Self: Sized,
+    {
         Self::description().mermaid()
+    }
+}
+
+/// The types of a saga: its context, its dependencies and how its steps are named. Every
+/// [`Saga`] is one; so is [`BuiltSaga`](crate::BuiltSaga), the sagas of definitions assembled at
+/// run time. The typed client ([`SagaClient`](crate::SagaClient)), outcomes and step results are
+/// generic over it.
+pub trait SagaKind: Send + Sync + 'static {
+    /// The persisted context.
+    type Context: SagaContext;
+    /// The shared, non-persisted dependencies handed to steps.
+    type Deps: Send + Sync + 'static;
+    /// How a step is named in statuses and outcomes.
+    type Step: StepEnum;
+
+    /// The dependencies a run gets when none are given (see [`Saga::default_deps`]).
+    #[doc(hidden)]
+    fn default_deps() -> Option<std::sync::Arc<Self::Deps>> {
+        None
+    }
+}
+
+impl<S: Saga> SagaKind for S {
+    type Context = S::Context;
+    type Deps = S::Deps;
+    type Step = S::Step;
+
+    fn default_deps() -> Option<std::sync::Arc<Self::Deps>> {
+        <S as Saga>::default_deps()
     }
 }
 

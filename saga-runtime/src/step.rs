@@ -66,6 +66,8 @@ pub struct StepCx<D = ()> {
     recorded: Option<crate::OutputValue>,
     /// For an action that takes earlier steps' outputs: those outputs, by step name.
     inputs: Option<Box<[NamedOutput]>>,
+    /// Which instance of its step this is, in a built definition.
+    instance: Option<usize>,
 }
 
 impl<D> StepCx<D> {
@@ -88,7 +90,14 @@ impl<D> StepCx<D> {
             deps,
             recorded: None,
             inputs: None,
+            instance: None,
         }
+    }
+
+    /// The same handle, for instance `instance` of its step.
+    pub(crate) fn with_instance(mut self, instance: Option<usize>) -> Self {
+        self.instance = instance;
+        self
     }
 
     /// The same handle, carrying the outputs of the earlier steps the step takes.
@@ -184,6 +193,26 @@ impl<D> StepCx<D> {
             Phase::Action => format!("{}:{}", self.saga_id, self.step),
             Phase::Compensation => format!("{}:{}:compensate", self.saga_id, self.step),
         }
+    }
+
+    /// Which instance of its step this attempt runs, for a step a built definition runs more
+    /// than once ([`SagaBuilder::instance`](crate::SagaBuilder::instance)): the number it was
+    /// added with, which says which part of the work is its own (the item of a cart it
+    /// reserves). `None` for a step that runs once.
+    ///
+    /// ```
+    /// # use saga_runtime::{StepCx, StepError};
+    /// # #[derive(Clone)] struct Cart { items: Vec<String> }
+    /// async fn reserve(cart: &Cart, cx: &StepCx) -> Result<String, StepError> {
+    ///     let item = cx
+    ///         .instance()
+    ///         .and_then(|i| cart.items.get(i))
+    ///         .ok_or_else(|| StepError::permanent("no item for this reservation"))?;
+    ///     Ok(format!("reserved {item}"))
+    /// }
+    /// ```
+    pub fn instance(&self) -> Option<usize> {
+        self.instance
     }
 
     /// The saga's shared dependencies.
@@ -315,6 +344,9 @@ pub struct StepDef<C, D> {
     pub compensate: Option<StepFn<C, D>>,
     /// The fallback step, when declared.
     pub fallback: Option<fn() -> StepDef<C, D>>,
+    /// Which instance of the step this is, for a step a built definition runs more than once
+    /// (see [`SagaBuilder::instance`](crate::SagaBuilder::instance)); `None` otherwise.
+    pub instance: Option<usize>,
 }
 
 impl<C, D> StepDef<C, D> {
@@ -329,6 +361,21 @@ impl<C, D> StepDef<C, D> {
             action: S::action,
             compensate,
             fallback: S::FALLBACK,
+            instance: None,
+        }
+    }
+
+    /// Instance `instance` of this step (itself when `None`): named `"{name}[{instance}]"`, so
+    /// that its events, idempotency keys and recorded output are its own.
+    pub fn instance_of(self, instance: Option<usize>) -> Self {
+        match instance {
+            None => self,
+            Some(i) => {
+                let mut def = self;
+                def.description.name = crate::built::intern(format!("{}[{i}]", self.name()));
+                def.instance = Some(i);
+                def
+            }
         }
     }
 

@@ -115,16 +115,6 @@ impl Engine {
             report.parked.push((id, reason));
             return Ok(());
         };
-        if let Some(reason) = executor::incompatibility(
-            &record,
-            &record.saga_type,
-            &registered.steps,
-            registered.groups,
-        ) {
-            executor::park(self, id, &record.saga_type, fence, reason.clone()).await?;
-            report.parked.push((id, reason));
-            return Ok(());
-        }
         let Some(claim) = Claim::take(self, id) else {
             // Still running here under the lease that expired (this process stalled past it):
             // that run is stale now, so it stops, and the new lease is given up rather than held

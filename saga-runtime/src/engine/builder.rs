@@ -15,10 +15,11 @@ use crate::event::EventBus;
 use crate::executor;
 use crate::id::IdMap;
 use crate::retry::Backoff;
+use crate::store::SagaRecord;
 #[cfg(feature = "sqlite")]
 use crate::store::{Durability, SqliteStore, StoreError};
 use crate::store::{MemoryStore, SagaStore};
-use crate::Saga;
+use crate::{BuildError, BuiltSaga, Saga, SagaDefinition, SagaKind};
 
 /// Builds an [`Engine`].
 #[must_use]
@@ -177,28 +178,94 @@ impl EngineBuilder {
     /// Lets this engine resume sagas of type `S` (after a crash), running their steps with
     /// `deps`; runs of `S` started on this engine without dependencies of their own get them
     /// too.
-    pub fn register<S: Saga>(mut self, deps: impl Into<Arc<S::Deps>>) -> Self {
-        let deps: Arc<S::Deps> = deps.into();
+    pub fn register<S: Saga>(self, deps: impl Into<Arc<S::Deps>>) -> Self {
+        let table = executor::table::<S>();
+        self.register_kind::<S>(S::NAME, deps.into(), move |engine, record| {
+            let ctx = executor::resumable(engine, &table, record)?;
+            Ok((table, ctx))
+        })
+    }
+
+    /// Lets this engine resume the sagas of the built definitions named `name` (after a crash),
+    /// running their steps with `deps`: `definition` builds a saga's definition again from its
+    /// stored context, as it was built to start it (one reservation per item of the cart the
+    /// context holds, say). A saga whose rebuilt definition has other steps or groups than it
+    /// was started with, or cannot be built, is parked with the reason. Runs of definitions named
+    /// `name` started on this engine without dependencies of their own get `deps` too.
+    ///
+    /// ```
+    /// # use saga_runtime::{saga_step, Engine, SagaDefinition, StepError};
+    /// # #[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
+    /// # struct Cart { items: Vec<String> }
+    /// # #[saga_step]
+    /// # async fn confirm(cart: &mut Cart) -> Result<(), StepError> { Ok(()) }
+    /// fn cart_saga(cart: &Cart) -> Result<SagaDefinition<Cart, ()>, saga_runtime::BuildError> {
+    ///     SagaDefinition::builder("CartSaga").step::<confirm>().build()
+    /// }
+    ///
+    /// # #[tokio::main] async fn main() -> Result<(), saga_runtime::SagaError> {
+    /// let engine = Engine::builder()
+    ///     .register_definition("CartSaga", (), cart_saga)
+    ///     .build();
+    /// engine.recover().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn register_definition<C, D, F>(
+        self,
+        name: &str,
+        deps: impl Into<Arc<D>>,
+        definition: F,
+    ) -> Self
+    where
+        C: crate::SagaContext,
+        D: Send + Sync + 'static,
+        F: Fn(&C) -> Result<SagaDefinition<C, D>, BuildError> + Send + Sync + 'static,
+    {
+        let name = crate::built::intern(name.to_owned());
+        self.register_kind::<BuiltSaga<C, D>>(name, deps.into(), move |engine, record| {
+            executor::stalled(engine, record)?;
+            let ctx = executor::decode::<C>(name, record)?;
+            let table = definition(&ctx)
+                .map_err(|error| {
+                    format!("its definition cannot be built again from its context: {error}")
+                })?
+                .table();
+            if let Some(reason) = executor::incompatibility(record, &table) {
+                return Err(reason);
+            }
+            Ok((table, ctx))
+        })
+    }
+
+    /// Registers saga type `name`: `resolve` gives a claimed saga's definition and context, or
+    /// why it cannot resume here.
+    fn register_kind<S: SagaKind>(
+        mut self,
+        name: &'static str,
+        deps: Arc<S::Deps>,
+        resolve: impl Fn(&Engine, &SagaRecord) -> Result<(executor::Table<S>, S::Context), String>
+            + Send
+            + Sync
+            + 'static,
+    ) -> Self {
         let registered_deps: Arc<dyn std::any::Any + Send + Sync> = Arc::clone(&deps) as _;
         let resume: Resume = Arc::new(move |engine, claim, record| {
-            let ctx = executor::resumable::<S>(engine, &record)?;
+            let (table, ctx) = resolve(engine, &record)?;
             let deps = Arc::clone(&deps);
-            let span = executor::span::<S>(record.id);
+            let span = executor::span(record.id, table.name);
             Ok(Box::pin(
                 async move {
-                    if let Err(error) = executor::resume::<S>(claim, record, ctx, deps).await {
+                    let resumed = executor::resume::<S>(table, claim, record, ctx, deps).await;
+                    if let Err(error) = resumed {
                         tracing::error!(%error, "resumed saga stopped");
                     }
                 }
                 .instrument(span),
             ))
         });
-        let steps = S::steps().iter().map(|s| s.name()).collect();
         self.registry.insert(
-            S::NAME,
+            name,
             Registered {
-                steps,
-                groups: S::GROUPS,
                 resume,
                 deps: registered_deps,
             },

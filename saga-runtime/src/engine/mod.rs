@@ -78,10 +78,11 @@ impl Engine {
         self.inner.registry.contains_key(name)
     }
 
-    /// The dependencies this engine registered for saga type `S`, if it did.
-    pub(crate) fn registered_deps<S: Saga>(&self) -> Option<Arc<S::Deps>> {
-        let registered = self.inner.registry.get(S::NAME)?;
-        Arc::clone(&registered.deps).downcast::<S::Deps>().ok()
+    /// The dependencies this engine registered for saga type `name`, if it did (and they are
+    /// `D`).
+    pub(crate) fn registered_deps<D: Send + Sync + 'static>(&self, name: &str) -> Option<Arc<D>> {
+        let registered = self.inner.registry.get(name)?;
+        Arc::clone(&registered.deps).downcast::<D>().ok()
     }
 
     /// Whether this engine runs saga `id` now.
@@ -135,7 +136,7 @@ pub(crate) struct EngineInner {
     /// Who follows a saga's steps as they are recorded (`step_results`): woken at each write.
     pub(crate) watchers: Waiters,
     /// The saga types whose shape this engine recorded in the store.
-    pub(crate) types_recorded: Mutex<std::collections::HashSet<&'static str>>,
+    pub(crate) types_recorded: Mutex<std::collections::HashSet<usize>>,
     /// The test kit's faults, log and crash point.
     #[cfg(feature = "testing")]
     pub(crate) kit: Option<Arc<crate::testing::KitInner>>,
@@ -177,9 +178,6 @@ impl EngineInner {
 
 /// A saga type this engine can resume.
 struct Registered {
-    steps: Vec<&'static str>,
-    /// Its parallel groups.
-    groups: &'static [std::ops::Range<usize>],
     resume: Resume,
     /// The registered dependencies (an `Arc<S::Deps>`), also the default of runs started here.
     deps: Arc<dyn std::any::Any + Send + Sync>,

@@ -23,7 +23,7 @@ use crate::machine::{
     RetryScheduled, StepFailed, Task,
 };
 use crate::step::{Phase, StepDef, StepFn};
-use crate::{Saga, SagaError, SagaStatus, StepCx, StepError};
+use crate::{SagaError, SagaKind, SagaStatus, StepCx, StepError};
 
 /// What stands in for an attempt: nothing (zero-sized) without the test kit, so that every
 /// attempt's future stays as small as it was.
@@ -140,7 +140,7 @@ impl<C: Send + 'static, D: Send + Sync + 'static> Prepared<C, D> {
     }
 }
 
-impl<S: Saga> Run<S> {
+impl<S: SagaKind> Run<S> {
     /// Runs one attempt of `task` and records its result.
     pub(super) async fn attempt(&mut self, task: Task) -> Result<(), SagaError> {
         // Built here rather than through `prepare`: a struct of them would be moved twice more
@@ -253,13 +253,14 @@ impl<S: Saga> Run<S> {
     fn handle(&self, task: Task, def: &StepDef<S::Context, S::Deps>) -> StepCx<S::Deps> {
         let cx = StepCx::new(
             self.id,
-            S::NAME,
+            self.table.name,
             def.name(),
             task.attempt,
             task.phase,
             self.fence.token,
             Arc::clone(&self.deps),
-        );
+        )
+        .with_instance(def.instance);
         // A compensation receives the output its step recorded; an action, the outputs of the
         // earlier steps it takes.
         match task.phase {
@@ -361,7 +362,7 @@ impl<S: Saga> Run<S> {
                 .inner
                 .backoff
                 .delay(policy.backoff, task.attempt);
-            S::metrics().retry(task.step);
+            self.table.metrics.retry(task.step);
             self.record(
                 SagaEventKind::RetryScheduled {
                     step: name.into(),
@@ -415,7 +416,7 @@ impl<S: Saga> Run<S> {
         // Sized once: each is usually there (one that is not is read as missing).
         let mut inputs = Vec::with_capacity(names.len());
         for &name in names {
-            let step = S::steps().iter().position(|def| def.name() == name);
+            let step = self.table.position(name);
             if let Some(output) = step.and_then(|step| self.state.output(step)) {
                 inputs.push((name, output.clone()));
             }
@@ -433,7 +434,9 @@ impl<S: Saga> Run<S> {
         output: Option<crate::OutputValue>,
         commit: bool,
     ) {
-        S::metrics().attempt(task.step, task.phase == Phase::Compensation, duration);
+        self.table
+            .metrics
+            .attempt(task.step, task.phase == Phase::Compensation, duration);
         let context = commit.then(|| self.context());
         match task.phase {
             Phase::Action => {
@@ -450,7 +453,7 @@ impl<S: Saga> Run<S> {
                             .active
                             .iter()
                             .any(|a| a.phase == Phase::Action && a.step != task.step));
-                let status = (!group_busy && next < S::steps().len())
+                let status = (!group_busy && next < self.table.steps.len())
                     .then_some(SagaStatus::Running { step: next });
                 let kind = SagaEventKind::StepCompleted {
                     step: name.into(),

@@ -9,11 +9,11 @@ use tracing::level_filters::LevelFilter;
 use super::{event, Run, Unrecorded};
 use crate::engine::Engine;
 use crate::event::{SagaEvent, SagaEventKind};
-use crate::machine::{Change, Write};
+use crate::machine::{Change, StepTable, Write};
 use crate::store::{Created, Fence, LeaseRequest, StoreErrorKind, StoredContext};
-use crate::{Saga, SagaError, SagaStatus};
+use crate::{SagaError, SagaKind, SagaStatus};
 
-impl<S: Saga> Run<S> {
+impl<S: SagaKind> Run<S> {
     /// Records a transition: applied to this run's state at once, handed to the store (then
     /// traced and published) at the next [`Run::flush`].
     pub(super) fn record(
@@ -25,7 +25,7 @@ impl<S: Saga> Run<S> {
         // Built in place (a write is a few hundred bytes, and every transition makes one), at
         // the time of the last look at the clock.
         let write = Write {
-            event: event::<S>(self.id, self.clock, kind),
+            event: event(self.table.name, self.id, self.clock, kind),
             change,
             status,
             context: None,
@@ -106,7 +106,7 @@ impl<S: Saga> Run<S> {
                             StoreErrorKind::Fenced | StoreErrorKind::Conflict
                         ) {
                             self.engine.inner.count_fenced();
-                            S::metrics().fenced();
+                            self.table.metrics.fenced();
                         }
                         return Err(error.into());
                     }
@@ -147,8 +147,8 @@ impl<S: Saga> Run<S> {
     pub(super) async fn create(&mut self, unrecorded: Box<Unrecorded>) -> Result<bool, SagaError> {
         // Recorded once per type and engine, on a shared store: boxed, so that the run's
         // future (which every poll moves around) does not carry that rare one's state.
-        let recorded = match self.engine.records_type::<S>() {
-            true => Box::pin(self.engine.record_type::<S>()).await,
+        let recorded = match self.engine.records_type(&self.table) {
+            true => Box::pin(self.engine.record_type(&self.table)).await,
             false => Ok(()),
         };
         let (created, waited) = match recorded {
@@ -162,7 +162,7 @@ impl<S: Saga> Run<S> {
         };
         let (told, result) = match created {
             Ok(Created::New { version, lease }) => {
-                S::metrics().started();
+                self.table.metrics.started();
                 if self.engine.inner.shared {
                     self.cancel.leased();
                 }
@@ -212,22 +212,31 @@ impl<S: Saga> Run<S> {
 impl Engine {
     /// Records saga type `S`'s shape in a shared store, the first time this engine starts (or
     /// enqueues) one of its sagas: tools draw the type from there (`saga graph`).
-    pub(crate) async fn record_type<S: Saga>(&self) -> Result<(), crate::store::StoreError> {
-        if !self.records_type::<S>() {
+    pub(crate) async fn record_type<C, D>(
+        &self,
+        table: &StepTable<C, D>,
+    ) -> Result<(), crate::store::StoreError> {
+        if !self.records_type(table) {
             return Ok(());
         }
-        let shape = crate::SagaShape::from(&S::description());
+        let shape = crate::SagaShape::from(&table.description());
         self.inner.store.record_type(shape).await?;
-        self.types_recorded().insert(S::NAME);
+        self.types_recorded().insert(table.steps.as_ptr() as usize);
         Ok(())
     }
 
-    /// Whether saga type `S`'s shape is still to be recorded by this engine.
-    pub(crate) fn records_type<S: Saga>(&self) -> bool {
-        self.inner.shared && !self.types_recorded().contains(S::NAME)
+    /// Whether the shape of definition `table` is still to be recorded by this engine. A
+    /// definition is known by its steps' address: `saga!`'s are one static per type, a built
+    /// one's are shared by every equal definition (so a type whose built definitions differ
+    /// records the shape of the latest one it starts).
+    pub(crate) fn records_type<C, D>(&self, table: &StepTable<C, D>) -> bool {
+        self.inner.shared
+            && !self
+                .types_recorded()
+                .contains(&(table.steps.as_ptr() as usize))
     }
 
-    fn types_recorded(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<&'static str>> {
+    fn types_recorded(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<usize>> {
         // A panic while it was held left it whole: every change is one insert.
         self.inner
             .types_recorded

@@ -10,13 +10,13 @@
 //! the same step. Under `#[saga(best_effort_rollback)]` rollback goes on with the older steps and
 //! reports every failure.
 
-use super::{step_at, Outcome, Run};
+use super::{step_at, Outcome, Run, Table};
 use crate::event::SagaEventKind;
 use crate::machine::{pending_compensations, Change, Definition, SagaState};
 use crate::metrics::Ended;
 use crate::outcome::{CompensationFailure, RollbackCause};
 use crate::output::Outputs;
-use crate::{Saga, SagaError, SagaId, SagaOutcome, SagaStatus, StepError};
+use crate::{SagaError, SagaId, SagaKind, SagaOutcome, SagaStatus, StepError};
 
 /// The status of a saga that rolls back: compensating the next step still to compensate (the
 /// first member of its group, when it is in one), if there is one.
@@ -31,12 +31,7 @@ pub(super) fn pending_status<D: Definition + ?Sized>(
         })
 }
 
-/// The name of step `step` of `S`.
-fn step_name<S: Saga>(step: usize) -> &'static str {
-    S::steps().get(step).map_or("?", |def| def.name())
-}
-
-impl<S: Saga> Run<S> {
+impl<S: SagaKind> Run<S> {
     /// Every step completed.
     pub(super) async fn complete(&mut self) -> Result<Outcome<S>, SagaError> {
         let duration = self.elapsed();
@@ -46,7 +41,7 @@ impl<S: Saga> Run<S> {
             Some(SagaStatus::Completed),
         );
         self.flush().await?;
-        S::metrics().ended(Ended::Completed, duration);
+        self.table.metrics.ended(Ended::Completed, duration);
         self.outcome_of_terminal()
     }
 
@@ -58,7 +53,7 @@ impl<S: Saga> Run<S> {
     ) -> Result<Outcome<S>, SagaError> {
         self.record(
             SagaEventKind::SagaFailed {
-                step: S::steps()[step].name().into(),
+                step: self.table.name_of(step).into(),
                 error,
                 compensation: false,
             },
@@ -66,7 +61,7 @@ impl<S: Saga> Run<S> {
             Some(SagaStatus::Failed { step }),
         );
         self.flush().await?;
-        S::metrics().ended(Ended::Failed, self.elapsed());
+        self.table.metrics.ended(Ended::Failed, self.elapsed());
         self.outcome_of_terminal()
     }
 
@@ -79,7 +74,7 @@ impl<S: Saga> Run<S> {
             Some(SagaStatus::Compensated),
         );
         self.flush().await?;
-        S::metrics().ended(Ended::Compensated, duration);
+        self.table.metrics.ended(Ended::Compensated, duration);
         self.outcome_of_terminal()
     }
 
@@ -92,7 +87,7 @@ impl<S: Saga> Run<S> {
         };
         self.record(
             SagaEventKind::SagaFailed {
-                step: S::steps()[step].name().into(),
+                step: self.table.name_of(step).into(),
                 error,
                 compensation: true,
             },
@@ -100,7 +95,9 @@ impl<S: Saga> Run<S> {
             Some(SagaStatus::CompensationFailed { step }),
         );
         self.flush().await?;
-        S::metrics().ended(Ended::CompensationFailed, self.elapsed());
+        self.table
+            .metrics
+            .ended(Ended::CompensationFailed, self.elapsed());
         self.outcome_of_terminal()
     }
 
@@ -108,30 +105,30 @@ impl<S: Saga> Run<S> {
     pub(super) fn outcome_of_terminal(&mut self) -> Result<Outcome<S>, SagaError> {
         // The run ends here: its outputs move to the outcome.
         let outputs = std::mem::take(&mut self.state.outputs);
-        outcome::<S>(self.id, &self.state, self.take_ctx(), outputs)
+        outcome::<S>(&self.table, self.id, &self.state, self.take_ctx(), outputs)
     }
 }
 
 /// The outcome of saga `id` of type `S`, ended in `state` with context `ctx` and the outputs
 /// it recorded.
-pub(crate) fn outcome<S: Saga>(
+pub(crate) fn outcome<S: SagaKind>(
+    table: &Table<S>,
     id: SagaId,
     state: &SagaState,
     ctx: S::Context,
     outputs: Vec<crate::RecordedOutput>,
 ) -> Result<Outcome<S>, SagaError> {
-    let table = super::table::<S>();
     let cause = || -> RollbackCause<S::Step> {
         match state.rollback.clone() {
             Some(RollbackCause::StepFailed { step, error }) => RollbackCause::StepFailed {
-                step: step_at::<S>(step),
+                step: step_at::<S>(table, step),
                 error,
             },
             Some(RollbackCause::DeadlineExceeded) => RollbackCause::DeadlineExceeded,
             Some(RollbackCause::Cancelled) | None => RollbackCause::Cancelled,
         }
     };
-    let outputs = Outputs::new(outputs, step_name::<S>);
+    let outputs = Outputs::new(outputs, table.names);
     Ok(match &state.status {
         SagaStatus::Completed => SagaOutcome::Completed { id, ctx, outputs },
         SagaStatus::Compensated => SagaOutcome::Compensated {
@@ -147,7 +144,7 @@ pub(crate) fn outcome<S: Saga>(
                 .compensation_failures
                 .iter()
                 .map(|f| CompensationFailure {
-                    step: step_at::<S>(f.step),
+                    step: step_at::<S>(table, f.step),
                     error: f.error.clone(),
                 })
                 .collect(),
@@ -156,14 +153,14 @@ pub(crate) fn outcome<S: Saga>(
                 .iter()
                 .rev()
                 .filter(|d| !d.compensated && table.compensates(d.step, d.via_fallback))
-                .map(|d| step_at::<S>(d.step))
+                .map(|d| step_at::<S>(table, d.step))
                 .collect(),
             ctx,
             outputs,
         },
         SagaStatus::Failed { step } => SagaOutcome::Failed {
             id,
-            step: step_at::<S>(*step),
+            step: step_at::<S>(table, *step),
             error: state
                 .failure
                 .as_ref()

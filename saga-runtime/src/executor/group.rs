@@ -19,7 +19,7 @@ use super::attempt::Ended;
 use super::Run;
 use crate::machine::{Definition, Task};
 use crate::step::Phase;
-use crate::{Saga, SagaError};
+use crate::{SagaError, SagaKind};
 
 type Member<C> = Pin<Box<dyn Future<Output = (Ended<C>, SystemTime)> + Send>>;
 
@@ -44,7 +44,7 @@ impl<C> Default for Group<C> {
     }
 }
 
-impl<S: Saga> Run<S> {
+impl<S: SagaKind> Run<S> {
     /// Whether an attempt of `task` runs at once with others: its step is in a parallel group.
     pub(super) fn concurrent(&self, task: Task) -> bool {
         self.table.stage(task.step).len() > 1

@@ -20,28 +20,31 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 pub(crate) use cancel::CancelState;
-pub(crate) use recovery::{park, resumable, resume};
+pub(crate) use recovery::{decode, park, resumable, resume, stalled};
 
 use crate::engine::Engine;
 use crate::event::{SagaEvent, SagaEventKind, StepName};
 use crate::machine::{decide, Change, Decision, SagaState, StepFailed, StepTable, Write};
 use crate::outcome::RollbackCause;
 use crate::store::{Fence, NewSaga};
-use crate::{Saga, SagaError, SagaId, SagaOutcome, StepEnum};
+use crate::{Saga, SagaError, SagaId, SagaKind, SagaOutcome, StepEnum};
 
-/// The tracing span of one saga.
-pub(crate) fn span<S: Saga>(id: SagaId) -> tracing::Span {
-    tracing::info_span!("saga", saga.id = %id, saga.r#type = S::NAME)
+/// The tracing span of one saga of type `name`.
+pub(crate) fn span(id: SagaId, name: &'static str) -> tracing::Span {
+    tracing::info_span!("saga", saga.id = %id, saga.r#type = name)
 }
 
-type Outcome<S> = SagaOutcome<<S as Saga>::Context, <S as Saga>::Step>;
+type Outcome<S> = SagaOutcome<<S as SagaKind>::Context, <S as SagaKind>::Step>;
+
+/// The definition a saga of kind `S` runs.
+pub(crate) type Table<S> = StepTable<<S as SagaKind>::Context, <S as SagaKind>::Deps>;
 
 /// One saga being executed.
-pub(crate) struct Run<S: Saga> {
+pub(crate) struct Run<S: SagaKind> {
     engine: Engine,
     id: SagaId,
     deps: Arc<S::Deps>,
-    table: StepTable<S::Context, S::Deps>,
+    table: Table<S>,
     /// The last committed context: each attempt starts from a copy of it.
     committed: Arc<S::Context>,
     /// The saga's state as the store has it once the pending writes are flushed.
@@ -121,39 +124,44 @@ pub(crate) struct Unrecorded {
 }
 
 /// The "saga started" event, recorded with the saga itself.
-pub(crate) fn started_event<S: Saga>(id: SagaId, at: SystemTime) -> SagaEvent {
-    let steps = S::steps().iter().map(|s| Cow::Borrowed(s.name())).collect();
-    SagaEvent {
-        saga_id: id,
-        saga_type: Cow::Borrowed(S::NAME),
-        at,
-        kind: SagaEventKind::SagaStarted { steps },
-    }
+pub(crate) fn started_event<C, D>(
+    table: &StepTable<C, D>,
+    id: SagaId,
+    at: SystemTime,
+) -> SagaEvent {
+    let steps = table
+        .steps
+        .iter()
+        .map(|s| Cow::Borrowed(s.name()))
+        .collect();
+    event(table.name, id, at, SagaEventKind::SagaStarted { steps })
 }
 
-/// An event of saga `id` of type `S`.
-pub(crate) fn event<S: Saga>(id: SagaId, at: SystemTime, kind: SagaEventKind) -> SagaEvent {
+/// An event of saga `id` of type `name`.
+pub(crate) fn event(
+    name: &'static str,
+    id: SagaId,
+    at: SystemTime,
+    kind: SagaEventKind,
+) -> SagaEvent {
     SagaEvent {
         saga_id: id,
-        saga_type: Cow::Borrowed(S::NAME),
+        saga_type: Cow::Borrowed(name),
         at,
         kind,
     }
 }
 
-/// The step table of `S`.
+/// The definition `saga!` generated for `S`.
 pub(crate) fn table<S: Saga>() -> StepTable<S::Context, S::Deps> {
-    StepTable {
-        steps: S::steps(),
-        options: S::OPTIONS,
-        groups: S::GROUPS,
-    }
+    StepTable::generated::<S>()
 }
 
 /// Records a new saga and runs it to a terminal state; if it is let go on a durable timer, waits
 /// for its outcome (wherever it then runs). With an id or idempotency key already taken, nothing
 /// runs and the error is [`SagaError::AlreadyExists`].
-pub(crate) async fn run<S: Saga>(
+pub(crate) async fn run<S: SagaKind>(
+    table: Table<S>,
     claim: Claim,
     ctx: Arc<S::Context>,
     deps: Arc<S::Deps>,
@@ -161,43 +169,46 @@ pub(crate) async fn run<S: Saga>(
 ) -> Result<Outcome<S>, SagaError> {
     // One future, not a run's future inside a waiting one: a run's future is a few kilobytes,
     // and every future wrapped around it copies it when it moves.
-    let mut run = Run::<S>::recording(claim, ctx, deps, unrecorded);
+    let mut run = Run::<S>::recording(table, claim, ctx, deps, unrecorded);
     if let Some(outcome) = run.drive().await? {
         return Ok(outcome);
     }
     let (engine, id) = (run.engine.clone(), run.id);
     // Not kept while the saga waits.
     drop(run);
-    waiting::outcome::<S>(&engine, id).await
+    waiting::outcome::<S>(&engine, &table, id).await
 }
 
 /// Records a new saga and runs it until it ends or is let go on a durable timer; nobody waits
 /// for its outcome.
-pub(crate) async fn start<S: Saga>(
+pub(crate) async fn start<S: SagaKind>(
+    table: Table<S>,
     claim: Claim,
     ctx: Arc<S::Context>,
     deps: Arc<S::Deps>,
     unrecorded: Unrecorded,
 ) -> Result<(), SagaError> {
-    let mut run = Run::<S>::recording(claim, ctx, deps, unrecorded);
+    let mut run = Run::<S>::recording(table, claim, ctx, deps, unrecorded);
     run.drive().await.map(drop)
 }
 
-impl<S: Saga> Run<S> {
+impl<S: SagaKind> Run<S> {
     /// The run of a new saga, which its first flush records.
     fn recording(
+        table: Table<S>,
         claim: Claim,
         ctx: Arc<S::Context>,
         deps: Arc<S::Deps>,
         unrecorded: Unrecorded,
     ) -> Self {
         let state = unrecorded.saga.initial_state();
-        let mut run = Run::new(claim, ctx, deps, state, Fence::default());
+        let mut run = Run::new(table, claim, ctx, deps, state, Fence::default());
         run.unrecorded = Some(Box::new(unrecorded));
         run
     }
 
     fn new(
+        table: Table<S>,
         claim: Claim,
         ctx: Arc<S::Context>,
         deps: Arc<S::Deps>,
@@ -214,7 +225,7 @@ impl<S: Saga> Run<S> {
             engine: claim.engine.clone(),
             id: claim.id,
             deps,
-            table: table::<S>(),
+            table,
             committed: ctx,
             state,
             fence,
@@ -303,7 +314,7 @@ impl<S: Saga> Run<S> {
                     );
                 }
                 Decision::StartRollback(cause) => {
-                    let reason = reason::<S>(&cause);
+                    let reason = reason(&self.table, &cause);
                     self.record(
                         SagaEventKind::CompensationStarted { reason },
                         Change::RollbackStarted(Box::new(cause)),
@@ -408,7 +419,7 @@ impl<S: Saga> Run<S> {
         let engine = &self.engine;
         engine.inner.shared
             && engine.claims()
-            && engine.registers(S::NAME)
+            && engine.registers(self.table.name)
             && !self.cancel.was_requested()
             && wake_at
                 .duration_since(self.clock)
@@ -429,12 +440,14 @@ impl<S: Saga> Run<S> {
     }
 }
 
-/// The generated step enum's variant at a position the executor produced itself.
-fn step_at<S: Saga>(index: usize) -> S::Step {
-    S::Step::from_index(index).expect("the executor only produces positions of existing steps")
+/// The step of `table` at a position the executor produced itself (or a store's record of a
+/// saga checked against `table`).
+pub(crate) fn step_at<S: SagaKind>(table: &Table<S>, index: usize) -> S::Step {
+    S::Step::at(index, table.name_of(index))
+        .expect("the executor only produces positions of existing steps")
 }
 
 /// Why a rollback started, with step names, as events report it.
-fn reason<S: Saga>(cause: &RollbackCause<usize>) -> RollbackCause<StepName> {
-    cause.clone().map(|step| S::steps()[step].name().into())
+fn reason<C, D>(table: &StepTable<C, D>, cause: &RollbackCause<usize>) -> RollbackCause<StepName> {
+    cause.clone().map(|step| table.name_of(step).into())
 }

@@ -11,19 +11,30 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::{Claim, Outcome, Run};
+use super::{Claim, Outcome, Run, Table};
 use crate::event::{self, SagaEvent, SagaEventKind};
-use crate::machine::{Change, Write};
+use crate::machine::{Change, StepTable, Write};
 use crate::store::{Fence, SagaRecord};
-use crate::{Engine, Saga, SagaError, SagaId, SagaStatus};
+use crate::{Engine, SagaError, SagaId, SagaKind, SagaStatus};
 
 /// The context an acquired saga of type `S` resumes with, or why it cannot resume under this
 /// program and is to be parked: its stored context does not decode, or it was taken over too
 /// many times in a row without progress (it may be what crashes its workers).
-pub(crate) fn resumable<S: Saga>(
+pub(crate) fn resumable<C: crate::SagaContext, D>(
     engine: &Engine,
+    table: &StepTable<C, D>,
     record: &SagaRecord,
-) -> Result<S::Context, String> {
+) -> Result<C, String> {
+    stalled(engine, record)?;
+    if let Some(reason) = super::incompatibility(record, table) {
+        return Err(reason);
+    }
+    decode(table.name, record)
+}
+
+/// Refuses saga `record` when it was taken over too many times in a row without progress (it
+/// may be what crashes its workers).
+pub(crate) fn stalled(engine: &Engine, record: &SagaRecord) -> Result<(), String> {
     let attempts = record.state.recovery_attempts;
     if attempts > engine.inner.max_recovery_attempts {
         return Err(format!(
@@ -31,17 +42,21 @@ pub(crate) fn resumable<S: Saga>(
             attempts - 1
         ));
     }
-    record.context.decode::<S::Context>().map_err(|message| {
-        format!(
-            "its stored context does not decode as `{}`: {message}",
-            S::NAME
-        )
-    })
+    Ok(())
+}
+
+/// The stored context of saga `record` of type `name`, or why it does not decode.
+pub(crate) fn decode<C: crate::SagaContext>(name: &str, record: &SagaRecord) -> Result<C, String> {
+    record
+        .context
+        .decode::<C>()
+        .map_err(|message| format!("its stored context does not decode as `{name}`: {message}"))
 }
 
 /// Resumes an acquired, non-terminal saga of type `S` that `claim` holds, with the context
 /// [`resumable`] gave.
-pub(crate) async fn resume<S: Saga>(
+pub(crate) async fn resume<S: SagaKind>(
+    table: Table<S>,
     claim: Claim,
     record: SagaRecord,
     ctx: S::Context,
@@ -60,7 +75,7 @@ pub(crate) async fn resume<S: Saga>(
     if record.cancel_requested {
         claim.cancel.request_cancel();
     }
-    let mut run = Run::<S>::new(claim, Arc::new(ctx), deps, record.state, fence);
+    let mut run = Run::<S>::new(table, claim, Arc::new(ctx), deps, record.state, fence);
     run.record(
         SagaEventKind::SagaResumed {
             recovery_attempt: attempts.max(1),

@@ -3,35 +3,42 @@
 
 use std::sync::Arc;
 
-use super::{waiting, Claim, Outcome, Run};
+use super::{waiting, Claim, Outcome, Run, Table};
 use crate::engine::Engine;
+use crate::machine::StepTable;
 use crate::store::SagaRecord;
-use crate::{OperatorRequest, Saga, SagaError, SagaId};
+use crate::{OperatorRequest, SagaError, SagaId, SagaKind};
 
-/// Loads saga `id`, checking that it is an `S` started under this program's definition of `S`.
-pub(crate) async fn load<S: Saga>(engine: &Engine, id: SagaId) -> Result<SagaRecord, SagaError> {
+/// Loads saga `id`, checking that it is a saga of definition `table` started under it.
+pub(crate) async fn load<C, D>(
+    engine: &Engine,
+    table: &StepTable<C, D>,
+    id: SagaId,
+) -> Result<SagaRecord, SagaError> {
     let record = engine
         .inner
         .store
         .load(id)
         .await?
         .ok_or(SagaError::NotFound(id))?;
-    check_definition::<S>(&record)?;
+    check_definition(table, &record)?;
     Ok(record)
 }
 
-/// Refuses a record of another type, or started under other steps than this program's `S`.
-pub(crate) fn check_definition<S: Saga>(record: &SagaRecord) -> Result<(), SagaError> {
+/// Refuses a record of another type, or started under other steps than definition `table`.
+pub(crate) fn check_definition<C, D>(
+    table: &StepTable<C, D>,
+    record: &SagaRecord,
+) -> Result<(), SagaError> {
     let id = record.id;
-    if record.saga_type != S::NAME {
+    if record.saga_type != table.name {
         return Err(SagaError::WrongType {
             id,
-            expected: S::NAME,
+            expected: table.name,
             actual: record.saga_type.clone(),
         });
     }
-    let steps: Vec<&str> = S::steps().iter().map(|s| s.name()).collect();
-    match incompatibility(record, S::NAME, &steps, S::GROUPS) {
+    match incompatibility(record, table) {
         Some(message) => Err(SagaError::IncompatibleDefinition { id, message }),
         None => Ok(()),
     }
@@ -40,18 +47,18 @@ pub(crate) fn check_definition<S: Saga>(record: &SagaRecord) -> Result<(), SagaE
 /// Why saga `record` cannot run under this program's definition of its type `name` (its steps
 /// and parallel groups), if it cannot: the same steps run otherwise when they are grouped
 /// otherwise, so both must be the ones it was started with.
-pub(crate) fn incompatibility(
+pub(crate) fn incompatibility<C, D>(
     record: &SagaRecord,
-    name: &str,
-    steps: &[&str],
-    groups: &[std::ops::Range<usize>],
+    table: &StepTable<C, D>,
 ) -> Option<String> {
+    let (name, groups) = (table.name, table.groups);
     if !record
         .steps
         .iter()
         .map(String::as_str)
-        .eq(steps.iter().copied())
+        .eq(table.steps.iter().map(|def| def.name()))
     {
+        let steps = table.step_names();
         return Some(format!(
             "it was started with steps {:?}, but this program's `{name}` has steps {steps:?}",
             record.steps
@@ -67,13 +74,14 @@ pub(crate) fn incompatibility(
 
 /// An operator's retry of saga `id`, run here with `deps`: reopened and leased to this engine in
 /// one request, then driven to its end (see [`crate::OperatorRequest::Retry`]).
-pub(crate) async fn retry<S: Saga>(
+pub(crate) async fn retry<S: SagaKind>(
+    table: Table<S>,
     engine: Engine,
     id: SagaId,
     deps: Arc<S::Deps>,
 ) -> Result<Outcome<S>, SagaError> {
     // Checked before anything changes: a saga of another type or definition is not reopened.
-    let record = load::<S>(&engine, id).await?;
+    let record = load(&engine, &table, id).await?;
     let ctx = record
         .context
         .decode::<S::Context>()
@@ -93,13 +101,13 @@ pub(crate) async fn retry<S: Saga>(
         needed: "leased by this worker",
         status: "not leased".into(),
     })?;
-    let mut run = Run::<S>::new(claim, Arc::new(ctx), deps, record.state, fence);
+    let mut run = Run::<S>::new(table, claim, Arc::new(ctx), deps, record.state, fence);
     let reopened = engine.inner.store.history(id, fence.version - 1, 1).await?;
     run.announce(reopened.unwrap_or_default());
     let ended = run.drive().await;
     drop(run);
     match ended? {
         Some(outcome) => Ok(outcome),
-        None => waiting::outcome::<S>(&engine, id).await,
+        None => waiting::outcome::<S>(&engine, &table, id).await,
     }
 }

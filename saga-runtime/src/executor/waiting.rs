@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use super::{finish, load, Outcome};
+use super::{finish, load, Outcome, Table};
 use crate::engine::Engine;
-use crate::{Saga, SagaError, SagaId, SagaStatus};
+use crate::{SagaError, SagaId, SagaKind, SagaStatus};
 
 /// How often the store is read first for a saga this engine does not run; the interval doubles
 /// up to [`MAX_POLL`].
@@ -15,7 +15,11 @@ pub(crate) const MAX_POLL: Duration = Duration::from_secs(1);
 
 /// Waits until saga `id` has ended and returns its outcome, with its final context. A parked
 /// saga has no outcome (it waits for an operator): that is [`SagaError::Parked`].
-pub(crate) async fn outcome<S: Saga>(engine: &Engine, id: SagaId) -> Result<Outcome<S>, SagaError> {
+pub(crate) async fn outcome<S: SagaKind>(
+    engine: &Engine,
+    table: &Table<S>,
+    id: SagaId,
+) -> Result<Outcome<S>, SagaError> {
     let waiting = engine.inner.waiters.wait(id);
     let mut poll = FIRST_POLL;
     loop {
@@ -23,7 +27,7 @@ pub(crate) async fn outcome<S: Saga>(engine: &Engine, id: SagaId) -> Result<Outc
         let ended = waiting.notify.notified();
         tokio::pin!(ended);
         ended.as_mut().enable();
-        let record = load::<S>(engine, id).await?;
+        let record = load(engine, table, id).await?;
         match &record.state.status {
             SagaStatus::Parked { reason } => {
                 return Err(SagaError::Parked {
@@ -36,7 +40,13 @@ pub(crate) async fn outcome<S: Saga>(engine: &Engine, id: SagaId) -> Result<Outc
                     .context
                     .decode::<S::Context>()
                     .map_err(|message| SagaError::CorruptContext { id, message })?;
-                return finish::outcome::<S>(id, &record.state, ctx, record.state.outputs.clone());
+                return finish::outcome::<S>(
+                    table,
+                    id,
+                    &record.state,
+                    ctx,
+                    record.state.outputs.clone(),
+                );
             }
             _ => {}
         }

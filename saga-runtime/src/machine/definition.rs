@@ -44,18 +44,80 @@ pub(crate) trait Definition {
     }
 }
 
-/// The generated step table of a saga, with its options.
+/// A saga's definition as the executor runs it: its name, steps, groups and options, and its
+/// metric handles. `saga!` makes one from its generated statics; a built definition
+/// ([`crate::SagaDefinition`]) is one made at run time.
 pub(crate) struct StepTable<C: 'static, D: 'static> {
+    /// The saga's type name, as recorded.
+    pub(crate) name: &'static str,
     pub(crate) steps: &'static [StepDef<C, D>],
     pub(crate) options: SagaOptions,
     /// The parallel groups, as ranges of step positions, in order.
     pub(crate) groups: &'static [Range<usize>],
+    pub(crate) metrics: &'static crate::metrics::SagaMetrics,
+    /// The step names by position, for outcomes.
+    pub(crate) names: crate::output::StepNames,
 }
 
+impl<C, D> Clone for StepTable<C, D> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<C, D> Copy for StepTable<C, D> {}
+
 impl<C, D> StepTable<C, D> {
-    /// The definition that runs for step `step`: its own, or its fallback's.
+    /// The name of step `step`.
+    pub(crate) fn name_of(&self, step: usize) -> &'static str {
+        self.steps.get(step).map_or("?", |def| def.name())
+    }
+
+    /// A fresh copy of the table `saga!` generated for `S`.
+    pub(crate) fn generated<S>() -> Self
+    where
+        S: crate::Saga<Context = C, Deps = D>,
+    {
+        StepTable {
+            name: S::NAME,
+            steps: S::steps(),
+            options: S::OPTIONS,
+            groups: S::GROUPS,
+            metrics: S::metrics(),
+            names: crate::output::StepNames::Generated(|step| {
+                S::steps().get(step).map_or("?", |def| def.name())
+            }),
+        }
+    }
+
+    /// The step names, in order.
+    pub(crate) fn step_names(&self) -> Vec<&'static str> {
+        self.steps.iter().map(|def| def.name()).collect()
+    }
+
+    /// The position of the step named `name`.
+    pub(crate) fn position(&self, name: &str) -> Option<usize> {
+        self.steps.iter().position(|def| def.name() == name)
+    }
+
+    /// The static description: name, options, steps and their policies, groups.
+    pub(crate) fn description(&self) -> crate::SagaDescription {
+        crate::SagaDescription {
+            name: self.name,
+            options: self.options,
+            steps: self.steps.iter().map(|s| s.description).collect(),
+            groups: self.groups.to_vec(),
+        }
+    }
+
+    /// The definition that runs for step `step`: its own, or its fallback's (which, for an
+    /// instance of a step, is the same instance of the fallback).
     pub(crate) fn def(&self, step: usize, fallback: bool) -> StepDef<C, D> {
-        self.with_def(step, fallback, |def| *def)
+        let own = &self.steps[step];
+        match (fallback, own.fallback) {
+            (true, Some(fallback)) => fallback().instance_of(own.instance),
+            _ => *own,
+        }
     }
 
     /// `f` of the definition that runs for step `step`, without copying the step's own (the

@@ -16,6 +16,14 @@ impl SagaMetrics {
         SagaMetrics
     }
 
+    /// Nothing to register.
+    pub(crate) fn of<C, D>(
+        _saga_type: &'static str,
+        _steps: &[crate::step::StepDef<C, D>],
+    ) -> Self {
+        SagaMetrics
+    }
+
     pub(crate) fn started(&self) {}
 
     pub(crate) fn ended(&self, _ended: Ended, _duration: Duration) {}

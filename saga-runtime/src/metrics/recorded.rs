@@ -33,8 +33,12 @@ struct StepMetrics {
 impl SagaMetrics {
     /// Registers saga type `S`'s handles with the recorder installed now.
     pub fn new<S: Saga>() -> Self {
+        Self::of(S::NAME, S::steps())
+    }
+
+    /// Registers the handles of saga type `saga_type` with these steps.
+    pub(crate) fn of<C, D>(saga_type: &'static str, steps: &[crate::step::StepDef<C, D>]) -> Self {
         describe();
-        let saga_type = S::NAME;
         let count = |name: &'static str| counter!(name, "saga_type" => saga_type);
         let duration = |outcome: &'static str| histogram!("saga_duration_seconds", "saga_type" => saga_type, "outcome" => outcome);
         SagaMetrics {
@@ -50,7 +54,7 @@ impl SagaMetrics {
                 duration("compensation_failed"),
                 duration("failed"),
             ],
-            steps: S::steps()
+            steps: steps
                 .iter()
                 .map(|step| {
                     let name = step.name();
