@@ -251,6 +251,12 @@ fn restarted(
 /// checks its members' effects: each applied once (in any order, between `step_0` and
 /// `step_4`), and after a failing member the completed ones undone before `step_0`.
 fn crash_in_group_at(point: &str, plan: GroupPlan) -> Result<(), String> {
+    crash_in_matrix_at("group", point, plan)
+}
+
+/// [`crash_in_group_at`] for the group matrix saga of worker mode `mode`: `group` (from
+/// `saga!`) or `built` (assembled at run time, members `member[1]` to `member[3]`).
+fn crash_in_matrix_at(mode: &str, point: &str, plan: GroupPlan) -> Result<(), String> {
     let files = files();
     let id = saga_runtime::SagaId::new().to_string();
     let (plan, failed) = match plan {
@@ -259,7 +265,7 @@ fn crash_in_group_at(point: &str, plan: GroupPlan) -> Result<(), String> {
         GroupPlan::FirstFails => ("fail-first", Some(1)),
     };
     let run = |failpoint: Option<&str>| {
-        worker(&files, &["group", &id, plan], failpoint)
+        worker(&files, &[mode, &id, plan], failpoint)
             .stdout(Stdio::null())
             .output()
             .unwrap()
@@ -372,6 +378,34 @@ fn every_failpoint_inside_a_parallel_group_fires_and_the_saga_recovers_from_it()
     assert!(failures.is_empty(), "{failures:#?}");
     eprintln!(
         "group failpoint matrix: {} crashes, each recovered",
+        cases.len()
+    );
+}
+
+/// A saga assembled at run time recovers like the one `saga!` declares: crashes inside its group
+/// of step instances, forward and in their concurrent compensations, each resumed by a worker
+/// that builds the definition again from the stored context.
+#[test]
+fn a_built_saga_recovers_from_crashes_inside_its_group_of_instances() {
+    let mut cases: Vec<(String, GroupPlan)> = Vec::new();
+    for point in ["after_intent", "after_effect", "after_checkpoint"] {
+        for member in ["member[1]", "member[3]"] {
+            cases.push((format!("{point}@{member}"), GroupPlan::Completes));
+        }
+        cases.push((format!("{point}@member[2]"), GroupPlan::FirstFails));
+    }
+    for point in ["after_compensation_intent", "after_compensation_effect"] {
+        cases.push((format!("{point}@member[1]"), GroupPlan::LastFails));
+        cases.push((format!("{point}@member[3]"), GroupPlan::FirstFails));
+    }
+    cases.push(("after_intent@finish".into(), GroupPlan::Completes));
+    let failures: Vec<String> = cases
+        .iter()
+        .filter_map(|(point, plan)| crash_in_matrix_at("built", point, *plan).err())
+        .collect();
+    assert!(failures.is_empty(), "{failures:#?}");
+    eprintln!(
+        "built saga failpoints: {} crashes, each recovered",
         cases.len()
     );
 }

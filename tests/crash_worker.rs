@@ -11,6 +11,9 @@
 //!         `STARTED i ID`), then waits until every saga in STORE is terminal
 //!     crash_worker STORE LEDGER one ID fail-pivot|no-fail
 //!         recovers, starts the 4-step `Matrix` saga with this id, waits until it is terminal
+//!     crash_worker STORE LEDGER group|built ID no-fail|fail-member|fail-first
+//!         recovers, starts the group matrix saga with this id (`built`: the same saga assembled
+//!         at run time, its members instances of one step), waits until it is terminal
 //!     crash_worker STORE LEDGER fleet SEED LEASE_MS
 //!         one of several workers on STORE, each with a name of its own and a lease of LEASE_MS:
 //!         prints `OWNER <worker id>`, starts saga i of SEED for each line `i` on its standard
@@ -394,6 +397,51 @@ mod group_matrix {
 }
 use group_matrix::GroupMatrix;
 
+/// The group matrix's saga assembled at run time, its three members instances 1 to 3 of one
+/// step: registered by name, and built again from the context when a worker resumes it.
+mod built_matrix {
+    use saga_runtime::{saga_step, BuildError, SagaDefinition, StepCx, StepError};
+
+    use super::group_matrix::step_0;
+    use super::{act, undo, CrashCtx, Ledger};
+
+    /// Instance `i` of the group: position `i` of the plan.
+    #[saga_step(compensate = unbook, timeout = "10s", retries = 2, backoff = "1ms")]
+    pub(super) async fn member(ctx: &CrashCtx, cx: &StepCx<Ledger>) -> Result<u32, StepError> {
+        let n = cx.instance().expect("an instance");
+        act(ctx, cx, n).await.map(|()| n as u32)
+    }
+
+    async fn unbook(ctx: &CrashCtx, cx: &StepCx<Ledger>, done: u32) -> Result<(), StepError> {
+        if Some(done as usize) != cx.instance() {
+            return Err(StepError::permanent("given another instance's output"));
+        }
+        undo(ctx, cx, done as usize).await
+    }
+
+    #[saga_step(timeout = "10s", retries = 2, backoff = "1ms")]
+    pub(super) async fn finish(ctx: &mut CrashCtx, cx: &StepCx<Ledger>) -> Result<(), StepError> {
+        let last = ctx.plan.len() - 1;
+        act(ctx, cx, last).await
+    }
+
+    /// `step_0`, one `member` instance per position between the first and the last of the plan
+    /// at once, `finish`.
+    pub(super) fn definition(
+        ctx: &CrashCtx,
+    ) -> Result<SagaDefinition<CrashCtx, Ledger>, BuildError> {
+        SagaDefinition::builder("BuiltMatrix")
+            .step::<step_0>()
+            .parallel(|group| {
+                for i in 1..ctx.plan.len() - 1 {
+                    group.instance::<member>(i);
+                }
+            })
+            .step::<finish>()
+            .build()
+    }
+}
+
 /// Starts saga `i` of `seed`: its type, plan and delays follow from the seed alone.
 async fn start_generated(engine: &Engine, ledger: &Arc<Ledger>, seed: u64, i: u64) {
     let mut rng = fastrand::Rng::with_seed(seed ^ i.wrapping_mul(0x9e37_79b9_7f4a_7c15));
@@ -560,7 +608,7 @@ async fn main() {
             };
             start::<Matrix>(&engine, &ledger, ctx, id).await;
         }
-        "group" => {
+        "group" | "built" => {
             // Members end in turn (1, 2, then 3); with `fail-member` the last one fails for
             // good once the other two completed, and both are compensated at once; with
             // `fail-first` the first one fails for good while the other two still run (they
@@ -575,7 +623,18 @@ async fn main() {
                 plan,
                 delays: vec![1, 1, 3, 5, 1],
             };
-            start::<GroupMatrix>(&engine, &ledger, ctx, id).await;
+            match mode {
+                "group" => start::<GroupMatrix>(&engine, &ledger, ctx, id).await,
+                _ => built_matrix::definition(&ctx)
+                    .expect("the definition builds")
+                    .on(&engine)
+                    .request(ctx)
+                    .deps(ledger.clone())
+                    .id(id)
+                    .start()
+                    .await
+                    .expect("start"),
+            };
         }
         "fleet" => {
             if std::env::var_os("FLEET_LOG").is_some() {
@@ -651,4 +710,5 @@ fn register_all(
         .register::<P6of8>(ledger.clone())
         .register::<Matrix>(ledger.clone())
         .register::<GroupMatrix>(ledger.clone())
+        .register_definition("BuiltMatrix", ledger.clone(), built_matrix::definition)
 }

@@ -1,0 +1,585 @@
+//! Sagas assembled at run time: the builder makes the definition `saga!` makes (the same saga
+//! built both ways records the same history, completing or compensating), numbered instances of
+//! a step run at once with keys and outputs of their own, `build()` refuses what `saga!` refuses
+//! at compile time, and a worker resumes a built saga by building its definition again.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use saga_runtime::{
+    saga, saga_step, BuildError, Engine, Output, SagaDefinition, SagaEvent, SagaId, SagaOutcome,
+    SagaStatus, StepCx, StepError,
+};
+use serde::{Deserialize, Serialize};
+
+/// An order: which step fails, and what the steps wrote.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Order {
+    /// `label` fails this many times (transiently) first.
+    label_busy: u32,
+    /// `ship` fails for good.
+    no_courier: bool,
+    shipped: Option<String>,
+}
+
+/// What ran, in order, by idempotency key.
+#[derive(Default)]
+struct Ledger(Mutex<Vec<String>>);
+
+impl Ledger {
+    fn note(&self, what: String) {
+        self.0.lock().unwrap().push(what);
+    }
+
+    fn entries(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Payment {
+    amount: u32,
+}
+
+#[saga_step(compensate = refund, retries = 1, backoff = "10ms")]
+async fn charge(_order: &mut Order, cx: &StepCx<Ledger>) -> Result<Payment, StepError> {
+    cx.deps().note(format!("charge {}", cx.attempt()));
+    Ok(Payment { amount: 42 })
+}
+
+async fn refund(_order: &mut Order, cx: &StepCx<Ledger>, paid: Payment) -> Result<(), StepError> {
+    cx.deps().note(format!("refund {}", paid.amount));
+    Ok(())
+}
+
+#[saga_step(compensate = unpack)]
+async fn pack(_order: &Order, cx: &StepCx<Ledger>) -> Result<u32, StepError> {
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    cx.deps().note("pack".into());
+    Ok(3)
+}
+
+async fn unpack(_order: &Order, cx: &StepCx<Ledger>, boxes: u32) -> Result<(), StepError> {
+    cx.deps().note(format!("unpack {boxes}"));
+    Ok(())
+}
+
+#[saga_step(compensate = void_label, retries = 2, backoff = "10ms")]
+async fn label(order: &Order, cx: &StepCx<Ledger>) -> Result<String, StepError> {
+    if cx.attempt() <= order.label_busy {
+        cx.deps().note(format!("label busy {}", cx.attempt()));
+        return Err(StepError::transient("printer busy"));
+    }
+    cx.deps().note("label".into());
+    Ok("LBL-1".into())
+}
+
+async fn void_label(_order: &Order, cx: &StepCx<Ledger>, label: String) -> Result<(), StepError> {
+    cx.deps().note(format!("void {label}"));
+    Ok(())
+}
+
+#[saga_step]
+async fn ship(
+    order: &mut Order,
+    cx: &StepCx<Ledger>,
+    paid: Output<charge>,
+    label: Output<label>,
+) -> Result<(), StepError> {
+    if order.no_courier {
+        cx.deps().note("ship refused".into());
+        return Err(StepError::permanent("no courier"));
+    }
+    order.shipped = Some(format!("{} paid {}", *label, paid.amount));
+    cx.deps().note("ship".into());
+    Ok(())
+}
+
+saga! {
+    Shipping(Order, Ledger) { charge, parallel(pack, label), ship }
+}
+
+/// `Shipping`, assembled at run time.
+fn built() -> SagaDefinition<Order, Ledger> {
+    SagaDefinition::builder("Shipping")
+        .step::<charge>()
+        .parallel(|group| {
+            group.step::<pack>().step::<label>();
+        })
+        .step::<ship>()
+        .build()
+        .expect("the definition builds")
+}
+
+/// A history with what differs between two runs taken out: the saga's id, the times, the
+/// durations.
+fn comparable(history: &[SagaEvent]) -> Vec<serde_json::Value> {
+    history
+        .iter()
+        .map(|event| {
+            let mut value = serde_json::to_value(event).unwrap();
+            let object = value.as_object_mut().unwrap();
+            object.remove("saga_id");
+            object.remove("at");
+            if let Some(kind) = object.get_mut("kind").and_then(|k| k.as_object_mut()) {
+                kind.remove("duration");
+            }
+            value
+        })
+        .collect()
+}
+
+/// Runs `order` through the macro's saga and the built one, each on a fresh engine; returns
+/// both histories, ledgers and final contexts.
+async fn both_ways(order: Order) -> [(Vec<serde_json::Value>, Vec<String>, String); 2] {
+    let by_macro = {
+        let engine = Engine::in_memory();
+        let ledger = Arc::new(Ledger::default());
+        let outcome = Shipping::on(&engine)
+            .run_with(order.clone(), ledger.clone())
+            .await
+            .unwrap();
+        let history = engine.history(outcome.id()).await.unwrap();
+        (comparable(&history), ledger.entries(), summary(&outcome))
+    };
+    let by_builder = {
+        let engine = Engine::in_memory();
+        let ledger = Arc::new(Ledger::default());
+        let outcome = built()
+            .on(&engine)
+            .run_with(order, ledger.clone())
+            .await
+            .unwrap();
+        let history = engine.history(outcome.id()).await.unwrap();
+        (comparable(&history), ledger.entries(), summary(&outcome))
+    };
+    [by_macro, by_builder]
+}
+
+/// What an outcome says, its steps by name, so that both kinds of outcome compare.
+fn summary<St: std::fmt::Display + Clone>(outcome: &SagaOutcome<Order, St>) -> String {
+    format!(
+        "completed {}, cause {:?}, shipped {:?}, label {:?}",
+        outcome.is_completed(),
+        outcome.cause().map(|c| c.clone().map(|s| s.to_string())),
+        outcome.ctx().shipped,
+        outcome.outputs().json("label"),
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_same_saga_built_at_run_time_records_the_same_history_as_the_macros() {
+    for order in [
+        Order::default(),
+        Order {
+            label_busy: 1,
+            ..Order::default()
+        },
+        Order {
+            no_courier: true,
+            ..Order::default()
+        },
+    ] {
+        let [(macro_history, macro_ledger, macro_outcome), (built_history, built_ledger, built_outcome)] =
+            both_ways(order.clone()).await;
+        assert_eq!(macro_history, built_history, "{order:?}");
+        assert_eq!(macro_ledger, built_ledger, "{order:?}");
+        assert_eq!(macro_outcome, built_outcome, "{order:?}");
+        // Each case took the path it is for.
+        let kinds: Vec<&str> = built_history
+            .iter()
+            .map(|e| e["kind"]["event"].as_str().unwrap())
+            .collect();
+        match (order.no_courier, order.label_busy) {
+            (true, _) => {
+                assert!(
+                    built_outcome.contains(r#"StepFailed { step: "ship""#),
+                    "{built_outcome} {kinds:?}"
+                );
+                let undone = &built_ledger[built_ledger.len() - 3..];
+                assert!(
+                    undone[..2].contains(&"unpack 3".to_string()),
+                    "{built_ledger:?}"
+                );
+                assert!(
+                    undone[..2].contains(&"void LBL-1".to_string()),
+                    "{built_ledger:?}"
+                );
+                assert_eq!(undone[2], "refund 42");
+            }
+            (false, 1) => {
+                assert!(built_ledger.contains(&"label busy 1".to_string()));
+                assert!(
+                    built_outcome.contains(r#"shipped Some("LBL-1 paid 42")"#),
+                    "{built_outcome}"
+                );
+            }
+            _ => assert_eq!(
+                kinds,
+                [
+                    "saga_started",
+                    "step_started",
+                    "step_completed",
+                    "step_started",
+                    "step_started",
+                    "step_completed",
+                    "step_completed",
+                    "step_started",
+                    "step_completed",
+                    "saga_completed"
+                ]
+            ),
+        }
+    }
+    // The description is the same too.
+    assert_eq!(Shipping::description(), built().description());
+    assert_eq!(Shipping::description().mermaid(), built().mermaid());
+}
+
+/// One reservation per item of a cart, all at once; `checkout` fails when the cart says so.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Cart {
+    items: Vec<String>,
+    declined: bool,
+}
+
+#[saga_step(compensate = release)]
+async fn reserve(cart: &Cart, cx: &StepCx<Ledger>) -> Result<String, StepError> {
+    let item = cx
+        .instance()
+        .and_then(|i| cart.items.get(i))
+        .ok_or_else(|| StepError::permanent("no item for this instance"))?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    cx.deps()
+        .note(format!("reserve {item} as {}", cx.idempotency_key()));
+    Ok(format!("hold-{item}"))
+}
+
+async fn release(_cart: &Cart, cx: &StepCx<Ledger>, hold: String) -> Result<(), StepError> {
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    cx.deps()
+        .note(format!("release {hold} as {}", cx.idempotency_key()));
+    Ok(())
+}
+
+#[saga_step]
+async fn checkout(cart: &mut Cart, cx: &StepCx<Ledger>) -> Result<(), StepError> {
+    if cart.declined {
+        return Err(StepError::permanent("card declined"));
+    }
+    cx.deps().note("checkout".into());
+    Ok(())
+}
+
+fn cart_saga(cart: &Cart) -> Result<SagaDefinition<Cart, Ledger>, BuildError> {
+    SagaDefinition::builder("CartSaga")
+        .parallel(|group| {
+            for i in 0..cart.items.len() {
+                group.instance::<reserve>(i);
+            }
+        })
+        .step::<checkout>()
+        .build()
+}
+
+fn cart(items: &[&str], declined: bool) -> Cart {
+    Cart {
+        items: items.iter().map(|s| s.to_string()).collect(),
+        declined,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn instances_of_a_step_run_at_once_with_keys_and_outputs_of_their_own() {
+    let engine = Engine::in_memory();
+    let ledger = Arc::new(Ledger::default());
+    let cart = cart(&["book", "lamp", "mug"], false);
+    let saga = cart_saga(&cart).unwrap();
+    assert_eq!(
+        saga.description().step_names(),
+        ["reserve[0]", "reserve[1]", "reserve[2]", "checkout"]
+    );
+    let started = tokio::time::Instant::now();
+    let outcome = saga
+        .on(&engine)
+        .run_with(cart, ledger.clone())
+        .await
+        .unwrap();
+    assert!(outcome.is_completed());
+    // Three 1 s reservations at once.
+    assert_eq!(started.elapsed(), Duration::from_secs(1));
+    let id = outcome.id();
+    let mut reserved: Vec<String> = ledger.entries()[..3].to_vec();
+    reserved.sort();
+    assert_eq!(
+        reserved,
+        [
+            format!("reserve book as {id}:reserve[0]"),
+            format!("reserve lamp as {id}:reserve[1]"),
+            format!("reserve mug as {id}:reserve[2]"),
+        ]
+    );
+    assert_eq!(
+        outcome.outputs().json("reserve[1]"),
+        Some(&"hold-lamp".into())
+    );
+    assert_eq!(
+        outcome.output::<reserve>().unwrap(),
+        None,
+        "an instance is named by its number"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failure_after_the_instances_releases_each_with_its_own_output_at_once() {
+    let engine = Engine::in_memory();
+    let ledger = Arc::new(Ledger::default());
+    let declined = cart(&["book", "lamp"], true);
+    let started = tokio::time::Instant::now();
+    let outcome = cart_saga(&declined)
+        .unwrap()
+        .on(&engine)
+        .run_with(declined, ledger.clone())
+        .await
+        .unwrap();
+    let SagaOutcome::Compensated { cause, id, .. } = &outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(cause.to_string(), "step `checkout` failed: card declined");
+    // 1 s of reservations, then both releases at once.
+    assert_eq!(started.elapsed(), Duration::from_secs(2));
+    let mut released: Vec<String> = ledger.entries()[2..].to_vec();
+    released.sort();
+    assert_eq!(
+        released,
+        [
+            format!("release hold-book as {id}:reserve[0]:compensate"),
+            format!("release hold-lamp as {id}:reserve[1]:compensate"),
+        ]
+    );
+    let status = cart_saga(&cart(&["book", "lamp"], true))
+        .unwrap()
+        .on(&engine)
+        .status(*id)
+        .await
+        .unwrap();
+    assert_eq!(status, SagaStatus::Compensated);
+}
+
+#[saga_step(compensate = release)]
+async fn reserve_twice(_cart: &Cart, _cx: &StepCx<Ledger>) -> Result<String, StepError> {
+    Ok(String::new())
+}
+
+#[saga_step]
+async fn note_only(_cart: &Cart) -> Result<(), StepError> {
+    Ok(())
+}
+
+#[saga_step(nothing_to_undo)]
+async fn wants_a_hold(_cart: &mut Cart, _hold: Output<reserve>) -> Result<(), StepError> {
+    Ok(())
+}
+
+#[test]
+fn build_refuses_what_the_macro_refuses_naming_the_step() {
+    type Builder = saga_runtime::SagaBuilder<Cart, Ledger>;
+    let builder = || SagaDefinition::<Cart, Ledger>::builder("CartSaga");
+    let error = |b: Builder| b.build().unwrap_err();
+
+    assert_eq!(
+        error(SagaDefinition::builder("").step::<checkout>()),
+        BuildError::NoName
+    );
+    let no_steps = error(builder());
+    assert_eq!(
+        no_steps,
+        BuildError::NoSteps {
+            saga: "CartSaga".into()
+        }
+    );
+    assert_eq!(
+        no_steps.to_string(),
+        "saga `CartSaga` has no steps: add at least one with `.step::<...>()`"
+    );
+    assert_eq!(
+        error(
+            builder()
+                .step::<reserve_twice>()
+                .parallel(|_| {})
+                .step::<checkout>()
+        ),
+        BuildError::EmptyGroup {
+            saga: "CartSaga".into(),
+            after: 1
+        }
+    );
+    assert_eq!(
+        error(
+            builder()
+                .step::<reserve_twice>()
+                .step::<reserve_twice>()
+                .step::<checkout>()
+        ),
+        BuildError::DuplicateStep {
+            saga: "CartSaga".into(),
+            step: "reserve_twice".into()
+        }
+    );
+    assert_eq!(
+        error(
+            builder()
+                .instance::<reserve>(1)
+                .instance::<reserve>(1)
+                .step::<checkout>()
+        ),
+        BuildError::DuplicateStep {
+            saga: "CartSaga".into(),
+            step: "reserve[1]".into()
+        }
+    );
+    // A step before the last that says nothing about rollback; a member of a final group.
+    let unruled = error(builder().step::<note_only>().step::<checkout>());
+    assert_eq!(
+        unruled,
+        BuildError::NoRollbackRule {
+            saga: "CartSaga".into(),
+            step: "note_only".into()
+        }
+    );
+    assert!(unruled
+        .to_string()
+        .contains("add `compensate = <fn>`, `pivot` or `nothing_to_undo`"));
+    assert_eq!(
+        error(builder().parallel(|g| {
+            g.step::<reserve_twice>().step::<note_only>();
+        })),
+        BuildError::NoRollbackRule {
+            saga: "CartSaga".into(),
+            step: "note_only".into()
+        }
+    );
+    // An output no earlier step produces: absent, later, of a sibling, of instances.
+    let input = |step: &str| BuildError::InputNotBefore {
+        saga: "CartSaga".into(),
+        step: step.into(),
+        input: "reserve".into(),
+    };
+    assert_eq!(
+        error(builder().step::<wants_a_hold>()),
+        input("wants_a_hold")
+    );
+    assert_eq!(
+        error(builder().step::<wants_a_hold>().step::<reserve>()),
+        input("wants_a_hold")
+    );
+    assert_eq!(
+        error(builder().instance::<reserve>(0).step::<wants_a_hold>()),
+        input("wants_a_hold")
+    );
+    // The same definitions, right, build.
+    assert!(builder()
+        .step::<reserve>()
+        .step::<wants_a_hold>()
+        .build()
+        .is_ok());
+    assert!(builder()
+        .parallel(|g| {
+            g.step::<reserve>();
+        })
+        .step::<wants_a_hold>()
+        .build()
+        .is_ok());
+}
+
+#[tokio::test]
+async fn a_worker_resumes_a_built_saga_by_building_its_definition_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sagas.db");
+    let ledger = Arc::new(Ledger::default());
+    let id = SagaId::new();
+    {
+        // A client records the saga; no worker runs it yet.
+        let client = Engine::builder()
+            .sqlite(&path)
+            .unwrap()
+            .claims(false)
+            .build();
+        let saga = cart_saga(&cart(&["book", "lamp"], false)).unwrap();
+        let enqueued = saga
+            .on(&client)
+            .request(cart(&["book", "lamp"], false))
+            .id(id)
+            .enqueue()
+            .await
+            .unwrap();
+        assert_eq!(enqueued, id);
+    }
+    // A worker that knows the definition by name builds it from the stored cart.
+    let worker = Engine::builder()
+        .sqlite(&path)
+        .unwrap()
+        .register_definition("CartSaga", ledger.clone(), cart_saga)
+        .build();
+    let report = worker.recover().await.unwrap();
+    assert!(report.parked.is_empty(), "{report:?}");
+    let outcome = cart_saga(&cart(&["book", "lamp"], false))
+        .unwrap()
+        .on(&worker)
+        .wait(id)
+        .await
+        .unwrap();
+    assert!(outcome.is_completed());
+    let mut entries = ledger.entries();
+    entries.sort();
+    assert_eq!(
+        entries,
+        [
+            "checkout".to_string(),
+            format!("reserve book as {id}:reserve[0]"),
+            format!("reserve lamp as {id}:reserve[1]"),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_built_saga_whose_definition_no_longer_matches_is_parked_with_the_difference() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sagas.db");
+    let id = SagaId::new();
+    {
+        let client = Engine::builder()
+            .sqlite(&path)
+            .unwrap()
+            .claims(false)
+            .build();
+        cart_saga(&cart(&["book", "lamp"], false))
+            .unwrap()
+            .on(&client)
+            .request(cart(&["book", "lamp"], false))
+            .id(id)
+            .enqueue()
+            .await
+            .unwrap();
+    }
+    // This program's definition reserves one item fewer than the saga was started with.
+    let worker = Engine::builder()
+        .sqlite(&path)
+        .unwrap()
+        .register_definition("CartSaga", Ledger::default(), |cart: &Cart| {
+            let fewer = Cart {
+                items: cart.items[1..].to_vec(),
+                declined: false,
+            };
+            cart_saga(&fewer)
+        })
+        .build();
+    let report = worker.recover().await.unwrap();
+    assert_eq!(report.parked.len(), 1, "{report:?}");
+    let reason = &report.parked[0].1;
+    assert!(
+        reason.contains(r#"it was started with steps ["reserve[0]", "reserve[1]", "checkout"]"#)
+            && reason.contains(r#"has steps ["reserve[0]", "checkout"]"#),
+        "{reason}"
+    );
+}
