@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use saga_runtime::{
-    saga, saga_step, BuildError, Engine, Output, SagaDefinition, SagaEvent, SagaId, SagaOutcome,
-    SagaStatus, StepCx, StepError,
+    saga, saga_step, Backoff, BuildError, Engine, Jitter, Output, SagaDefinition, SagaEvent,
+    SagaId, SagaOutcome, SagaStatus, StepCx, StepError,
 };
 use serde::{Deserialize, Serialize};
 
@@ -129,11 +129,22 @@ fn comparable(history: &[SagaEvent]) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// An in-memory engine whose retry delays are exact (no jitter), so that two runs' histories
+/// can be compared.
+fn exact_engine() -> Engine {
+    Engine::builder()
+        .backoff(Backoff {
+            jitter: Jitter::None,
+            ..Backoff::default()
+        })
+        .build()
+}
+
 /// Runs `order` through the macro's saga and the built one, each on a fresh engine; returns
 /// both histories, ledgers and final contexts.
 async fn both_ways(order: Order) -> [(Vec<serde_json::Value>, Vec<String>, String); 2] {
     let by_macro = {
-        let engine = Engine::in_memory();
+        let engine = exact_engine();
         let ledger = Arc::new(Ledger::default());
         let outcome = Shipping::on(&engine)
             .run_with(order.clone(), ledger.clone())
@@ -143,7 +154,7 @@ async fn both_ways(order: Order) -> [(Vec<serde_json::Value>, Vec<String>, Strin
         (comparable(&history), ledger.entries(), summary(&outcome))
     };
     let by_builder = {
-        let engine = Engine::in_memory();
+        let engine = exact_engine();
         let ledger = Arc::new(Ledger::default());
         let outcome = built()
             .on(&engine)
@@ -376,108 +387,177 @@ async fn note_only(_cart: &Cart) -> Result<(), StepError> {
     Ok(())
 }
 
+#[saga_step(compensate = unread)]
+async fn reads_a_hold(_cart: &Cart, _hold: Output<reserve>) -> Result<(), StepError> {
+    Ok(())
+}
+
+async fn unread(_cart: &Cart) -> Result<(), StepError> {
+    Ok(())
+}
+
 #[saga_step(nothing_to_undo)]
 async fn wants_a_hold(_cart: &mut Cart, _hold: Output<reserve>) -> Result<(), StepError> {
     Ok(())
 }
 
-#[test]
-fn build_refuses_what_the_macro_refuses_naming_the_step() {
-    type Builder = saga_runtime::SagaBuilder<Cart, Ledger>;
-    let builder = || SagaDefinition::<Cart, Ledger>::builder("CartSaga");
-    let error = |b: Builder| b.build().unwrap_err();
+type Builder = saga_runtime::SagaBuilder<Cart, Ledger>;
 
+fn builder() -> Builder {
+    SagaDefinition::builder("CartSaga")
+}
+
+/// What `build()` refuses of `builder`, with its message.
+fn refused(builder: Builder) -> (BuildError, String) {
+    let error = builder.build().unwrap_err();
+    let message = error.to_string();
+    (error, message)
+}
+
+#[test]
+fn build_refuses_a_definition_without_a_name() {
+    let (error, message) = refused(SagaDefinition::builder("").step::<checkout>());
+    assert_eq!(error, BuildError::NoName);
+    assert!(message.contains("needs a name"), "{message}");
+}
+
+#[test]
+fn build_refuses_a_definition_without_steps() {
+    let (error, message) = refused(builder());
     assert_eq!(
-        error(SagaDefinition::builder("").step::<checkout>()),
-        BuildError::NoName
-    );
-    let no_steps = error(builder());
-    assert_eq!(
-        no_steps,
+        error,
         BuildError::NoSteps {
             saga: "CartSaga".into()
         }
     );
     assert_eq!(
-        no_steps.to_string(),
+        message,
         "saga `CartSaga` has no steps: add at least one with `.step::<...>()`"
     );
+}
+
+#[test]
+fn build_refuses_an_empty_group() {
+    let (error, message) = refused(
+        builder()
+            .step::<reserve_twice>()
+            .parallel(|_| {})
+            .step::<checkout>(),
+    );
     assert_eq!(
-        error(
-            builder()
-                .step::<reserve_twice>()
-                .parallel(|_| {})
-                .step::<checkout>()
-        ),
+        error,
         BuildError::EmptyGroup {
             saga: "CartSaga".into(),
             after: 1
         }
     );
+    assert!(
+        message.contains("empty parallel group after 1 step"),
+        "{message}"
+    );
+}
+
+#[test]
+fn build_refuses_a_step_or_an_instance_listed_twice() {
+    let (error, message) = refused(
+        builder()
+            .step::<reserve_twice>()
+            .parallel(|g| {
+                g.step::<reserve_twice>();
+            })
+            .step::<checkout>(),
+    );
     assert_eq!(
-        error(
-            builder()
-                .step::<reserve_twice>()
-                .step::<reserve_twice>()
-                .step::<checkout>()
-        ),
+        error,
         BuildError::DuplicateStep {
             saga: "CartSaga".into(),
             step: "reserve_twice".into()
         }
     );
+    assert!(
+        message.contains("lists step `reserve_twice` twice"),
+        "{message}"
+    );
+    let (error, _) = refused(
+        builder()
+            .instance::<reserve>(1)
+            .instance::<reserve>(1)
+            .step::<checkout>(),
+    );
     assert_eq!(
-        error(
-            builder()
-                .instance::<reserve>(1)
-                .instance::<reserve>(1)
-                .step::<checkout>()
-        ),
+        error,
         BuildError::DuplicateStep {
             saga: "CartSaga".into(),
             step: "reserve[1]".into()
         }
     );
-    // A step before the last that says nothing about rollback; a member of a final group.
-    let unruled = error(builder().step::<note_only>().step::<checkout>());
-    assert_eq!(
-        unruled,
-        BuildError::NoRollbackRule {
-            saga: "CartSaga".into(),
-            step: "note_only".into()
-        }
-    );
-    assert!(unruled
-        .to_string()
-        .contains("add `compensate = <fn>`, `pivot` or `nothing_to_undo`"));
-    assert_eq!(
-        error(builder().parallel(|g| {
-            g.step::<reserve_twice>().step::<note_only>();
-        })),
-        BuildError::NoRollbackRule {
-            saga: "CartSaga".into(),
-            step: "note_only".into()
-        }
-    );
-    // An output no earlier step produces: absent, later, of a sibling, of instances.
-    let input = |step: &str| BuildError::InputNotBefore {
+    // Different instances of one step are different steps.
+    assert!(builder()
+        .instance::<reserve>(0)
+        .instance::<reserve>(1)
+        .step::<checkout>()
+        .build()
+        .is_ok());
+}
+
+#[test]
+fn build_refuses_a_step_without_a_rollback_rule_unless_it_is_last() {
+    let unruled = BuildError::NoRollbackRule {
         saga: "CartSaga".into(),
-        step: step.into(),
+        step: "note_only".into(),
+    };
+    let (error, message) = refused(builder().step::<note_only>().step::<checkout>());
+    assert_eq!(error, unruled);
+    assert!(
+        message.contains("step `note_only` of saga `CartSaga` says nothing about compensation")
+            && message.contains("add `compensate = <fn>`, `pivot` or `nothing_to_undo`"),
+        "{message}"
+    );
+    // A member of a final group: its siblings' work may need undoing when it fails.
+    let (error, _) = refused(builder().parallel(|g| {
+        g.step::<reserve_twice>().step::<note_only>();
+    }));
+    assert_eq!(error, unruled);
+    // Last, alone, it needs none.
+    assert!(builder()
+        .step::<reserve_twice>()
+        .step::<note_only>()
+        .build()
+        .is_ok());
+}
+
+#[test]
+fn build_refuses_a_step_taking_an_output_no_earlier_step_produces() {
+    let not_before = BuildError::InputNotBefore {
+        saga: "CartSaga".into(),
+        step: "wants_a_hold".into(),
         input: "reserve".into(),
     };
-    assert_eq!(
-        error(builder().step::<wants_a_hold>()),
-        input("wants_a_hold")
+    // Absent, later, of a sibling, of instances.
+    let (error, message) = refused(builder().step::<wants_a_hold>());
+    assert_eq!(error, not_before);
+    assert!(
+        message.contains("takes the output of `reserve`, which does not run before it"),
+        "{message}"
     );
+    let later = builder().step::<wants_a_hold>().step::<reserve>();
+    assert_eq!(refused(later).0, not_before);
+    let sibling = builder()
+        .parallel(|g| {
+            g.step::<reserve>().step::<reads_a_hold>();
+        })
+        .step::<checkout>();
     assert_eq!(
-        error(builder().step::<wants_a_hold>().step::<reserve>()),
-        input("wants_a_hold")
+        refused(sibling).0,
+        BuildError::InputNotBefore {
+            saga: "CartSaga".into(),
+            step: "reads_a_hold".into(),
+            input: "reserve".into(),
+        }
     );
-    assert_eq!(
-        error(builder().instance::<reserve>(0).step::<wants_a_hold>()),
-        input("wants_a_hold")
-    );
-    // The same definitions, right, build.
+    let instances = builder().instance::<reserve>(0).step::<wants_a_hold>();
+    assert_eq!(refused(instances).0, not_before);
+    // From an earlier step, or an earlier group, it builds.
     assert!(builder()
         .step::<reserve>()
         .step::<wants_a_hold>()
