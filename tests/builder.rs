@@ -602,7 +602,7 @@ async fn a_worker_resumes_a_built_saga_by_building_its_definition_again() {
         .register_definition("CartSaga", ledger.clone(), cart_saga)
         .build();
     let report = worker.recover().await.unwrap();
-    assert!(report.parked.is_empty(), "{report:?}");
+    assert_eq!(report.resumed, [id], "{report:?}");
     let outcome = cart_saga(&cart(&["book", "lamp"], false))
         .unwrap()
         .on(&worker)
@@ -622,8 +622,12 @@ async fn a_worker_resumes_a_built_saga_by_building_its_definition_again() {
     );
 }
 
-#[tokio::test]
-async fn a_built_saga_whose_definition_no_longer_matches_is_parked_with_the_difference() {
+/// Enqueues a two-item cart saga on a SQLite file, then recovers it with a worker whose
+/// registered definition is `definition`; returns why it was parked.
+async fn parked_by<F>(definition: F) -> String
+where
+    F: Fn(&Cart) -> Result<SagaDefinition<Cart, Ledger>, BuildError> + Send + Sync + 'static,
+{
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sagas.db");
     let id = SagaId::new();
@@ -642,24 +646,177 @@ async fn a_built_saga_whose_definition_no_longer_matches_is_parked_with_the_diff
             .await
             .unwrap();
     }
-    // This program's definition reserves one item fewer than the saga was started with.
     let worker = Engine::builder()
         .sqlite(&path)
         .unwrap()
-        .register_definition("CartSaga", Ledger::default(), |cart: &Cart| {
-            let fewer = Cart {
-                items: cart.items[1..].to_vec(),
-                declined: false,
-            };
-            cart_saga(&fewer)
-        })
+        .register_definition("CartSaga", Ledger::default(), definition)
         .build();
     let report = worker.recover().await.unwrap();
+    assert!(report.resumed.is_empty(), "{report:?}");
     assert_eq!(report.parked.len(), 1, "{report:?}");
-    let reason = &report.parked[0].1;
+    assert_eq!(report.parked[0].0, id);
+    let status = cart_saga(&cart(&["book", "lamp"], false))
+        .unwrap()
+        .on(&worker)
+        .status(id)
+        .await
+        .unwrap();
+    let SagaStatus::Parked { reason } = status else {
+        panic!("{status:?}")
+    };
+    assert_eq!(reason, report.parked[0].1);
+    reason
+}
+
+#[tokio::test]
+async fn a_built_saga_whose_definition_no_longer_matches_is_parked_with_the_difference() {
+    // This program's definition reserves one item fewer than the saga was started with.
+    let reason = parked_by(|cart: &Cart| {
+        let fewer = Cart {
+            items: cart.items[1..].to_vec(),
+            declined: false,
+        };
+        cart_saga(&fewer)
+    })
+    .await;
     assert!(
         reason.contains(r#"it was started with steps ["reserve[0]", "reserve[1]", "checkout"]"#)
             && reason.contains(r#"has steps ["reserve[0]", "checkout"]"#),
         "{reason}"
+    );
+}
+
+#[tokio::test]
+async fn a_built_saga_whose_definition_cannot_be_built_again_is_parked_with_the_reason() {
+    let reason = parked_by(|_: &Cart| SagaDefinition::builder("CartSaga").build()).await;
+    assert_eq!(
+        reason,
+        "its definition cannot be built again from its context: saga `CartSaga` has no steps: \
+         add at least one with `.step::<...>()`"
+    );
+    // A panic in the user's function parks the saga; the worker goes on.
+    let reason = parked_by(|cart: &Cart| {
+        let _ = &cart.items[7];
+        cart_saga(cart)
+    })
+    .await;
+    assert!(
+        reason.starts_with(
+            "building its definition again from its context panicked: index out of bounds"
+        ),
+        "{reason}"
+    );
+    // A definition under another name is not this saga's.
+    let reason = parked_by(|_: &Cart| {
+        SagaDefinition::builder("CartSaga.v2")
+            .step::<checkout>()
+            .build()
+    })
+    .await;
+    assert_eq!(
+        reason,
+        "the definition registered as `CartSaga` built one named `CartSaga.v2`"
+    );
+}
+
+#[saga_step(compensate = release, fallback = reserve_elsewhere)]
+async fn reserve_here(_cart: &Cart, cx: &StepCx<Ledger>) -> Result<String, StepError> {
+    cx.deps().note(format!("{} out of stock", cx.step()));
+    Err(StepError::permanent("out of stock"))
+}
+
+#[saga_step(compensate = release)]
+async fn reserve_elsewhere(cart: &Cart, cx: &StepCx<Ledger>) -> Result<String, StepError> {
+    let item = &cart.items[cx.instance().expect("an instance")];
+    cx.deps().note(format!(
+        "{} reserves {item} as {}",
+        cx.step(),
+        cx.idempotency_key()
+    ));
+    Ok(format!("elsewhere-{item}"))
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_instances_fallback_is_the_same_instance_of_the_fallback() {
+    use futures_util::StreamExt;
+
+    let engine = Engine::in_memory();
+    let ledger = Arc::new(Ledger::default());
+    let saga = SagaDefinition::<Cart, Ledger>::builder("Elsewhere")
+        .parallel(|group| {
+            group
+                .instance::<reserve_here>(0)
+                .instance::<reserve_here>(1);
+        })
+        .step::<checkout>()
+        .build()
+        .unwrap();
+    let sagas = saga.on(&engine);
+    let id = sagas
+        .start_with(cart(&["book", "lamp"], false), ledger.clone())
+        .await
+        .unwrap();
+    // The stream names each completion by the instance the fallback stood in for.
+    let results: Vec<_> = sagas.step_results(id).collect().await;
+    let mut completed: Vec<(String, String)> = results
+        .into_iter()
+        .map(|r| r.unwrap())
+        .map(|r| {
+            let output = r.json().map(|j| j.to_string()).unwrap_or_default();
+            (r.step.name().to_string(), output)
+        })
+        .collect();
+    completed.sort();
+    assert_eq!(
+        completed,
+        [
+            ("checkout".to_string(), String::new()),
+            (
+                "reserve_here[0]".to_string(),
+                r#""elsewhere-book""#.to_string()
+            ),
+            (
+                "reserve_here[1]".to_string(),
+                r#""elsewhere-lamp""#.to_string()
+            ),
+        ]
+    );
+    let mut entries = ledger.entries();
+    entries.sort();
+    assert_eq!(
+        entries,
+        [
+            "checkout".to_string(),
+            format!("reserve_elsewhere[0] reserves book as {id}:reserve_elsewhere[0]"),
+            format!("reserve_elsewhere[1] reserves lamp as {id}:reserve_elsewhere[1]"),
+            "reserve_here[0] out of stock".to_string(),
+            "reserve_here[1] out of stock".to_string(),
+        ]
+    );
+    assert!(sagas.wait(id).await.unwrap().is_completed());
+}
+
+#[test]
+fn build_refuses_a_zero_deadline_and_keeps_a_group_of_one_as_saga_does() {
+    let (error, message) = refused(builder().step::<checkout>().deadline(Duration::ZERO));
+    assert_eq!(
+        error,
+        BuildError::ZeroDeadline {
+            saga: "CartSaga".into()
+        }
+    );
+    assert!(message.contains("zero deadline"), "{message}");
+    saga! { Alone(Cart, Ledger) { parallel(reserve), checkout } }
+    let built = builder()
+        .parallel(|g| {
+            g.step::<reserve>();
+        })
+        .step::<checkout>()
+        .build()
+        .unwrap();
+    assert_eq!(Alone::description().groups, built.description().groups);
+    assert_eq!(
+        built.description().groups,
+        vec![std::ops::Range { start: 0, end: 1 }]
     );
 }

@@ -382,9 +382,9 @@ async fn a_parked_saga_is_resumed_by_another_process_once_the_cause_is_fixed() {
     assert_eq!(
         refusal(b.cancel(id).await).1,
         Refusal::Parked {
-            reason:
-                "no saga type `Parkable` is registered with this engine (EngineBuilder::register)"
-                    .into()
+            reason: "no saga type `Parkable` is registered with this engine \
+                     (EngineBuilder::register, or register_definition for a built one)"
+                .into()
         }
     );
     // The cause is fixed: a worker with the type replaces it; the operator resumes the saga.

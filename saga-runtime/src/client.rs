@@ -48,9 +48,11 @@ impl<S: SagaKind> std::fmt::Debug for SagaRequest<S> {
 }
 
 impl<S: SagaKind> SagaRequest<S> {
-    /// The dependencies handed to steps. Without them a run gets those the engine registered
-    /// for the type ([`crate::EngineBuilder::register`]), else `Deps::default()` when the type is
-    /// `Default`; otherwise they are required ([`SagaError::MissingDeps`]).
+    /// The dependencies handed to steps. Without them a run gets those the engine registered for
+    /// the type ([`crate::EngineBuilder::register`]), else, for a `saga!` type, `Deps::default()`
+    /// when the type is `Default`; otherwise they are required ([`SagaError::MissingDeps`]). (A
+    /// built definition's client gets `Deps::default()` from `run(ctx)` and `start(ctx)`, which
+    /// require it to be `Default`.)
     pub fn deps(mut self, deps: impl Into<Arc<S::Deps>>) -> Self {
         self.deps = Some(deps.into());
         self
@@ -200,7 +202,7 @@ impl<S: SagaKind> SagaRequest<S> {
             .await?
         {
             Created::New { .. } => {
-                self.table.metrics.started();
+                self.table.metrics().started();
                 self.engine.wake_timers();
                 Ok(id)
             }

@@ -91,14 +91,7 @@ impl StepError {
     }
 
     pub(crate) fn panic(payload: &(dyn std::any::Any + Send)) -> Self {
-        let message = if let Some(s) = payload.downcast_ref::<&'static str>() {
-            format!("step panicked: {s}")
-        } else if let Some(s) = payload.downcast_ref::<String>() {
-            format!("step panicked: {s}")
-        } else {
-            "step panicked".to_owned()
-        };
-        Self::with_kind(ErrorKind::Panic, message)
+        Self::with_kind(ErrorKind::Panic, format!("step {}", panicked(payload)))
     }
 
     /// Turns this error permanent, keeping message and source.
@@ -309,4 +302,15 @@ pub enum SagaError {
     /// The saga store failed.
     #[error("saga store: {0}")]
     Store(#[from] crate::store::StoreError),
+}
+
+/// What a panic said: `"panicked: {message}"`, or `"panicked"` when its payload is not text.
+pub(crate) fn panicked(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&'static str>() {
+        format!("panicked: {s}")
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        format!("panicked: {s}")
+    } else {
+        "panicked".to_owned()
+    }
 }

@@ -384,6 +384,16 @@ impl<C, D> StepDef<C, D> {
         self.description.name
     }
 
+    /// The name of the step this is an instance of (its own name when it is not one).
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) fn base_name(&self) -> &'static str {
+        let name = self.name();
+        match self.instance {
+            Some(_) => name.rsplit_once('[').map_or(name, |(base, _)| base),
+            None => name,
+        }
+    }
+
     /// The step's policy.
     pub fn policy(&self) -> &StepPolicy {
         &self.description.policy

@@ -48,6 +48,14 @@ pub enum BuildError {
         /// The step.
         step: String,
     },
+    /// The deadline is zero: every saga would be past it before its first step.
+    #[error(
+        "saga `{saga}` has a zero deadline: every saga would be past it before its first step"
+    )]
+    ZeroDeadline {
+        /// The saga.
+        saga: String,
+    },
     /// A step (or its fallback) takes the output of a step that does not run before it.
     #[error("step `{step}` of saga `{saga}` takes the output of `{input}`, which does not run before it (a step can take the output of an earlier step, not of itself, a later step, a member of its own group, or a step run as instances)")]
     InputNotBefore {

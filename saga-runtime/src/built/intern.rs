@@ -1,7 +1,7 @@
 //! Interning: the names and definitions built at run time live as long as the process, once each,
 //! so that the executor can hold them as `&'static` like the ones `saga!` generates. A process
-//! keeps one copy per distinct definition (a cart saga of one to ten items, ten at most) and one
-//! per distinct step instance name.
+//! keeps one copy per distinct definition and one per distinct step instance name: with
+//! instances numbered by position, a cart saga of one to ten items makes ten definitions.
 
 use std::any::{Any, TypeId};
 use std::collections::{HashMap, HashSet};
@@ -88,7 +88,7 @@ pub(crate) fn table<C: Send + Sync + 'static, D: Send + Sync + 'static>(
         }
     }
     let steps: &'static [StepDef<C, D>] = Box::leak(steps.into_boxed_slice());
-    let metrics = Box::leak(Box::new(crate::metrics::SagaMetrics::of(name, steps)));
+    let metrics = crate::machine::Metrics::Built(Box::leak(Box::default()));
     let names: Vec<&'static str> = steps.iter().map(|def| def.name()).collect();
     let names = crate::output::StepNames::Listed(Box::leak(names.into_boxed_slice()));
     let table: &'static StepTable<C, D> = Box::leak(Box::new(StepTable {

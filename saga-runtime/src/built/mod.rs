@@ -194,8 +194,7 @@ impl<C: SagaContext, D: Send + Sync + 'static> SagaBuilder<C, D> {
         self.steps = group.steps;
         match self.steps.len() - start {
             0 => self.empty_groups.push(start),
-            // A group of one is a step like any other.
-            1 => {}
+            // A group of one too, as `saga!` records `parallel(a)`.
             _ => self.groups.push(start..self.steps.len()),
         }
         self
@@ -217,6 +216,9 @@ impl<C: SagaContext, D: Send + Sync + 'static> SagaBuilder<C, D> {
     /// The definition, or what `saga!` would have refused about it.
     pub fn build(self) -> Result<SagaDefinition<C, D>, BuildError> {
         check::check(&self.name, &self.steps, &self.groups, &self.empty_groups)?;
+        if self.options.deadline == Some(Duration::ZERO) {
+            return Err(BuildError::ZeroDeadline { saga: self.name });
+        }
         let table = intern::table(intern(self.name), self.options, self.steps, self.groups);
         Ok(SagaDefinition { table })
     }
@@ -267,7 +269,10 @@ impl<C: SagaContext, D: Send + Sync + 'static> SagaKind for BuiltSaga<C, D> {
     type Step = BuiltStep;
 }
 
-/// A step of a built definition, in statuses and outcomes: its position and name.
+/// A step of a built definition, in statuses and outcomes: its position and name. Unlike a
+/// generated step enum, the type does not list its values: [`StepEnum::ALL`] is empty and
+/// [`StepEnum::from_index`] is `None` (a built definition's steps are its own, listed by
+/// [`SagaDefinition::description`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BuiltStep {
     index: usize,

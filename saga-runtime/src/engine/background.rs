@@ -108,12 +108,21 @@ impl Engine {
         };
         let Some(registered) = self.inner.registry.get(record.saga_type.as_str()) else {
             let reason = format!(
-                "no saga type `{}` is registered with this engine (EngineBuilder::register)",
+                "no saga type `{}` is registered with this engine (EngineBuilder::register, or \
+                 register_definition for a built one)",
                 record.saga_type
             );
             executor::park(self, id, &record.saga_type, fence, reason.clone()).await?;
             report.parked.push((id, reason));
             return Ok(());
+        };
+        let start = match (registered.resume)(self, &record) {
+            Ok(start) => start,
+            Err(reason) => {
+                executor::park(self, id, &record.saga_type, fence, reason.clone()).await?;
+                report.parked.push((id, reason));
+                return Ok(());
+            }
         };
         let Some(claim) = Claim::take(self, id) else {
             // Still running here under the lease that expired (this process stalled past it):
@@ -139,16 +148,7 @@ impl Engine {
             },
         };
         failpoint::hit("mid_recovery", "saga");
-        let saga_type = record.saga_type.clone();
-        let resume = match (registered.resume)(self, claim, record) {
-            Ok(resume) => resume,
-            Err(reason) => {
-                drop(permit);
-                executor::park(self, id, &saga_type, fence, reason.clone()).await?;
-                report.parked.push((id, reason));
-                return Ok(());
-            }
-        };
+        let resume = start(claim, record);
         let engine = self.clone();
         tokio::spawn(async move {
             resume.await;

@@ -188,10 +188,12 @@ impl EngineBuilder {
 
     /// Lets this engine resume the sagas of the built definitions named `name` (after a crash),
     /// running their steps with `deps`: `definition` builds a saga's definition again from its
-    /// stored context, as it was built to start it (one reservation per item of the cart the
-    /// context holds, say). A saga whose rebuilt definition has other steps or groups than it
-    /// was started with, or cannot be built, is parked with the reason. Runs of definitions named
-    /// `name` started on this engine without dependencies of their own get `deps` too.
+    /// stored context (one reservation per item of the cart the context holds, say). That is
+    /// the context as its last completed step left it, so the definition, and which part of the
+    /// work each instance does, must follow from fields no step changes. A saga whose rebuilt
+    /// definition has another name, other steps or other groups than it was started with, or
+    /// cannot be built (an error, or a panic), is parked with the reason. Runs of definitions
+    /// named `name` started on this engine without dependencies of their own get `deps` too.
     ///
     /// ```
     /// # use saga_runtime::{saga_step, Engine, SagaDefinition, StepError};
@@ -225,11 +227,26 @@ impl EngineBuilder {
         self.register_kind::<BuiltSaga<C, D>>(name, deps.into(), move |engine, record| {
             executor::stalled(engine, record)?;
             let ctx = executor::decode::<C>(name, record)?;
-            let table = definition(&ctx)
+            // User code, run by the engine's background task: a panic parks the saga rather
+            // than ending the task (and every lease it renews).
+            let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| definition(&ctx)))
+                .map_err(|payload| {
+                    format!(
+                        "building its definition again from its context {}",
+                        crate::error::panicked(&*payload)
+                    )
+                })?;
+            let table = built
                 .map_err(|error| {
                     format!("its definition cannot be built again from its context: {error}")
                 })?
                 .table();
+            if table.name != name {
+                return Err(format!(
+                    "the definition registered as `{name}` built one named `{}`",
+                    table.name
+                ));
+            }
             if let Some(reason) = executor::incompatibility(record, &table) {
                 return Err(reason);
             }
@@ -237,8 +254,8 @@ impl EngineBuilder {
         })
     }
 
-    /// Registers saga type `name`: `resolve` gives a claimed saga's definition and context, or
-    /// why it cannot resume here.
+    /// Registers saga type `name`: `resolve` gives an acquired saga's definition and context, or
+    /// why it cannot resume here (it is then parked).
     fn register_kind<S: SagaKind>(
         mut self,
         name: &'static str,
@@ -249,19 +266,22 @@ impl EngineBuilder {
             + 'static,
     ) -> Self {
         let registered_deps: Arc<dyn std::any::Any + Send + Sync> = Arc::clone(&deps) as _;
-        let resume: Resume = Arc::new(move |engine, claim, record| {
-            let (table, ctx) = resolve(engine, &record)?;
+        let resume: Resume = Arc::new(move |engine, record| {
+            let (table, ctx) = resolve(engine, record)?;
             let deps = Arc::clone(&deps);
-            let span = executor::span(record.id, table.name);
-            Ok(Box::pin(
-                async move {
-                    let resumed = executor::resume::<S>(table, claim, record, ctx, deps).await;
-                    if let Err(error) = resumed {
-                        tracing::error!(%error, "resumed saga stopped");
+            let start: super::Start = Box::new(move |claim, record| {
+                let span = executor::span(record.id, table.name);
+                Box::pin(
+                    async move {
+                        let resumed = executor::resume::<S>(table, claim, record, ctx, deps).await;
+                        if let Err(error) = resumed {
+                            tracing::error!(%error, "resumed saga stopped");
+                        }
                     }
-                }
-                .instrument(span),
-            ))
+                    .instrument(span),
+                )
+            });
+            Ok(start)
         });
         self.registry.insert(
             name,

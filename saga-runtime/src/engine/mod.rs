@@ -183,10 +183,13 @@ struct Registered {
     deps: Arc<dyn std::any::Any + Send + Sync>,
 }
 
-/// Resumes one claimed record of the registered type, with the registered dependencies: the run,
-/// or why the saga cannot resume under this program (it is then parked).
-type Resume =
-    Arc<dyn Fn(&Engine, Claim, SagaRecord) -> Result<BoxFuture<'static, ()>, String> + Send + Sync>;
+/// Prepares an acquired record of the registered type for resuming, with the registered
+/// dependencies: what starts its run once it is claimed here, or why the saga cannot resume under
+/// this program (it is then parked, before any room is taken for it).
+type Resume = Arc<dyn Fn(&Engine, &SagaRecord) -> Result<Start, String> + Send + Sync>;
+
+/// Starts the run of a prepared record, claimed here.
+type Start = Box<dyn FnOnce(Claim, SagaRecord) -> BoxFuture<'static, ()> + Send>;
 
 /// What [`Engine::recover`] did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

@@ -362,7 +362,7 @@ impl<S: SagaKind> Run<S> {
                 .inner
                 .backoff
                 .delay(policy.backoff, task.attempt);
-            self.table.metrics.retry(task.step);
+            self.table.metrics().retry(task.step);
             self.record(
                 SagaEventKind::RetryScheduled {
                     step: name.into(),
@@ -435,7 +435,7 @@ impl<S: SagaKind> Run<S> {
         commit: bool,
     ) {
         self.table
-            .metrics
+            .metrics()
             .attempt(task.step, task.phase == Phase::Compensation, duration);
         let context = commit.then(|| self.context());
         match task.phase {

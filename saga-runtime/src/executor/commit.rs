@@ -106,7 +106,7 @@ impl<S: SagaKind> Run<S> {
                             StoreErrorKind::Fenced | StoreErrorKind::Conflict
                         ) {
                             self.engine.inner.count_fenced();
-                            self.table.metrics.fenced();
+                            self.table.metrics().fenced();
                         }
                         return Err(error.into());
                     }
@@ -162,7 +162,7 @@ impl<S: SagaKind> Run<S> {
         };
         let (told, result) = match created {
             Ok(Created::New { version, lease }) => {
-                self.table.metrics.started();
+                self.table.metrics().started();
                 if self.engine.inner.shared {
                     self.cancel.leased();
                 }
@@ -210,8 +210,8 @@ impl<S: SagaKind> Run<S> {
 }
 
 impl Engine {
-    /// Records saga type `S`'s shape in a shared store, the first time this engine starts (or
-    /// enqueues) one of its sagas: tools draw the type from there (`saga graph`).
+    /// Records the shape of definition `table` in a shared store, the first time this engine
+    /// starts (or enqueues) one of its sagas: tools draw the type from there (`saga graph`).
     pub(crate) async fn record_type<C, D>(
         &self,
         table: &StepTable<C, D>,
@@ -227,8 +227,9 @@ impl Engine {
 
     /// Whether the shape of definition `table` is still to be recorded by this engine. A
     /// definition is known by its steps' address: `saga!`'s are one static per type, a built
-    /// one's are shared by every equal definition (so a type whose built definitions differ
-    /// records the shape of the latest one it starts).
+    /// one's are shared by every equal definition. (A type whose built definitions differ keeps,
+    /// in the store, the shape of whichever definition this engine started first of those it
+    /// had not started before.)
     pub(crate) fn records_type<C, D>(&self, table: &StepTable<C, D>) -> bool {
         self.inner.shared
             && !self

@@ -41,7 +41,7 @@ impl<S: SagaKind> Run<S> {
             Some(SagaStatus::Completed),
         );
         self.flush().await?;
-        self.table.metrics.ended(Ended::Completed, duration);
+        self.table.metrics().ended(Ended::Completed, duration);
         self.outcome_of_terminal()
     }
 
@@ -61,7 +61,7 @@ impl<S: SagaKind> Run<S> {
             Some(SagaStatus::Failed { step }),
         );
         self.flush().await?;
-        self.table.metrics.ended(Ended::Failed, self.elapsed());
+        self.table.metrics().ended(Ended::Failed, self.elapsed());
         self.outcome_of_terminal()
     }
 
@@ -74,7 +74,7 @@ impl<S: SagaKind> Run<S> {
             Some(SagaStatus::Compensated),
         );
         self.flush().await?;
-        self.table.metrics.ended(Ended::Compensated, duration);
+        self.table.metrics().ended(Ended::Compensated, duration);
         self.outcome_of_terminal()
     }
 
@@ -96,7 +96,7 @@ impl<S: SagaKind> Run<S> {
         );
         self.flush().await?;
         self.table
-            .metrics
+            .metrics()
             .ended(Ended::CompensationFailed, self.elapsed());
         self.outcome_of_terminal()
     }

@@ -17,18 +17,19 @@ use crate::machine::{Change, StepTable, Write};
 use crate::store::{Fence, SagaRecord};
 use crate::{Engine, SagaError, SagaId, SagaKind, SagaStatus};
 
-/// The context an acquired saga of type `S` resumes with, or why it cannot resume under this
-/// program and is to be parked: its stored context does not decode, or it was taken over too
-/// many times in a row without progress (it may be what crashes its workers).
+/// The context an acquired saga resumes with under definition `table`, or why it cannot resume
+/// under this program and is to be parked: it was started with other steps or groups, it was
+/// taken over too many times in a row without progress (it may be what crashes its workers), or
+/// its stored context does not decode.
 pub(crate) fn resumable<C: crate::SagaContext, D>(
     engine: &Engine,
     table: &StepTable<C, D>,
     record: &SagaRecord,
 ) -> Result<C, String> {
-    stalled(engine, record)?;
     if let Some(reason) = super::incompatibility(record, table) {
         return Err(reason);
     }
+    stalled(engine, record)?;
     decode(table.name, record)
 }
 

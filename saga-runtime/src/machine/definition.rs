@@ -54,9 +54,20 @@ pub(crate) struct StepTable<C: 'static, D: 'static> {
     pub(crate) options: SagaOptions,
     /// The parallel groups, as ranges of step positions, in order.
     pub(crate) groups: &'static [Range<usize>],
-    pub(crate) metrics: &'static crate::metrics::SagaMetrics,
+    /// Its metric handles, registered at its first saga (with the recorder installed then).
+    pub(crate) metrics: Metrics,
     /// The step names by position, for outcomes.
     pub(crate) names: crate::output::StepNames,
+}
+
+/// Where a definition's metric handles are: registered at the first saga that uses them, not
+/// when the definition is made (the recorder may be installed in between).
+#[derive(Clone, Copy)]
+pub(crate) enum Metrics {
+    /// `saga!`'s, in a static of the saga type.
+    Generated(fn() -> &'static crate::metrics::SagaMetrics),
+    /// A built definition's, beside it.
+    Built(&'static std::sync::OnceLock<crate::metrics::SagaMetrics>),
 }
 
 impl<C, D> Clone for StepTable<C, D> {
@@ -68,6 +79,16 @@ impl<C, D> Clone for StepTable<C, D> {
 impl<C, D> Copy for StepTable<C, D> {}
 
 impl<C, D> StepTable<C, D> {
+    /// The metric handles, registered now if they were not yet.
+    pub(crate) fn metrics(&self) -> &'static crate::metrics::SagaMetrics {
+        match self.metrics {
+            Metrics::Generated(metrics) => metrics(),
+            Metrics::Built(cell) => {
+                cell.get_or_init(|| crate::metrics::SagaMetrics::of(self.name, self.steps))
+            }
+        }
+    }
+
     /// The name of step `step`.
     pub(crate) fn name_of(&self, step: usize) -> &'static str {
         self.steps.get(step).map_or("?", |def| def.name())
@@ -83,7 +104,7 @@ impl<C, D> StepTable<C, D> {
             steps: S::steps(),
             options: S::OPTIONS,
             groups: S::GROUPS,
-            metrics: S::metrics(),
+            metrics: Metrics::Generated(S::metrics),
             names: crate::output::StepNames::Generated(|step| {
                 S::steps().get(step).map_or("?", |def| def.name())
             }),

@@ -57,7 +57,8 @@ impl SagaMetrics {
             steps: steps
                 .iter()
                 .map(|step| {
-                    let name = step.name();
+                    // The instances of a step are one series: their number is not a label.
+                    let name = step.base_name();
                     // Only steps that can be compensated get a series for it.
                     let undoable = step.description.compensation.is_some()
                         || step.description.fallback.is_some();
