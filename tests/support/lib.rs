@@ -1,6 +1,8 @@
 //! Helpers shared by the behaviour tests: a scripted dependency that records which actions and
 //! compensations ran, in order, and answers each call from a per-key plan.
 
+pub mod cart;
+
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
