@@ -58,6 +58,7 @@
 #![warn(missing_docs)]
 
 mod built;
+pub mod bus;
 mod client;
 mod engine;
 mod error;

@@ -194,6 +194,20 @@ pub fn postgres_url(what: &str) -> Option<String> {
     url
 }
 
+/// The NATS server's URL for the tests that need one (`SAGA_NATS_URL`, which `.ci/run` sets);
+/// without it, says on stderr that `what` is skipped.
+pub fn nats_url(what: &str) -> Option<String> {
+    let url = std::env::var("SAGA_NATS_URL").ok();
+    if url.is_none() {
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: {what} needs SAGA_NATS_URL (e.g. nats://127.0.0.1:4222, JetStream on)"
+        );
+    }
+    url
+}
+
 /// A fresh schema name starting with `prefix`, for one test's tables.
 pub fn fresh_schema(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
