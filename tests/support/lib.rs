@@ -183,26 +183,27 @@ macro_rules! scripted {
 /// `None` after saying that `what` was skipped, straight to the process's stderr (which the test
 /// harness does not capture, so the skip is seen even though the test passes).
 pub fn postgres_url(what: &str) -> Option<String> {
-    let url = std::env::var("SAGA_POSTGRES_URL").ok();
-    if url.is_none() {
-        use std::io::Write as _;
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED: {what} needs SAGA_POSTGRES_URL (e.g. postgres://postgres@127.0.0.1:5432/test)"
-        );
-    }
-    url
+    service_url(
+        "SAGA_POSTGRES_URL",
+        "postgres://postgres@127.0.0.1:5432/test",
+        what,
+    )
 }
 
 /// The NATS server's URL for the tests that need one (`SAGA_NATS_URL`, which `.ci/run` sets);
 /// without it, says on stderr that `what` is skipped.
 pub fn nats_url(what: &str) -> Option<String> {
-    let url = std::env::var("SAGA_NATS_URL").ok();
+    service_url("SAGA_NATS_URL", "nats://127.0.0.1:4222, JetStream on", what)
+}
+
+/// The URL in environment variable `var`; without it, says on stderr that `what` is skipped.
+fn service_url(var: &str, example: &str, what: &str) -> Option<String> {
+    let url = std::env::var(var).ok();
     if url.is_none() {
         use std::io::Write as _;
         let _ = writeln!(
             std::io::stderr(),
-            "SKIPPED: {what} needs SAGA_NATS_URL (e.g. nats://127.0.0.1:4222, JetStream on)"
+            "SKIPPED: {what} needs {var} (e.g. {example})"
         );
     }
     url
