@@ -73,6 +73,7 @@ pub mod metrics;
 mod outcome;
 mod output;
 mod progress;
+pub mod remote;
 mod request;
 mod results;
 mod retry;

@@ -1,0 +1,268 @@
+//! The participant side: a service's handlers, run for the commands the bus delivers to it, each
+//! answered on the command's reply subject before the delivery is acknowledged (a service that
+//! crashes in between runs the command again, with the same idempotency key).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{FutureExt, StreamExt};
+
+use super::{service_filter, Command, CommandEnvelope, ReplyEnvelope};
+use crate::bus::{Bus, BusError, BusErrorKind, Delivery, Outgoing};
+use crate::step::Phase;
+use crate::{SagaId, StepError};
+
+/// What a handler returns, its reply as JSON.
+type Handled = Pin<Box<dyn Future<Output = Result<serde_json::Value, StepError>> + Send>>;
+
+/// A handler, type-erased: decodes the command, runs the `async fn`, encodes the reply.
+type Handler<D> = Arc<dyn Fn(serde_json::Value, ParticipantCx<D>) -> Handled + Send + Sync>;
+
+/// A participant service: the handlers of its commands, run for every command the bus delivers
+/// to it (see the [module](super) docs). Several processes of one service share its commands:
+/// each command goes to one of them.
+pub struct Participant<D> {
+    bus: Arc<dyn Bus>,
+    service: String,
+    deps: Arc<D>,
+    handlers: HashMap<&'static str, Handler<D>>,
+    /// Handlers that cannot be registered, said by `run`.
+    misdeclared: Vec<String>,
+}
+
+impl<D> std::fmt::Debug for Participant<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut actions: Vec<&&str> = self.handlers.keys().collect();
+        actions.sort();
+        f.debug_struct("Participant")
+            .field("service", &self.service)
+            .field("actions", &actions)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<D: Send + Sync + 'static> Participant<D> {
+    /// Service `service` on `bus`, its handlers given `deps`.
+    pub fn new(bus: Arc<dyn Bus>, service: impl Into<String>, deps: impl Into<Arc<D>>) -> Self {
+        Participant {
+            bus,
+            service: service.into(),
+            deps: deps.into(),
+            handlers: HashMap::new(),
+            misdeclared: Vec::new(),
+        }
+    }
+
+    /// Handles command `C` with `handler`, an `async fn(C, ParticipantCx<D>) -> Result<C::Reply,
+    /// StepError>`. A command of another service, or a second handler for one action, is an
+    /// error [`Participant::run`] returns.
+    pub fn handle<C, F, Fut>(mut self, handler: F) -> Self
+    where
+        C: Command,
+        F: Fn(C, ParticipantCx<D>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<C::Reply, StepError>> + Send + 'static,
+    {
+        if C::SERVICE != self.service {
+            self.misdeclared.push(format!(
+                "command `{}` belongs to service `{}`, not `{}`",
+                std::any::type_name::<C>(),
+                C::SERVICE,
+                self.service
+            ));
+            return self;
+        }
+        let handler = Arc::new(handler);
+        let erased: Handler<D> = Arc::new(move |command, cx| {
+            let handler = Arc::clone(&handler);
+            Box::pin(async move {
+                let command: C = serde_json::from_value(command).map_err(|e| {
+                    StepError::permanent(format!(
+                        "the command does not decode as `{}`: {e}",
+                        std::any::type_name::<C>()
+                    ))
+                })?;
+                let reply = handler(command, cx).await?;
+                serde_json::to_value(reply).map_err(|e| {
+                    StepError::permanent(format!("the reply cannot be written as JSON: {e}"))
+                })
+            })
+        });
+        if self.handlers.insert(C::ACTION, erased).is_some() {
+            self.misdeclared.push(format!(
+                "service `{}` has two handlers for action `{}`",
+                self.service,
+                C::ACTION
+            ));
+        }
+        self
+    }
+
+    /// Runs the service: handles the commands the bus delivers to it, until the bus cannot be
+    /// subscribed to (or the handlers were misdeclared: the error says how). A delivery whose
+    /// reply cannot be published is left unacknowledged, so it comes again.
+    pub async fn run(self) -> Result<(), BusError> {
+        if let Some(problem) = self.misdeclared.first() {
+            return Err(BusError::new(BusErrorKind::Invalid, problem.clone()));
+        }
+        let filter = service_filter(&self.service);
+        let mut deliveries = self.bus.consume(&self.service, &filter).await?;
+        let this = Arc::new(self);
+        // Commands are handled at once, each in a task of its own, owned here: when the service
+        // stops (this future is dropped), so do the handlers at work, leaving their commands
+        // unacknowledged for another instance.
+        let mut handling = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                delivery = deliveries.next() => match delivery {
+                    Some(Ok(delivery)) => {
+                        let this = Arc::clone(&this);
+                        handling.spawn(async move { this.answer(delivery).await });
+                    }
+                    Some(Err(error)) => {
+                        tracing::warn!(service = %this.service, %error, "the bus failed a delivery");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    None => return Ok(()),
+                },
+                Some(_) = handling.join_next() => {}
+            }
+        }
+    }
+
+    /// Handles one delivered command and publishes the reply, then acknowledges it.
+    async fn answer(&self, delivery: Delivery) {
+        let envelope: CommandEnvelope = match serde_json::from_slice(delivery.payload()) {
+            Ok(envelope) => envelope,
+            Err(error) => {
+                // Nobody to answer: dropped, said, never delivered again.
+                tracing::warn!(
+                    service = %self.service,
+                    subject = delivery.subject(),
+                    %error,
+                    "a message that is not a command envelope was dropped"
+                );
+                let _ = delivery.ack().await;
+                return;
+            }
+        };
+        let action = delivery.subject().rsplit('.').next().unwrap_or_default();
+        let result = match self.handlers.get(action) {
+            None => Err(StepError::permanent(format!(
+                "service `{}` has no action `{action}`",
+                self.service
+            ))),
+            Some(handler) => {
+                let cx = ParticipantCx {
+                    saga_id: envelope.saga_id,
+                    saga_type: envelope.saga_type.clone(),
+                    step: envelope.step.clone(),
+                    phase: envelope.phase,
+                    attempt: envelope.attempt,
+                    key: envelope.key.clone(),
+                    token: envelope.token,
+                    delivered: delivery.delivered(),
+                    deps: Arc::clone(&self.deps),
+                };
+                let handled = AssertUnwindSafe(handler(envelope.command.clone(), cx))
+                    .catch_unwind()
+                    .await;
+                handled.unwrap_or_else(|payload| {
+                    Err(StepError::permanent(format!(
+                        "the handler {}",
+                        crate::error::panicked(&*payload)
+                    )))
+                })
+            }
+        };
+        let reply = ReplyEnvelope::to(&envelope, result);
+        let payload = match serde_json::to_vec(&reply) {
+            Ok(payload) => payload,
+            Err(error) => {
+                tracing::error!(%error, "a reply could not be written");
+                return;
+            }
+        };
+        let message = Outgoing::new(
+            envelope.reply_to.clone(),
+            ReplyEnvelope::message_id(&envelope),
+            payload,
+        );
+        match self.bus.publish(message).await {
+            Ok(_) => {
+                if let Err(error) = delivery.ack().await {
+                    tracing::warn!(%error, "a handled command could not be acknowledged");
+                }
+            }
+            // Unacknowledged: delivered again after the ack wait, and handled again under the
+            // same key.
+            Err(error) => tracing::warn!(%error, "a reply could not be published"),
+        }
+    }
+}
+
+/// What a participant's handler is told of the command it runs: which saga, step and attempt,
+/// the key to act through and the token to fence with, and the service's dependencies.
+#[derive(Debug)]
+pub struct ParticipantCx<D> {
+    saga_id: SagaId,
+    saga_type: String,
+    step: String,
+    phase: Phase,
+    attempt: u32,
+    key: String,
+    token: u64,
+    delivered: u32,
+    deps: Arc<D>,
+}
+
+impl<D> ParticipantCx<D> {
+    /// The saga.
+    pub fn saga_id(&self) -> SagaId {
+        self.saga_id
+    }
+
+    /// The saga's type name.
+    pub fn saga_type(&self) -> &str {
+        &self.saga_type
+    }
+
+    /// The step the command carries out.
+    pub fn step(&self) -> &str {
+        &self.step
+    }
+
+    /// Whether the command is the step's action or its compensation.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// The orchestrator's attempt, from 1.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// The step's idempotency key, the same on every attempt and every delivery: act through it
+    /// so that the command takes effect once.
+    pub fn idempotency_key(&self) -> &str {
+        &self.key
+    }
+
+    /// The orchestrator's fencing token (see [`StepCx::fencing_token`](crate::StepCx::fencing_token)).
+    pub fn fencing_token(&self) -> u64 {
+        self.token
+    }
+
+    /// How many times the bus delivered this command, this time included.
+    pub fn delivered(&self) -> u32 {
+        self.delivered
+    }
+
+    /// The service's dependencies.
+    pub fn deps(&self) -> &D {
+        &self.deps
+    }
+}
