@@ -131,7 +131,17 @@ pub trait Saga: Send + Sync + 'static {
 /// The types of a saga: its context, its dependencies and how its steps are named. Every
 /// [`Saga`] is one; so is [`BuiltSaga`](crate::BuiltSaga), the sagas of definitions assembled at
 /// run time. The typed client ([`SagaClient`](crate::SagaClient)), outcomes and step results are
-/// generic over it.
+/// generic over it, so code written for one serves both:
+///
+/// ```
+/// use saga_runtime::{SagaClient, SagaError, SagaId, SagaKind, StepEnum};
+///
+/// /// Saga `id`'s status with its step by name, whichever way its definition was made.
+/// async fn status<S: SagaKind>(sagas: &SagaClient<S>, id: SagaId) -> Result<String, SagaError> {
+///     let status = sagas.status(id).await?;
+///     Ok(status.map(|step| step.name()).to_string())
+/// }
+/// ```
 pub trait SagaKind: Send + Sync + 'static {
     /// The persisted context.
     type Context: SagaContext;

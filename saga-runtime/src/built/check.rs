@@ -8,6 +8,14 @@ use crate::step::StepDef;
 use crate::Undo;
 
 /// Why a definition cannot be built, naming the saga and the step at fault.
+///
+/// ```
+/// use saga_runtime::{BuildError, SagaDefinition};
+///
+/// let error = SagaDefinition::<(), ()>::builder("Empty").build().unwrap_err();
+/// assert_eq!(error, BuildError::NoSteps { saga: "Empty".into() });
+/// assert_eq!(error.to_string(), "saga `Empty` has no steps: add at least one with `.step::<...>()`");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum BuildError {

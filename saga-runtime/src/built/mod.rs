@@ -146,7 +146,23 @@ impl<C: SagaContext, D: Send + Sync + 'static> SagaDefinition<C, D> {
     }
 }
 
-/// Assembles a [`SagaDefinition`]; see there.
+/// Assembles a [`SagaDefinition`] (see there for a whole saga): steps in order, groups, options.
+///
+/// ```
+/// use std::time::Duration;
+/// use saga_runtime::{saga_step, SagaDefinition, StepError};
+///
+/// #[saga_step]
+/// async fn notify(ctx: &mut u32) -> Result<(), StepError> { Ok(()) }
+///
+/// let saga = SagaDefinition::<u32, ()>::builder("Notify")
+///     .step::<notify>()
+///     .deadline(Duration::from_secs(30))
+///     .best_effort_rollback()
+///     .build()?;
+/// assert_eq!(saga.description().options.deadline, Some(Duration::from_secs(30)));
+/// # Ok::<(), saga_runtime::BuildError>(())
+/// ```
 #[must_use]
 pub struct SagaBuilder<C: 'static, D: 'static> {
     name: String,
@@ -269,7 +285,16 @@ impl<C: SagaContext, D: Send + Sync + 'static> SagaKind for BuiltSaga<C, D> {
     type Step = BuiltStep;
 }
 
-/// A step of a built definition, in statuses and outcomes: its position and name. Unlike a
+/// A step of a built definition, in statuses and outcomes: its position and name.
+///
+/// ```
+/// use saga_runtime::{BuiltStep, StepEnum};
+///
+/// let step = BuiltStep::at(2, "reserve[1]").unwrap();
+/// assert_eq!((step.index(), step.name(), step.to_string()), (2, "reserve[1]", "reserve[1]".into()));
+/// ```
+///
+/// Unlike a
 /// generated step enum, the type does not list its values: [`StepEnum::ALL`] is empty and
 /// [`StepEnum::from_index`] is `None` (a built definition's steps are its own, listed by
 /// [`SagaDefinition::description`]).
