@@ -141,6 +141,7 @@ impl ::saga_runtime::__private::SagaStep<OrderCtx, Services> for reserve_invento
         fallback: ::saga_runtime::__private::None,
         inputs: &[],
         output: ::saga_runtime::__private::None,
+        remote: ::saga_runtime::__private::None,
     };
     const FALLBACK: ::saga_runtime::__private::Option<
         fn() -> ::saga_runtime::__private::StepDef<OrderCtx, Services>,
@@ -247,6 +248,7 @@ impl ::saga_runtime::__private::SagaStep<OrderCtx, Services> for charge_payment 
         fallback: ::saga_runtime::__private::None,
         inputs: &[],
         output: ::saga_runtime::__private::Some("PaymentProcessed"),
+        remote: ::saga_runtime::__private::None,
     };
     const FALLBACK: ::saga_runtime::__private::Option<
         fn() -> ::saga_runtime::__private::StepDef<OrderCtx, Services>,
@@ -355,6 +357,7 @@ for send_confirmation_email {
             <Output<charge_payment> as ::saga_runtime::__private::StepInput>::NAME,
         ],
         output: ::saga_runtime::__private::None,
+        remote: ::saga_runtime::__private::None,
     };
     const FALLBACK: ::saga_runtime::__private::Option<
         fn() -> ::saga_runtime::__private::StepDef<OrderCtx, Services>,

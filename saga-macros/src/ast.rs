@@ -45,6 +45,9 @@ pub(crate) struct StepArgs {
     pub(crate) compensation_retries: Option<Sp<CompensationRetries>>,
     /// `compensate_on_timeout`: the span of the word.
     pub(crate) compensate_on_timeout: Option<Span>,
+    /// `remote`: the step is carried out by a participant service; the function builds the
+    /// command. The span of the word.
+    pub(crate) remote: Option<Span>,
     /// `crate = "path"`: where the runtime is, when not at `::saga_runtime`.
     pub(crate) krate: Option<Path>,
 }

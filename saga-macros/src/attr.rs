@@ -126,6 +126,8 @@ pub(crate) fn step_args(cx: &Ctxt, tokens: TokenStream) -> StepArgs {
             args.compensation_retries = compensation_retries_value(cx, arg);
         } else if key == &COMPENSATE_ON_TIMEOUT {
             args.compensate_on_timeout = flag(cx, arg);
+        } else if key == &REMOTE {
+            args.remote = flag(cx, arg);
         } else if key == &CRATE {
             args.krate = crate_value(cx, arg);
         }

@@ -47,6 +47,7 @@ pub(crate) fn step(item: &syn::ItemFn, errors: syn::Error) -> TokenStream {
                 fallback: #rt::None,
                 inputs: &[],
                 output: #rt::None,
+                remote: #rt::None,
             };
             const FALLBACK: #rt::Option<fn() -> #rt::StepDef<__C, __D>> = #rt::None;
 

@@ -13,6 +13,7 @@ pub(crate) const NOTHING_TO_UNDO: Symbol = Symbol("nothing_to_undo");
 pub(crate) const FALLBACK: Symbol = Symbol("fallback");
 pub(crate) const COMPENSATION_RETRIES: Symbol = Symbol("compensation_retries");
 pub(crate) const COMPENSATE_ON_TIMEOUT: Symbol = Symbol("compensate_on_timeout");
+pub(crate) const REMOTE: Symbol = Symbol("remote");
 
 /// Every `#[saga_step]` argument, in the order error messages list them.
 pub(crate) const STEP_KEYS: &[Symbol] = &[
@@ -25,6 +26,7 @@ pub(crate) const STEP_KEYS: &[Symbol] = &[
     FALLBACK,
     COMPENSATION_RETRIES,
     COMPENSATE_ON_TIMEOUT,
+    REMOTE,
     CRATE,
 ];
 

@@ -14,9 +14,11 @@ use crate::StepError;
 pub use crate::client::SagaClient;
 pub use crate::metrics::SagaMetrics;
 pub use crate::output::NamedStep;
+pub use crate::remote::Command;
 pub use crate::saga::{Saga, SagaContext, SagaOptions, StepEnum};
 pub use crate::step::{
-    CompensationRetries, SagaStep, StepCx, StepDef, StepDescription, StepFuture, StepPolicy, Undo,
+    CompensationRetries, RemoteTarget, SagaStep, StepCx, StepDef, StepDescription, StepFuture,
+    StepPolicy, Undo,
 };
 
 /// Finds the default dependencies of a saga whose dependencies type is `Default`, from the
@@ -182,6 +184,40 @@ fn undone(result: Result<(), StepError>) -> Result<Option<crate::OutputValue>, S
 /// that a future that is not `Send` fails there.
 pub fn action<'a, O: StepOutput, F: Future<Output = O> + Send + 'a>(future: F) -> StepFuture<'a> {
     O::boxed(future)
+}
+
+/// One attempt of a remote step's function, which builds the command: boxed, the command
+/// recorded as JSON for the executor to send (see [`crate::remote`]). `O` is the declared return
+/// type, `Result<C, StepError>` with `C` a [`Command`](crate::remote::Command).
+pub fn remote_action<'a, O, F>(future: F) -> StepFuture<'a>
+where
+    O: RemoteOutput,
+    F: Future<Output = O> + Send + 'a,
+{
+    O::boxed(future)
+}
+
+/// The return type of a remote step's function: `Result<C, StepError>`, `C` a command.
+#[diagnostic::on_unimplemented(
+    message = "a `remote` step must return `Result<C, StepError>` with `C` a command, not `{Self}`",
+    label = "`C` must implement `saga_runtime::remote::Command` (its service, action and reply)"
+)]
+pub trait RemoteOutput: Sized {
+    /// Boxes a future of this output, the command as JSON on success.
+    fn boxed<'a, F: Future<Output = Self> + Send + 'a>(future: F) -> StepFuture<'a>;
+}
+
+impl<C: crate::remote::Command> RemoteOutput for Result<C, StepError> {
+    fn boxed<'a, F: Future<Output = Self> + Send + 'a>(future: F) -> StepFuture<'a> {
+        Box::pin(futures_util::FutureExt::map(future, |result| {
+            let command = result?;
+            serde_json::to_value(command)
+                .map(|json| Some(crate::OutputValue::from_json(json)))
+                .map_err(|e| {
+                    StepError::permanent(format!("the command cannot be written as JSON: {e}"))
+                })
+        }))
+    }
 }
 
 /// Which parameters a compensation takes besides its step's: nothing.

@@ -309,6 +309,18 @@ pub struct StepDescription {
     pub inputs: &'static [&'static str],
     /// Its output type as written (`Some("PaymentProcessed")`), unless it returns `()`.
     pub output: Option<&'static str>,
+    /// For a `remote` step, the participant service and action that carry it out.
+    pub remote: Option<RemoteTarget>,
+}
+
+/// The participant service and action a `remote` step's command goes to (see
+/// [`crate::remote`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RemoteTarget {
+    /// The service.
+    pub service: &'static str,
+    /// Its action.
+    pub action: &'static str,
 }
 
 /// Implemented by `#[saga_step]` for the hidden type that shares the step function's name.

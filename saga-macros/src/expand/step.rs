@@ -101,9 +101,17 @@ pub(crate) fn expand(step: &Step) -> TokenStream {
         syn::ReturnType::Default => quote!(()),
     };
     let infer_at_name = quote_spanned!(name.span()=> _);
-    let action = quote! {
-        #(#reads)*
-        #rt::action::<#output_ty, #infer_at_name>(#name #call_args)
+    // A remote step's function builds the command a participant service carries out: its
+    // attempt sends it and records the service's reply.
+    let action = match args.remote {
+        None => quote! {
+            #(#reads)*
+            #rt::action::<#output_ty, #infer_at_name>(#name #call_args)
+        },
+        Some(_) => quote! {
+            #(#reads)*
+            #rt::remote_action::<#output_ty, #infer_at_name>(#name #call_args)
+        },
     };
 
     let (compensate_params, compensate_body) = match &args.compensate {
@@ -159,7 +167,7 @@ pub(crate) fn expand(step: &Step) -> TokenStream {
         (None, ..) => quote!(#rt::None),
     };
 
-    let description = description(&rt, step);
+    let description = description(&rt, step, &output_ty);
     let declares_undo = undo.then(|| {
         quote! {
             #[automatically_derived]
@@ -194,7 +202,12 @@ pub(crate) fn expand(step: &Step) -> TokenStream {
     };
     // `StepResult` takes any `Result<T, E>` apart: `action` alone checks that the error is a
     // `StepError` and `T` can be recorded, so that a mistake there is reported once.
-    let output = quote_spanned!(output_span=> <#output_ty as #rt::StepResult>::Value);
+    let output = match args.remote {
+        None => quote_spanned!(output_span=> <#output_ty as #rt::StepResult>::Value),
+        Some(_) => quote_spanned!(output_span=>
+            <<#output_ty as #rt::StepResult>::Value as #rt::Command>::Reply
+        ),
+    };
 
     // Every step whose output it takes runs before the step at position `__P` of a saga:
     // `saga!` asks this of each step it lists. Spanned at the parameters, for the note that
@@ -352,7 +365,7 @@ pub(crate) fn marker(item: &syn::ItemFn) -> TokenStream {
     }
 }
 
-fn description(rt: &TokenStream, step: &Step) -> TokenStream {
+fn description(rt: &TokenStream, step: &Step, output_ty: &TokenStream) -> TokenStream {
     let args = &step.args;
     // A raw identifier (`r#type`) is the step `type` in events, statuses and the store.
     let name = syn::ext::IdentExt::unraw(step.name).to_string();
@@ -395,9 +408,28 @@ fn description(rt: &TokenStream, step: &Step) -> TokenStream {
         .input_tys
         .iter()
         .map(|ty| quote!(<#ty as #rt::StepInput>::NAME));
-    let output = match output_type(step.output) {
-        Some(text) => quote!(#rt::Some(#text)),
-        None => quote!(#rt::None),
+    let (output, remote) = match args.remote {
+        None => (
+            match output_type(step.output) {
+                Some(text) => quote!(#rt::Some(#text)),
+                None => quote!(#rt::None),
+            },
+            quote!(#rt::None),
+        ),
+        Some(_) => {
+            let command = quote!(<#output_ty as #rt::StepResult>::Value);
+            let reply = output_type(step.output).map(|text| format!("{text}::Reply"));
+            (
+                match reply {
+                    Some(text) => quote!(#rt::Some(#text)),
+                    None => quote!(#rt::None),
+                },
+                quote!(#rt::Some(#rt::RemoteTarget {
+                    service: <#command as #rt::Command>::SERVICE,
+                    action: <#command as #rt::Command>::ACTION,
+                })),
+            )
+        }
     };
     quote! {
         #rt::StepDescription {
@@ -410,6 +442,7 @@ fn description(rt: &TokenStream, step: &Step) -> TokenStream {
             fallback: #fallback,
             inputs: &[#(#inputs),*],
             output: #output,
+            remote: #remote,
         }
     }
 }

@@ -28,6 +28,7 @@ pub struct EngineBuilder {
     backoff: Backoff,
     event_capacity: usize,
     registry: HashMap<&'static str, Registered>,
+    bus: Option<Arc<dyn crate::bus::Bus>>,
     max_recovery_attempts: u32,
     recovery_concurrency: usize,
     worker_name: Option<String>,
@@ -75,6 +76,7 @@ impl EngineBuilder {
             backoff: Backoff::default(),
             event_capacity: 1024,
             registry: HashMap::new(),
+            bus: None,
             max_recovery_attempts: 5,
             recovery_concurrency: 256,
             worker_name: None,
@@ -293,6 +295,21 @@ impl EngineBuilder {
         self
     }
 
+    /// The bus that `remote` steps send their commands on and get their replies from (see
+    /// [`crate::remote`]); the participant services use the same one.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use saga_runtime::bus::MemoryBus;
+    ///
+    /// let engine = saga_runtime::Engine::builder().bus(Arc::new(MemoryBus::new())).build();
+    /// # let _ = engine;
+    /// ```
+    pub fn bus(mut self, bus: Arc<dyn crate::bus::Bus>) -> Self {
+        self.bus = Some(bus);
+        self
+    }
+
     /// How many times in a row recovery resumes a saga that makes no progress before parking it.
     /// Default 5.
     pub fn max_recovery_attempts(mut self, attempts: u32) -> Self {
@@ -349,6 +366,7 @@ impl EngineBuilder {
                 waiters: Default::default(),
                 watchers: Default::default(),
                 types_recorded: Default::default(),
+                remote: self.bus.map(super::remote::Remote::new),
                 #[cfg(feature = "testing")]
                 kit: self.kit,
             }),

@@ -3,6 +3,7 @@
 mod background;
 mod builder;
 mod operator;
+mod remote;
 mod waiters;
 
 pub use builder::EngineBuilder;
@@ -73,6 +74,19 @@ impl Engine {
         self.running_count()
     }
 
+    /// How many participants' replies this engine dropped as stale: replies to an attempt that
+    /// had timed out or been superseded, or to a saga that had ended.
+    ///
+    /// ```
+    /// assert_eq!(saga_runtime::Engine::in_memory().stale_replies(), 0);
+    /// ```
+    pub fn stale_replies(&self) -> u64 {
+        self.inner
+            .remote
+            .as_ref()
+            .map_or(0, |remote| remote.stale())
+    }
+
     /// Whether saga type `name` is registered with this engine.
     pub(crate) fn registers(&self, name: &str) -> bool {
         self.inner.registry.contains_key(name)
@@ -135,6 +149,8 @@ pub(crate) struct EngineInner {
     pub(crate) waiters: Waiters,
     /// Who follows a saga's steps as they are recorded (`step_results`): woken at each write.
     pub(crate) watchers: Waiters,
+    /// With a bus: what remote steps need (reply routing, replies to acknowledge).
+    pub(crate) remote: Option<remote::Remote>,
     /// The saga types whose shape this engine recorded in the store.
     pub(crate) types_recorded: Mutex<std::collections::HashSet<usize>>,
     /// The test kit's faults, log and crash point.

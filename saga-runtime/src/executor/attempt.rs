@@ -17,13 +17,15 @@ use std::time::Duration;
 use futures_util::FutureExt;
 
 use super::Run;
+use crate::engine::Engine;
 use crate::event::SagaEventKind;
 use crate::machine::{
     past_pivot, retries_after, Change, CompensationFailed, CompletedStep, Definition,
     RetryScheduled, StepFailed, Task,
 };
-use crate::step::{Phase, StepDef, StepFn};
+use crate::step::{Phase, RemoteTarget, StepDef, StepFn};
 use crate::{SagaError, SagaKind, SagaStatus, StepCx, StepError};
+use futures_util::future::Either;
 
 /// What stands in for an attempt: nothing (zero-sized) without the test kit, so that every
 /// attempt's future stays as small as it was.
@@ -85,6 +87,17 @@ async fn attempt_once<C, D>(
             }
         }),
     };
+    guarded(call, timeout).await
+}
+
+/// Runs an attempt's future under its timeout, a panic becoming a permanent error.
+async fn guarded<F>(
+    call: F,
+    timeout: Option<Duration>,
+) -> Result<Option<crate::OutputValue>, StepError>
+where
+    F: std::future::Future<Output = Result<Option<crate::OutputValue>, StepError>>,
+{
     let guarded = AssertUnwindSafe(call).catch_unwind();
     let result = match timeout {
         Some(limit) => match tokio::time::timeout(limit, guarded).await {
@@ -96,11 +109,33 @@ async fn attempt_once<C, D>(
     result.unwrap_or_else(|payload| Err(StepError::panic(&*payload)))
 }
 
+/// Runs one attempt of a `remote` step: the step's function builds the command, which goes to
+/// `target` through `engine`'s bus; the reply is the result. The timeout applies to the whole
+/// exchange.
+async fn remote_once<C, D>(
+    engine: &Engine,
+    target: RemoteTarget,
+    func: StepFn<C, D>,
+    work: &mut C,
+    cx: &StepCx<D>,
+    timeout: Option<Duration>,
+    injected: Injection,
+) -> Result<Option<crate::OutputValue>, StepError> {
+    let exchange = async {
+        let command = attempt_once(func, work, cx, None, injected).await?;
+        let command = command.map_or(serde_json::Value::Null, |c| c.json().clone());
+        engine.call_remote(cx, target, command).await
+    };
+    guarded(exchange, timeout).await
+}
+
 /// An attempt whose intent is recorded, for a member of a parallel group: what it runs, on
 /// what, with which handle.
 pub(super) struct Prepared<C, D> {
     task: Task,
     func: StepFn<C, D>,
+    /// For a remote step's action: the service that carries it out, through this engine.
+    remote: Option<(Engine, RemoteTarget)>,
     timeout: Option<Duration>,
     /// A copy of the committed context, which the attempt works on.
     work: C,
@@ -124,13 +159,19 @@ impl<C: Send + 'static, D: Send + Sync + 'static> Prepared<C, D> {
         let Prepared {
             task,
             func,
+            remote,
             timeout,
             mut work,
             cx,
             injected,
             log,
         } = self;
-        let result = attempt_once(func, &mut work, &cx, timeout, injected).await;
+        let result = match remote {
+            None => attempt_once(func, &mut work, &cx, timeout, injected).await,
+            Some((engine, target)) => {
+                remote_once(&engine, target, func, &mut work, &cx, timeout, injected).await
+            }
+        };
         Ended {
             task,
             work,
@@ -161,7 +202,24 @@ impl<S: SagaKind> Run<S> {
             true => self.tick(),
             false => self.clock,
         };
-        let attempt = attempt_once(func, &mut work, &cx, def.policy().timeout, injected);
+        let timeout = def.policy().timeout;
+        // A remote step's attempt is an exchange with a service, boxed: most steps are local.
+        let attempt = match def
+            .description
+            .remote
+            .filter(|_| task.phase == Phase::Action)
+        {
+            None => Either::Left(attempt_once(func, &mut work, &cx, timeout, injected)),
+            Some(target) => Either::Right(Box::pin(remote_once(
+                &self.engine,
+                target,
+                func,
+                &mut work,
+                &cx,
+                timeout,
+                injected,
+            ))),
+        };
         let result = match self.engine.inner.shared {
             true => tokio::select! {
                 result = attempt => result,
@@ -241,6 +299,11 @@ impl<S: SagaKind> Run<S> {
             func: self
                 .table
                 .func(task.step, task.fallback, task.phase == Phase::Compensation),
+            remote: def
+                .description
+                .remote
+                .filter(|_| task.phase == Phase::Action)
+                .map(|target| (self.engine.clone(), target)),
             timeout: def.policy().timeout,
             work: (*self.committed).clone(),
             cx,

@@ -114,6 +114,10 @@ impl<S: SagaKind> Run<S> {
                 waited
             }
         };
+        // The participants' replies it recorded are committed: they can go.
+        if let Some(remote) = &self.engine.inner.remote {
+            remote.settle(self.id);
+        }
         #[cfg(any(feature = "testing", all(feature = "failpoints", debug_assertions)))]
         for (point, step) in checkpoints {
             self.boundary(point, &step)?;

@@ -102,6 +102,10 @@ impl Claim {
 
 impl Drop for Claim {
     fn drop(&mut self) {
+        // Replies its run recorded but did not commit come again to whoever resumes the saga.
+        if let Some(remote) = &self.engine.inner.remote {
+            remote.forget(self.id);
+        }
         self.engine
             .inner
             .running

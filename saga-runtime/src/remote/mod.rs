@@ -58,6 +58,11 @@ use crate::step::Phase;
 use crate::{SagaId, StepError};
 
 /// A command a participant service carries out for a saga's step (or its compensation).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a command a participant service carries out",
+    label = "a `remote` step returns a command: implement `saga_runtime::remote::Command` for it",
+    note = "`Command` names the service, the action and the reply type"
+)]
 pub trait Command: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// The service that carries it out (letters, digits, `-` and `_`).
     const SERVICE: &'static str;

@@ -1,0 +1,301 @@
+//! Remote steps over both transports (in memory, and NATS JetStream when `SAGA_NATS_URL` is
+//! set): a step carried out by a participant service completes with the service's typed reply,
+//! which later steps and its compensation receive; a remote failure rolls back the earlier steps
+//! in reverse order; retries and timeouts behave as for a local step, and a late reply to an
+//! attempt that timed out is dropped and counted.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use saga_runtime::bus::{Bus, MemoryBus, NatsBusOptions};
+use saga_runtime::remote::{Command, Participant, ParticipantCx};
+use saga_runtime::{saga, saga_step, Engine, Output, SagaOutcome, StepCx, StepError};
+use saga_tests::{fresh_schema, nats_url};
+use serde::{Deserialize, Serialize};
+
+/// What happened, in order, on either side.
+#[derive(Default)]
+struct Ledger(Mutex<Vec<String>>);
+
+impl Ledger {
+    fn note(&self, what: String) {
+        self.0.lock().unwrap().push(what);
+    }
+
+    fn entries(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Order {
+    total: u64,
+    /// How the payments service treats the charge: "ok", "decline", "busy-once", "slow-once".
+    payment: String,
+    /// `ship` fails for good.
+    no_courier: bool,
+    shipped: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Charge {
+    amount: u64,
+    behaviour: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Payment {
+    id: String,
+    amount: u64,
+}
+
+impl Command for Charge {
+    const SERVICE: &'static str = "payments";
+    const ACTION: &'static str = "charge";
+    type Reply = Payment;
+}
+
+#[saga_step(compensate = release)]
+async fn reserve(_order: &mut Order, cx: &StepCx<Arc<Ledger>>) -> Result<(), StepError> {
+    cx.deps().note("orders: reserve".into());
+    Ok(())
+}
+
+async fn release(_order: &mut Order, cx: &StepCx<Arc<Ledger>>) -> Result<(), StepError> {
+    cx.deps().note("orders: release".into());
+    Ok(())
+}
+
+/// Carried out by the payments service: builds the command.
+#[saga_step(remote, compensate = refund, timeout = "1s", retries = 2, backoff = "10ms")]
+async fn charge(order: &Order, _cx: &StepCx<Arc<Ledger>>) -> Result<Charge, StepError> {
+    Ok(Charge {
+        amount: order.total,
+        behaviour: order.payment.clone(),
+    })
+}
+
+async fn refund(
+    _order: &Order,
+    cx: &StepCx<Arc<Ledger>>,
+    payment: Payment,
+) -> Result<(), StepError> {
+    cx.deps().note(format!("orders: refund {}", payment.id));
+    Ok(())
+}
+
+#[saga_step]
+async fn ship(
+    order: &mut Order,
+    cx: &StepCx<Arc<Ledger>>,
+    payment: Output<charge>,
+) -> Result<(), StepError> {
+    if order.no_courier {
+        cx.deps().note("orders: ship refused".into());
+        return Err(StepError::permanent("no courier"));
+    }
+    cx.deps()
+        .note(format!("orders: ship paid by {}", payment.id));
+    order.shipped = Some(payment.id.clone());
+    Ok(())
+}
+
+saga! {
+    Checkout(Order, Arc<Ledger>) { reserve, charge, ship }
+}
+
+/// The payments service's handler.
+async fn take_payment(
+    command: Charge,
+    cx: ParticipantCx<Arc<Ledger>>,
+) -> Result<Payment, StepError> {
+    let attempt = cx.attempt();
+    cx.deps().note(format!(
+        "payments: charge {} attempt {attempt} as {}",
+        command.amount,
+        cx.idempotency_key()
+    ));
+    match command.behaviour.as_str() {
+        "decline" => return Err(StepError::permanent("card declined")),
+        "busy-once" if attempt == 1 => return Err(StepError::transient("gateway busy")),
+        "slow-once" if attempt == 1 => tokio::time::sleep(Duration::from_millis(1500)).await,
+        _ => {}
+    }
+    Ok(Payment {
+        id: format!("pay-{attempt}"),
+        amount: command.amount,
+    })
+}
+
+/// Each transport: a fresh bus, and what to call it.
+async fn buses() -> Vec<(&'static str, Arc<dyn Bus>)> {
+    let mut buses: Vec<(&'static str, Arc<dyn Bus>)> = vec![("memory", Arc::new(MemoryBus::new()))];
+    if let Some(url) = nats_url("the remote step tests on NATS") {
+        let bus = NatsBusOptions::new(&url)
+            .namespace(fresh_schema("remote"))
+            .max_age(Duration::from_secs(600))
+            .connect()
+            .await
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        buses.push(("nats", Arc::new(bus)));
+    }
+    buses
+}
+
+/// Runs `order` through `Checkout` on an engine with `bus`, the payments service beside it;
+/// returns the outcome, what both sides did, and the engine.
+async fn checkout(
+    bus: &Arc<dyn Bus>,
+    order: Order,
+) -> (SagaOutcome<Order, CheckoutStep>, Vec<String>, Engine) {
+    let ledger = Arc::new(Ledger::default());
+    let payments = Participant::new(bus.clone(), "payments", ledger.clone())
+        .handle::<Charge, _, _>(take_payment);
+    let service = tokio::spawn(payments.run());
+    let engine = Engine::builder().bus(bus.clone()).build();
+    let outcome = Checkout::on(&engine)
+        .run_with(order, ledger.clone())
+        .await
+        .unwrap();
+    service.abort();
+    (outcome, ledger.entries(), engine)
+}
+
+fn order(payment: &str, no_courier: bool) -> Order {
+    Order {
+        total: 42,
+        payment: payment.into(),
+        no_courier,
+        shipped: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_step_completes_with_the_services_typed_reply() {
+    for (name, bus) in buses().await {
+        let (outcome, ledger, _) = checkout(&bus, order("ok", false)).await;
+        assert!(outcome.is_completed(), "{name}: {outcome:?}");
+        let key = format!("{}:charge", outcome.id());
+        assert_eq!(
+            ledger,
+            [
+                "orders: reserve".to_string(),
+                format!("payments: charge 42 attempt 1 as {key}"),
+                "orders: ship paid by pay-1".to_string(),
+            ],
+            "{name}"
+        );
+        assert_eq!(
+            outcome.output::<charge>().unwrap(),
+            Some(Payment {
+                id: "pay-1".into(),
+                amount: 42
+            }),
+            "{name}"
+        );
+        assert_eq!(outcome.ctx().shipped.as_deref(), Some("pay-1"), "{name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_after_and_at_a_remote_step_roll_back_in_reverse_order() {
+    for (name, bus) in buses().await {
+        // The step after the remote one fails: the remote step's compensation gets its reply.
+        let (outcome, ledger, _) = checkout(&bus, order("ok", true)).await;
+        assert!(
+            matches!(outcome, SagaOutcome::Compensated { .. }),
+            "{name}: {outcome:?}"
+        );
+        assert_eq!(
+            ledger[2..],
+            [
+                "orders: ship refused".to_string(),
+                "orders: refund pay-1".to_string(),
+                "orders: release".to_string(),
+            ],
+            "{name}"
+        );
+        // The remote step fails for good: only the step before it is undone.
+        let (outcome, ledger, _) = checkout(&bus, order("decline", false)).await;
+        let SagaOutcome::Compensated { cause, .. } = &outcome else {
+            panic!("{name}: {outcome:?}")
+        };
+        assert_eq!(
+            cause.to_string(),
+            "step `charge` failed: card declined",
+            "{name}"
+        );
+        assert_eq!(ledger.len(), 3, "{name}: {ledger:?}");
+        assert_eq!(ledger[2], "orders: release", "{name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_step_is_retried_after_a_transient_error_under_the_same_key() {
+    for (name, bus) in buses().await {
+        let (outcome, ledger, _) = checkout(&bus, order("busy-once", false)).await;
+        assert!(outcome.is_completed(), "{name}: {outcome:?}");
+        let key = format!("{}:charge", outcome.id());
+        assert_eq!(
+            ledger[1..3],
+            [
+                format!("payments: charge 42 attempt 1 as {key}"),
+                format!("payments: charge 42 attempt 2 as {key}"),
+            ],
+            "{name}"
+        );
+        assert_eq!(outcome.ctx().shipped.as_deref(), Some("pay-2"), "{name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_step_times_out_and_its_late_reply_is_dropped_and_counted() {
+    for (name, bus) in buses().await {
+        let ledger = Arc::new(Ledger::default());
+        let payments = Participant::new(bus.clone(), "payments", ledger.clone())
+            .handle::<Charge, _, _>(take_payment);
+        let service = tokio::spawn(payments.run());
+        let engine = Engine::builder().bus(bus.clone()).build();
+        let outcome = Checkout::on(&engine)
+            .run_with(order("slow-once", false), ledger.clone())
+            .await
+            .unwrap();
+        // Attempt 1 took 1.5 s against a 1 s timeout; attempt 2 went through.
+        assert!(outcome.is_completed(), "{name}: {outcome:?}");
+        assert_eq!(outcome.ctx().shipped.as_deref(), Some("pay-2"), "{name}");
+        let history = engine.history(outcome.id()).await.unwrap();
+        let timed_out = history.iter().any(|event| {
+            matches!(&event.kind, saga_runtime::SagaEventKind::RetryScheduled { error, .. }
+                if error.kind() == saga_runtime::ErrorKind::Timeout)
+        });
+        assert!(timed_out, "{name}: {history:?}");
+        // Attempt 1's reply comes late, to nobody: dropped, counted.
+        let started = std::time::Instant::now();
+        while engine.stale_replies() == 0 {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{name}: the late reply was not counted"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(engine.stale_replies(), 1, "{name}");
+        service.abort();
+    }
+}
+
+#[tokio::test]
+async fn a_remote_step_on_an_engine_without_a_bus_fails_saying_so() {
+    let engine = Engine::in_memory();
+    let outcome = Checkout::on(&engine)
+        .run_with(order("ok", false), Arc::new(Ledger::default()))
+        .await
+        .unwrap();
+    let SagaOutcome::Compensated { cause, .. } = &outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(
+        cause.to_string(),
+        "step `charge` failed: step `charge` is carried out by service `payments`, but this \
+         engine has no bus (EngineBuilder::bus)"
+    );
+}
