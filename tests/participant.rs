@@ -8,32 +8,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use saga_runtime::bus::{Bus, BusErrorKind, Deliveries, MemoryBus, NatsBusOptions, Outgoing};
+use saga_runtime::bus::{Bus, BusErrorKind, Deliveries, MemoryBus, Outgoing};
 use saga_runtime::remote::{Command, CommandEnvelope, Participant, ParticipantCx, ReplyEnvelope};
 use saga_runtime::{ErrorKind, Phase, SagaId, StepError};
-use saga_tests::{fresh_schema, nats_url};
+use saga_tests::payments::{buses, Charge, Payment};
 use serde::{Deserialize, Serialize};
 
 const ACK_WAIT: Duration = Duration::from_millis(600);
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Charge {
-    amount: u64,
-    /// How the handler behaves: "ok", "transient", "permanent", "panic", "hang-first".
-    behaviour: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Payment {
-    id: String,
-    amount: u64,
-}
-
-impl Command for Charge {
-    const SERVICE: &'static str = "payments";
-    const ACTION: &'static str = "charge";
-    type Reply = Payment;
-}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Refund {
@@ -46,9 +27,10 @@ impl Command for Refund {
     type Reply = ();
 }
 
-/// What the payments service did: (key, token, delivery) per handled command, in order.
+/// What the payments service did: (key, token, delivery) per handled command, in order; and
+/// a signal that a handler hangs.
 #[derive(Default)]
-struct Ledger(Mutex<Vec<(String, u64, u32)>>);
+struct Ledger(Mutex<Vec<(String, u64, u32)>>, tokio::sync::Notify);
 
 impl Ledger {
     fn entries(&self) -> Vec<(String, u64, u32)> {
@@ -62,7 +44,10 @@ async fn charge(command: Charge, cx: ParticipantCx<Ledger>) -> Result<Payment, S
         "permanent" => return Err(StepError::permanent("card declined")),
         "panic" => panic!("gateway answered nonsense"),
         // The first delivery never ends (its process dies); later ones go through.
-        "hang-first" if cx.delivered() == 1 => std::future::pending::<()>().await,
+        "hang-first" if cx.delivered() == 1 => {
+            cx.deps().1.notify_one();
+            std::future::pending::<()>().await
+        }
         _ => {}
     }
     cx.deps().0.lock().unwrap().push((
@@ -74,25 +59,6 @@ async fn charge(command: Charge, cx: ParticipantCx<Ledger>) -> Result<Payment, S
         id: format!("pay-{}", cx.idempotency_key()),
         amount: command.amount,
     })
-}
-
-/// Each transport the tests run on: a fresh bus, and what to call it.
-async fn buses() -> Vec<(&'static str, Arc<dyn Bus>)> {
-    let mut buses: Vec<(&'static str, Arc<dyn Bus>)> = vec![(
-        "memory",
-        Arc::new(MemoryBus::builder().ack_wait(ACK_WAIT).build()),
-    )];
-    if let Some(url) = nats_url("the participant tests on NATS") {
-        let bus = NatsBusOptions::new(&url)
-            .namespace(fresh_schema("participant"))
-            .ack_wait(ACK_WAIT)
-            .max_age(Duration::from_secs(600))
-            .connect()
-            .await
-            .unwrap_or_else(|e| panic!("{url}: {e}"));
-        buses.push(("nats", Arc::new(bus)));
-    }
-    buses
 }
 
 /// Starts the payments service on `bus`, recording into `ledger`.
@@ -152,7 +118,7 @@ async fn no_reply_within(replies: &mut Deliveries, wait: Duration) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_command_is_answered_with_its_typed_reply_and_ran_under_its_key() {
-    for (name, bus) in buses().await {
+    for (name, bus) in buses("the participant tests on NATS", ACK_WAIT).await {
         let ledger = Arc::new(Ledger::default());
         let service = payments(&bus, &ledger);
         let mut replies = bus.consume("orders", "reply.Order").await.unwrap();
@@ -192,7 +158,7 @@ async fn a_command_is_answered_with_its_typed_reply_and_ran_under_its_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_are_answered_as_step_errors_of_their_kind() {
-    for (name, bus) in buses().await {
+    for (name, bus) in buses("the participant tests on NATS", ACK_WAIT).await {
         let ledger = Arc::new(Ledger::default());
         let service = payments(&bus, &ledger);
         let mut replies = bus.consume("orders", "reply.Order").await.unwrap();
@@ -212,7 +178,7 @@ async fn failures_are_answered_as_step_errors_of_their_kind() {
             (
                 "charge",
                 charge_of(1, "panic"),
-                ErrorKind::Permanent,
+                ErrorKind::Panic,
                 "the handler panicked: gateway answered nonsense",
             ),
             (
@@ -243,7 +209,7 @@ async fn failures_are_answered_as_step_errors_of_their_kind() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_command_published_again_for_the_same_attempt_runs_once() {
-    for (name, bus) in buses().await {
+    for (name, bus) in buses("the participant tests on NATS", ACK_WAIT).await {
         let ledger = Arc::new(Ledger::default());
         let service = payments(&bus, &ledger);
         let mut replies = bus.consume("orders", "reply.Order").await.unwrap();
@@ -273,7 +239,7 @@ async fn a_command_published_again_for_the_same_attempt_runs_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_command_left_by_a_dead_instance_is_run_by_another_under_the_same_key() {
-    for (name, bus) in buses().await {
+    for (name, bus) in buses("the participant tests on NATS", ACK_WAIT).await {
         let ledger = Arc::new(Ledger::default());
         let first = payments(&bus, &ledger);
         let mut replies = bus.consume("orders", "reply.Order").await.unwrap();
@@ -282,7 +248,9 @@ async fn a_command_left_by_a_dead_instance_is_run_by_another_under_the_same_key(
             .await
             .unwrap();
         // The first instance took it and hangs; it dies without answering.
-        tokio::time::sleep(ACK_WAIT / 2).await;
+        tokio::time::timeout(Duration::from_secs(10), ledger.1.notified())
+            .await
+            .expect("the first instance took the command");
         first.abort();
         let second = payments(&bus, &ledger);
         let answer = reply(&mut replies).await;
@@ -298,7 +266,7 @@ async fn a_command_left_by_a_dead_instance_is_run_by_another_under_the_same_key(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_of_a_service_share_its_commands() {
-    for (name, bus) in buses().await {
+    for (name, bus) in buses("the participant tests on NATS", ACK_WAIT).await {
         let ledger = Arc::new(Ledger::default());
         let instances = [payments(&bus, &ledger), payments(&bus, &ledger)];
         let mut replies = bus.consume("orders", "reply.Order").await.unwrap();

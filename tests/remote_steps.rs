@@ -7,10 +7,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use saga_runtime::bus::{Bus, MemoryBus, NatsBusOptions};
-use saga_runtime::remote::{Command, Participant, ParticipantCx};
+use saga_runtime::bus::Bus;
+use saga_runtime::remote::{Participant, ParticipantCx};
 use saga_runtime::{saga, saga_step, Engine, Output, SagaOutcome, StepCx, StepError};
-use saga_tests::{fresh_schema, nats_url};
+use saga_tests::payments::{buses, Charge, Payment};
 use serde::{Deserialize, Serialize};
 
 /// What happened, in order, on either side.
@@ -35,24 +35,6 @@ struct Order {
     /// `ship` fails for good.
     no_courier: bool,
     shipped: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Charge {
-    amount: u64,
-    behaviour: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Payment {
-    id: String,
-    amount: u64,
-}
-
-impl Command for Charge {
-    const SERVICE: &'static str = "payments";
-    const ACTION: &'static str = "charge";
-    type Reply = Payment;
 }
 
 #[saga_step(compensate = release)]
@@ -127,27 +109,17 @@ async fn take_payment(
     })
 }
 
-/// Each transport: a fresh bus, and what to call it.
-async fn buses() -> Vec<(&'static str, Arc<dyn Bus>)> {
-    let mut buses: Vec<(&'static str, Arc<dyn Bus>)> = vec![("memory", Arc::new(MemoryBus::new()))];
-    if let Some(url) = nats_url("the remote step tests on NATS") {
-        let bus = NatsBusOptions::new(&url)
-            .namespace(fresh_schema("remote"))
-            .max_age(Duration::from_secs(600))
-            .connect()
-            .await
-            .unwrap_or_else(|e| panic!("{url}: {e}"));
-        buses.push(("nats", Arc::new(bus)));
-    }
-    buses
-}
-
-/// Runs `order` through `Checkout` on an engine with `bus`, the payments service beside it;
-/// returns the outcome, what both sides did, and the engine.
+/// Runs `order` through `Checkout` on an engine with `bus`, the payments service beside it
+/// (still running); returns the outcome, what both sides did, the engine and the service.
 async fn checkout(
     bus: &Arc<dyn Bus>,
     order: Order,
-) -> (SagaOutcome<Order, CheckoutStep>, Vec<String>, Engine) {
+) -> (
+    SagaOutcome<Order, CheckoutStep>,
+    Vec<String>,
+    Engine,
+    tokio::task::JoinHandle<Result<(), saga_runtime::bus::BusError>>,
+) {
     let ledger = Arc::new(Ledger::default());
     let payments = Participant::new(bus.clone(), "payments", ledger.clone())
         .handle::<Charge, _, _>(take_payment);
@@ -157,8 +129,13 @@ async fn checkout(
         .run_with(order, ledger.clone())
         .await
         .unwrap();
+    (outcome, ledger.entries(), engine, service)
+}
+
+/// Stops a service, and waits until it has.
+async fn stop(service: tokio::task::JoinHandle<Result<(), saga_runtime::bus::BusError>>) {
     service.abort();
-    (outcome, ledger.entries(), engine)
+    let _ = service.await;
 }
 
 fn order(payment: &str, no_courier: bool) -> Order {
@@ -172,8 +149,9 @@ fn order(payment: &str, no_courier: bool) -> Order {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_remote_step_completes_with_the_services_typed_reply() {
-    for (name, bus) in buses().await {
-        let (outcome, ledger, _) = checkout(&bus, order("ok", false)).await;
+    for (name, bus) in buses("the remote step tests on NATS", Duration::from_secs(30)).await {
+        let (outcome, ledger, _, service) = checkout(&bus, order("ok", false)).await;
+        stop(service).await;
         assert!(outcome.is_completed(), "{name}: {outcome:?}");
         let key = format!("{}:charge", outcome.id());
         assert_eq!(
@@ -199,9 +177,10 @@ async fn a_remote_step_completes_with_the_services_typed_reply() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_after_and_at_a_remote_step_roll_back_in_reverse_order() {
-    for (name, bus) in buses().await {
+    for (name, bus) in buses("the remote step tests on NATS", Duration::from_secs(30)).await {
         // The step after the remote one fails: the remote step's compensation gets its reply.
-        let (outcome, ledger, _) = checkout(&bus, order("ok", true)).await;
+        let (outcome, ledger, _, service) = checkout(&bus, order("ok", true)).await;
+        stop(service).await;
         assert!(
             matches!(outcome, SagaOutcome::Compensated { .. }),
             "{name}: {outcome:?}"
@@ -216,7 +195,8 @@ async fn failures_after_and_at_a_remote_step_roll_back_in_reverse_order() {
             "{name}"
         );
         // The remote step fails for good: only the step before it is undone.
-        let (outcome, ledger, _) = checkout(&bus, order("decline", false)).await;
+        let (outcome, ledger, _, service) = checkout(&bus, order("decline", false)).await;
+        stop(service).await;
         let SagaOutcome::Compensated { cause, .. } = &outcome else {
             panic!("{name}: {outcome:?}")
         };
@@ -232,8 +212,9 @@ async fn failures_after_and_at_a_remote_step_roll_back_in_reverse_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_remote_step_is_retried_after_a_transient_error_under_the_same_key() {
-    for (name, bus) in buses().await {
-        let (outcome, ledger, _) = checkout(&bus, order("busy-once", false)).await;
+    for (name, bus) in buses("the remote step tests on NATS", Duration::from_secs(30)).await {
+        let (outcome, ledger, _, service) = checkout(&bus, order("busy-once", false)).await;
+        stop(service).await;
         assert!(outcome.is_completed(), "{name}: {outcome:?}");
         let key = format!("{}:charge", outcome.id());
         assert_eq!(
@@ -250,16 +231,8 @@ async fn a_remote_step_is_retried_after_a_transient_error_under_the_same_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_remote_step_times_out_and_its_late_reply_is_dropped_and_counted() {
-    for (name, bus) in buses().await {
-        let ledger = Arc::new(Ledger::default());
-        let payments = Participant::new(bus.clone(), "payments", ledger.clone())
-            .handle::<Charge, _, _>(take_payment);
-        let service = tokio::spawn(payments.run());
-        let engine = Engine::builder().bus(bus.clone()).build();
-        let outcome = Checkout::on(&engine)
-            .run_with(order("slow-once", false), ledger.clone())
-            .await
-            .unwrap();
+    for (name, bus) in buses("the remote step tests on NATS", Duration::from_secs(30)).await {
+        let (outcome, _, engine, service) = checkout(&bus, order("slow-once", false)).await;
         // Attempt 1 took 1.5 s against a 1 s timeout; attempt 2 went through.
         assert!(outcome.is_completed(), "{name}: {outcome:?}");
         assert_eq!(outcome.ctx().shipped.as_deref(), Some("pay-2"), "{name}");
@@ -279,7 +252,7 @@ async fn a_remote_step_times_out_and_its_late_reply_is_dropped_and_counted() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert_eq!(engine.stale_replies(), 1, "{name}");
-        service.abort();
+        stop(service).await;
     }
 }
 

@@ -2,6 +2,7 @@
 //! compensations ran, in order, and answers each call from a per-key plan.
 
 pub mod cart;
+pub mod payments;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;

@@ -160,19 +160,18 @@ async fn consumers_each_get_every_message_subscribers_share(bus: Arc<dyn Bus>) {
         paid,
         (0..6).map(|i| format!("order-{i}")).collect::<Vec<_>>()
     );
-    // The two subscribers of `inventory` share its six messages, each once.
-    let mut reserved = Vec::new();
+    // The two subscribers of `inventory` share its six messages. (One that waited past the ack
+    // wait on a loaded machine may come twice: delivery is at least once.)
+    let mut reserved = std::collections::BTreeSet::new();
     while reserved.len() < 6 {
         let delivery = tokio::select! {
             d = next(&mut inventory) => d,
             d = next(&mut inventory_too) => d,
         };
-        assert_eq!(delivery.delivered(), 1, "{delivery:?}");
-        reserved.push(delivery.id().to_owned());
+        reserved.insert(delivery.id().to_owned());
         delivery.ack().await.unwrap();
     }
-    reserved.sort();
-    assert_eq!(reserved, paid);
+    assert_eq!(reserved.into_iter().collect::<Vec<_>>(), paid);
     nothing_within(&mut inventory, ACK_WAIT * 2).await;
     nothing_within(&mut inventory_too, ACK_WAIT).await;
 }

@@ -230,10 +230,11 @@ impl Bus for MemoryBus {
     fn publish(&self, message: Outgoing) -> BoxFuture<'_, Result<Published, BusError>> {
         Box::pin(async move {
             check_subject(&message.subject)?;
-            let now = Instant::now();
             let options = &self.inner.options;
             let published = {
                 let mut state = self.inner.lock();
+                // Read under the lock, so that ids are remembered in the order they came.
+                let now = Instant::now();
                 state.forget_old_ids(now, options.duplicate_window);
                 if state.seen.contains_key(&message.id) {
                     return Ok(Published::Duplicate);
@@ -350,8 +351,9 @@ impl Subscription {
     }
 }
 
-/// What a delivery's answer changes: its consumer's record of it, if that delivery is still the
-/// latest of the message (an answer to an earlier one, delivered again since, changes nothing).
+/// What a delivery's answer changes: its consumer's record of the message. An acknowledgement
+/// counts whichever delivery it answers (as NATS's do); a refusal only for the latest delivery
+/// (refusing an earlier one does not put back one already handed out again).
 struct Answered {
     inner: Weak<Inner>,
     consumer: String,
@@ -373,7 +375,7 @@ impl Answered {
                 .waiting
                 .get(&self.sequence)
                 .is_some_and(|w| w.delivered == self.delivered);
-            if !current {
+            if due.is_some() && !current {
                 return;
             }
             match due {

@@ -45,7 +45,7 @@ pub mod conformance;
 mod memory;
 #[cfg(feature = "nats")]
 mod nats;
-mod subject;
+pub(crate) mod subject;
 
 use std::fmt;
 use std::time::Duration;
@@ -159,7 +159,9 @@ impl Delivery {
         self.delivered
     }
 
-    /// Handled: never delivered to this consumer again.
+    /// Handled: not delivered to this consumer again (delivery stays at least once: an
+    /// acknowledgement lost on its way, NATS sending it without waiting, leaves the message to
+    /// come again after the ack wait).
     pub async fn ack(self) -> Result<(), BusError> {
         self.answer.ack().await
     }

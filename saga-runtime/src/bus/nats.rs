@@ -213,7 +213,8 @@ impl Bus for NatsBus {
             }
             let messages = consumer
                 .stream()
-                .max_messages_per_batch(64)
+                // Few at a time: the ack wait of a message the client holds runs already.
+                .max_messages_per_batch(8)
                 .messages()
                 .await
                 .map_err(|e| unavailable(format!("cannot subscribe to consumer `{name}`"), e))?;

@@ -109,20 +109,18 @@ where
     result.unwrap_or_else(|payload| Err(StepError::panic(&*payload)))
 }
 
-/// Runs one attempt of a `remote` step: the step's function builds the command, which goes to
-/// `target` through `engine`'s bus; the reply is the result. The timeout applies to the whole
-/// exchange.
-async fn remote_once<C, D>(
+/// Runs one attempt of a `remote` step: `build` (the step's function, run as an attempt without
+/// a timeout of its own) makes the command, which goes to `target` through `engine`'s bus; the
+/// reply is the result. The timeout applies to the whole exchange.
+async fn remote_once<D>(
     engine: &Engine,
     target: RemoteTarget,
-    func: StepFn<C, D>,
-    work: &mut C,
     cx: &StepCx<D>,
+    build: impl std::future::Future<Output = Result<Option<crate::OutputValue>, StepError>>,
     timeout: Option<Duration>,
-    injected: Injection,
 ) -> Result<Option<crate::OutputValue>, StepError> {
     let exchange = async {
-        let command = attempt_once(func, work, cx, None, injected).await?;
+        let command = build.await?;
         let command = command.map_or(serde_json::Value::Null, |c| c.json().clone());
         engine.call_remote(cx, target, command).await
     };
@@ -169,7 +167,8 @@ impl<C: Send + 'static, D: Send + Sync + 'static> Prepared<C, D> {
         let result = match remote {
             None => attempt_once(func, &mut work, &cx, timeout, injected).await,
             Some((engine, target)) => {
-                remote_once(&engine, target, func, &mut work, &cx, timeout, injected).await
+                let build = attempt_once(func, &mut work, &cx, None, injected);
+                remote_once(&engine, target, &cx, build, timeout).await
             }
         };
         Ended {
@@ -213,11 +212,9 @@ impl<S: SagaKind> Run<S> {
             Some(target) => Either::Right(Box::pin(remote_once(
                 &self.engine,
                 target,
-                func,
-                &mut work,
                 &cx,
+                attempt_once(func, &mut work, &cx, None, injected),
                 timeout,
-                injected,
             ))),
         };
         let result = match self.engine.inner.shared {

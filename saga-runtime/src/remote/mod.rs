@@ -82,9 +82,9 @@ pub(crate) fn command_subject(service: &str, action: &str) -> String {
     format!("command.{service}.{action}")
 }
 
-/// The filter of every command of `service`.
+/// The filter of every command of `service`: one token for the action.
 pub(crate) fn service_filter(service: &str) -> String {
-    format!("command.{service}.>")
+    format!("command.{service}.*")
 }
 
 /// A command as published: the command itself and the attempt it is for.
@@ -104,8 +104,9 @@ pub struct CommandEnvelope {
     /// The step's idempotency key (`{saga_id}:{step}`, `…:compensate` for the compensation):
     /// the same on every attempt; the participant acts through it.
     pub key: String,
-    /// The orchestrator's fencing token for the saga: a participant refuses a command whose
-    /// token is lower than one it has seen for the saga.
+    /// The orchestrator's fencing token for the saga: a handler that keeps the highest token
+    /// seen per saga can refuse a command from a stale orchestrator (see
+    /// [`StepCx::fencing_token`](crate::StepCx::fencing_token)).
     pub token: u64,
     /// Where the reply goes.
     pub reply_to: String,

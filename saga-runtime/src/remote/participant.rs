@@ -12,9 +12,10 @@ use std::time::Duration;
 use futures_util::{FutureExt, StreamExt};
 
 use super::{service_filter, Command, CommandEnvelope, ReplyEnvelope};
+use crate::bus::subject::check_consumer;
 use crate::bus::{Bus, BusError, BusErrorKind, Delivery, Outgoing};
 use crate::step::Phase;
-use crate::{SagaId, StepError};
+use crate::{ErrorKind, SagaId, StepError};
 
 /// What a handler returns, its reply as JSON.
 type Handled = Pin<Box<dyn Future<Output = Result<serde_json::Value, StepError>> + Send>>;
@@ -32,6 +33,10 @@ pub struct Participant<D> {
     handlers: HashMap<&'static str, Handler<D>>,
     /// Handlers that cannot be registered, said by `run`.
     misdeclared: Vec<String>,
+    /// How many commands are handled at once.
+    concurrency: usize,
+    /// The ids of the commands being handled here.
+    at_work: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl<D> std::fmt::Debug for Participant<D> {
@@ -54,6 +59,8 @@ impl<D: Send + Sync + 'static> Participant<D> {
             deps: deps.into(),
             handlers: HashMap::new(),
             misdeclared: Vec::new(),
+            concurrency: 256,
+            at_work: Default::default(),
         }
     }
 
@@ -66,6 +73,14 @@ impl<D: Send + Sync + 'static> Participant<D> {
         F: Fn(C, ParticipantCx<D>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<C::Reply, StepError>> + Send + 'static,
     {
+        if check_consumer(C::ACTION).is_err() {
+            self.misdeclared.push(format!(
+                "command `{}` has action `{}`: an action is letters, digits, `-` and `_`",
+                std::any::type_name::<C>(),
+                C::ACTION,
+            ));
+            return self;
+        }
         if C::SERVICE != self.service {
             self.misdeclared.push(format!(
                 "command `{}` belongs to service `{}`, not `{}`",
@@ -101,35 +116,66 @@ impl<D: Send + Sync + 'static> Participant<D> {
         self
     }
 
-    /// Runs the service: handles the commands the bus delivers to it, until the bus cannot be
-    /// subscribed to (or the handlers were misdeclared: the error says how). A delivery whose
-    /// reply cannot be published is left unacknowledged, so it comes again.
+    /// How many commands this instance handles at once (default 256): past it, the next
+    /// commands wait on the bus.
+    pub fn concurrency(mut self, commands: usize) -> Self {
+        self.concurrency = commands.max(1);
+        self
+    }
+
+    /// Runs the service: handles the commands the bus delivers to it, until its subscription
+    /// cannot be made or ends (an error either way), or the handlers were misdeclared (the error
+    /// says how). A delivery whose reply cannot be published for now is left unacknowledged, so
+    /// it comes again.
     pub async fn run(self) -> Result<(), BusError> {
         if let Some(problem) = self.misdeclared.first() {
             return Err(BusError::new(BusErrorKind::Invalid, problem.clone()));
         }
         let filter = service_filter(&self.service);
         let mut deliveries = self.bus.consume(&self.service, &filter).await?;
+        let room = Arc::new(tokio::sync::Semaphore::new(self.concurrency));
         let this = Arc::new(self);
         // Commands are handled at once, each in a task of its own, owned here: when the service
         // stops (this future is dropped), so do the handlers at work, leaving their commands
         // unacknowledged for another instance.
         let mut handling = tokio::task::JoinSet::new();
         loop {
+            let permit = tokio::select! {
+                permit = Arc::clone(&room).acquire_owned() => permit.expect("never closed"),
+                Some(ended) = handling.join_next() => {
+                    this.ended(ended);
+                    continue;
+                }
+            };
             tokio::select! {
                 delivery = deliveries.next() => match delivery {
                     Some(Ok(delivery)) => {
                         let this = Arc::clone(&this);
-                        handling.spawn(async move { this.answer(delivery).await });
+                        handling.spawn(async move {
+                            this.answer(delivery).await;
+                            drop(permit);
+                        });
                     }
                     Some(Err(error)) => {
                         tracing::warn!(service = %this.service, %error, "the bus failed a delivery");
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
-                    None => return Ok(()),
+                    None => {
+                        return Err(BusError::new(
+                            BusErrorKind::Unavailable,
+                            format!("the bus ended the subscription of service `{}`", this.service),
+                        ))
+                    }
                 },
-                Some(_) = handling.join_next() => {}
+                Some(ended) = handling.join_next() => this.ended(ended),
             }
+        }
+    }
+
+    /// Says what went wrong with a command's task, if anything did.
+    fn ended(&self, ended: Result<(), tokio::task::JoinError>) {
+        if let Err(error) = ended {
+            tracing::error!(service = %self.service, %error, "a command's task failed");
         }
     }
 
@@ -149,7 +195,19 @@ impl<D: Send + Sync + 'static> Participant<D> {
                 return;
             }
         };
-        let action = delivery.subject().rsplit('.').next().unwrap_or_default();
+        // A command delivered again while its first delivery is still being handled here (a
+        // handler slower than the ack wait) is left to that one, which answers for both.
+        if !lock(&self.at_work).insert(delivery.id().to_owned()) {
+            return;
+        }
+        let id = delivery.id().to_owned();
+        self.handle_one(envelope, delivery).await;
+        lock(&self.at_work).remove(&id);
+    }
+
+    async fn handle_one(&self, envelope: CommandEnvelope, delivery: Delivery) {
+        // `command.{service}.{action}`: the filter lets through exactly three tokens.
+        let action = delivery.subject().split('.').nth(2).unwrap_or_default();
         let result = match self.handlers.get(action) {
             None => Err(StepError::permanent(format!(
                 "service `{}` has no action `{action}`",
@@ -171,37 +229,48 @@ impl<D: Send + Sync + 'static> Participant<D> {
                     .catch_unwind()
                     .await;
                 handled.unwrap_or_else(|payload| {
-                    Err(StepError::permanent(format!(
-                        "the handler {}",
-                        crate::error::panicked(&*payload)
-                    )))
+                    Err(StepError::with_kind(
+                        ErrorKind::Panic,
+                        format!("the handler {}", crate::error::panicked(&*payload)),
+                    ))
                 })
             }
         };
         let reply = ReplyEnvelope::to(&envelope, result);
-        let payload = match serde_json::to_vec(&reply) {
-            Ok(payload) => payload,
-            Err(error) => {
-                tracing::error!(%error, "a reply could not be written");
-                return;
-            }
-        };
+        let payload = serde_json::to_vec(&reply).unwrap_or_else(|error| {
+            // A step error always encodes; the reply's JSON was made by serde: not expected.
+            let failed = ReplyEnvelope::to(
+                &envelope,
+                Err(StepError::permanent(format!(
+                    "the reply cannot be sent: {error}"
+                ))),
+            );
+            serde_json::to_vec(&failed).unwrap_or_default()
+        });
         let message = Outgoing::new(
             envelope.reply_to.clone(),
             ReplyEnvelope::message_id(&envelope),
             payload,
         );
         match self.bus.publish(message).await {
-            Ok(_) => {
-                if let Err(error) = delivery.ack().await {
-                    tracing::warn!(%error, "a handled command could not be acknowledged");
-                }
+            Ok(_) => {}
+            // Delivered again after the ack wait, and handled again under the same key.
+            Err(error) if error.kind() == BusErrorKind::Unavailable => {
+                tracing::warn!(%error, "a reply could not be published; the command comes again");
+                return;
             }
-            // Unacknowledged: delivered again after the ack wait, and handled again under the
-            // same key.
-            Err(error) => tracing::warn!(%error, "a reply could not be published"),
+            // No retry would publish it (a reply subject that is not one): said, dropped.
+            Err(error) => tracing::error!(%error, "a reply cannot be published; dropped"),
+        }
+        if let Err(error) = delivery.ack().await {
+            tracing::warn!(%error, "a handled command could not be acknowledged");
         }
     }
+}
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Every change is one insert or remove: a panic while it was held left it whole.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// What a participant's handler is told of the command it runs: which saga, step and attempt,
