@@ -272,3 +272,84 @@ async fn a_remote_step_on_an_engine_without_a_bus_fails_saying_so() {
          engine has no bus (EngineBuilder::bus)"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_resumes_a_remote_step_gets_the_reply_to_the_command_sent_once() {
+    for (name, bus) in buses("the remote step tests on NATS", Duration::from_secs(30)).await {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sagas.db");
+        let ledger = Arc::new(Ledger::default());
+        // Worker A sends the command, then dies waiting for the reply (no service runs yet):
+        // its runtime, with every task of it, is dropped.
+        let (a_bus, a_path, a_ledger) = (bus.clone(), path.clone(), ledger.clone());
+        let id = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let a = Engine::builder()
+                    .sqlite(&a_path)
+                    .unwrap()
+                    .bus(a_bus)
+                    .worker_id("a")
+                    .lease(Duration::from_millis(300))
+                    .claims(false)
+                    .build();
+                let id = Checkout::on(&a)
+                    .request(order("ok", false))
+                    .deps(a_ledger)
+                    .start()
+                    .await
+                    .unwrap();
+                let charging = saga_runtime::SagaStatus::Running {
+                    step: CheckoutStep::Charge,
+                };
+                let started = std::time::Instant::now();
+                while Checkout::on(&a).status(id).await.unwrap() != charging {
+                    assert!(
+                        started.elapsed() < Duration::from_secs(10),
+                        "charge never started"
+                    );
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                id
+            })
+        })
+        .join()
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        // Worker B takes the saga over and sends the command again: the same message, dropped
+        // by the bus as a duplicate; the service, started now, runs it once.
+        let b = Engine::builder()
+            .sqlite(&path)
+            .unwrap()
+            .bus(bus.clone())
+            .worker_id("b")
+            .register::<Checkout>(ledger.clone())
+            .build();
+        let report = b.recover().await.unwrap();
+        assert_eq!(report.resumed, [id], "{name}: {report:?}");
+        let payments = Participant::new(bus.clone(), "payments", ledger.clone())
+            .handle::<Charge, _, _>(take_payment);
+        let service = tokio::spawn(payments.run());
+        let outcome = tokio::time::timeout(Duration::from_secs(20), Checkout::on(&b).wait(id))
+            .await
+            .expect("the saga ended")
+            .unwrap();
+        assert!(outcome.is_completed(), "{name}: {outcome:?}");
+        let charges: Vec<String> = ledger
+            .entries()
+            .into_iter()
+            .filter(|e| e.starts_with("payments:"))
+            .collect();
+        assert_eq!(
+            charges,
+            [format!("payments: charge 42 attempt 1 as {id}:charge")],
+            "{name}"
+        );
+        assert_eq!(outcome.ctx().shipped.as_deref(), Some("pay-1"), "{name}");
+        stop(service).await;
+    }
+}
