@@ -353,3 +353,13 @@ async fn a_worker_that_resumes_a_remote_step_gets_the_reply_to_the_command_sent_
         stop(service).await;
     }
 }
+
+#[test]
+fn the_description_names_the_service_that_carries_a_remote_step_out() {
+    let description = Checkout::description().to_string();
+    assert!(
+        description
+            .contains("2. charge, remote = payments.charge, compensate = refund, timeout = 1s"),
+        "{description}"
+    );
+}

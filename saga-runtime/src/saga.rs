@@ -210,6 +210,9 @@ impl fmt::Display for SagaDescription {
                 false => "  ",
             };
             write!(f, "{indent}{}. {}", i + 1, step.name)?;
+            if let Some(remote) = step.remote {
+                write!(f, ", remote = {}.{}", remote.service, remote.action)?;
+            }
             match (p.undo, step.compensation) {
                 (crate::Undo::Compensate, Some(c)) => write!(f, ", compensate = {c}")?,
                 (crate::Undo::Pivot, _) => write!(f, ", pivot")?,
