@@ -9,10 +9,8 @@
 //! runs 20,000 and 2,000, and 10,000 and 1,000).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::Duration;
 
 #[path = "crash_checks.rs"]
 mod checks;
@@ -35,50 +33,12 @@ fn round(
         to.to_string(),
     ];
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut child: Child = worker(files, &args, None)
+    let child = worker(files, &args, None)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let acks = Arc::new(Mutex::new(Vec::new()));
-    let reader = {
-        let stdout = child.stdout.take().unwrap();
-        let acks = acks.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(i) = line.strip_prefix("ACK ") {
-                    acks.lock().unwrap().push(i.parse::<u64>().unwrap());
-                }
-            }
-        })
-    };
-    let killed = match kill_after {
-        Some(delay) => {
-            std::thread::sleep(delay);
-            // SIGKILL: no destructor, no flush, like a power cut for the process.
-            let killed = child.try_wait().unwrap().is_none();
-            if killed {
-                child.kill().unwrap();
-            }
-            let status = child.wait().unwrap();
-            assert!(killed || status.success(), "the worker failed: {status}");
-            killed
-        }
-        None => {
-            let deadline = Instant::now() + Duration::from_secs(300);
-            loop {
-                if let Some(status) = child.try_wait().unwrap() {
-                    assert!(status.success(), "the worker failed: {status}");
-                    break false;
-                }
-                assert!(Instant::now() < deadline, "the worker did not finish");
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
-    };
-    reader.join().unwrap();
-    let acks = acks.lock().unwrap().clone();
-    (acks, killed)
+    saga_tests::process::supervise(child, kill_after)
 }
 
 fn soak(files: Files, sagas: u64, kills: u64) {

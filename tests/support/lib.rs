@@ -3,6 +3,7 @@
 
 pub mod cart;
 pub mod payments;
+pub mod process;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;

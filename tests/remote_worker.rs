@@ -1,0 +1,181 @@
+//! The processes of the remote-step chaos test (`remote_chaos.rs`): an orchestrator running
+//! `ChaosOrder` sagas on a SQLite file, and the payments service; both on the NATS namespace
+//! `SAGA_REMOTE_NAMESPACE` of the server at `SAGA_NATS_URL`, both writing every effect to one
+//! ledger (a SQLite file) keyed by idempotency key: a key applied again counts as re-applied.
+//!
+//!     remote_worker orchestrator STORE LEDGER FROM TO
+//!         resumes what it finds, starts sagas FROM..TO (ids `Uuid::from_u128(i + 1)`,
+//!         printing `ACK i` once each is recorded), then waits until every saga in STORE ended
+//!     remote_worker participant LEDGER
+//!         the payments service, until killed
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use saga_runtime::bus::{Bus, NatsBusOptions};
+use saga_runtime::remote::{Participant, ParticipantCx};
+use saga_runtime::{saga, saga_step, Engine, SagaId, StepCx, StepError};
+use saga_tests::payments::{Charge, Payment};
+use serde::{Deserialize, Serialize};
+
+/// The effects ledger shared by the processes.
+struct Ledger(Mutex<rusqlite::Connection>);
+
+impl Ledger {
+    fn open(path: &str) -> Ledger {
+        let conn = rusqlite::Connection::open(path).expect("ledger opens");
+        conn.busy_timeout(Duration::from_secs(30)).unwrap();
+        for attempt in 0.. {
+            match conn.execute_batch(
+                "PRAGMA journal_mode = WAL;
+                 CREATE TABLE IF NOT EXISTS effects (
+                     seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                     key TEXT NOT NULL UNIQUE,
+                     saga TEXT NOT NULL,
+                     kind TEXT NOT NULL,
+                     applied INTEGER NOT NULL DEFAULT 1
+                 );",
+            ) {
+                Ok(()) => break,
+                Err(_) if attempt < 1000 => std::thread::sleep(Duration::from_millis(10)),
+                Err(error) => panic!("the ledger cannot be set up: {error}"),
+            }
+        }
+        Ledger(Mutex::new(conn))
+    }
+
+    /// Applies effect `kind` of saga `saga` under `key`, once: again, it only counts.
+    fn apply(&self, key: &str, saga: &str, kind: &str) -> Result<(), StepError> {
+        self.0
+            .lock()
+            .unwrap()
+            .execute(
+                "INSERT INTO effects (key, saga, kind) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (key) DO UPDATE SET applied = applied + 1",
+                rusqlite::params![key, saga, kind],
+            )
+            .map(drop)
+            .map_err(StepError::from_error)
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Order {
+    total: u64,
+}
+
+#[saga_step(compensate = release, timeout = "10s", retries = 3, backoff = "5ms")]
+async fn reserve(_order: &mut Order, cx: &StepCx<Arc<Ledger>>) -> Result<(), StepError> {
+    let saga = cx.saga_id().to_string();
+    cx.deps().apply(&cx.idempotency_key(), &saga, "reserve")
+}
+
+async fn release(_order: &mut Order, cx: &StepCx<Arc<Ledger>>) -> Result<(), StepError> {
+    let saga = cx.saga_id().to_string();
+    cx.deps().apply(&cx.idempotency_key(), &saga, "release")
+}
+
+#[saga_step(remote, pivot, timeout = "2s", retries = 20, backoff = "20ms")]
+async fn charge(order: &Order, _cx: &StepCx<Arc<Ledger>>) -> Result<Charge, StepError> {
+    Ok(Charge {
+        amount: order.total,
+        behaviour: "ok".into(),
+    })
+}
+
+#[saga_step(timeout = "10s", retries = 3, backoff = "5ms")]
+async fn ship(
+    _order: &mut Order,
+    cx: &StepCx<Arc<Ledger>>,
+    payment: saga_runtime::Output<charge>,
+) -> Result<(), StepError> {
+    let saga = cx.saga_id().to_string();
+    cx.deps().apply(
+        &cx.idempotency_key(),
+        &saga,
+        &format!("ship {}", payment.id),
+    )
+}
+
+saga! {
+    ChaosOrder(Order, Arc<Ledger>) { reserve, charge, ship }
+}
+
+/// The payments service: charges once per key.
+async fn take_payment(
+    command: Charge,
+    cx: ParticipantCx<Arc<Ledger>>,
+) -> Result<Payment, StepError> {
+    let saga = cx.saga_id().to_string();
+    cx.deps().apply(cx.idempotency_key(), &saga, "charge")?;
+    Ok(Payment {
+        id: format!("pay-{saga}"),
+        amount: command.amount,
+    })
+}
+
+async fn bus() -> Arc<dyn Bus> {
+    let url = std::env::var("SAGA_NATS_URL").expect("SAGA_NATS_URL");
+    let namespace = std::env::var("SAGA_REMOTE_NAMESPACE").expect("SAGA_REMOTE_NAMESPACE");
+    Arc::new(
+        NatsBusOptions::new(&url)
+            .namespace(namespace)
+            .ack_wait(Duration::from_secs(2))
+            .max_age(Duration::from_secs(600))
+            .connect()
+            .await
+            .expect("the NATS server"),
+    )
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args[1].as_str() {
+        "participant" => {
+            let ledger = Arc::new(Ledger::open(&args[2]));
+            let service = Participant::new(bus().await, "payments", ledger)
+                .handle::<Charge, _, _>(take_payment);
+            println!("READY");
+            service.run().await.expect("the service runs");
+        }
+        "orchestrator" => {
+            let (store, ledger) = (&args[2], Arc::new(Ledger::open(&args[3])));
+            let (from, to): (u128, u128) = (args[4].parse().unwrap(), args[5].parse().unwrap());
+            let engine = Engine::builder()
+                .sqlite(store)
+                .expect("the store opens")
+                .bus(bus().await)
+                .lease(Duration::from_millis(500))
+                .register::<ChaosOrder>(ledger.clone())
+                .build();
+            engine.recover().await.expect("recovery");
+            for i in from..to {
+                let id = SagaId::from_uuid(uuid::Uuid::from_u128(i + 1));
+                ChaosOrder::on(&engine)
+                    .request(Order { total: 10 })
+                    .deps(ledger.clone())
+                    .id(id)
+                    .start()
+                    .await
+                    .expect("start");
+                println!("ACK {i}");
+            }
+            // Until every saga in the store ended (the ones resumed or claimed too).
+            let conn = rusqlite::Connection::open(store).unwrap();
+            conn.busy_timeout(Duration::from_secs(30)).unwrap();
+            loop {
+                let open: i64 = conn
+                    .query_row("SELECT COUNT(*) FROM sagas WHERE terminal = 0", [], |r| {
+                        r.get(0)
+                    })
+                    .unwrap_or(1);
+                if open == 0 && engine.running_sagas() == 0 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        other => panic!("unknown mode {other}"),
+    }
+}
