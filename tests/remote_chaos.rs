@@ -1,9 +1,13 @@
 //! Remote steps under chaos, over NATS JetStream (`SAGA_NATS_URL`; skipped, saying so, without
 //! it): an orchestrator process and a payments service process (`remote_worker`), each killed
-//! with SIGKILL at random moments and started again, while sagas of one local, one remote and
-//! one local step run. Checked at the end from the ledger both processes write, keyed by
-//! idempotency key: no saga lost (each completed), each step's effect applied for its key (a
-//! duplicate only as the same key), nothing compensated.
+//! with SIGKILL at random moments and started again, and the NATS server itself restarted once
+//! (stopped and started again while both run), while sagas of one local step, one remote step
+//! (refunded by the service) and one local step run; one saga in five fails at its last step
+//! and is compensated, and one in 25 has a first charge attempt slower than its timeout.
+//! Checked at the end from the ledger both processes write, keyed by idempotency key: no saga
+//! lost (each completed or compensated); each step's and compensation's effect applied for its
+//! key (a duplicate only as the same key); the refund before the release; the slow charges' late
+//! replies dropped and counted, never applied (the payment shipped is a later attempt's).
 //!
 //! `REMOTE_CHAOS_SEED=<n>` replays the kills (the seed is printed); `REMOTE_CHAOS_SAGAS` and
 //! `REMOTE_CHAOS_KILLS` set the scale (CI: 300 sagas, 20 kills; `--ignored` runs 1,000 and 50).
@@ -96,6 +100,9 @@ fn chaos(sagas: u64, kills: u64) {
     };
     let mut service = Some(run.participant());
     let batch = (sagas / kills.max(1)).clamp(1, 50);
+    // The NATS server is restarted once, during a round about a third of the way in.
+    let restart_round = rng.u64(1..(sagas / batch / 2).max(2));
+    let mut restarted: Option<Result<(), String>> = None;
     let mut acked = std::collections::HashSet::new();
     let (mut orchestrator_kills, mut service_kills, mut next) = (0, 0, 0);
     for round in 0.. {
@@ -109,12 +116,21 @@ fn chaos(sagas: u64, kills: u64) {
         }
         let done = next >= sagas;
         let to = (next + batch).min(sagas);
-        // Half the kills hit the service (while the orchestrator runs), half the orchestrator.
-        let kill_service = service_kills < kills / 2 && rng.bool();
+        // Half the kills hit the service (while the orchestrator runs), half the orchestrator;
+        // the round the NATS server restarts in, the service too (starting again while the
+        // server is down).
+        let restart = round == restart_round;
+        let kill_service = service_kills < kills / 2 && (restart || rng.bool());
         let kill_after = (orchestrator_kills < kills - kills / 2 && !kill_service)
             .then(|| Duration::from_millis(rng.u64(5..150)));
         let service_delay = Duration::from_millis(rng.u64(5..150));
         let (acks, was_killed) = std::thread::scope(|scope| {
+            let restarting = restart.then(|| {
+                scope.spawn(|| {
+                    std::thread::sleep(Duration::from_millis(50));
+                    saga_tests::process::restart_nats(Duration::from_millis(500))
+                })
+            });
             let victim = kill_service.then(|| {
                 let mut old = service.take().expect("a service runs");
                 let run = &run;
@@ -132,19 +148,27 @@ fn chaos(sagas: u64, kills: u64) {
                 service = Some(victim.join().unwrap());
                 service_kills += 1;
             }
+            if let Some(restarting) = restarting {
+                restarted = Some(restarting.join().unwrap());
+            }
             round
         });
         acked.extend(acks);
         orchestrator_kills += u64::from(was_killed);
         let all_kills = orchestrator_kills + service_kills >= kills;
-        if done && !was_killed && all_kills {
+        if done && !was_killed && all_kills && restarted.is_some() {
             break;
         }
     }
     let mut service = service.expect("a service runs");
     service.kill().unwrap();
     service.wait().unwrap();
-    // Every saga completed, in the store.
+    let restarted = match restarted.expect("the restart round ran") {
+        Ok(()) => "the NATS server restarted once".to_string(),
+        Err(why) => format!("the NATS server could not be restarted here: {why}"),
+    };
+    let failing = (0..sagas).filter(|i| i.is_multiple_of(5)).count() as u64;
+    // Every saga ended, in the store: completed, or compensated after its last step failed.
     let store = rusqlite::Connection::open(run.path("store.db")).unwrap();
     let mut statuses: BTreeMap<String, u64> = BTreeMap::new();
     let mut stmt = store
@@ -155,35 +179,86 @@ fn chaos(sagas: u64, kills: u64) {
     }
     assert_eq!(
         statuses,
-        BTreeMap::from([("completed".to_string(), sagas)]),
+        BTreeMap::from([
+            ("compensated".to_string(), failing),
+            ("completed".to_string(), sagas - failing),
+        ]),
         "seed {seed}"
     );
-    // Each saga's three effects applied, under their keys; nothing compensated.
+    // Each effect applied under its key (again only as the same key).
     let ledger = rusqlite::Connection::open(run.path("ledger.db")).unwrap();
     let mut kinds: BTreeMap<String, u64> = BTreeMap::new();
+    let mut effects: BTreeMap<String, (i64, String)> = BTreeMap::new();
     let mut reapplied = 0;
-    let mut stmt = ledger.prepare("SELECT kind, applied FROM effects").unwrap();
+    let mut stmt = ledger
+        .prepare("SELECT key, seq, kind, applied FROM effects")
+        .unwrap();
     for row in stmt
-        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        })
         .unwrap()
     {
-        let (kind, applied) = row.unwrap();
-        let kind = kind.split(' ').next().unwrap().to_owned();
-        *kinds.entry(kind).or_default() += 1;
+        let (key, seq, kind, applied) = row.unwrap();
+        *kinds
+            .entry(kind.split(' ').next().unwrap().to_owned())
+            .or_default() += 1;
+        effects.insert(key, (seq, kind));
         reapplied += applied - 1;
     }
     assert_eq!(
         kinds,
         BTreeMap::from([
             ("charge".to_string(), sagas),
+            ("refund".to_string(), failing),
+            ("release".to_string(), failing),
             ("reserve".to_string(), sagas),
-            ("ship".to_string(), sagas),
+            ("ship".to_string(), sagas - failing),
         ]),
         "seed {seed}"
     );
+    let mut slow = 0;
+    for i in 0..sagas {
+        let id = uuid::Uuid::from_u128(u128::from(i) + 1);
+        let seq = |key: &str| effects.get(&format!("{id}:{key}")).map(|(seq, _)| *seq);
+        if i.is_multiple_of(5) {
+            // Compensated in reverse order: the service refunded, then the reservation went.
+            let (charge, refund, release) = (
+                seq("charge").unwrap(),
+                seq("charge:compensate").unwrap(),
+                seq("reserve:compensate").unwrap(),
+            );
+            assert!(
+                charge < refund && refund < release,
+                "seed {seed}: saga {i}: charge {charge}, refund {refund}, release {release}"
+            );
+        } else if i % 25 == 1 {
+            // The first attempt's late reply was not applied: a later attempt's payment shipped.
+            let (_, shipped) = &effects[&format!("{id}:ship")];
+            assert_ne!(shipped, "ship pay-1", "seed {seed}: saga {i}");
+            slow += 1;
+        }
+    }
+    let stale: i64 = ledger
+        .query_row("SELECT coalesce(sum(replies), 0) FROM stale", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert!(
+        slow == 0 || stale > 0,
+        "seed {seed}: {slow} charges answered after their timeout, no stale reply counted"
+    );
     eprintln!(
-        "remote chaos: {sagas} sagas completed, {orchestrator_kills} orchestrator and \
-         {service_kills} service kills, {reapplied} effects applied again under their own key"
+        "remote chaos: {} sagas completed and {failing} compensated, {orchestrator_kills} \
+         orchestrator and {service_kills} service kills, {restarted}; {reapplied} effects \
+         applied again under their own key; {stale} stale replies dropped and counted ({slow} \
+         charges answered after their timeout)",
+        sagas - failing
     );
 }
 

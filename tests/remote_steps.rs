@@ -1,113 +1,17 @@
 //! Remote steps over both transports (in memory, and NATS JetStream when `SAGA_NATS_URL` is
 //! set): a step carried out by a participant service completes with the service's typed reply,
-//! which later steps and its compensation receive; a remote failure rolls back the earlier steps
-//! in reverse order; retries and timeouts behave as for a local step, and a late reply to an
-//! attempt that timed out is dropped and counted.
+//! which later steps and its compensation receive; a remote failure rolls back the earlier steps,
+//! remote (compensated by their services) and local, in reverse order; retries and timeouts
+//! behave as for a local step, and a late reply to an attempt that timed out is dropped and
+//! counted.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use saga_runtime::bus::Bus;
-use saga_runtime::remote::{Participant, ParticipantCx};
-use saga_runtime::{saga, saga_step, Engine, Output, SagaOutcome, StepCx, StepError};
-use saga_tests::payments::{buses, Charge, Payment};
-use serde::{Deserialize, Serialize};
-
-/// What happened, in order, on either side.
-#[derive(Default)]
-struct Ledger(Mutex<Vec<String>>);
-
-impl Ledger {
-    fn note(&self, what: String) {
-        self.0.lock().unwrap().push(what);
-    }
-
-    fn entries(&self) -> Vec<String> {
-        self.0.lock().unwrap().clone()
-    }
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Order {
-    total: u64,
-    /// How the payments service treats the charge: "ok", "decline", "busy-once", "slow-once".
-    payment: String,
-    /// `ship` fails for good.
-    no_courier: bool,
-    shipped: Option<String>,
-}
-
-#[saga_step(compensate = release)]
-async fn reserve(_order: &mut Order, cx: &StepCx<Arc<Ledger>>) -> Result<(), StepError> {
-    cx.deps().note("orders: reserve".into());
-    Ok(())
-}
-
-async fn release(_order: &mut Order, cx: &StepCx<Arc<Ledger>>) -> Result<(), StepError> {
-    cx.deps().note("orders: release".into());
-    Ok(())
-}
-
-/// Carried out by the payments service: builds the command.
-#[saga_step(remote, compensate = refund, timeout = "1s", retries = 2, backoff = "10ms")]
-async fn charge(order: &Order, _cx: &StepCx<Arc<Ledger>>) -> Result<Charge, StepError> {
-    Ok(Charge {
-        amount: order.total,
-        behaviour: order.payment.clone(),
-    })
-}
-
-async fn refund(
-    _order: &Order,
-    cx: &StepCx<Arc<Ledger>>,
-    payment: Payment,
-) -> Result<(), StepError> {
-    cx.deps().note(format!("orders: refund {}", payment.id));
-    Ok(())
-}
-
-#[saga_step]
-async fn ship(
-    order: &mut Order,
-    cx: &StepCx<Arc<Ledger>>,
-    payment: Output<charge>,
-) -> Result<(), StepError> {
-    if order.no_courier {
-        cx.deps().note("orders: ship refused".into());
-        return Err(StepError::permanent("no courier"));
-    }
-    cx.deps()
-        .note(format!("orders: ship paid by {}", payment.id));
-    order.shipped = Some(payment.id.clone());
-    Ok(())
-}
-
-saga! {
-    Checkout(Order, Arc<Ledger>) { reserve, charge, ship }
-}
-
-/// The payments service's handler.
-async fn take_payment(
-    command: Charge,
-    cx: ParticipantCx<Arc<Ledger>>,
-) -> Result<Payment, StepError> {
-    let attempt = cx.attempt();
-    cx.deps().note(format!(
-        "payments: charge {} attempt {attempt} as {}",
-        command.amount,
-        cx.idempotency_key()
-    ));
-    match command.behaviour.as_str() {
-        "decline" => return Err(StepError::permanent("card declined")),
-        "busy-once" if attempt == 1 => return Err(StepError::transient("gateway busy")),
-        "slow-once" if attempt == 1 => tokio::time::sleep(Duration::from_millis(1500)).await,
-        _ => {}
-    }
-    Ok(Payment {
-        id: format!("pay-{attempt}"),
-        amount: command.amount,
-    })
-}
+use saga_runtime::{Engine, SagaOutcome};
+use saga_tests::checkout::{charge, order, services, Checkout, CheckoutStep, Ledger, Order};
+use saga_tests::payments::{buses, Payment};
 
 /// Runs `order` through `Checkout` on an engine with `bus`, the payments service beside it
 /// (still running); returns the outcome, what both sides did, the engine and the service.
@@ -121,9 +25,7 @@ async fn checkout(
     tokio::task::JoinHandle<Result<(), saga_runtime::bus::BusError>>,
 ) {
     let ledger = Arc::new(Ledger::default());
-    let payments = Participant::new(bus.clone(), "payments", ledger.clone())
-        .handle::<Charge, _, _>(take_payment);
-    let service = tokio::spawn(payments.run());
+    let service = services(bus, &ledger);
     let engine = Engine::builder().bus(bus.clone()).build();
     let outcome = Checkout::on(&engine)
         .run_with(order, ledger.clone())
@@ -138,15 +40,6 @@ async fn stop(service: tokio::task::JoinHandle<Result<(), saga_runtime::bus::Bus
     let _ = service.await;
 }
 
-fn order(payment: &str, no_courier: bool) -> Order {
-    Order {
-        total: 42,
-        payment: payment.into(),
-        no_courier,
-        shipped: None,
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_remote_step_completes_with_the_services_typed_reply() {
     for (name, bus) in buses("the remote step tests on NATS", Duration::from_secs(30)).await {
@@ -159,6 +52,7 @@ async fn a_remote_step_completes_with_the_services_typed_reply() {
             [
                 "orders: reserve".to_string(),
                 format!("payments: charge 42 attempt 1 as {key}"),
+                "inventory: allocate".to_string(),
                 "orders: ship paid by pay-1".to_string(),
             ],
             "{name}"
@@ -178,18 +72,49 @@ async fn a_remote_step_completes_with_the_services_typed_reply() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_after_and_at_a_remote_step_roll_back_in_reverse_order() {
     for (name, bus) in buses("the remote step tests on NATS", Duration::from_secs(30)).await {
-        // The step after the remote one fails: the remote step's compensation gets its reply.
+        // The step after the remote ones fails: their services undo them, the payment refunded
+        // from its recorded reply, then the local step is undone.
         let (outcome, ledger, _, service) = checkout(&bus, order("ok", true)).await;
         stop(service).await;
         assert!(
             matches!(outcome, SagaOutcome::Compensated { .. }),
             "{name}: {outcome:?}"
         );
+        let id = outcome.id();
         assert_eq!(
-            ledger[2..],
+            ledger[3..],
             [
                 "orders: ship refused".to_string(),
-                "orders: refund pay-1".to_string(),
+                "inventory: restock".to_string(),
+                format!("payments: refund pay-1 of 42 as {id}:charge:compensate"),
+                "orders: release".to_string(),
+            ],
+            "{name}"
+        );
+        // A remote step fails for good after a remote and a local one: both undone, in
+        // reverse order, each by whoever did it.
+        let sold_out = Order {
+            sold_out: true,
+            ..order("ok", false)
+        };
+        let (outcome, ledger, _, service) = checkout(&bus, sold_out).await;
+        stop(service).await;
+        let SagaOutcome::Compensated { cause, .. } = &outcome else {
+            panic!("{name}: {outcome:?}")
+        };
+        assert_eq!(
+            cause.to_string(),
+            "step `allocate` failed: sold out",
+            "{name}"
+        );
+        let id = outcome.id();
+        assert_eq!(
+            ledger,
+            [
+                "orders: reserve".to_string(),
+                format!("payments: charge 42 attempt 1 as {id}:charge"),
+                "inventory: allocate refused".to_string(),
+                format!("payments: refund pay-1 of 42 as {id}:charge:compensate"),
                 "orders: release".to_string(),
             ],
             "{name}"
@@ -331,9 +256,7 @@ async fn a_worker_that_resumes_a_remote_step_gets_the_reply_to_the_command_sent_
             .build();
         let report = b.recover().await.unwrap();
         assert_eq!(report.resumed, [id], "{name}: {report:?}");
-        let payments = Participant::new(bus.clone(), "payments", ledger.clone())
-            .handle::<Charge, _, _>(take_payment);
-        let service = tokio::spawn(payments.run());
+        let service = services(&bus, &ledger);
         let outcome = tokio::time::timeout(Duration::from_secs(20), Checkout::on(&b).wait(id))
             .await
             .expect("the saga ended")

@@ -2,6 +2,10 @@
 //! `ChaosOrder` sagas on a SQLite file, and the payments service; both on the NATS namespace
 //! `SAGA_REMOTE_NAMESPACE` of the server at `SAGA_NATS_URL`, both writing every effect to one
 //! ledger (a SQLite file) keyed by idempotency key: a key applied again counts as re-applied.
+//! Saga `i` ships unless `i % 5 == 0` (then the payment is refunded by the service and the
+//! reservation released, in that order); its first charge attempt takes longer than its timeout
+//! when `i % 25 == 1` (its late reply is stale). The orchestrator writes how many stale replies
+//! it dropped to the ledger as it goes.
 //!
 //!     remote_worker orchestrator STORE LEDGER FROM TO
 //!         resumes what it finds, starts sagas FROM..TO (ids `Uuid::from_u128(i + 1)`,
@@ -15,7 +19,7 @@ use std::time::Duration;
 use saga_runtime::bus::{Bus, NatsBusOptions};
 use saga_runtime::remote::{Participant, ParticipantCx};
 use saga_runtime::{saga, saga_step, Engine, SagaId, StepCx, StepError};
-use saga_tests::payments::{Charge, Payment};
+use saga_tests::payments::{Charge, Payment, Refund};
 use serde::{Deserialize, Serialize};
 
 /// The effects ledger shared by the processes.
@@ -34,6 +38,10 @@ impl Ledger {
                      saga TEXT NOT NULL,
                      kind TEXT NOT NULL,
                      applied INTEGER NOT NULL DEFAULT 1
+                 );
+                 CREATE TABLE IF NOT EXISTS stale (
+                     process INTEGER PRIMARY KEY,
+                     replies INTEGER NOT NULL
                  );",
             ) {
                 Ok(()) => break,
@@ -57,11 +65,21 @@ impl Ledger {
             .map(drop)
             .map_err(StepError::from_error)
     }
+
+    /// Records that this process dropped `replies` stale replies so far.
+    fn stale(&self, replies: u64) {
+        let _ = self.0.lock().unwrap().execute(
+            "INSERT INTO stale (process, replies) VALUES (?1, ?2)
+             ON CONFLICT (process) DO UPDATE SET replies = ?2",
+            rusqlite::params![std::process::id(), replies as i64],
+        );
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Order {
-    total: u64,
+    /// The saga's number.
+    number: u64,
 }
 
 #[saga_step(compensate = release, timeout = "10s", retries = 3, backoff = "5ms")]
@@ -75,20 +93,41 @@ async fn release(_order: &mut Order, cx: &StepCx<Arc<Ledger>>) -> Result<(), Ste
     cx.deps().apply(&cx.idempotency_key(), &saga, "release")
 }
 
-#[saga_step(remote, pivot, timeout = "2s", retries = 20, backoff = "20ms")]
+/// Carried out by the payments service; retried long enough to outlast a restart of the NATS
+/// server.
+#[saga_step(remote, compensate = refund, timeout = "2s", retries = 30, backoff = "50ms")]
 async fn charge(order: &Order, _cx: &StepCx<Arc<Ledger>>) -> Result<Charge, StepError> {
     Ok(Charge {
-        amount: order.total,
-        behaviour: "ok".into(),
+        amount: order.number,
+        behaviour: match order.number % 25 == 1 {
+            true => "slow-once",
+            false => "ok",
+        }
+        .into(),
+    })
+}
+
+/// Undone by the payments service.
+async fn refund(
+    _order: &Order,
+    _cx: &StepCx<Arc<Ledger>>,
+    payment: Payment,
+) -> Result<Refund, StepError> {
+    Ok(Refund {
+        payment: payment.id,
+        amount: payment.amount,
     })
 }
 
 #[saga_step(timeout = "10s", retries = 3, backoff = "5ms")]
 async fn ship(
-    _order: &mut Order,
+    order: &mut Order,
     cx: &StepCx<Arc<Ledger>>,
     payment: saga_runtime::Output<charge>,
 ) -> Result<(), StepError> {
+    if order.number.is_multiple_of(5) {
+        return Err(StepError::permanent("no courier"));
+    }
     let saga = cx.saga_id().to_string();
     cx.deps().apply(
         &cx.idempotency_key(),
@@ -101,31 +140,51 @@ saga! {
     ChaosOrder(Order, Arc<Ledger>) { reserve, charge, ship }
 }
 
-/// The payments service: charges once per key.
+/// The payments service: charges once per key (the payment's id names the attempt that made
+/// it); the first attempt of a "slow-once" charge takes 2.5 s, past its timeout.
 async fn take_payment(
     command: Charge,
     cx: ParticipantCx<Arc<Ledger>>,
 ) -> Result<Payment, StepError> {
+    if command.behaviour == "slow-once" && cx.attempt() == 1 {
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+    }
     let saga = cx.saga_id().to_string();
     cx.deps().apply(cx.idempotency_key(), &saga, "charge")?;
     Ok(Payment {
-        id: format!("pay-{saga}"),
+        id: format!("pay-{}", cx.attempt()),
         amount: command.amount,
     })
 }
 
+/// The payments service's refund, once per key.
+async fn give_back(command: Refund, cx: ParticipantCx<Arc<Ledger>>) -> Result<(), StepError> {
+    let saga = cx.saga_id().to_string();
+    let kind = format!("refund {}", command.payment);
+    cx.deps().apply(cx.idempotency_key(), &saga, &kind)
+}
+
+/// The bus, connecting again until the NATS server answers (it may be restarting).
 async fn bus() -> Arc<dyn Bus> {
     let url = std::env::var("SAGA_NATS_URL").expect("SAGA_NATS_URL");
     let namespace = std::env::var("SAGA_REMOTE_NAMESPACE").expect("SAGA_REMOTE_NAMESPACE");
-    Arc::new(
-        NatsBusOptions::new(&url)
-            .namespace(namespace)
+    let started = std::time::Instant::now();
+    loop {
+        let connected = NatsBusOptions::new(&url)
+            .namespace(namespace.clone())
             .ack_wait(Duration::from_secs(2))
             .max_age(Duration::from_secs(600))
             .connect()
-            .await
-            .expect("the NATS server"),
-    )
+            .await;
+        match connected {
+            Ok(bus) => return Arc::new(bus),
+            Err(error) if started.elapsed() < Duration::from_secs(60) => {
+                eprintln!("the NATS server: {error}; trying again");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(error) => panic!("the NATS server: {error}"),
+        }
+    }
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -135,7 +194,8 @@ async fn main() {
         "participant" => {
             let ledger = Arc::new(Ledger::open(&args[2]));
             let service = Participant::new(bus().await, "payments", ledger)
-                .handle::<Charge, _, _>(take_payment);
+                .handle::<Charge, _, _>(take_payment)
+                .handle::<Refund, _, _>(give_back);
             println!("READY");
             service.run().await.expect("the service runs");
         }
@@ -147,13 +207,23 @@ async fn main() {
                 .expect("the store opens")
                 .bus(bus().await)
                 .lease(Duration::from_millis(500))
+                // A wait for a reply longer than 200 ms holds no task: the reply, or the
+                // attempt's timeout, wakes the saga.
+                .timer_threshold(Duration::from_millis(200))
                 .register::<ChaosOrder>(ledger.clone())
                 .build();
+            let (counted, counter) = (engine.clone(), ledger.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    counter.stale(counted.stale_replies());
+                }
+            });
             engine.recover().await.expect("recovery");
             for i in from..to {
                 let id = SagaId::from_uuid(uuid::Uuid::from_u128(i + 1));
                 ChaosOrder::on(&engine)
-                    .request(Order { total: 10 })
+                    .request(Order { number: i as u64 })
                     .deps(ledger.clone())
                     .id(id)
                     .start()
@@ -171,6 +241,7 @@ async fn main() {
                     })
                     .unwrap_or(1);
                 if open == 0 && engine.running_sagas() == 0 {
+                    ledger.stale(engine.stale_replies());
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;

@@ -10,6 +10,8 @@ mod ctxt;
 mod duration;
 mod expand;
 mod fallback;
+mod flow;
+mod handler;
 mod parse;
 mod symbol;
 mod validate;
@@ -24,6 +26,20 @@ use proc_macro2::TokenStream as TokenStream2;
 #[proc_macro_attribute]
 pub fn saga_step(args: TokenStream, input: TokenStream) -> TokenStream {
     step(args.into(), input.into()).into()
+}
+
+/// Marks an `async fn` as a handler of a choreographed saga. See the `saga-runtime` crate
+/// documentation.
+#[proc_macro_attribute]
+pub fn saga_handler(args: TokenStream, input: TokenStream) -> TokenStream {
+    handler::expand(args.into(), input.into()).into()
+}
+
+/// Declares a choreographed saga's flow: its start and end events and its handlers by service.
+/// See the `saga-runtime` crate documentation.
+#[proc_macro]
+pub fn choreography(input: TokenStream) -> TokenStream {
+    flow::expand(input.into()).into()
 }
 
 /// Declares a saga: its name, context and dependency types, and its steps in order. See the

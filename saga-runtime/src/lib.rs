@@ -59,6 +59,7 @@
 
 mod built;
 pub mod bus;
+pub mod choreography;
 mod client;
 mod engine;
 mod error;
@@ -219,6 +220,48 @@ pub use saga_macros::saga_step;
 /// ```
 #[cfg(feature = "macros")]
 pub use saga_macros::saga;
+
+/// Declares a handler of a choreographed saga: an `async fn` that takes one event and the
+/// handler's context, and returns the next event (see [`choreography`](mod@choreography)).
+///
+/// ```text
+/// #[saga_handler(compensate = release, retries = 5, backoff = "200ms", timeout = "2s")]
+/// async fn reserve(event: OrderPlaced, cx: &HandlerCx<Stock>) -> Result<StockReserved, StepError>
+/// ```
+///
+/// - `compensate = f`: how its work is undone: `async fn f(event: OrderPlaced, emitted:
+///   StockReserved, cx: &HandlerCx<Stock>) -> Result<(), StepError>`; or `nothing_to_undo`. A
+///   flow requires one of the two of every handler it lists.
+/// - `retries = n` (default 3), `backoff = ".."` (default 100 ms): a transient error is retried
+///   `n` times, the event coming again after the backoff; a permanent one, or the last retry's,
+///   fails the saga.
+/// - `timeout = ".."`: how long one run may take (none by default).
+/// - `crate = "path"`: where the runtime is, when not at `::saga_runtime`.
+#[cfg(feature = "macros")]
+pub use saga_macros::saga_handler;
+
+/// Declares a choreographed saga's flow: the event that starts it, the one that ends it, and its
+/// handlers by service (see [`choreography`](mod@choreography) for an example).
+///
+/// ```text
+/// choreography! {
+///     /// Orders, from placed to shipped.
+///     pub OrderFlow(OrderPlaced => OrderShipped) {
+///         inventory: reserve,
+///         payments: charge,
+///         shipping: ship,
+///     }
+/// }
+/// ```
+///
+/// It makes the type `OrderFlow` with `OrderFlow::start(&bus, event)` (a new saga),
+/// `OrderFlow::status(&engine, id)` (as a [`Tracker`](choreography::Tracker) recorded it), and one
+/// function per service that returns the service ready to run:
+/// `OrderFlow::inventory(bus, deps).run().await`. At compile time, at the handler's name: every
+/// handler must say how its work is undone, take the start event or one a handler of the flow
+/// emits, emit the end event or one a handler takes, and share its service's dependencies.
+#[cfg(feature = "macros")]
+pub use saga_macros::choreography;
 
 // Not public API.
 #[doc(hidden)]

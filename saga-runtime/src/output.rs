@@ -71,6 +71,25 @@ impl<T: StepValue> Typed for Held<T> {
     }
 }
 
+/// A command on its way to a participant service: never recorded, sent by the attempt that
+/// built it.
+pub(crate) struct Outbound {
+    /// Where it goes.
+    pub(crate) target: crate::step::RemoteTarget,
+    /// The command, as JSON.
+    pub(crate) command: serde_json::Value,
+}
+
+impl Typed for Outbound {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn to_json(&self) -> Result<&serde_json::Value, &str> {
+        Ok(&self.command)
+    }
+}
+
 impl OutputValue {
     /// An output as JSON.
     pub fn from_json(value: serde_json::Value) -> Self {
@@ -91,6 +110,20 @@ impl OutputValue {
         match &self.0 {
             Repr::Typed(value) => value.to_json().map(drop).map_err(str::to_owned),
             Repr::Json(_) => Ok(()),
+        }
+    }
+
+    /// A command for a participant service, as a remote step's function (or a compensation
+    /// that returns one) hands it to the executor to send.
+    pub(crate) fn outbound(target: crate::step::RemoteTarget, command: serde_json::Value) -> Self {
+        OutputValue(Repr::Typed(Arc::new(Outbound { target, command })))
+    }
+
+    /// The command this value holds for a participant service, if it is one.
+    pub(crate) fn as_outbound(&self) -> Option<&Outbound> {
+        match &self.0 {
+            Repr::Typed(value) => value.as_any().downcast_ref::<Outbound>(),
+            Repr::Json(_) => None,
         }
     }
 

@@ -4,6 +4,7 @@
 pub use core::option::Option::{self, None, Some};
 pub use core::result::Result::{self, Err, Ok};
 pub use std::boxed::Box;
+pub use std::sync::Arc;
 pub use std::sync::OnceLock;
 pub use std::time::Duration;
 
@@ -11,6 +12,12 @@ use std::future::Future;
 
 use crate::StepError;
 
+pub use crate::bus::{Bus, BusError};
+pub use crate::choreography::{
+    is_emitted, is_taken, is_unique, start as choreography_start, status as choreography_status,
+    Choreography, Event, FlowService, Handler, HandlerCx, HandlerFuture, HandlerInfo,
+    HandlerPolicy,
+};
 pub use crate::client::SagaClient;
 pub use crate::metrics::SagaMetrics;
 pub use crate::output::NamedStep;
@@ -174,9 +181,46 @@ fn recorded<T: crate::StepValue>(
     result.map(crate::output::record)
 }
 
-/// A compensation's result: it records nothing.
-fn undone(result: Result<(), StepError>) -> Result<Option<crate::OutputValue>, StepError> {
-    result.map(|()| None)
+/// A compensation's result: it records nothing, or it is a command a participant service
+/// carries out (the compensation of a step done elsewhere).
+fn undone<U: Undone>(
+    result: Result<U, StepError>,
+) -> Result<Option<crate::OutputValue>, StepError> {
+    result.and_then(Undone::undone)
+}
+
+/// What a compensation returns on success: `()` when it undid the step itself, or a
+/// [`Command`](crate::remote::Command) that a participant service carries out.
+#[diagnostic::on_unimplemented(
+    message = "a compensation returns `Result<(), StepError>`, or `Result<C, StepError>` with `C` a command, not `Result<{Self}, StepError>`",
+    label = "return `()`, or a command that implements `saga_runtime::remote::Command`"
+)]
+pub trait Undone {
+    /// The compensation's success, as the executor takes it.
+    fn undone(self) -> Result<Option<crate::OutputValue>, StepError>;
+}
+
+impl Undone for () {
+    fn undone(self) -> Result<Option<crate::OutputValue>, StepError> {
+        Ok(None)
+    }
+}
+
+impl<C: crate::remote::Command> Undone for C {
+    fn undone(self) -> Result<Option<crate::OutputValue>, StepError> {
+        outbound(self).map(Some)
+    }
+}
+
+/// Command `command`, to be sent to its service.
+fn outbound<C: crate::remote::Command>(command: C) -> Result<crate::OutputValue, StepError> {
+    let target = RemoteTarget {
+        service: C::SERVICE,
+        action: C::ACTION,
+    };
+    serde_json::to_value(command)
+        .map(|json| crate::OutputValue::outbound(target, json))
+        .map_err(|e| StepError::permanent(format!("the command cannot be written as JSON: {e}")))
 }
 
 /// One attempt of a step's action, boxed, recording its output on success. `O` is the step's
@@ -210,12 +254,7 @@ pub trait RemoteOutput: Sized {
 impl<C: crate::remote::Command> RemoteOutput for Result<C, StepError> {
     fn boxed<'a, F: Future<Output = Self> + Send + 'a>(future: F) -> StepFuture<'a> {
         Box::pin(futures_util::FutureExt::map(future, |result| {
-            let command = result?;
-            serde_json::to_value(command)
-                .map(|json| Some(crate::OutputValue::from_json(json)))
-                .map_err(|e| {
-                    StepError::permanent(format!("the command cannot be written as JSON: {e}"))
-                })
+            result.and_then(outbound).map(Some)
         }))
     }
 }
@@ -257,21 +296,23 @@ pub trait Compensation<'a, S, R: 'a, Args> {
     fn call(self, ctx: R, recorded: Option<&'a crate::OutputValue>) -> StepFuture<'a>;
 }
 
-impl<'a, S, R: 'a, F, Fut> Compensation<'a, S, R, Same> for F
+impl<'a, S, R: 'a, F, Fut, U> Compensation<'a, S, R, Same> for F
 where
     F: FnOnce(R) -> Fut,
-    Fut: Future<Output = Result<(), StepError>> + Send + 'a,
+    Fut: Future<Output = Result<U, StepError>> + Send + 'a,
+    U: Undone + 'a,
 {
     fn call(self, ctx: R, _: Option<&'a crate::OutputValue>) -> StepFuture<'a> {
         Box::pin(futures_util::FutureExt::map(self(ctx), undone))
     }
 }
 
-impl<'a, S: crate::NamedStep, R: 'a, F, Fut> Compensation<'a, S, R, WithOutput> for F
+impl<'a, S: crate::NamedStep, R: 'a, F, Fut, U> Compensation<'a, S, R, WithOutput> for F
 where
     S::Output: crate::StepValue,
     F: FnOnce(R, S::Output) -> Fut,
-    Fut: Future<Output = Result<(), StepError>> + Send + 'a,
+    Fut: Future<Output = Result<U, StepError>> + Send + 'a,
+    U: Undone + 'a,
 {
     fn call(self, ctx: R, recorded: Option<&'a crate::OutputValue>) -> StepFuture<'a> {
         match output_of::<S>(recorded) {
@@ -293,22 +334,24 @@ pub trait CompensationWith<'a, S, R: 'a, H: ?Sized + 'a, Args> {
     fn call(self, ctx: R, cx: &'a H, recorded: Option<&'a crate::OutputValue>) -> StepFuture<'a>;
 }
 
-impl<'a, S, R: 'a, H: ?Sized + 'a, F, Fut> CompensationWith<'a, S, R, H, Same> for F
+impl<'a, S, R: 'a, H: ?Sized + 'a, F, Fut, U> CompensationWith<'a, S, R, H, Same> for F
 where
     F: FnOnce(R, &'a H) -> Fut,
-    Fut: Future<Output = Result<(), StepError>> + Send + 'a,
+    Fut: Future<Output = Result<U, StepError>> + Send + 'a,
+    U: Undone + 'a,
 {
     fn call(self, ctx: R, cx: &'a H, _: Option<&'a crate::OutputValue>) -> StepFuture<'a> {
         Box::pin(futures_util::FutureExt::map(self(ctx, cx), undone))
     }
 }
 
-impl<'a, S: crate::NamedStep, R: 'a, H: ?Sized + 'a, F, Fut>
+impl<'a, S: crate::NamedStep, R: 'a, H: ?Sized + 'a, F, Fut, U>
     CompensationWith<'a, S, R, H, WithOutput> for F
 where
     S::Output: crate::StepValue,
     F: FnOnce(R, &'a H, S::Output) -> Fut,
-    Fut: Future<Output = Result<(), StepError>> + Send + 'a,
+    Fut: Future<Output = Result<U, StepError>> + Send + 'a,
+    U: Undone + 'a,
 {
     fn call(self, ctx: R, cx: &'a H, recorded: Option<&'a crate::OutputValue>) -> StepFuture<'a> {
         match output_of::<S>(recorded) {
@@ -470,4 +513,96 @@ pub fn no_compensation<'a>() -> StepFuture<'a> {
             "this step declares no compensation",
         ))
     })
+}
+
+/// Implemented by `#[saga_handler]` for handlers that say how their work is undone
+/// (`compensate` or `nothing_to_undo`); `choreography!` requires it of every handler it lists.
+#[diagnostic::on_unimplemented(
+    message = "handler `{Self}` says nothing about undoing its work",
+    label = "a later handler's failure may need to undo it",
+    note = "add `compensate = <fn>` or `nothing_to_undo` to its `#[saga_handler(...)]`"
+)]
+pub trait HandlerDeclaresUndo {}
+
+/// Fails to compile, at the handler's name in `choreography!`, for a handler that says nothing
+/// about undoing its work.
+pub const fn assert_handler_declares_undo<T: HandlerDeclaresUndo>() {}
+
+/// A `choreography!` check's result, as a type: only `Check<true>` passes.
+pub struct Check<const OK: bool>;
+
+/// Passes for a handler whose event a handler of the flow takes, or that is the flow's end.
+#[diagnostic::on_unimplemented(
+    message = "this handler emits an event that no handler of the flow takes and that is not the flow's end",
+    label = "its event goes nowhere",
+    note = "list a handler that takes it, or end the flow with it (`Flow(Start => End)`)"
+)]
+pub trait EmitsTaken {}
+impl EmitsTaken for Check<true> {}
+
+/// Fails to compile unless `Check<OK>` passes [`EmitsTaken`].
+pub const fn assert_emits_taken<const OK: bool>()
+where
+    Check<OK>: EmitsTaken,
+{
+}
+
+/// Passes for a handler whose event is the flow's start or one a handler of the flow emits.
+#[diagnostic::on_unimplemented(
+    message = "this handler takes an event that is not the flow's start and that no handler of the flow emits",
+    label = "it would never run",
+    note = "start the flow with it (`Flow(Start => End)`), or list a handler that emits it"
+)]
+pub trait TakesEmitted {}
+impl TakesEmitted for Check<true> {}
+
+/// Fails to compile unless `Check<OK>` passes [`TakesEmitted`].
+pub const fn assert_takes_emitted<const OK: bool>()
+where
+    Check<OK>: TakesEmitted,
+{
+}
+
+/// Passes for a handler listed once in its flow.
+#[diagnostic::on_unimplemented(
+    message = "this handler is listed twice in the flow (or two handlers share its name)",
+    label = "listed again here",
+    note = "a flow's handlers are its steps: each has a name of its own"
+)]
+pub trait ListedOnce {}
+impl ListedOnce for Check<true> {}
+
+/// Fails to compile unless `Check<OK>` passes [`ListedOnce`].
+pub const fn assert_listed_once<const OK: bool>()
+where
+    Check<OK>: ListedOnce,
+{
+}
+
+/// Boxes a run of a handler (`#[saga_handler]`'s function `F`'s future) as the flow runs it.
+pub fn handler_run<'a, E, F>(future: F) -> crate::choreography::HandlerFuture<'a, E>
+where
+    F: Future<Output = Result<E, StepError>> + Send + 'a,
+{
+    Box::pin(future)
+}
+
+/// Runs compensation `f` of a handler that takes `On`, emits `Emits` and has dependencies `D`;
+/// fails to compile, at the `compensate` path, when `f` does not fit.
+pub fn handler_compensation<'a, On, Emits, D, F, Fut>(
+    f: F,
+    event: On,
+    emitted: Emits,
+    cx: &'a crate::choreography::HandlerCx<D>,
+) -> crate::choreography::HandlerFuture<'a, ()>
+where
+    F: FnOnce(On, Emits, &'a crate::choreography::HandlerCx<D>) -> Fut,
+    Fut: Future<Output = Result<(), StepError>> + Send + 'a,
+{
+    Box::pin(f(event, emitted, cx))
+}
+
+/// A handler with nothing to undo: its compensation is never run.
+pub fn handler_nothing_to_undo<'a>() -> crate::choreography::HandlerFuture<'a, ()> {
+    Box::pin(std::future::ready(Ok(())))
 }

@@ -2,8 +2,10 @@
 //! compensations ran, in order, and answers each call from a per-key plan.
 
 pub mod cart;
+pub mod checkout;
 pub mod payments;
 pub mod process;
+pub mod shop;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;

@@ -33,6 +33,22 @@ impl Command for Charge {
     type Reply = Payment;
 }
 
+/// Refund payment `payment`: the compensation of [`Charge`], carried out by the payments
+/// service too.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Refund {
+    /// The payment's id.
+    pub payment: String,
+    /// How much to give back.
+    pub amount: u64,
+}
+
+impl Command for Refund {
+    const SERVICE: &'static str = "payments";
+    const ACTION: &'static str = "refund";
+    type Reply = ();
+}
+
 /// Each transport the tests run on, fresh, with ack wait `ack_wait`: the memory bus, and a
 /// namespace of its own on the NATS server when `SAGA_NATS_URL` is set (`what` is said to be
 /// skipped otherwise). The NATS namespaces expire after 10 minutes.

@@ -50,3 +50,75 @@ pub fn supervise(mut child: Child, kill_after: Option<Duration>) -> (Vec<u64>, b
     let acks = acks.lock().unwrap().clone();
     (acks, killed)
 }
+
+/// Restarts the local NATS server, as an operator would: stops it (SIGTERM, waiting until it
+/// has exited), waits `down`, and starts it again with the same command line, detached (so it
+/// outlives the test), then waits until it accepts connections on `127.0.0.1:4222`. Says why
+/// when it cannot (no `nats-server` process this user may signal, or it did not come back).
+pub fn restart_nats(down: Duration) -> Result<(), String> {
+    let (pid, command) = nats_server()?;
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .map_err(|e| format!("cannot run kill: {e}"))?;
+    if !status.success() {
+        return Err(format!("cannot signal nats-server (pid {pid}): {status}"));
+    }
+    let stopped = Instant::now();
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        if stopped.elapsed() > Duration::from_secs(30) {
+            return Err(format!("nats-server (pid {pid}) did not stop"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(down);
+    let (program, args) = command.split_first().ok_or("an empty command line")?;
+    let status = std::process::Command::new("start-stop-daemon")
+        .args([
+            "--start",
+            "--oknodo",
+            "--background",
+            "--exec",
+            program,
+            "--",
+        ])
+        .args(args)
+        .status()
+        .map_err(|e| format!("cannot run start-stop-daemon: {e}"))?;
+    if !status.success() {
+        return Err(format!("start-stop-daemon failed: {status}"));
+    }
+    let started = Instant::now();
+    while std::net::TcpStream::connect("127.0.0.1:4222").is_err() {
+        if started.elapsed() > Duration::from_secs(30) {
+            return Err("nats-server did not come back on 127.0.0.1:4222".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// The running `nats-server`'s pid and command line.
+fn nats_server() -> Result<(u32, Vec<String>), String> {
+    let entries = std::fs::read_dir("/proc").map_err(|e| format!("cannot read /proc: {e}"))?;
+    for entry in entries.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let command: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .filter(|part| !part.is_empty())
+            .map(|part| String::from_utf8_lossy(part).into_owned())
+            .collect();
+        if command
+            .first()
+            .is_some_and(|program| program.ends_with("/nats-server"))
+        {
+            return Ok((pid, command));
+        }
+    }
+    Err("no nats-server process runs on this machine".into())
+}

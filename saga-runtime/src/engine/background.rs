@@ -36,6 +36,12 @@ impl Engine {
         };
         let weak = Arc::downgrade(&self.inner);
         *background = Some(runtime.spawn(background_loop(weak, self.inner.worker.interval)));
+        drop(background);
+        // A saga of a registered type may have been let go waiting for a reply: whichever
+        // engine runs the type takes it when the reply comes, without having sent anything.
+        for name in self.registered_types() {
+            self.consume_replies_of(&name);
+        }
     }
 
     /// Takes over every saga that no live worker holds (its worker stopped, or let it go), and
@@ -252,6 +258,36 @@ impl Engine {
             }
         }
         full
+    }
+
+    /// Takes saga `id`, let go while it waits for a participant's reply that this engine holds
+    /// now, and resumes it here. Returns whether it did (not when another worker holds it, this
+    /// engine cannot run it, or it has no room).
+    pub(crate) async fn resume_for_reply(&self, id: SagaId) -> bool {
+        if !self.inner.shared || !self.claims() {
+            return false;
+        }
+        let request = Acquire::new(self.lease_request(), 1)
+            .types(self.registered_types())
+            .only(id);
+        let acquired = match self.inner.store.acquire(request).await {
+            Ok(acquired) => acquired,
+            Err(error) => {
+                tracing::warn!(%error, saga.id = %id, "taking a saga for its reply failed");
+                return false;
+            }
+        };
+        let mut report = RecoveryReport::default();
+        for record in acquired {
+            let result = match record {
+                Ok(record) => self.recover_one(&mut report, record, false).await,
+                Err(corrupt) => self.park_corrupt(&mut report, corrupt).await,
+            };
+            if let Err(error) = result {
+                tracing::warn!(%error, saga.id = %id, "resuming a saga for its reply failed");
+            }
+        }
+        report.resumed.contains(&id)
     }
 
     fn registered_types(&self) -> Vec<String> {

@@ -7,6 +7,7 @@ mod remote;
 mod waiters;
 
 pub use builder::EngineBuilder;
+pub(crate) use remote::Exchanged;
 pub(crate) use waiters::Waiters;
 
 use std::collections::HashMap;

@@ -1,10 +1,17 @@
 //! The orchestrator's side of remote steps: an attempt publishes its command and waits for the
 //! participant's reply, which one consumer per saga type routes to it. A reply is acknowledged
 //! only once the run has committed what it recorded of it (a crash in between leaves it on the
-//! bus, delivered again to whoever resumes the saga). A reply nobody waits for is checked against
-//! the store: still awaited by the saga's in-flight attempt (being resumed, or run by another
-//! worker), it is refused for now and comes again; otherwise it is stale (an attempt that timed
-//! out, a saga that ended) and is dropped and counted.
+//! bus, delivered again to whoever resumes the saga).
+//!
+//! A wait longer than the engine's durable-timer threshold, on a store other processes share,
+//! holds no task: the run lets the saga go with its attempt's timeout as its wake time, and the
+//! reply, on whichever engine it comes to, wakes it: that engine takes the saga (before its wake
+//! time) and resumes it with the reply in hand, so the attempt does not send its command again.
+//!
+//! A reply nobody waits for is checked against the store: still awaited by the saga's in-flight
+//! attempt while a live worker holds the saga (being resumed, or waiting in a task elsewhere),
+//! it is refused for now and comes again; otherwise it is stale (an attempt that timed out, a
+//! saga that ended) and is dropped and counted.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -53,6 +60,9 @@ pub(crate) struct Remote {
     consumers: Mutex<HashMap<String, JoinHandle<()>>>,
     /// Replies a run recorded, acknowledged after its next commit.
     recorded: Mutex<HashMap<SagaId, Vec<Delivery>>>,
+    /// Replies to sagas that waited for them let go, which this engine took to resume: the
+    /// resumed attempt finds its reply here rather than sending its command again.
+    arrived: Mutex<HashMap<Attempt, (ReplyEnvelope, Delivery)>>,
     /// Replies dropped as stale.
     stale: AtomicU64,
 }
@@ -64,6 +74,7 @@ impl Remote {
             waiting: Mutex::default(),
             consumers: Mutex::default(),
             recorded: Mutex::default(),
+            arrived: Mutex::default(),
             stale: AtomicU64::new(0),
         }
     }
@@ -91,6 +102,26 @@ impl Remote {
     /// unacknowledged, they come again to whoever resumes it.
     pub(crate) fn forget(&self, id: SagaId) {
         lock(&self.recorded).remove(&id);
+        // A reply taken for a run that ended before it looked: delivered again later.
+        lock(&self.arrived).retain(|attempt, _| attempt.saga != id);
+    }
+}
+
+impl Remote {
+    /// The result a reply carries; its delivery is acknowledged once the run has committed it.
+    fn take(
+        &self,
+        (reply, delivery): (ReplyEnvelope, Delivery),
+    ) -> Result<Option<OutputValue>, StepError> {
+        lock(&self.recorded)
+            .entry(reply.saga_id)
+            .or_default()
+            .push(delivery);
+        match reply.result {
+            Ok(serde_json::Value::Null) => Ok(None),
+            Ok(json) => Ok(Some(OutputValue::from_json(json))),
+            Err(error) => Err(error),
+        }
     }
 }
 
@@ -134,18 +165,35 @@ impl Drop for Waiter<'_> {
     }
 }
 
+/// What became of a command sent to a participant service.
+pub(crate) enum Exchanged {
+    /// Its reply: the step's output (its error is the exchange's).
+    Reply(Option<OutputValue>),
+    /// No reply within the patience given: the command is out, and its reply wakes the saga
+    /// (see [`Engine::call_remote`]).
+    Pending,
+}
+
 impl Engine {
-    /// Sends the command of a remote step's attempt (`cx`) to `target` and waits for the reply:
-    /// the step's output, or its error.
+    /// Sends the command of a remote attempt (`cx`) to `target` and waits for the reply: the
+    /// step's output, or its error. With a `patience`, it waits that long at most: the saga can
+    /// then be let go, and the reply, when it comes to any engine that runs the saga's type,
+    /// wakes it there. A reply that came for this attempt while no run of the saga waited is
+    /// taken at once, and the command is not sent again.
     pub(crate) async fn call_remote<D>(
         &self,
         cx: &StepCx<D>,
         target: RemoteTarget,
         command: serde_json::Value,
-    ) -> Result<Option<OutputValue>, StepError> {
+        patience: Option<Duration>,
+    ) -> Result<Exchanged, StepError> {
         let Some(remote) = &self.inner.remote else {
+            let what = match cx.phase() {
+                Phase::Action => "step",
+                Phase::Compensation => "the compensation of step",
+            };
             return Err(StepError::permanent(format!(
-                "step `{}` is carried out by service `{}`, but this engine has no bus \
+                "{what} `{}` is carried out by service `{}`, but this engine has no bus \
                  (EngineBuilder::bus)",
                 cx.step(),
                 target.service
@@ -169,6 +217,9 @@ impl Engine {
             phase: envelope.phase,
             attempt: envelope.attempt,
         };
+        if let Some(arrived) = lock(&remote.arrived).remove(&attempt) {
+            return remote.take(arrived).map(Exchanged::Reply);
+        }
         // Waiting before the command is out: its reply cannot come first.
         let (tx, rx) = oneshot::channel();
         lock(&remote.waiting).insert(attempt.clone(), tx);
@@ -187,18 +238,24 @@ impl Engine {
         remote.bus.publish(message).await.map_err(|error| {
             StepError::transient(format!("the command could not be published: {error}"))
         })?;
-        let (reply, delivery) = rx
-            .await
+        let replied = match patience {
+            None => rx.await,
+            Some(patience) => match tokio::time::timeout(patience, rx).await {
+                Ok(replied) => replied,
+                Err(_) => return Ok(Exchanged::Pending),
+            },
+        };
+        let arrived = replied
             .map_err(|_| StepError::transient("the engine stopped waiting for the reply"))?;
         drop(waiter);
-        lock(&remote.recorded)
-            .entry(envelope.saga_id)
-            .or_default()
-            .push(delivery);
-        match reply.result {
-            Ok(serde_json::Value::Null) => Ok(None),
-            Ok(json) => Ok(Some(OutputValue::from_json(json))),
-            Err(error) => Err(error),
+        remote.take(arrived).map(Exchanged::Reply)
+    }
+
+    /// Starts the reply consumer of the saga type named `name` unless it runs (and this engine
+    /// has a bus).
+    pub(crate) fn consume_replies_of(&self, name: &str) {
+        if self.inner.remote.is_some() {
+            self.consume_replies(&token(name));
         }
     }
 
@@ -224,28 +281,46 @@ impl Engine {
 async fn replies(engine: Weak<EngineInner>, bus: Arc<dyn Bus>, saga_type: String) {
     let consumer = format!("reply-{saga_type}");
     let filter = format!("reply.{saga_type}");
-    let mut deliveries = loop {
-        match bus.consume(&consumer, &filter).await {
-            Ok(deliveries) => break deliveries,
+    // Subscribed again whenever the subscription ends (the bus restarted).
+    loop {
+        let mut deliveries = match bus.consume(&consumer, &filter).await {
+            Ok(deliveries) => deliveries,
             Err(error) => {
                 tracing::warn!(%error, consumer, "cannot consume replies; trying again");
                 tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
             }
-        }
-    };
-    while let Some(delivery) = deliveries.next().await {
-        let Some(inner) = engine.upgrade() else {
-            return;
         };
-        let engine = Engine { inner };
-        match delivery {
-            Ok(delivery) => route(&engine, delivery).await,
-            Err(error) => {
-                tracing::warn!(%error, consumer, "the bus failed a reply");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+        while let Some(delivery) = deliveries.next().await {
+            let Some(inner) = engine.upgrade() else {
+                return;
+            };
+            let engine = Engine { inner };
+            match delivery {
+                Ok(delivery) => route(&engine, delivery).await,
+                Err(error) => {
+                    tracing::warn!(%error, consumer, "the bus failed a reply");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
             }
         }
+        if engine.strong_count() == 0 {
+            return;
+        }
+        tracing::warn!(consumer, "the reply subscription ended; subscribing again");
     }
+}
+
+/// Where the saga a reply is for stands.
+enum Standing {
+    /// Its in-flight attempt is the one the reply answers, and a live worker holds it (it is
+    /// being resumed, or waits in a task elsewhere), or the store cannot say now.
+    Held,
+    /// Its in-flight attempt is the one the reply answers, and no live worker holds it: it was
+    /// let go to wait for this reply (or its worker died).
+    LetGo,
+    /// The reply answers nothing still waiting: an attempt that timed out, a saga that ended.
+    Stale,
 }
 
 /// Hands one reply to the attempt waiting for it, or decides what else becomes of it.
@@ -267,16 +342,28 @@ async fn route(engine: &Engine, delivery: Delivery) {
     let (reply, delivery) = match waiter {
         Some(waiter) => match waiter.send((reply, delivery)) {
             Ok(()) => return,
-            // The attempt stopped waiting as the reply came (it timed out).
+            // The attempt stopped waiting as the reply came (it timed out, or let the saga go).
             Err(returned) => returned,
         },
         None => (reply, delivery),
     };
-    match awaited(engine, &reply).await {
-        true => {
+    match standing(engine, &reply).await {
+        Standing::Held => {
             let _ = delivery.nak(NOT_YET).await;
         }
-        false => {
+        Standing::LetGo => {
+            let id = reply.saga_id;
+            lock(&remote.arrived).insert(attempt.clone(), (reply, delivery));
+            if !engine.resume_for_reply(id).await {
+                // Not resumed here (another worker took it, or this engine cannot run it): the
+                // reply comes again.
+                let taken = lock(&remote.arrived).remove(&attempt);
+                if let Some((_, delivery)) = taken {
+                    let _ = delivery.nak(NOT_YET).await;
+                }
+            }
+        }
+        Standing::Stale => {
             remote.stale.fetch_add(1, Ordering::Relaxed);
             tracing::info!(
                 saga.id = %reply.saga_id,
@@ -289,23 +376,34 @@ async fn route(engine: &Engine, delivery: Delivery) {
     }
 }
 
-/// Whether saga `reply.saga_id`'s in-flight attempt is the one `reply` answers (its run is
-/// being resumed, here or elsewhere): the reply is then still wanted.
-async fn awaited(engine: &Engine, reply: &ReplyEnvelope) -> bool {
+/// Whether saga `reply.saga_id`'s in-flight attempt is the one `reply` answers, and whether a
+/// live worker holds the saga.
+async fn standing(engine: &Engine, reply: &ReplyEnvelope) -> Standing {
     let record = match engine.inner.store.load(reply.saga_id).await {
         Ok(Some(record)) => record,
-        Ok(None) => return false,
+        Ok(None) => return Standing::Stale,
         // The store cannot say now: kept, it comes again.
-        Err(_) => return true,
+        Err(_) => return Standing::Held,
     };
     if record.state.status.is_terminal() {
-        return false;
+        return Standing::Stale;
     }
     let position = record.steps.iter().position(|name| *name == reply.step);
-    record.state.active.iter().any(|activity| {
+    let answered = record.state.active.iter().any(|activity| {
         activity.in_flight
             && activity.phase == reply.phase
             && activity.attempt == reply.attempt
             && (Some(activity.step) == position || activity.fallback)
-    })
+    });
+    // A store this process does not share has no leases to go by: its sagas run here.
+    let held = !engine.inner.shared
+        || record
+            .lease
+            .as_ref()
+            .is_some_and(|lease| lease.expires_at > std::time::SystemTime::now());
+    match (answered, held) {
+        (false, _) => Standing::Stale,
+        (true, true) => Standing::Held,
+        (true, false) => Standing::LetGo,
+    }
 }

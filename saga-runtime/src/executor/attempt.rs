@@ -17,15 +17,20 @@ use std::time::Duration;
 use futures_util::FutureExt;
 
 use super::Run;
-use crate::engine::Engine;
+use crate::engine::{Engine, Exchanged};
 use crate::event::SagaEventKind;
 use crate::machine::{
     past_pivot, retries_after, Change, CompensationFailed, CompletedStep, Definition,
     RetryScheduled, StepFailed, Task,
 };
-use crate::step::{Phase, RemoteTarget, StepDef, StepFn};
+use crate::step::{Phase, StepDef, StepFn};
 use crate::{SagaError, SagaKind, SagaStatus, StepCx, StepError};
 use futures_util::future::Either;
+
+/// How long a saga let go to wait for a reply to a command without a timeout waits before it is
+/// looked at again (its command sent again under the same message id, a duplicate the bus drops
+/// within its window and the service sees as the same key).
+const RECHECK: Duration = Duration::from_secs(300);
 
 /// What stands in for an attempt: nothing (zero-sized) without the test kit, so that every
 /// attempt's future stays as small as it was.
@@ -91,16 +96,22 @@ async fn attempt_once<C, D>(
 }
 
 /// Runs an attempt's future under its timeout, a panic becoming a permanent error.
-async fn guarded<F>(
-    call: F,
-    timeout: Option<Duration>,
-) -> Result<Option<crate::OutputValue>, StepError>
+async fn guarded<F, T>(call: F, timeout: Option<Duration>) -> Result<T, StepError>
 where
-    F: std::future::Future<Output = Result<Option<crate::OutputValue>, StepError>>,
+    F: std::future::Future<Output = Result<T, StepError>>,
+{
+    guarded_within(call, timeout.map(|limit| (limit, limit))).await
+}
+
+/// [`guarded`] with the time left of the attempt's timeout: `within` is (time left, timeout),
+/// the second being what a timeout error reports.
+async fn guarded_within<F, T>(call: F, within: Option<(Duration, Duration)>) -> Result<T, StepError>
+where
+    F: std::future::Future<Output = Result<T, StepError>>,
 {
     let guarded = AssertUnwindSafe(call).catch_unwind();
-    let result = match timeout {
-        Some(limit) => match tokio::time::timeout(limit, guarded).await {
+    let result = match within {
+        Some((left, limit)) => match tokio::time::timeout(left, guarded).await {
             Ok(result) => result,
             Err(_) => return Err(StepError::timeout(limit)),
         },
@@ -109,22 +120,59 @@ where
     result.unwrap_or_else(|payload| Err(StepError::panic(&*payload)))
 }
 
-/// Runs one attempt of a `remote` step: `build` (the step's function, run as an attempt without
-/// a timeout of its own) makes the command, which goes to `target` through `engine`'s bus; the
-/// reply is the result. The timeout applies to the whole exchange.
+/// Runs one attempt that may be carried out by a participant service: a `remote` step's action,
+/// or a compensation (which may return a command). `build` (the step's function, run as an
+/// attempt without a timeout of its own) makes the command, which goes to its service through
+/// `engine`'s bus; the reply is the result. `within` (time left, timeout) applies to the whole
+/// exchange; with a `patience`, the wait for the reply ends after it ([`Exchanged::Pending`]).
 async fn remote_once<D>(
     engine: &Engine,
-    target: RemoteTarget,
     cx: &StepCx<D>,
     build: impl std::future::Future<Output = Result<Option<crate::OutputValue>, StepError>>,
-    timeout: Option<Duration>,
-) -> Result<Option<crate::OutputValue>, StepError> {
+    within: Option<(Duration, Duration)>,
+    patience: Option<Duration>,
+) -> Result<Exchanged, StepError> {
+    if let Some((_, limit)) = within.filter(|(left, _)| left.is_zero()) {
+        // Resumed past its timeout: it timed out, whatever its service did.
+        return Err(StepError::timeout(limit));
+    }
     let exchange = async {
-        let command = build.await?;
-        let command = command.map_or(serde_json::Value::Null, |c| c.json().clone());
-        engine.call_remote(cx, target, command).await
+        let built = build.await?;
+        let Some(outbound) = built.as_ref().and_then(|value| value.as_outbound()) else {
+            return Ok(Exchanged::Reply(built));
+        };
+        let target = outbound.target;
+        match engine
+            .call_remote(cx, target, outbound.command.clone(), patience)
+            .await?
+        {
+            // A compensation records nothing: its service's reply only says it is done.
+            Exchanged::Reply(reply) => Ok(Exchanged::Reply(
+                reply.filter(|_| cx.phase() == Phase::Action),
+            )),
+            Exchanged::Pending => Ok(Exchanged::Pending),
+        }
     };
-    guarded(exchange, timeout).await
+    guarded_within(exchange, within).await
+}
+
+/// An exchange's result as an attempt's (a member waits for its reply to the end).
+fn replied(
+    exchanged: Result<Exchanged, StepError>,
+) -> Result<Option<crate::OutputValue>, StepError> {
+    match exchanged? {
+        Exchanged::Reply(reply) => Ok(reply),
+        Exchanged::Pending => Err(StepError::transient("the reply was not waited for")),
+    }
+}
+
+/// Whether an attempt of `task` may be an exchange with a participant service: a `remote`
+/// step's action, or any compensation (one may return a command).
+fn may_be_remote<C, D>(task: Task, def: &StepDef<C, D>) -> bool {
+    match task.phase {
+        Phase::Action => def.description.remote.is_some(),
+        Phase::Compensation => true,
+    }
 }
 
 /// An attempt whose intent is recorded, for a member of a parallel group: what it runs, on
@@ -132,8 +180,8 @@ async fn remote_once<D>(
 pub(super) struct Prepared<C, D> {
     task: Task,
     func: StepFn<C, D>,
-    /// For a remote step's action: the service that carries it out, through this engine.
-    remote: Option<(Engine, RemoteTarget)>,
+    /// For an attempt that may be carried out by a service: the engine that sends it.
+    remote: Option<Engine>,
     timeout: Option<Duration>,
     /// A copy of the committed context, which the attempt works on.
     work: C,
@@ -166,9 +214,10 @@ impl<C: Send + 'static, D: Send + Sync + 'static> Prepared<C, D> {
         } = self;
         let result = match remote {
             None => attempt_once(func, &mut work, &cx, timeout, injected).await,
-            Some((engine, target)) => {
+            Some(engine) => {
                 let build = attempt_once(func, &mut work, &cx, None, injected);
-                remote_once(&engine, target, &cx, build, timeout).await
+                let within = timeout.map(|limit| (limit, limit));
+                replied(remote_once(&engine, &cx, build, within, None).await)
             }
         };
         Ended {
@@ -181,8 +230,10 @@ impl<C: Send + 'static, D: Send + Sync + 'static> Prepared<C, D> {
 }
 
 impl<S: SagaKind> Run<S> {
-    /// Runs one attempt of `task` and records its result.
-    pub(super) async fn attempt(&mut self, task: Task) -> Result<(), SagaError> {
+    /// Runs one attempt of `task` and records its result. Returns `false` when the attempt let
+    /// the saga go to wait for its participant's reply without a task (the run ends; the reply,
+    /// or the attempt's timeout, wakes the saga).
+    pub(super) async fn attempt(&mut self, task: Task) -> Result<bool, SagaError> {
         // Built here rather than through `prepare`: a struct of them would be moved twice more
         // on every attempt of every saga.
         let def = self.table.def(task.step, task.fallback);
@@ -202,31 +253,94 @@ impl<S: SagaKind> Run<S> {
             false => self.clock,
         };
         let timeout = def.policy().timeout;
-        // A remote step's attempt is an exchange with a service, boxed: most steps are local.
-        let attempt = match def
-            .description
-            .remote
-            .filter(|_| task.phase == Phase::Action)
-        {
-            None => Either::Left(attempt_once(func, &mut work, &cx, timeout, injected)),
-            Some(target) => Either::Right(Box::pin(remote_once(
-                &self.engine,
-                target,
-                &cx,
-                attempt_once(func, &mut work, &cx, None, injected),
-                timeout,
-            ))),
+        // An exchange with a service is boxed: most actions are local.
+        let attempt = match may_be_remote(task, &def) {
+            false => Either::Left(futures_util::FutureExt::map(
+                attempt_once(func, &mut work, &cx, timeout, injected),
+                |result| result.map(Exchanged::Reply),
+            )),
+            true => {
+                // A resumed attempt keeps to the timeout it started with.
+                let since = self
+                    .state
+                    .in_flight_since(task.step, task.phase)
+                    .unwrap_or(started);
+                let now = self.now();
+                let within = timeout.map(|limit| {
+                    let left = (since + limit).duration_since(now).unwrap_or_default();
+                    (left, limit)
+                });
+                let patience = self.patience(within.map(|(left, _)| left));
+                Either::Right(Box::pin(remote_once(
+                    &self.engine,
+                    &cx,
+                    attempt_once(func, &mut work, &cx, None, injected),
+                    within,
+                    patience,
+                )))
+            }
         };
         let result = match self.engine.inner.shared {
             true => tokio::select! {
                 result = attempt => result,
                 // Another worker holds the saga now: this attempt's result could not be recorded.
-                () = self.cancel.lost() => return self.cancel.check_lease(self.id),
+                () = self.cancel.lost() => return self.cancel.check_lease(self.id).map(|()| true),
             },
             // Nobody else can take a saga from a store this process does not share.
             false => attempt.await,
         };
-        self.conclude(task, work, result, started, log)
+        let result = match result {
+            Ok(Exchanged::Reply(output)) => Ok(output),
+            Ok(Exchanged::Pending) => {
+                let since = self
+                    .state
+                    .in_flight_since(task.step, task.phase)
+                    .unwrap_or(started);
+                self.let_go_for_reply(since, timeout).await?;
+                return Ok(false);
+            }
+            Err(error) => Err(error),
+        };
+        self.conclude(task, work, result, started, log)?;
+        Ok(true)
+    }
+
+    /// How long an exchange with a service that has `left` of its timeout waits for the reply
+    /// in this task before the saga is let go to wait without one: the durable-timer threshold,
+    /// when the saga can be let go and the wait may be longer than twice that; otherwise the
+    /// whole wait is in the task.
+    fn patience(&self, left: Option<Duration>) -> Option<Duration> {
+        let engine = &self.engine;
+        let threshold = engine.inner.timer_threshold;
+        let lets_go = engine.inner.shared
+            && engine.claims()
+            && engine.registers(self.table.name)
+            && !self.cancel.was_requested()
+            && left.is_none_or(|left| left > threshold * 2);
+        lets_go.then_some(threshold)
+    }
+
+    /// Lets the saga go while its attempt, started at `since` with `timeout`, waits for its
+    /// participant's reply: the reply wakes it on whichever engine it comes to, or its timeout
+    /// does (without one, it is looked at again after [`RECHECK`], its command sent again under
+    /// the same message id).
+    async fn let_go_for_reply(
+        &mut self,
+        since: std::time::SystemTime,
+        timeout: Option<Duration>,
+    ) -> Result<(), SagaError> {
+        self.flush().await?;
+        let wake_at = match timeout {
+            Some(limit) => since + limit,
+            None => self.now() + RECHECK,
+        };
+        self.engine
+            .inner
+            .store
+            .release(self.id, self.fence, Some(wake_at))
+            .await?;
+        self.engine.set_timer(wake_at);
+        Ok(())
     }
 
     /// Records the result of a member's attempt that started at `started`.
@@ -296,11 +410,7 @@ impl<S: SagaKind> Run<S> {
             func: self
                 .table
                 .func(task.step, task.fallback, task.phase == Phase::Compensation),
-            remote: def
-                .description
-                .remote
-                .filter(|_| task.phase == Phase::Action)
-                .map(|target| (self.engine.clone(), target)),
+            remote: may_be_remote(task, &def).then(|| self.engine.clone()),
             timeout: def.policy().timeout,
             work: (*self.committed).clone(),
             cx,

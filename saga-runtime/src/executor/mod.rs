@@ -275,7 +275,11 @@ impl<S: SagaKind> Run<S> {
                 continue;
             }
             match decision {
-                Decision::Run(task) => self.attempt(task).await?,
+                Decision::Run(task) => {
+                    if !self.attempt(task).await? {
+                        return Ok(None);
+                    }
+                }
                 Decision::Busy => self.join(None).await?,
                 Decision::Wait(until) if !self.at_work().is_empty() => {
                     self.join(Some(until)).await?

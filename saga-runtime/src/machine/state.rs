@@ -143,6 +143,10 @@ pub struct Activity {
     /// `true` while that attempt's intent is recorded and its result is not.
     #[serde(default, skip_serializing_if = "is_false")]
     pub in_flight: bool,
+    /// When that attempt started (its first intent: an attempt resumed after a crash keeps
+    /// it), so that a resumed wait for a participant's reply keeps to the attempt's timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "millis")]
+    pub started: Option<SystemTime>,
     /// When the next attempt is due, after a retryable failure.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "millis")]
     pub retry_at: Option<SystemTime>,
@@ -159,6 +163,7 @@ impl Activity {
             fallback,
             attempt: 0,
             in_flight: false,
+            started: None,
             retry_at: None,
             last_error: None,
         }
@@ -428,6 +433,11 @@ impl SagaState {
                 attempt,
             } => {
                 let activity = self.activity(*step, *phase);
+                // The same attempt recorded again (resumed after a crash) started when it first
+                // did.
+                if !(activity.in_flight && activity.attempt == *attempt) {
+                    activity.started = Some(at);
+                }
                 activity.attempt = *attempt;
                 activity.in_flight = true;
                 activity.retry_at = None;
@@ -564,6 +574,14 @@ impl SagaState {
         self.active
             .iter()
             .any(|a| a.step == step && a.phase == phase)
+    }
+
+    /// When the attempt in flight of `step` in `phase` started, if one is.
+    pub fn in_flight_since(&self, step: usize, phase: Phase) -> Option<SystemTime> {
+        self.active
+            .iter()
+            .find(|a| a.step == step && a.phase == phase && a.in_flight)
+            .and_then(|a| a.started)
     }
 
     /// The earliest time an activity waits for, if any waits.

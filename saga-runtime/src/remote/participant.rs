@@ -123,16 +123,17 @@ impl<D: Send + Sync + 'static> Participant<D> {
         self
     }
 
-    /// Runs the service: handles the commands the bus delivers to it, until its subscription
-    /// cannot be made or ends (an error either way), or the handlers were misdeclared (the error
-    /// says how). A delivery whose reply cannot be published for now is left unacknowledged, so
-    /// it comes again.
+    /// Runs the service: handles the commands the bus delivers to it, for as long as it is not
+    /// dropped. While the bus is unavailable (a NATS server restarting), it subscribes again
+    /// every second, the handlers at work going on; it returns only on an error that waiting
+    /// cannot mend: the handlers were misdeclared (the error says how), or the bus refuses the
+    /// subscription as invalid. A delivery whose reply cannot be published for now is left
+    /// unacknowledged, so it comes again.
     pub async fn run(self) -> Result<(), BusError> {
         if let Some(problem) = self.misdeclared.first() {
             return Err(BusError::new(BusErrorKind::Invalid, problem.clone()));
         }
         let filter = service_filter(&self.service);
-        let mut deliveries = self.bus.consume(&self.service, &filter).await?;
         let room = Arc::new(tokio::sync::Semaphore::new(self.concurrency));
         let this = Arc::new(self);
         // Commands are handled at once, each in a task of its own, owned here: when the service
@@ -140,34 +141,43 @@ impl<D: Send + Sync + 'static> Participant<D> {
         // unacknowledged for another instance.
         let mut handling = tokio::task::JoinSet::new();
         loop {
-            let permit = tokio::select! {
-                permit = Arc::clone(&room).acquire_owned() => permit.expect("never closed"),
-                Some(ended) = handling.join_next() => {
-                    this.ended(ended);
+            let mut deliveries = match this.bus.consume(&this.service, &filter).await {
+                Ok(deliveries) => deliveries,
+                Err(error) if error.kind() == BusErrorKind::Unavailable => {
+                    tracing::warn!(service = %this.service, %error, "cannot subscribe; trying again");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }
+                Err(error) => return Err(error),
             };
-            tokio::select! {
-                delivery = deliveries.next() => match delivery {
-                    Some(Ok(delivery)) => {
-                        let this = Arc::clone(&this);
-                        handling.spawn(async move {
-                            this.answer(delivery).await;
-                            drop(permit);
-                        });
+            loop {
+                let permit = tokio::select! {
+                    permit = Arc::clone(&room).acquire_owned() => permit.expect("never closed"),
+                    Some(ended) = handling.join_next() => {
+                        this.ended(ended);
+                        continue;
                     }
-                    Some(Err(error)) => {
-                        tracing::warn!(service = %this.service, %error, "the bus failed a delivery");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                    None => {
-                        return Err(BusError::new(
-                            BusErrorKind::Unavailable,
-                            format!("the bus ended the subscription of service `{}`", this.service),
-                        ))
-                    }
-                },
-                Some(ended) = handling.join_next() => this.ended(ended),
+                };
+                tokio::select! {
+                    delivery = deliveries.next() => match delivery {
+                        Some(Ok(delivery)) => {
+                            let this = Arc::clone(&this);
+                            handling.spawn(async move {
+                                this.answer(delivery).await;
+                                drop(permit);
+                            });
+                        }
+                        Some(Err(error)) => {
+                            tracing::warn!(service = %this.service, %error, "the bus failed a delivery");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        None => {
+                            tracing::warn!(service = %this.service, "the subscription ended; subscribing again");
+                            break;
+                        }
+                    },
+                    Some(ended) = handling.join_next() => this.ended(ended),
+                }
             }
         }
     }

@@ -155,7 +155,7 @@ impl Entry {
                 true
             }
             Some(lease) if lease.expires_at > now => false,
-            _ => self.wake_at.is_none_or(|wake| wake <= now),
+            _ => request.only.is_some() || self.wake_at.is_none_or(|wake| wake <= now),
         }
     }
 
@@ -382,6 +382,7 @@ impl SagaStore for MemoryStore {
                     .as_ref()
                     .is_none_or(|types| types.iter().any(|t| t == e.saga_type))
             })
+            .filter(|(id, _)| request.only.is_none_or(|only| only == **id))
             .filter(|(_, e)| e.acquirable(&request, now))
             .map(|(id, e)| (e.seq, *id))
             .collect();

@@ -249,6 +249,9 @@ pub struct Acquire {
     /// Also sagas this owner holds, lease expired or not: a restarted worker taking back what its
     /// previous incarnation held (the owner name must then be unique among live workers).
     pub reclaim_own: bool,
+    /// Only this saga, due or not (its wake time is waived): a worker that holds what the saga
+    /// waits for (a participant's reply) takes it before its wake time.
+    pub only: Option<SagaId>,
 }
 
 impl Acquire {
@@ -259,7 +262,15 @@ impl Acquire {
             limit,
             types: None,
             reclaim_own: false,
+            only: None,
         }
+    }
+
+    /// Only saga `id`, whether or not its wake time has come (still only if no live lease
+    /// holds it).
+    pub fn only(mut self, id: SagaId) -> Self {
+        self.only = Some(id);
+        self
     }
 
     /// Only sagas of these types.
@@ -436,7 +447,8 @@ pub trait SagaStore: Send + Sync + 'static {
     ) -> StoreFuture<'a, u64>;
 
     /// Leases up to `request.limit` sagas that are not terminal, that no live lease holds and
-    /// that are due (no wake time, or one that has passed: see [`SagaStore::release`]), oldest
+    /// that are due (no wake time, or one that has passed: see [`SagaStore::release`]; with
+    /// [`Acquire::only`], that one saga, due or not), oldest
     /// first, each with a new token, and returns them (`reclaim_own` takes back this owner's
     /// sagas, due or not). A saga taken from another
     /// holder (its lease expired, or `reclaim_own`) counts one more recovery attempt in its

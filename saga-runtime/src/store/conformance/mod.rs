@@ -95,6 +95,11 @@ pub const CASES: &[(&str, Case)] = &[
     ("a_released_saga_waits_for_its_wake_time", |s| {
         Box::pin(requests::a_released_saga_waits_for_its_wake_time(s))
     }),
+    ("acquire_only_takes_one_saga_before_its_wake_time", |s| {
+        Box::pin(requests::acquire_only_takes_one_saga_before_its_wake_time(
+            s,
+        ))
+    }),
     ("saga_types_are_recorded_once_per_shape", |s| {
         Box::pin(types::saga_types_are_recorded_once_per_shape(s))
     }),

@@ -250,3 +250,35 @@ pub(super) async fn a_released_saga_waits_for_its_wake_time(store: Box<dyn SagaS
         .expect("cancellable");
     assert_eq!(acquired(&*store, "w3#1").await, [other]);
 }
+
+/// [`Acquire::only`] takes the one saga named, before its wake time, unless a live lease holds
+/// it or it ended.
+pub(super) async fn acquire_only_takes_one_saga_before_its_wake_time(store: Box<dyn SagaStore>) {
+    let only = |id: SagaId, owner: &str| Acquire::new(LeaseRequest::new(owner, LONG), 10).only(id);
+    let (waiting, fence) = create(&*store, "w1#1", LONG).await;
+    let fence = write(&*store, waiting, fence, vec![intent(waiting, 0)]).await;
+    store
+        .release(waiting, fence, Some(SystemTime::now() + LONG))
+        .await
+        .unwrap();
+    // Another saga, due at once, is not taken with it.
+    let (due, fence) = create(&*store, "w1#1", LONG).await;
+    store.release(due, fence, None).await.unwrap();
+    // One a live lease holds is not taken.
+    let (held, _) = create(&*store, "w1#1", LONG).await;
+    assert!(super::acquired(&*store, only(held, "w2#1"))
+        .await
+        .is_empty());
+    assert_eq!(
+        super::acquired(&*store, only(waiting, "w2#1")).await,
+        [waiting]
+    );
+    let record = store.load(waiting).await.unwrap().unwrap();
+    let lease = record.lease.expect("leased");
+    assert_eq!((&*lease.owner, lease.token), ("w2#1", 2));
+    // Now held by w2: not taken again.
+    assert!(super::acquired(&*store, only(waiting, "w3#1"))
+        .await
+        .is_empty());
+    assert_eq!(acquired(&*store, "w3#1").await, [due]);
+}

@@ -251,9 +251,10 @@ pub(super) async fn acquire(
             "WITH due AS (
                  SELECT id AS due_id, owner IS NOT NULL AS taken FROM {sagas} WHERE NOT terminal
                    AND (((owner IS NULL OR lease_until <= $1)
-                         AND (wake_at IS NULL OR wake_at <= $1))
+                         AND (wake_at IS NULL OR wake_at <= $1 OR $7::text IS NOT NULL))
                         OR ($2::text IS NOT NULL AND owner <> $3 AND starts_with(owner, $2)))
                    AND ($4::text[] IS NULL OR saga_type = ANY($4))
+                   AND ($7::text IS NULL OR id = $7)
                  ORDER BY seq LIMIT $5 FOR UPDATE SKIP LOCKED)
              UPDATE {sagas} AS s SET owner = $3, token = token + 1, lease_until = $6,
                  wake_at = NULL
@@ -273,6 +274,7 @@ pub(super) async fn acquire(
                 &request.types,
                 &limit,
                 &expiry(request.lease.duration),
+                &request.only.map(|id| id.to_string()),
             ],
         )
         .await

@@ -326,15 +326,24 @@ fn acquire(
         .prepare_cached(
             "SELECT seq, id, owner FROM sagas
              WHERE terminal = 0
-               AND (((owner IS NULL OR lease_until <= ?1) AND (wake_at IS NULL OR wake_at <= ?1))
+               AND (((owner IS NULL OR lease_until <= ?1)
+                     AND (wake_at IS NULL OR wake_at <= ?1 OR ?6 IS NOT NULL))
                     OR (?2 IS NOT NULL AND owner != ?3 AND substr(owner, 1, length(?2)) = ?2))
                AND (?4 IS NULL OR saga_type IN (SELECT value FROM json_each(?4)))
+               AND (?6 IS NULL OR id = ?6)
              ORDER BY id LIMIT ?5",
         )
         .and_then(|mut statement| {
             statement
                 .query_map(
-                    params![now, prefix, owner, types, request.limit as i64],
+                    params![
+                        now,
+                        prefix,
+                        owner,
+                        types,
+                        request.limit as i64,
+                        request.only.map(|id| id.to_string())
+                    ],
                     |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
                 )?
                 .collect()
