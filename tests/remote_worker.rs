@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use saga_runtime::bus::{Bus, NatsBusOptions};
 use saga_runtime::remote::{Participant, ParticipantCx};
-use saga_runtime::{saga, saga_step, Engine, SagaId, StepCx, StepError};
+use saga_runtime::{saga, saga_handler, saga_step, Engine, SagaId, StepCx, StepError};
 use saga_tests::payments::{Charge, Payment, Refund};
 use serde::{Deserialize, Serialize};
 
@@ -142,6 +142,7 @@ saga! {
 
 /// The payments service: charges once per key (the payment's id names the attempt that made
 /// it); the first attempt of a "slow-once" charge takes 2.5 s, past its timeout.
+#[saga_handler]
 async fn take_payment(
     command: Charge,
     cx: ParticipantCx<Arc<Ledger>>,
@@ -158,6 +159,7 @@ async fn take_payment(
 }
 
 /// The payments service's refund, once per key.
+#[saga_handler]
 async fn give_back(command: Refund, cx: ParticipantCx<Arc<Ledger>>) -> Result<(), StepError> {
     let saga = cx.saga_id().to_string();
     let kind = format!("refund {}", command.payment);
@@ -194,8 +196,8 @@ async fn main() {
         "participant" => {
             let ledger = Arc::new(Ledger::open(&args[2]));
             let service = Participant::new(bus().await, "payments", ledger)
-                .handle::<Charge, _, _>(take_payment)
-                .handle::<Refund, _, _>(give_back);
+                .handler::<take_payment>()
+                .handler::<give_back>();
             println!("READY");
             service.run().await.expect("the service runs");
         }

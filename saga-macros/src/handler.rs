@@ -49,6 +49,17 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
             cx.error_at(span, "a handler with a compensation has something to undo");
         }
     }
+    if let (Some(parts), Some(key)) = (&parts, args.event_only()) {
+        if parts.command {
+            cx.error_spanned_by(
+                item.sig.fn_token,
+                format!(
+                    "`{key}` is for an event's handler; a command's handler is retried, timed and \
+                     undone by the step that sends the command"
+                ),
+            );
+        }
+    }
     match (cx.check(), parts) {
         (Ok(()), Some(parts)) => tokens(&item, &args, parts),
         (Err(errors), _) => {
@@ -56,6 +67,21 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
             quote!(#item #errors)
         }
         (Ok(()), None) => unreachable!("a signature that failed to parse recorded an error"),
+    }
+}
+
+impl Args {
+    /// The first key given that only an event's handler takes.
+    fn event_only(&self) -> Option<&'static str> {
+        [
+            (self.compensate.is_some(), "compensate"),
+            (self.nothing_to_undo.is_some(), "nothing_to_undo"),
+            (self.retries.is_some(), "retries"),
+            (self.backoff.is_some(), "backoff"),
+            (self.timeout.is_some(), "timeout"),
+        ]
+        .into_iter()
+        .find_map(|(given, key)| given.then_some(key))
     }
 }
 
@@ -108,11 +134,13 @@ fn parse_args(cx: &Ctxt, args: TokenStream) -> Args {
     parsed
 }
 
-/// The types a handler's signature gives: its event, its dependencies and its return type.
+/// The types a handler's signature gives: its event (or command), its dependencies and its
+/// return type, and which kind of handler it is.
 struct Parts<'a> {
     on: &'a syn::Type,
     deps: syn::Type,
     output: &'a syn::Type,
+    command: bool,
 }
 
 fn signature<'a>(cx: &Ctxt, item: &'a syn::ItemFn) -> Option<Parts<'a>> {
@@ -138,12 +166,17 @@ fn signature<'a>(cx: &Ctxt, item: &'a syn::ItemFn) -> Option<Parts<'a>> {
         );
         return None;
     };
-    let Some(deps) = handler_deps(&handle.ty) else {
-        cx.error_spanned_by(
-            &handle.ty,
-            "the second parameter of a handler is `&HandlerCx<Deps>`",
-        );
-        return None;
+    let (deps, command) = match (handler_deps(&handle.ty), participant_deps(&handle.ty)) {
+        (Some(deps), _) => (deps, false),
+        (None, Some(deps)) => (deps, true),
+        (None, None) => {
+            cx.error_spanned_by(
+                &handle.ty,
+                "the second parameter of a handler is `&HandlerCx<Deps>` (an event's handler) \
+                 or `ParticipantCx<Deps>` (a command's)",
+            );
+            return None;
+        }
     };
     let syn::ReturnType::Type(_, output) = &sig.output else {
         cx.error_spanned_by(
@@ -156,6 +189,7 @@ fn signature<'a>(cx: &Ctxt, item: &'a syn::ItemFn) -> Option<Parts<'a>> {
         on: &event.ty,
         deps,
         output,
+        command,
     })
 }
 
@@ -164,11 +198,21 @@ fn handler_deps(ty: &syn::Type) -> Option<syn::Type> {
     let syn::Type::Reference(reference) = ty else {
         return None;
     };
-    let syn::Type::Path(path) = &*reference.elem else {
+    generic_of(&reference.elem, "HandlerCx")
+}
+
+/// `D` of `ParticipantCx<D>`.
+fn participant_deps(ty: &syn::Type) -> Option<syn::Type> {
+    generic_of(ty, "ParticipantCx")
+}
+
+/// `D` of `{name}<D>`.
+fn generic_of(ty: &syn::Type, name: &str) -> Option<syn::Type> {
+    let syn::Type::Path(path) = ty else {
         return None;
     };
     let last = path.path.segments.last()?;
-    if last.ident != "HandlerCx" {
+    if last.ident != name {
         return None;
     }
     let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
@@ -185,8 +229,19 @@ fn tokens(item: &syn::ItemFn, args: &Args, parts: Parts<'_>) -> TokenStream {
     let name = &item.sig.ident;
     let vis = &item.vis;
     let name_str = syn::ext::IdentExt::unraw(name).to_string();
-    let Parts { on, deps, output } = parts;
+    let Parts {
+        on,
+        deps,
+        output,
+        command,
+    } = parts;
+    if command {
+        return command_tokens(item, &rt, on, &deps, output);
+    }
     let emits = quote_spanned!(output.span()=> <#output as #rt::StepResult>::Value);
+    // Spanned at the return type, so that an error type that is not `StepError` is reported
+    // there.
+    let run = quote_spanned!(output.span()=> #rt::handler_run(#name(event, cx)));
     let undo = args.compensate.is_some();
     let retries = args.retries.unwrap_or(3);
     let backoff = duration(
@@ -235,7 +290,7 @@ fn tokens(item: &syn::ItemFn, args: &Args, parts: Parts<'_>) -> TokenStream {
                 event: Self::On,
                 cx: &#rt::HandlerCx<Self::Deps>,
             ) -> #rt::HandlerFuture<'_, Self::Emits> {
-                #rt::handler_run(#name(event, cx))
+                #run
             }
 
             #[allow(unused_variables)]
@@ -249,5 +304,44 @@ fn tokens(item: &syn::ItemFn, args: &Args, parts: Parts<'_>) -> TokenStream {
         }
 
         #declares
+    }
+}
+
+/// A handler of a participant service: the function, and the hidden type implementing
+/// `CommandHandler`.
+fn command_tokens(
+    item: &syn::ItemFn,
+    rt: &TokenStream,
+    command: &syn::Type,
+    deps: &syn::Type,
+    output: &syn::Type,
+) -> TokenStream {
+    let name = &item.sig.ident;
+    let vis = &item.vis;
+    // Spanned at the return type, so that one that is not `Result<C::Reply, StepError>` is
+    // reported there.
+    let run =
+        quote_spanned!(output.span()=> #rt::command_run::<Self::Command, _>(#name(command, cx)));
+    quote! {
+        #item
+
+        #[allow(non_camel_case_types)]
+        #[doc(hidden)]
+        #vis struct #name {
+            _private: (),
+        }
+
+        #[automatically_derived]
+        impl #rt::CommandHandler for #name {
+            type Command = #command;
+            type Deps = #deps;
+
+            fn handle(
+                command: Self::Command,
+                cx: #rt::ParticipantCx<Self::Deps>,
+            ) -> #rt::HandlerFuture<'static, <Self::Command as #rt::Command>::Reply> {
+                #run
+            }
+        }
     }
 }

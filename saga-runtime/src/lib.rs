@@ -221,13 +221,22 @@ pub use saga_macros::saga_step;
 #[cfg(feature = "macros")]
 pub use saga_macros::saga;
 
-/// Declares a handler of a choreographed saga: an `async fn` that takes one event and the
-/// handler's context, and returns the next event (see [`choreography`](mod@choreography)).
+/// Declares a handler: of a choreographed saga's event, an `async fn` that takes the event and
+/// `&HandlerCx<Deps>` and returns the next event (see [`choreography`](mod@choreography)); or of
+/// a participant service's command, an `async fn` that takes the command and
+/// `ParticipantCx<Deps>` and returns the command's reply (registered with
+/// [`Participant::handler`](remote::Participant::handler), see [`remote`]).
 ///
 /// ```text
 /// #[saga_handler(compensate = release, retries = 5, backoff = "200ms", timeout = "2s")]
 /// async fn reserve(event: OrderPlaced, cx: &HandlerCx<Stock>) -> Result<StockReserved, StepError>
+///
+/// #[saga_handler]
+/// async fn charge(command: Charge, cx: ParticipantCx<Gateway>) -> Result<Payment, StepError>
 /// ```
+///
+/// The keys, for an event's handler only (a command is retried, timed and undone by the step
+/// that sends it):
 ///
 /// - `compensate = f`: how its work is undone: `async fn f(event: OrderPlaced, emitted:
 ///   StockReserved, cx: &HandlerCx<Stock>) -> Result<(), StepError>`; or `nothing_to_undo`. A

@@ -22,6 +22,7 @@ pub use crate::client::SagaClient;
 pub use crate::metrics::SagaMetrics;
 pub use crate::output::NamedStep;
 pub use crate::remote::Command;
+pub use crate::remote::{CommandHandler, ParticipantCx};
 pub use crate::saga::{Saga, SagaContext, SagaOptions, StepEnum};
 pub use crate::step::{
     CompensationRetries, RemoteTarget, SagaStep, StepCx, StepDef, StepDescription, StepFuture,
@@ -605,4 +606,15 @@ where
 /// A handler with nothing to undo: its compensation is never run.
 pub fn handler_nothing_to_undo<'a>() -> crate::choreography::HandlerFuture<'a, ()> {
     Box::pin(std::future::ready(Ok(())))
+}
+
+/// Boxes a run of a participant's handler of command `C` (`#[saga_handler]`'s function's
+/// future); fails to compile, at the handler's return type, when it does not return
+/// `Result<C::Reply, StepError>`.
+pub fn command_run<C, F>(future: F) -> crate::choreography::HandlerFuture<'static, C::Reply>
+where
+    C: crate::remote::Command,
+    F: Future<Output = Result<C::Reply, StepError>> + Send + 'static,
+{
+    Box::pin(future)
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use saga_runtime::bus::{Bus, BusError};
 use saga_runtime::remote::{Command, Participant, ParticipantCx};
-use saga_runtime::{saga, saga_step, Output, StepCx, StepError};
+use saga_runtime::{saga, saga_handler, saga_step, Output, StepCx, StepError};
 use serde::{Deserialize, Serialize};
 
 use crate::payments::{Charge, Payment, Refund};
@@ -136,6 +136,7 @@ saga! {
 }
 
 /// The payments service's handler.
+#[saga_handler]
 pub async fn take_payment(
     command: Charge,
     cx: ParticipantCx<Arc<Ledger>>,
@@ -160,6 +161,7 @@ pub async fn take_payment(
 }
 
 /// The payments service's refund handler.
+#[saga_handler]
 pub async fn give_back(command: Refund, cx: ParticipantCx<Arc<Ledger>>) -> Result<(), StepError> {
     cx.deps().note(format!(
         "payments: refund {} of {} as {}",
@@ -171,6 +173,7 @@ pub async fn give_back(command: Refund, cx: ParticipantCx<Arc<Ledger>>) -> Resul
 }
 
 /// The inventory service's allocate handler.
+#[saga_handler]
 pub async fn set_aside(command: Allocate, cx: ParticipantCx<Arc<Ledger>>) -> Result<(), StepError> {
     if command.sold_out {
         cx.deps().note("inventory: allocate refused".into());
@@ -181,6 +184,7 @@ pub async fn set_aside(command: Allocate, cx: ParticipantCx<Arc<Ledger>>) -> Res
 }
 
 /// The inventory service's restock handler.
+#[saga_handler]
 pub async fn put_back(_: Restock, cx: ParticipantCx<Arc<Ledger>>) -> Result<(), StepError> {
     cx.deps().note("inventory: restock".into());
     Ok(())
@@ -192,11 +196,11 @@ pub fn services(
     ledger: &Arc<Ledger>,
 ) -> tokio::task::JoinHandle<Result<(), BusError>> {
     let payments = Participant::new(bus.clone(), "payments", ledger.clone())
-        .handle::<Charge, _, _>(take_payment)
-        .handle::<Refund, _, _>(give_back);
+        .handler::<take_payment>()
+        .handler::<give_back>();
     let inventory = Participant::new(bus.clone(), "inventory", ledger.clone())
-        .handle::<Allocate, _, _>(set_aside)
-        .handle::<Restock, _, _>(put_back);
+        .handler::<set_aside>()
+        .handler::<put_back>();
     tokio::spawn(async move {
         tokio::try_join!(payments.run(), inventory.run())?;
         Ok(())

@@ -334,12 +334,13 @@ pub const fn is_emitted(handlers: &[HandlerInfo], event: &str, start: &str) -> b
     false
 }
 
-/// Whether the handler at `index` is the only one of `handlers` with its name.
+/// Whether no handler before the one at `index` in `handlers` has its name (so that a handler
+/// listed twice is reported where it is listed again).
 #[doc(hidden)]
 pub const fn is_unique(handlers: &[HandlerInfo], index: usize) -> bool {
     let mut i = 0;
-    while i < handlers.len() {
-        if i != index && same(handlers[i].handler, handlers[index].handler) {
+    while i < index {
+        if same(handlers[i].handler, handlers[index].handler) {
             return false;
         }
         i += 1;

@@ -11,9 +11,10 @@
 //! the attempt and carries the typed reply or the step error (transient or permanent, as a local
 //! step's).
 //!
-//! A participant service is a [`Participant`]: ordinary `async fn`s, one per command type, each
-//! run with the command and a [`ParticipantCx`] (the key to act through, the token to fence
-//! with, the service's dependencies).
+//! A participant service is a [`Participant`]: ordinary `async fn`s marked `#[saga_handler]`,
+//! one per command type, each run with the command and a [`ParticipantCx`] (the key to act
+//! through, the token to fence with, the service's dependencies); its return type is checked
+//! against the command's reply at compile time.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -21,7 +22,7 @@
 //! use std::sync::Arc;
 //! use saga_runtime::bus::MemoryBus;
 //! use saga_runtime::remote::{Command, Participant, ParticipantCx};
-//! use saga_runtime::StepError;
+//! use saga_runtime::{saga_handler, StepError};
 //!
 //! #[derive(serde::Serialize, serde::Deserialize)]
 //! struct Charge { order: String, amount: u64 }
@@ -36,12 +37,13 @@
 //! }
 //!
 //! /// The payments service's handler: charges once per idempotency key.
+//! #[saga_handler]
 //! async fn charge(command: Charge, cx: ParticipantCx<()>) -> Result<Payment, StepError> {
 //!     Ok(Payment { id: format!("pay-{}", cx.idempotency_key()) })
 //! }
 //!
 //! let bus = Arc::new(MemoryBus::new());
-//! let payments = Participant::new(bus, "payments", ()).handle::<Charge, _, _>(charge);
+//! let payments = Participant::new(bus, "payments", ()).handler::<charge>();
 //! let service = tokio::spawn(payments.run());
 //! # service.abort();
 //! # Ok(()) }
@@ -52,7 +54,7 @@ mod participant;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-pub use participant::{Participant, ParticipantCx};
+pub use participant::{CommandHandler, Participant, ParticipantCx};
 
 use crate::step::Phase;
 use crate::{SagaId, StepError};

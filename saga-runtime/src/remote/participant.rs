@@ -116,6 +116,12 @@ impl<D: Send + Sync + 'static> Participant<D> {
         self
     }
 
+    /// Handles the command of `H`, a `#[saga_handler]` on an `async fn(C, ParticipantCx<D>) ->
+    /// Result<C::Reply, StepError>` (the same as [`Participant::handle`] with the function).
+    pub fn handler<H: CommandHandler<Deps = D>>(self) -> Self {
+        self.handle::<H::Command, _, _>(H::handle)
+    }
+
     /// How many commands this instance handles at once (default 256): past it, the next
     /// commands wait on the bus.
     pub fn concurrency(mut self, commands: usize) -> Self {
@@ -344,4 +350,20 @@ impl<D> ParticipantCx<D> {
     pub fn deps(&self) -> &D {
         &self.deps
     }
+}
+
+/// A handler of a participant service, as `#[saga_handler]` declares it on the type that shares
+/// the handler function's name (when its second parameter is a [`ParticipantCx`]). Not meant to
+/// be implemented by hand.
+pub trait CommandHandler: Send + Sync + 'static {
+    /// The command it carries out.
+    type Command: Command;
+    /// The service's dependencies it takes.
+    type Deps: Send + Sync + 'static;
+
+    /// Carries out the command once.
+    fn handle(
+        command: Self::Command,
+        cx: ParticipantCx<Self::Deps>,
+    ) -> crate::choreography::HandlerFuture<'static, <Self::Command as Command>::Reply>;
 }
