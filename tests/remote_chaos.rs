@@ -1,13 +1,14 @@
 //! Remote steps under chaos, over NATS JetStream (`SAGA_NATS_URL`; skipped, saying so, without
-//! it): an orchestrator process and a payments service process (`remote_worker`), each killed
-//! with SIGKILL at random moments and started again, and the NATS server itself restarted once
-//! (stopped and started again while both run), while sagas of one local step, one remote step
-//! (refunded by the service) and one local step run; one saga in five fails at its last step
-//! and is compensated, and one in 25 has a first charge attempt slower than its timeout.
-//! Checked at the end from the ledger both processes write, keyed by idempotency key: no saga
-//! lost (each completed or compensated); each step's and compensation's effect applied for its
-//! key (a duplicate only as the same key); the refund before the release; the slow charges' late
-//! replies dropped and counted, never applied (the payment shipped is a later attempt's).
+//! it): an orchestrator process and two participant service processes, inventory and payments
+//! (`remote_worker`), each killed with SIGKILL at random moments and started again, and the NATS
+//! server itself restarted once (stopped and started again while they run), while sagas of a
+//! remote step (inventory), a remote step (payments) and a local step run, each remote step
+//! undone by its service; one saga in five fails at its last step and is compensated, and one in
+//! 25 has a first charge attempt slower than its timeout. Checked at the end from the ledger the
+//! processes write, keyed by idempotency key: no saga lost (each completed or compensated); each
+//! step's and compensation's effect applied for its key (a duplicate only as the same key); the
+//! refund before the release; the slow charges' late replies dropped and counted, never applied
+//! (the payment shipped is a later attempt's).
 //!
 //! `REMOTE_CHAOS_SEED=<n>` replays the kills (the seed is printed); `REMOTE_CHAOS_SAGAS` and
 //! `REMOTE_CHAOS_KILLS` set the scale (CI: 300 sagas, 20 kills; `--ignored` runs 1,000 and 50).
@@ -50,10 +51,10 @@ impl Run {
         self.dir.path().join(file).display().to_string()
     }
 
-    /// Starts the payments service and waits until it listens.
-    fn participant(&self) -> Child {
+    /// Starts service `service` and waits until it listens.
+    fn participant(&self, service: &str) -> Child {
         let mut child = self
-            .command(&["participant", &self.path("ledger.db")])
+            .command(&[service, &self.path("ledger.db")])
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
@@ -98,7 +99,9 @@ fn chaos(sagas: u64, kills: u64) {
         url,
         namespace: fresh_schema("chaos"),
     };
-    let mut service = Some(run.participant());
+    const SERVICES: [&str; 2] = ["inventory", "payments"];
+    let mut services: Vec<Option<Child>> =
+        SERVICES.iter().map(|s| Some(run.participant(s))).collect();
     let batch = (sagas / kills.max(1)).clamp(1, 50);
     // The NATS server is restarted once, during a round about a third of the way in.
     let restart_round = rng.u64(1..(sagas / batch / 2).max(2));
@@ -124,6 +127,7 @@ fn chaos(sagas: u64, kills: u64) {
         let kill_after = (orchestrator_kills < kills - kills / 2 && !kill_service)
             .then(|| Duration::from_millis(rng.u64(5..150)));
         let service_delay = Duration::from_millis(rng.u64(5..150));
+        let which = rng.usize(..SERVICES.len());
         let (acks, was_killed) = std::thread::scope(|scope| {
             let restarting = restart.then(|| {
                 scope.spawn(|| {
@@ -132,7 +136,7 @@ fn chaos(sagas: u64, kills: u64) {
                 })
             });
             let victim = kill_service.then(|| {
-                let mut old = service.take().expect("a service runs");
+                let mut old = services[which].take().expect("a service runs");
                 let run = &run;
                 scope.spawn(move || {
                     std::thread::sleep(service_delay);
@@ -140,12 +144,12 @@ fn chaos(sagas: u64, kills: u64) {
                     old.wait().unwrap();
                     // Commands wait on the bus while no instance runs.
                     std::thread::sleep(Duration::from_millis(100));
-                    run.participant()
+                    run.participant(SERVICES[which])
                 })
             });
             let round = run.orchestrator(next, to, kill_after);
             if let Some(victim) = victim {
-                service = Some(victim.join().unwrap());
+                services[which] = Some(victim.join().unwrap());
                 service_kills += 1;
             }
             if let Some(restarting) = restarting {
@@ -160,9 +164,11 @@ fn chaos(sagas: u64, kills: u64) {
             break;
         }
     }
-    let mut service = service.expect("a service runs");
-    service.kill().unwrap();
-    service.wait().unwrap();
+    for service in services {
+        let mut service = service.expect("a service runs");
+        service.kill().unwrap();
+        service.wait().unwrap();
+    }
     let restarted = match restarted.expect("the restart round ran") {
         Ok(()) => "the NATS server restarted once".to_string(),
         Err(why) => format!("the NATS server could not be restarted here: {why}"),
@@ -227,7 +233,7 @@ fn chaos(sagas: u64, kills: u64) {
         let id = uuid::Uuid::from_u128(u128::from(i) + 1);
         let seq = |key: &str| effects.get(&format!("{id}:{key}")).map(|(seq, _)| *seq);
         if i.is_multiple_of(5) {
-            // Compensated in reverse order: the service refunded, then the reservation went.
+            // Compensated in reverse order: payments refunded, then inventory released.
             let (charge, refund, release) = (
                 seq("charge").unwrap(),
                 seq("charge:compensate").unwrap(),

@@ -33,7 +33,7 @@ async fn let_go(engine: &Engine, id: SagaId, what: &str) {
     while Checkout::on(engine).status(id).await.unwrap() != charging || engine.running_sagas() != 0
     {
         assert!(
-            started.elapsed() < Duration::from_millis(350),
+            started.elapsed() < Duration::from_millis(600),
             "{what}: the saga was not let go while it waited for its reply"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -73,7 +73,7 @@ async fn a_remote_step_lets_its_saga_go_and_the_reply_resumes_it() {
         let ledger = Arc::new(Ledger::default());
         let service = services(&bus, &ledger);
         let a = engine(&dir.path().join("sagas.db"), &bus, "a", &ledger);
-        // The payments service takes 400 ms: the saga is let go after 50 ms of it.
+        // The payments service takes 700 ms: the saga is let go after 50 ms of it.
         let id = Checkout::on(&a)
             .request(order("slow", false))
             .deps(ledger.clone())
@@ -173,7 +173,7 @@ async fn a_reply_wakes_its_saga_on_an_engine_that_sent_nothing() {
         })
         .join()
         .unwrap();
-        // Engine B, started now, has sent nothing: the reply (due 400 ms after the command)
+        // Engine B, started now, has sent nothing: the reply (due 700 ms after the command)
         // comes to it, and it resumes the saga with it, well before its 1 s wake time.
         let b = engine(&path, &bus, "b", &ledger);
         let report = b.recover().await.unwrap();

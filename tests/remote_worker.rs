@@ -1,23 +1,25 @@
 //! The processes of the remote-step chaos test (`remote_chaos.rs`): an orchestrator running
-//! `ChaosOrder` sagas on a SQLite file, and the payments service; both on the NATS namespace
-//! `SAGA_REMOTE_NAMESPACE` of the server at `SAGA_NATS_URL`, both writing every effect to one
-//! ledger (a SQLite file) keyed by idempotency key: a key applied again counts as re-applied.
-//! Saga `i` ships unless `i % 5 == 0` (then the payment is refunded by the service and the
-//! reservation released, in that order); its first charge attempt takes longer than its timeout
-//! when `i % 25 == 1` (its late reply is stale). The orchestrator writes how many stale replies
-//! it dropped to the ledger as it goes.
+//! `ChaosOrder` sagas on a SQLite file, the inventory service and the payments service; all on
+//! the NATS namespace `SAGA_REMOTE_NAMESPACE` of the server at `SAGA_NATS_URL`, all writing
+//! every effect to one ledger (a SQLite file) keyed by idempotency key: a key applied again
+//! counts as re-applied. A saga holds stock (inventory), charges (payments) and ships (here).
+//! Saga `i` ships unless `i % 5 == 0` (then the payment is refunded and the stock released, by
+//! their services, in that order); its first charge attempt takes longer than its timeout when
+//! `i % 25 == 1` (its late reply is stale). The orchestrator writes how many stale replies it
+//! dropped to the ledger as it goes.
 //!
 //!     remote_worker orchestrator STORE LEDGER FROM TO
 //!         resumes what it finds, starts sagas FROM..TO (ids `Uuid::from_u128(i + 1)`,
 //!         printing `ACK i` once each is recorded), then waits until every saga in STORE ended
-//!     remote_worker participant LEDGER
-//!         the payments service, until killed
+//!     remote_worker payments LEDGER
+//!     remote_worker inventory LEDGER
+//!         the service, until killed
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use saga_runtime::bus::{Bus, NatsBusOptions};
-use saga_runtime::remote::{Participant, ParticipantCx};
+use saga_runtime::remote::{Command, Participant, ParticipantCx};
 use saga_runtime::{saga, saga_handler, saga_step, Engine, SagaId, StepCx, StepError};
 use saga_tests::payments::{Charge, Payment, Refund};
 use serde::{Deserialize, Serialize};
@@ -82,15 +84,38 @@ struct Order {
     number: u64,
 }
 
-#[saga_step(compensate = release, timeout = "10s", retries = 3, backoff = "5ms")]
-async fn reserve(_order: &mut Order, cx: &StepCx<Arc<Ledger>>) -> Result<(), StepError> {
-    let saga = cx.saga_id().to_string();
-    cx.deps().apply(&cx.idempotency_key(), &saga, "reserve")
+/// Hold stock for saga `number` (the inventory service).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Hold {
+    number: u64,
 }
 
-async fn release(_order: &mut Order, cx: &StepCx<Arc<Ledger>>) -> Result<(), StepError> {
-    let saga = cx.saga_id().to_string();
-    cx.deps().apply(&cx.idempotency_key(), &saga, "release")
+impl Command for Hold {
+    const SERVICE: &'static str = "inventory";
+    const ACTION: &'static str = "hold";
+    type Reply = ();
+}
+
+/// Let the stock go again: `Hold`'s compensation (the inventory service).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct LetGo;
+
+impl Command for LetGo {
+    const SERVICE: &'static str = "inventory";
+    const ACTION: &'static str = "let-go";
+    type Reply = ();
+}
+
+/// Carried out by the inventory service, and undone by it.
+#[saga_step(remote, compensate = release, timeout = "2s", retries = 30, backoff = "50ms")]
+async fn reserve(order: &Order) -> Result<Hold, StepError> {
+    Ok(Hold {
+        number: order.number,
+    })
+}
+
+async fn release(_order: &Order) -> Result<LetGo, StepError> {
+    Ok(LetGo)
 }
 
 /// Carried out by the payments service; retried long enough to outlast a restart of the NATS
@@ -158,6 +183,20 @@ async fn take_payment(
     })
 }
 
+/// The inventory service: holds stock once per key.
+#[saga_handler]
+async fn hold(_command: Hold, cx: ParticipantCx<Arc<Ledger>>) -> Result<(), StepError> {
+    let saga = cx.saga_id().to_string();
+    cx.deps().apply(cx.idempotency_key(), &saga, "reserve")
+}
+
+/// The inventory service's release, once per key.
+#[saga_handler]
+async fn let_go(_command: LetGo, cx: ParticipantCx<Arc<Ledger>>) -> Result<(), StepError> {
+    let saga = cx.saga_id().to_string();
+    cx.deps().apply(cx.idempotency_key(), &saga, "release")
+}
+
 /// The payments service's refund, once per key.
 #[saga_handler]
 async fn give_back(command: Refund, cx: ParticipantCx<Arc<Ledger>>) -> Result<(), StepError> {
@@ -193,11 +232,19 @@ async fn bus() -> Arc<dyn Bus> {
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args[1].as_str() {
-        "participant" => {
+        "payments" => {
             let ledger = Arc::new(Ledger::open(&args[2]));
             let service = Participant::new(bus().await, "payments", ledger)
                 .handler::<take_payment>()
                 .handler::<give_back>();
+            println!("READY");
+            service.run().await.expect("the service runs");
+        }
+        "inventory" => {
+            let ledger = Arc::new(Ledger::open(&args[2]));
+            let service = Participant::new(bus().await, "inventory", ledger)
+                .handler::<hold>()
+                .handler::<let_go>();
             println!("READY");
             service.run().await.expect("the service runs");
         }

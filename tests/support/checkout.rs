@@ -33,7 +33,7 @@ pub struct Order {
     /// The amount charged.
     pub total: u64,
     /// How the payments service treats the charge: "ok", "decline", "busy-once", "slow-once"
-    /// (1.5 s on the first attempt), "slow" (400 ms on every attempt).
+    /// (1.5 s on the first attempt), "slow" (700 ms on every attempt).
     pub payment: String,
     /// The inventory service has none left: `allocate` fails for good.
     pub sold_out: bool,
@@ -151,7 +151,7 @@ pub async fn take_payment(
         "decline" => return Err(StepError::permanent("card declined")),
         "busy-once" if attempt == 1 => return Err(StepError::transient("gateway busy")),
         "slow-once" if attempt == 1 => tokio::time::sleep(Duration::from_millis(1500)).await,
-        "slow" => tokio::time::sleep(Duration::from_millis(400)).await,
+        "slow" => tokio::time::sleep(Duration::from_millis(700)).await,
         _ => {}
     }
     Ok(Payment {
