@@ -6,7 +6,8 @@
 //! memory. Printed before the criterion benchmarks, from 2,000 sagas one after another: the
 //! latency of a saga with the local step and with the remote one (median and p99), and the
 //! difference; then the throughput of 2,000 remote sagas, 100 at a time, with 1 and with 4
-//! instances of the service (tasks of this process, each with its own subscription).
+//! instances of the service (tasks of this process, each with its own subscription), and, on
+//! NATS, with 1 and with 4 service processes (this program started again as the service).
 //! Criterion: `remote/local_step` and `remote/memory_bus` per saga.
 
 use std::sync::Arc;
@@ -95,7 +96,8 @@ async fn throughput(engine: &Engine, n: usize, at_once: usize) -> f64 {
         let batch = left.min(at_once);
         let runs: Vec<_> = (0..batch).map(|_| sagas.run(Ctx { amount: 1 })).collect();
         for outcome in futures_util::future::join_all(runs).await {
-            assert!(outcome.expect("ran").is_completed());
+            let outcome = outcome.expect("ran");
+            assert!(outcome.is_completed(), "{outcome:?}");
         }
         left -= batch;
     }
@@ -148,6 +150,72 @@ async fn measure(name: &str, bus: Arc<dyn Bus>) {
     }
 }
 
+/// The environment variable that makes this program the payments service: `{url} {namespace}`.
+const SERVICE: &str = "REMOTE_BENCH_SERVICE";
+
+/// Runs the payments service on the NATS namespace `spec` names, until killed.
+fn serve(spec: &str) {
+    let (url, namespace) = spec.split_once(' ').expect("`{url} {namespace}`");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    rt.block_on(async {
+        let bus = NatsBusOptions::new(url)
+            .namespace(namespace)
+            .connect()
+            .await
+            .expect("the NATS server");
+        let service =
+            Participant::new(Arc::new(bus), "payments", ()).handle::<Charge, _, _>(take_payment);
+        println!("READY");
+        let _ = service.run().await;
+    });
+}
+
+/// A service process on NATS namespace `namespace` of `url`, once it listens.
+fn service_process(url: &str, namespace: &str) -> std::process::Child {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(std::env::current_exe().expect("this program"))
+        .env(SERVICE, format!("{url} {namespace}"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("the service process starts");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.as_mut().expect("piped"))
+        .read_line(&mut line)
+        .expect("the service says it listens");
+    assert_eq!(line.trim(), "READY");
+    child
+}
+
+/// The throughput on NATS with the service as 1 and as 4 processes.
+async fn processes(url: &str) {
+    let namespace = format!("bench_p{}", std::process::id());
+    let bus = NatsBusOptions::new(url)
+        .namespace(namespace.clone())
+        .max_age(Duration::from_secs(600))
+        .connect()
+        .await
+        .expect("the NATS server");
+    let engine = Engine::builder().bus(Arc::new(bus.clone())).build();
+    let mut children = vec![service_process(url, &namespace)];
+    throughput(&engine, 200, 100).await;
+    let one = throughput(&engine, 2_000, 100).await;
+    children.extend((0..3).map(|_| service_process(url, &namespace)));
+    throughput(&engine, 200, 100).await;
+    let four = throughput(&engine, 2_000, 100).await;
+    println!(
+        "remote/nats: {one:.0} sagas/s with 1 service process, {four:.0} with 4 (100 at once)"
+    );
+    for mut child in children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    bus.delete().await.expect("the stream is deleted");
+}
+
 fn remote(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -165,6 +233,7 @@ fn remote(c: &mut Criterion) {
                 .expect("the NATS server");
             measure("nats", Arc::new(bus.clone())).await;
             bus.delete().await.expect("the stream is deleted");
+            processes(&url).await;
         }),
         Err(_) => println!("SKIPPED: remote/nats needs SAGA_NATS_URL (e.g. nats://127.0.0.1:4222)"),
     }
@@ -198,6 +267,9 @@ fn remote(c: &mut Criterion) {
 criterion_group!(benches, remote);
 
 fn main() {
+    if let Ok(spec) = std::env::var(SERVICE) {
+        return serve(&spec);
+    }
     benches();
     Criterion::default().configure_from_args().final_summary();
 }
