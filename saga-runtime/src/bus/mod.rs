@@ -234,3 +234,23 @@ impl fmt::Display for BusErrorKind {
         })
     }
 }
+
+/// Attaches to consumer `name` (`filter`) on `bus`, trying again every second while the bus is
+/// unavailable (a NATS server restarting); fails only when the bus refuses the consumer as
+/// invalid. What the library's long-running consumers (services, reply routing, trackers) use.
+pub(crate) async fn subscribe(
+    bus: &dyn Bus,
+    name: &str,
+    filter: &str,
+) -> Result<Deliveries, BusError> {
+    loop {
+        match bus.consume(name, filter).await {
+            Ok(deliveries) => return Ok(deliveries),
+            Err(error) if error.kind() == BusErrorKind::Unavailable => {
+                tracing::warn!(consumer = name, %error, "cannot subscribe; trying again");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}

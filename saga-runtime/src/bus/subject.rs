@@ -75,6 +75,19 @@ pub(crate) fn matches(filter: &str, subject: &str) -> bool {
     subject.next().is_none()
 }
 
+/// A name (a saga type's, a flow's) as one subject token and consumer name part: characters other
+/// than letters, digits, `-` and `_` become `_`.
+pub(crate) fn token_of(name: &str) -> String {
+    name.chars()
+        .map(
+            |c| match c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                true => c,
+                false => '_',
+            },
+        )
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

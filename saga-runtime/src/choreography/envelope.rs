@@ -78,7 +78,7 @@ impl FlowEnvelope {
     /// The subject the message goes on, under `choreo.{flow}`: `event.{name}`, `failed`,
     /// `undo.{service}.{handler}`, `undone`, `stuck`, `compensated`.
     pub fn subject(&self) -> String {
-        let flow = subject_token(&self.flow);
+        let flow = crate::bus::subject::token_of(&self.flow);
         match &self.message {
             FlowMessage::Event { name, .. } => event_subject(&flow, name),
             FlowMessage::Failed { .. } => format!("choreo.{flow}.failed"),
@@ -112,18 +112,6 @@ impl FlowEnvelope {
             FlowMessage::Compensated => format!("{saga}:compensated"),
         }
     }
-}
-
-/// A flow's name as one subject token (and consumer name part).
-pub(crate) fn subject_token(name: &str) -> String {
-    name.chars()
-        .map(
-            |c| match c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                true => c,
-                false => '_',
-            },
-        )
-        .collect()
 }
 
 /// The subject of event `name` of flow `flow` (a subject token).

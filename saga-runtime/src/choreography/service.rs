@@ -9,9 +9,9 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
 
-use super::envelope::{event_subject, subject_token, Done, FlowEnvelope, FlowMessage};
+use super::envelope::{event_subject, Done, FlowEnvelope, FlowMessage};
 use super::{publish, Choreography, Event, Handler, HandlerCx, HandlerInfo, HandlerPolicy};
-use crate::bus::subject::{check_consumer, check_filter};
+use crate::bus::subject::{check_consumer, check_filter, token_of};
 use crate::bus::{Bus, BusError, BusErrorKind, Delivery};
 use crate::{ErrorKind, StepError};
 
@@ -98,7 +98,7 @@ impl<D: Send + Sync + 'static> FlowService<D> {
     /// its compensations when asked. While the bus is unavailable it subscribes again every
     /// second; it returns only when a name of the flow cannot be a subject or consumer name.
     pub async fn run(self) -> Result<(), BusError> {
-        let flow = subject_token(self.flow);
+        let flow = token_of(self.flow);
         let mut consumers = Vec::new();
         for (i, handler) in self.handlers.iter().enumerate() {
             let name = format!("{flow}-{}-{}", self.service, handler.info.handler);
@@ -146,15 +146,7 @@ impl<D: Send + Sync + 'static> FlowService<D> {
     ) -> Result<(), BusError> {
         let mut handling = tokio::task::JoinSet::new();
         loop {
-            let mut deliveries = match self.bus.consume(&name, &filter).await {
-                Ok(deliveries) => deliveries,
-                Err(error) if error.kind() == BusErrorKind::Unavailable => {
-                    tracing::warn!(consumer = name, %error, "cannot subscribe; trying again");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
-                Err(error) => return Err(error),
-            };
+            let mut deliveries = crate::bus::subscribe(&*self.bus, &name, &filter).await?;
             loop {
                 let permit = tokio::select! {
                     permit = Arc::clone(&room).acquire_owned() => permit.expect("never closed"),

@@ -7,10 +7,10 @@ use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
 
-use super::envelope::{subject_token, FlowEnvelope, FlowMessage};
+use super::envelope::{FlowEnvelope, FlowMessage};
 use super::{Choreography, HandlerInfo};
-use crate::bus::subject::check_consumer;
-use crate::bus::{Bus, BusError, BusErrorKind};
+use crate::bus::subject::{check_consumer, token_of};
+use crate::bus::{Bus, BusError};
 use crate::event::{SagaEvent, SagaEventKind};
 use crate::machine::{Change, CompensationFailed, CompletedStep, StepFailed, Write};
 use crate::store::{LeaseRequest, NewSaga, SagaRecord, StoredContext};
@@ -98,7 +98,7 @@ impl Tracker {
     pub async fn run(self) -> Result<(), BusError> {
         let mut following = tokio::task::JoinSet::new();
         for flow in self.flows.iter().copied() {
-            let token = subject_token(flow.name);
+            let token = token_of(flow.name);
             let name = format!("tracker-{token}");
             check_consumer(&name)?;
             let filter = format!("choreo.{token}.>");
@@ -123,15 +123,7 @@ async fn follow(
     filter: String,
 ) -> Result<(), BusError> {
     loop {
-        let mut deliveries = match bus.consume(&name, &filter).await {
-            Ok(deliveries) => deliveries,
-            Err(error) if error.kind() == BusErrorKind::Unavailable => {
-                tracing::warn!(consumer = name, %error, "cannot subscribe; trying again");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-            Err(error) => return Err(error),
-        };
+        let mut deliveries = crate::bus::subscribe(&*bus, &name, &filter).await?;
         while let Some(delivery) = deliveries.next().await {
             let delivery = match delivery {
                 Ok(delivery) => delivery,

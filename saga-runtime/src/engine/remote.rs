@@ -23,6 +23,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::{Engine, EngineInner};
+use crate::bus::subject::token_of;
 use crate::bus::{Bus, Delivery, Outgoing};
 use crate::remote::{command_subject, CommandEnvelope, ReplyEnvelope};
 use crate::step::{Phase, RemoteTarget};
@@ -138,19 +139,6 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A saga type's name as one subject token and consumer name.
-fn token(saga_type: &str) -> String {
-    saga_type
-        .chars()
-        .map(
-            |c| match c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                true => c,
-                false => '_',
-            },
-        )
-        .collect()
-}
-
 /// Removes an attempt's waiter when the attempt ends without its reply (a timeout).
 struct Waiter<'a> {
     remote: &'a Remote,
@@ -199,7 +187,7 @@ impl Engine {
                 target.service
             )));
         };
-        let saga_type = token(cx.saga_type());
+        let saga_type = token_of(cx.saga_type());
         let envelope = CommandEnvelope {
             saga_id: cx.saga_id(),
             saga_type: cx.saga_type().to_owned(),
@@ -255,7 +243,7 @@ impl Engine {
     /// has a bus).
     pub(crate) fn consume_replies_of(&self, name: &str) {
         if self.inner.remote.is_some() {
-            self.consume_replies(&token(name));
+            self.consume_replies(&token_of(name));
         }
     }
 
@@ -283,12 +271,12 @@ async fn replies(engine: Weak<EngineInner>, bus: Arc<dyn Bus>, saga_type: String
     let filter = format!("reply.{saga_type}");
     // Subscribed again whenever the subscription ends (the bus restarted).
     loop {
-        let mut deliveries = match bus.consume(&consumer, &filter).await {
+        let mut deliveries = match crate::bus::subscribe(&*bus, &consumer, &filter).await {
             Ok(deliveries) => deliveries,
             Err(error) => {
-                tracing::warn!(%error, consumer, "cannot consume replies; trying again");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
+                // A saga type whose name makes no consumer name: nothing to wait for.
+                tracing::error!(%error, consumer, "replies cannot be consumed");
+                return;
             }
         };
         while let Some(delivery) = deliveries.next().await {

@@ -147,15 +147,7 @@ impl<D: Send + Sync + 'static> Participant<D> {
         // unacknowledged for another instance.
         let mut handling = tokio::task::JoinSet::new();
         loop {
-            let mut deliveries = match this.bus.consume(&this.service, &filter).await {
-                Ok(deliveries) => deliveries,
-                Err(error) if error.kind() == BusErrorKind::Unavailable => {
-                    tracing::warn!(service = %this.service, %error, "cannot subscribe; trying again");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
-                Err(error) => return Err(error),
-            };
+            let mut deliveries = crate::bus::subscribe(&*this.bus, &this.service, &filter).await?;
             loop {
                 let permit = tokio::select! {
                     permit = Arc::clone(&room).acquire_owned() => permit.expect("never closed"),
