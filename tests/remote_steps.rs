@@ -286,3 +286,33 @@ fn the_description_names_the_service_that_carries_a_remote_step_out() {
         "{description}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engines_that_share_a_bus_but_not_a_store_each_get_their_own_replies() {
+    for (name, bus) in buses("the remote step tests on NATS", Duration::from_secs(30)).await {
+        let ledger = Arc::new(Ledger::default());
+        let service = services(&bus, &ledger);
+        // Two orchestrators on stores of their own (in memory), one bus: a reply goes to the
+        // engine whose saga sent the command, never to the other, which knows nothing of it.
+        let a = Engine::builder().bus(bus.clone()).build();
+        let b = Engine::builder().bus(bus.clone()).build();
+        let runs = (0..20).map(|i| {
+            let engine = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let ledger = ledger.clone();
+            async move {
+                Checkout::on(&engine)
+                    .run_with(order("ok", false), ledger)
+                    .await
+                    .unwrap()
+            }
+        });
+        let outcomes = futures_util::future::join_all(runs).await;
+        stop(service).await;
+        for outcome in &outcomes {
+            assert!(outcome.is_completed(), "{name}: {outcome:?}");
+            // Answered at the first attempt: no reply was lost to the other engine.
+            assert_eq!(outcome.ctx().shipped.as_deref(), Some("pay-1"), "{name}");
+        }
+        assert_eq!((a.stale_replies(), b.stale_replies()), (0, 0), "{name}");
+    }
+}

@@ -82,7 +82,7 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
             .to_compile_error();
     }
     for (service, _) in &flow.entries {
-        let text = service.to_string();
+        let text = unraw(service);
         if text == "start" || text == "status" {
             return syn::Error::new(
                 service.span(),
@@ -105,9 +105,9 @@ fn tokens(flow: &Flow) -> TokenStream {
         entries,
         ..
     } = flow;
-    let name_str = name.to_string();
+    let name_str = unraw(name);
     let infos = entries.iter().map(|(service, handler)| {
-        let service = service.to_string();
+        let service = unraw(service);
         quote_spanned!(handler.span()=> #rt::HandlerInfo::of::<#handler>(#service))
     });
     // One function per service, in the order services first appear.
@@ -120,7 +120,7 @@ fn tokens(flow: &Flow) -> TokenStream {
     }
     let service_fns = services.iter().map(|(service, handlers)| {
         let first = handlers[0];
-        let service_str = service.to_string();
+        let service_str = unraw(service);
         let names = handlers
             .iter()
             .map(|h| quote!(#h).to_string().replace(' ', ""))
@@ -149,8 +149,13 @@ fn tokens(flow: &Flow) -> TokenStream {
             #rt::assert_emits_taken::<{ #rt::is_taken(HANDLERS, HANDLERS[#i].emits, END) }>();
             #rt::assert_takes_emitted::<{ #rt::is_emitted(HANDLERS, HANDLERS[#i].on, START) }>();
             #rt::assert_listed_once::<{ #rt::is_unique(HANDLERS, #i) }>();
+            #rt::assert_takes_alone::<{ #rt::takes_alone(HANDLERS, #i) }>();
+            #rt::assert_emits_alone::<{ #rt::emits_alone(HANDLERS, #i, START) }>();
         }
     });
+    let whole = quote_spanned! {name.span()=>
+        #rt::assert_whole_flow::<{ #rt::is_whole(HANDLERS, START, END) }>();
+    };
     quote! {
         #(#attrs)*
         #vis struct #name;
@@ -189,7 +194,13 @@ fn tokens(flow: &Flow) -> TokenStream {
             const HANDLERS: &[#rt::HandlerInfo] = <#name as #rt::Choreography>::HANDLERS;
             const START: &str = <#start as #rt::Event>::NAME;
             const END: &str = <#end as #rt::Event>::NAME;
+            #whole
             #(#checks)*
         };
     }
+}
+
+/// An identifier as written, without `r#`.
+fn unraw(ident: &Ident) -> String {
+    syn::ext::IdentExt::unraw(ident).to_string()
 }

@@ -14,9 +14,9 @@ use crate::StepError;
 
 pub use crate::bus::{Bus, BusError};
 pub use crate::choreography::{
-    is_emitted, is_taken, is_unique, start as choreography_start, status as choreography_status,
-    Choreography, Event, FlowService, Handler, HandlerCx, HandlerFuture, HandlerInfo,
-    HandlerPolicy,
+    emits_alone, is_emitted, is_taken, is_unique, is_whole, start as choreography_start,
+    status as choreography_status, takes_alone, Choreography, Event, FlowService, Handler,
+    HandlerCx, HandlerFuture, HandlerInfo, HandlerPolicy,
 };
 pub use crate::client::SagaClient;
 pub use crate::metrics::SagaMetrics;
@@ -617,4 +617,54 @@ where
     F: Future<Output = Result<C::Reply, StepError>> + Send + 'static,
 {
     Box::pin(future)
+}
+
+/// Passes for a handler that takes an event no earlier handler of the flow takes.
+#[diagnostic::on_unimplemented(
+    message = "this handler takes an event an earlier handler of the flow takes",
+    label = "a second handler of the same event",
+    note = "a flow is a chain: each event goes to one handler (one service); fan-out is not supported"
+)]
+pub trait TakesAlone {}
+impl TakesAlone for Check<true> {}
+
+/// Fails to compile unless `Check<OK>` passes [`TakesAlone`].
+pub const fn assert_takes_alone<const OK: bool>()
+where
+    Check<OK>: TakesAlone,
+{
+}
+
+/// Passes for a handler whose event no earlier handler emits, and that is neither the flow's
+/// start nor the event it takes.
+#[diagnostic::on_unimplemented(
+    message = "this handler emits the flow's start, the event it takes, or an event an earlier handler emits",
+    label = "its event would loop or merge",
+    note = "a flow is a chain: each event is emitted by one handler, and nothing emits the start"
+)]
+pub trait EmitsAlone {}
+impl EmitsAlone for Check<true> {}
+
+/// Fails to compile unless `Check<OK>` passes [`EmitsAlone`].
+pub const fn assert_emits_alone<const OK: bool>()
+where
+    Check<OK>: EmitsAlone,
+{
+}
+
+/// Passes for a flow whose start a handler takes, whose end a handler emits, whose end no
+/// handler takes, and whose start is not its end.
+#[diagnostic::on_unimplemented(
+    message = "this flow is not whole: no handler takes its start, none emits its end, a handler takes its end, or its start is its end",
+    label = "the flow",
+    note = "a flow runs from its start event, taken by a handler, to its end event, emitted by one and taken by none"
+)]
+pub trait WholeFlow {}
+impl WholeFlow for Check<true> {}
+
+/// Fails to compile unless `Check<OK>` passes [`WholeFlow`].
+pub const fn assert_whole_flow<const OK: bool>()
+where
+    Check<OK>: WholeFlow,
+{
 }

@@ -18,7 +18,10 @@ pub struct FlowEnvelope {
     pub trail: Vec<Done>,
 }
 
-/// What a message of a choreographed saga says.
+/// What a message of a choreographed saga says. Every decision is one message: a handler's
+/// outcome (its event, or the rollback its failure starts) and a compensation's outcome (the
+/// next undo, the end of the rollback, or its failure) each have one message id, so that a
+/// handler run again after its instance died can never publish both a success and a failure.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 #[non_exhaustive]
@@ -32,22 +35,19 @@ pub enum FlowMessage {
         /// The handler that emitted it.
         by: Option<String>,
     },
-    /// A handler failed for good: the saga rolls back.
-    Failed {
-        /// The handler.
-        handler: String,
-        /// Its error.
-        error: StepError,
-    },
     /// The service of the trail's last work is asked to undo it.
     Undo {
         /// The handler whose work is undone.
         handler: String,
+        /// What the message also says happened before.
+        #[serde(flatten)]
+        after: After,
     },
-    /// A handler's work was undone.
-    Undone {
-        /// The handler.
-        handler: String,
+    /// Every piece of work in the trail was undone: the saga is compensated.
+    Compensated {
+        /// What the message also says happened before.
+        #[serde(flatten)]
+        after: After,
     },
     /// A compensation failed for good: the rollback stops there.
     Stuck {
@@ -56,8 +56,19 @@ pub enum FlowMessage {
         /// Its error.
         error: StepError,
     },
-    /// Every piece of work in the trail was undone.
-    Compensated,
+}
+
+/// What happened just before a rollback message: the failure that started the rollback (on its
+/// first message), or the compensation that just completed (on the next ones).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct After {
+    /// The handler that failed for good, and its error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<(String, StepError)>,
+    /// The handler whose work was just undone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undone: Option<String>,
 }
 
 /// A piece of work a handler did that can be undone: what its compensation is given.
@@ -75,41 +86,42 @@ pub struct Done {
 }
 
 impl FlowEnvelope {
-    /// The subject the message goes on, under `choreo.{flow}`: `event.{name}`, `failed`,
-    /// `undo.{service}.{handler}`, `undone`, `stuck`, `compensated`.
+    /// The subject the message goes on, under `choreo.{flow}`: `event.{name}`,
+    /// `undo.{service}.{handler}`, `compensated`, `stuck`.
     pub fn subject(&self) -> String {
         let flow = crate::bus::subject::token_of(&self.flow);
         match &self.message {
             FlowMessage::Event { name, .. } => event_subject(&flow, name),
-            FlowMessage::Failed { .. } => format!("choreo.{flow}.failed"),
-            FlowMessage::Undo { handler } => {
+            FlowMessage::Undo { handler, .. } => {
                 let service = self
                     .trail
                     .last()
                     .map_or("none", |done| done.service.as_str());
                 format!("choreo.{flow}.undo.{service}.{handler}")
             }
-            FlowMessage::Undone { .. } => format!("choreo.{flow}.undone"),
+            FlowMessage::Compensated { .. } => format!("choreo.{flow}.compensated"),
             FlowMessage::Stuck { .. } => format!("choreo.{flow}.stuck"),
-            FlowMessage::Compensated => format!("choreo.{flow}.compensated"),
         }
     }
 
-    /// The message's id, the same whenever the same step of the saga publishes it again (after
-    /// an instance died before acknowledging what it handled), so that the bus drops the copy:
-    /// `{saga}:{handler or "start"}:event`, `{saga}:failed`, `{saga}:{handler}:undo`,
-    /// `{saga}:{handler}:undone`, `{saga}:stuck`, `{saga}:compensated`.
+    /// The message's id: one per decision, the same whichever way the decision went and
+    /// whenever it is published again, so that the bus keeps the first and drops the rest:
+    /// `{saga}:start` for the first event, `{saga}:{handler}:outcome` for what a handler's run
+    /// decided (its event, or the rollback its failure starts), `{saga}:{handler}:undo` for what
+    /// its compensation decided (the next undo, the end, or `stuck`).
     pub fn message_id(&self) -> String {
         let saga = self.saga_id;
         match &self.message {
-            FlowMessage::Event { by, .. } => {
-                format!("{saga}:{}:event", by.as_deref().unwrap_or("start"))
+            FlowMessage::Event { by: None, .. } => format!("{saga}:start"),
+            FlowMessage::Event { by: Some(by), .. } => format!("{saga}:{by}:outcome"),
+            FlowMessage::Undo { after, .. } | FlowMessage::Compensated { after } => {
+                match (&after.failed, &after.undone) {
+                    (_, Some(undone)) => format!("{saga}:{undone}:undo"),
+                    (Some((failed, _)), None) => format!("{saga}:{failed}:outcome"),
+                    (None, None) => format!("{saga}:rollback"),
+                }
             }
-            FlowMessage::Failed { .. } => format!("{saga}:failed"),
-            FlowMessage::Undo { handler } => format!("{saga}:{handler}:undo"),
-            FlowMessage::Undone { handler } => format!("{saga}:{handler}:undone"),
-            FlowMessage::Stuck { .. } => format!("{saga}:stuck"),
-            FlowMessage::Compensated => format!("{saga}:compensated"),
+            FlowMessage::Stuck { handler, .. } => format!("{saga}:{handler}:undo"),
         }
     }
 }

@@ -53,18 +53,25 @@
 //! Every message of a flow is a [`FlowEnvelope`] on a subject under `choreo.{flow}`: the saga's
 //! id, the message, and the **trail**: the work done so far that can be undone, in the order it
 //! was done, each with the event its handler took and the one it emitted. A handler's event comes
-//! on `choreo.{flow}.event.{name}` to one instance of each service that handles it; on success the
-//! handler's event goes out with the trail grown by its work, then the delivery is acknowledged
-//! (an instance that dies in between leaves the event to another, which runs the handler again
-//! under the same idempotency key, `{saga}:{handler}`, and emits the same message, which the bus
-//! drops). A transient error is retried (the event delivered again after the handler's backoff)
-//! up to the handler's `retries`; a permanent one, or retries spent, fails the saga: the failing
-//! service publishes `failed` and asks the last service in the trail to undo its work
-//! (`choreo.{flow}.undo.{service}.{handler}`), which then asks the one before, and so on: each
-//! compensation runs once per saga (its key `{saga}:{handler}:compensate`), latest work first,
-//! and the last says `compensated`. A compensation that fails for good stops the rollback
-//! there (`stuck`). A [`Tracker`] follows all of it into a [store](crate::store), so that every
+//! on `choreo.{flow}.event.{name}` to one instance of the service that handles it; what the
+//! handler's run decides is **one** message, under one id (`{saga}:{handler}:outcome`) whichever
+//! way it went: its event, with the trail grown by its work, or, when it failed for good (a
+//! permanent error, or a transient one past its `retries`), the first step of the rollback.
+//! Then the delivery is acknowledged; an instance that dies in between leaves the event to
+//! another, which runs the handler again under the same idempotency key (`{saga}:{handler}`), and
+//! whatever that run decides, the bus keeps the first decision published and drops the other.
+//! The rollback asks the service of the trail's last work to undo it
+//! (`choreo.{flow}.undo.{service}.{handler}`, saying which handler failed and why); what its
+//! compensation decides is again one message (`{saga}:{handler}:undo`): the next undo (saying
+//! which work was undone), `compensated` when none is left, or `stuck` when the compensation
+//! failed for good (the rollback stops there). So the services that did work undo it in reverse
+//! order, each compensation run under one key (`{saga}:{handler}:compensate`) until it succeeds
+//! or fails for good. A [`Tracker`] follows all of it into a [store](crate::store), so that every
 //! choreographed saga has a status and a history like an orchestrated one.
+//!
+//! A flow is a chain: each event is taken by at most one handler and emitted by at most one, the
+//! start by one and the end by one, and nothing emits the start or takes the end
+//! (`choreography!` checks it).
 
 mod envelope;
 mod service;
@@ -78,7 +85,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-pub use envelope::{Done, FlowEnvelope, FlowMessage};
+pub use envelope::{After, Done, FlowEnvelope, FlowMessage};
 pub use service::FlowService;
 pub use tracker::{status, Tracker};
 
@@ -102,8 +109,8 @@ pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
 pub trait Handler: Send + Sync + 'static {
     /// The handler's name (its function's).
     const NAME: &'static str;
-    /// What it declared about undoing its work: `Some(true)` a compensation, `Some(false)`
-    /// nothing to undo.
+    /// Whether it has a compensation (`false`: it declared nothing to undo, or nothing at all,
+    /// which a flow refuses).
     const UNDO: bool;
     /// How it is retried and timed.
     const POLICY: HandlerPolicy;
@@ -332,6 +339,57 @@ pub const fn is_emitted(handlers: &[HandlerInfo], event: &str, start: &str) -> b
         i += 1;
     }
     false
+}
+
+/// Whether no handler before the one at `index` in `handlers` takes the event it takes (a flow
+/// is a chain: an event goes to one handler).
+#[doc(hidden)]
+pub const fn takes_alone(handlers: &[HandlerInfo], index: usize) -> bool {
+    let mut i = 0;
+    while i < index {
+        // The same handler listed again is reported as that.
+        let again = same(handlers[i].handler, handlers[index].handler);
+        if !again && same(handlers[i].on, handlers[index].on) {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// Whether no handler before the one at `index` in `handlers` emits the event it emits, and it
+/// emits neither the flow's start nor an event it takes itself.
+#[doc(hidden)]
+pub const fn emits_alone(handlers: &[HandlerInfo], index: usize, start: &str) -> bool {
+    if same(handlers[index].emits, start) || same(handlers[index].emits, handlers[index].on) {
+        return false;
+    }
+    let mut i = 0;
+    while i < index {
+        let again = same(handlers[i].handler, handlers[index].handler);
+        if !again && same(handlers[i].emits, handlers[index].emits) {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// Whether a flow from `start` to `end` is whole: a handler takes the start, one emits the end,
+/// and none takes the end.
+#[doc(hidden)]
+pub const fn is_whole(handlers: &[HandlerInfo], start: &str, end: &str) -> bool {
+    let (mut started, mut ended) = (false, false);
+    let mut i = 0;
+    while i < handlers.len() {
+        if same(handlers[i].on, end) {
+            return false;
+        }
+        started |= same(handlers[i].on, start);
+        ended |= same(handlers[i].emits, end);
+        i += 1;
+    }
+    started && ended && !same(start, end)
 }
 
 /// Whether no handler before the one at `index` in `handlers` has its name (so that a handler

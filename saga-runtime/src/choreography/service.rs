@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
 
-use super::envelope::{event_subject, Done, FlowEnvelope, FlowMessage};
+use super::envelope::{event_subject, After, Done, FlowEnvelope, FlowMessage};
 use super::{publish, Choreography, Event, Handler, HandlerCx, HandlerInfo, HandlerPolicy};
 use crate::bus::subject::{check_consumer, check_filter, token_of};
 use crate::bus::{Bus, BusError, BusErrorKind, Delivery};
@@ -101,7 +101,7 @@ impl<D: Send + Sync + 'static> FlowService<D> {
         let flow = token_of(self.flow);
         let mut consumers = Vec::new();
         for (i, handler) in self.handlers.iter().enumerate() {
-            let name = format!("{flow}-{}-{}", self.service, handler.info.handler);
+            let name = format!("{flow}-{}-on-{}", self.service, handler.info.handler);
             let filter = event_subject(&flow, handler.info.on);
             consumers.push((name, filter, Role::Events(i)));
         }
@@ -189,7 +189,11 @@ impl<D: Send + Sync + 'static> FlowService<D> {
                 return;
             }
         };
-        let id = delivery.id().to_owned();
+        // Two handlers of this service may take the same message: each its own.
+        let id = match role {
+            Role::Events(i) => format!("{}:{}", self.handlers[i].info.handler, delivery.id()),
+            Role::Undo => format!("undo:{}", delivery.id()),
+        };
         if !lock(&self.at_work).insert(id.clone()) {
             return;
         }
@@ -220,14 +224,14 @@ impl<D: Send + Sync + 'static> FlowService<D> {
                         emitted: emitted.clone(),
                     });
                 }
-                vec![envelope.next(
+                envelope.next(
                     FlowMessage::Event {
                         name: handler.info.emits.to_owned(),
                         payload: emitted,
                         by: Some(handler.info.handler.to_owned()),
                     },
                     trail,
-                )]
+                )
             }
             Err(error)
                 if error.is_retryable() && delivery.delivered() <= handler.policy.retries =>
@@ -236,15 +240,11 @@ impl<D: Send + Sync + 'static> FlowService<D> {
                 return;
             }
             Err(error) => {
-                let failed = FlowMessage::Failed {
-                    handler: handler.info.handler.to_owned(),
-                    error,
+                let after = After {
+                    failed: Some((handler.info.handler.to_owned(), error)),
+                    undone: None,
                 };
-                let trail = envelope.trail.clone();
-                vec![
-                    envelope.next(failed, trail.clone()),
-                    rollback(&envelope, trail),
-                ]
+                rollback(&envelope, envelope.trail.clone(), after)
             }
         };
         self.send(next, delivery).await;
@@ -253,7 +253,7 @@ impl<D: Send + Sync + 'static> FlowService<D> {
     /// Runs the compensation of the trail's last work; asks for the one before, or says the
     /// saga is compensated.
     async fn on_undo(&self, envelope: FlowEnvelope, delivery: Delivery) {
-        let (FlowMessage::Undo { handler: name }, Some(done)) =
+        let (FlowMessage::Undo { handler: name, .. }, Some(done)) =
             (&envelope.message, envelope.trail.last())
         else {
             let _ = delivery.ack().await;
@@ -268,7 +268,7 @@ impl<D: Send + Sync + 'static> FlowService<D> {
                 handler: name.clone(),
                 error,
             };
-            let next = vec![envelope.next(stuck, envelope.trail.clone())];
+            let next = envelope.next(stuck, envelope.trail.clone());
             self.send(next, delivery).await;
             return;
         };
@@ -278,13 +278,11 @@ impl<D: Send + Sync + 'static> FlowService<D> {
             Ok(()) => {
                 let mut trail = envelope.trail.clone();
                 trail.pop();
-                let undone = FlowMessage::Undone {
-                    handler: name.clone(),
+                let after = After {
+                    failed: None,
+                    undone: Some(name.clone()),
                 };
-                vec![
-                    envelope.next(undone, trail.clone()),
-                    rollback(&envelope, trail),
-                ]
+                rollback(&envelope, trail, after)
             }
             Err(error)
                 if error.is_retryable() && delivery.delivered() <= handler.policy.retries =>
@@ -297,23 +295,31 @@ impl<D: Send + Sync + 'static> FlowService<D> {
                     handler: name.clone(),
                     error,
                 };
-                vec![envelope.next(stuck, envelope.trail.clone())]
+                envelope.next(stuck, envelope.trail.clone())
             }
         };
         self.send(next, delivery).await;
     }
 
-    /// Publishes `messages` in order, then acknowledges `delivery`; if one cannot be published
-    /// for now, the delivery comes again (and the handler runs again under the same key).
-    async fn send(&self, messages: Vec<FlowEnvelope>, delivery: Delivery) {
-        for message in &messages {
-            if let Err(error) = publish(&*self.bus, message).await {
+    /// Publishes `message` (the one decision its handling came to), then acknowledges
+    /// `delivery`. If it cannot be published for now, the delivery comes again (and the handler
+    /// runs again under the same key; whatever it decides then, the bus keeps the first decision
+    /// published, under the one id they share). One the bus refuses as invalid (an event name
+    /// that cannot be a subject) never will be: said, and dropped.
+    async fn send(&self, message: FlowEnvelope, delivery: Delivery) {
+        match publish(&*self.bus, &message).await {
+            Ok(()) => {
+                let _ = delivery.ack().await;
+            }
+            Err(error) if error.kind() == BusErrorKind::Invalid => {
+                tracing::error!(service = self.service, %error, "a flow message cannot be published; dropped");
+                let _ = delivery.ack().await;
+            }
+            Err(error) => {
                 tracing::warn!(service = self.service, %error, "a flow message was not published");
                 let _ = delivery.nak(AGAIN).await;
-                return;
             }
         }
-        let _ = delivery.ack().await;
     }
 
     fn cx(
@@ -346,14 +352,15 @@ impl FlowEnvelope {
     }
 }
 
-/// What rolls back the work in `trail`: the last piece undone first, or, with none left, the
-/// saga compensated.
-fn rollback(envelope: &FlowEnvelope, trail: Vec<Done>) -> FlowEnvelope {
+/// What rolls back the work in `trail`, `after` what just happened: the last piece undone
+/// first, or, with none left, the saga compensated.
+fn rollback(envelope: &FlowEnvelope, trail: Vec<Done>, after: After) -> FlowEnvelope {
     let message = match trail.last() {
         Some(done) => FlowMessage::Undo {
             handler: done.handler.clone(),
+            after,
         },
-        None => FlowMessage::Compensated,
+        None => FlowMessage::Compensated { after },
     };
     envelope.next(message, trail)
 }

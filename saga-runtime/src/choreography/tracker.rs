@@ -7,13 +7,13 @@ use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
 
-use super::envelope::{FlowEnvelope, FlowMessage};
+use super::envelope::{After, FlowEnvelope, FlowMessage};
 use super::{Choreography, HandlerInfo};
 use crate::bus::subject::{check_consumer, token_of};
 use crate::bus::{Bus, BusError};
 use crate::event::{SagaEvent, SagaEventKind};
 use crate::machine::{Change, CompensationFailed, CompletedStep, StepFailed, Write};
-use crate::store::{LeaseRequest, NewSaga, SagaRecord, StoredContext};
+use crate::store::{Acquire, LeaseRequest, NewSaga, SagaRecord, StoredContext};
 use crate::{Engine, OutputValue, RollbackCause, SagaError, SagaId, SagaStatus};
 
 /// Who holds a tracked saga: the tracker, for good, so that no worker ever takes one to run.
@@ -174,8 +174,23 @@ async fn record(engine: &Engine, flow: Flow, envelope: &FlowEnvelope) -> Result<
     if writes.is_empty() {
         return Ok(());
     }
-    let Some(fence) = record.fence() else {
-        return Ok(());
+    // The tracker writes under its own lease; one that is not there any more (an operator
+    // reopened the saga, say) is taken again, as the tracker's.
+    let held = record
+        .lease
+        .as_ref()
+        .filter(|lease| &*lease.owner == TRACKER);
+    let fence = match (held, record.fence()) {
+        (Some(_), Some(fence)) => fence,
+        _ => {
+            let request = Acquire::new(LeaseRequest::new(TRACKER, FOREVER), 1).only(id);
+            let taken = store.acquire(request).await?.into_iter().next();
+            match taken.and_then(|taken| taken.ok()).and_then(|r| r.fence()) {
+                Some(fence) => fence,
+                // Held by a live worker: this comes again.
+                None => return Err(SagaError::NotFound(id)),
+            }
+        }
     };
     store.write(id, fence, &mut { writes }).await?;
     Ok(())
@@ -202,17 +217,30 @@ async fn create(
     let context = serde_json::to_vec(payload).unwrap_or_default();
     let mut saga = NewSaga::new(id, flow.name, steps, StoredContext::json(context), started);
     saga.lease = Some(LeaseRequest::new(TRACKER, FOREVER));
-    let mut writes = taken_by(flow, id, now, flow.start);
+    let mut writes = taken_by(flow, None, id, now, flow.start);
     engine.inner.store.create(saga, &mut writes).await?;
     Ok(())
 }
 
-/// The writes that start the handlers that take event `name`; none (the saga completed) for the
-/// flow's end.
-fn taken_by(flow: Flow, id: SagaId, at: SystemTime, name: &str) -> Vec<Write> {
+/// The writes that start the handler that takes event `name` (none for the flow's end, nor for
+/// a handler recorded as started or done already: a message that came late).
+fn taken_by(
+    flow: Flow,
+    state: Option<&crate::machine::SagaState>,
+    id: SagaId,
+    at: SystemTime,
+    name: &str,
+) -> Vec<Write> {
     let mut writes = Vec::new();
     for (step, handler) in flow.handlers.iter().enumerate() {
         if handler.on != name {
+            continue;
+        }
+        let seen = state.is_some_and(|state| {
+            state.acting(step, crate::Phase::Action)
+                || state.completed.iter().any(|done| done.step == step)
+        });
+        if seen {
             continue;
         }
         let started = SagaEventKind::StepStarted {
@@ -275,75 +303,45 @@ fn writes(flow: Flow, record: &SagaRecord, envelope: &FlowEnvelope) -> Vec<Write
                     )
                     .with_status(Some(SagaStatus::Completed)),
                 ),
-                false => writes.extend(taken_by(flow, id, now, emitted)),
+                // A message that came after the rollback started starts nothing.
+                false if state.rollback.is_some() => {}
+                false => writes.extend(taken_by(flow, Some(state), id, now, emitted)),
             }
             writes
         }
-        FlowMessage::Failed { handler, error } => {
-            let Some(step) = flow.step(handler) else {
-                return Vec::new();
-            };
-            if state.rollback.is_some() {
-                return Vec::new();
+        FlowMessage::Undo { handler, after } => {
+            let mut writes = rolled(flow, record, after, now);
+            if let Some(step) = flow.step(handler) {
+                let started = state.acting(step, crate::Phase::Compensation);
+                if !started && !undone(record, step) {
+                    let kind = SagaEventKind::StepStarted {
+                        step: name(handler),
+                        phase: crate::Phase::Compensation,
+                        attempt: 1,
+                    };
+                    let change = Change::AttemptStarted {
+                        step,
+                        phase: crate::Phase::Compensation,
+                        attempt: 1,
+                    };
+                    writes.push(
+                        Write::new(at(kind), change)
+                            .with_status(Some(SagaStatus::Compensating { step })),
+                    );
+                }
             }
-            let failed = SagaEventKind::StepFailed {
-                step: name(handler),
-                attempt: 1,
-                error: error.clone(),
-            };
-            let cause = RollbackCause::StepFailed {
-                step,
-                error: error.clone(),
-            };
-            let reason = cause.clone().map(|step| name(flow.handlers[step].handler));
-            let pending = envelope
-                .trail
-                .last()
-                .and_then(|done| flow.step(&done.handler));
-            vec![
+            writes
+        }
+        FlowMessage::Compensated { after } => {
+            let mut writes = rolled(flow, record, after, now);
+            writes.push(
                 Write::new(
-                    at(failed),
-                    Change::StepFailed(Box::new(StepFailed::new(step, error.clone()))),
-                ),
-                Write::new(
-                    at(SagaEventKind::CompensationStarted { reason }),
-                    Change::RollbackStarted(Box::new(cause)),
+                    at(SagaEventKind::SagaCompensated { duration: elapsed }),
+                    Change::None,
                 )
-                .with_status(pending.map(|step| SagaStatus::Compensating { step })),
-            ]
-        }
-        FlowMessage::Undo { handler } => {
-            let Some(step) = flow.step(handler) else {
-                return Vec::new();
-            };
-            if state.acting(step, crate::Phase::Compensation) || undone(record, step) {
-                return Vec::new();
-            }
-            let started = SagaEventKind::StepStarted {
-                step: name(handler),
-                phase: crate::Phase::Compensation,
-                attempt: 1,
-            };
-            let change = Change::AttemptStarted {
-                step,
-                phase: crate::Phase::Compensation,
-                attempt: 1,
-            };
-            vec![Write::new(at(started), change)
-                .with_status(Some(SagaStatus::Compensating { step }))]
-        }
-        FlowMessage::Undone { handler } => {
-            let Some(step) = flow.step(handler) else {
-                return Vec::new();
-            };
-            if undone(record, step) {
-                return Vec::new();
-            }
-            let compensated = SagaEventKind::StepCompensated {
-                step: name(handler),
-                attempt: 1,
-            };
-            vec![Write::new(at(compensated), Change::Compensated { step })]
+                .with_status(Some(SagaStatus::Compensated)),
+            );
+            writes
         }
         FlowMessage::Stuck { handler, error } => {
             let step = flow.step(handler).unwrap_or_default();
@@ -370,12 +368,51 @@ fn writes(flow: Flow, record: &SagaRecord, envelope: &FlowEnvelope) -> Vec<Write
                 .with_status(Some(SagaStatus::CompensationFailed { step })),
             ]
         }
-        FlowMessage::Compensated => vec![Write::new(
-            at(SagaEventKind::SagaCompensated { duration: elapsed }),
-            Change::None,
-        )
-        .with_status(Some(SagaStatus::Compensated))],
     }
+}
+
+/// What a rollback message says happened before it, unless recorded already: the failure that
+/// started the rollback, or the compensation that completed.
+fn rolled(flow: Flow, record: &SagaRecord, after: &After, now: SystemTime) -> Vec<Write> {
+    let (id, state) = (record.id, &record.state);
+    let at = |kind| event(flow, id, now, kind);
+    let mut writes = Vec::new();
+    if let Some((handler, error)) = &after.failed {
+        if let (Some(step), None) = (flow.step(handler), &state.rollback) {
+            let name = Cow::Borrowed(flow.handlers[step].handler);
+            let failed = SagaEventKind::StepFailed {
+                step: name.clone(),
+                attempt: 1,
+                error: error.clone(),
+            };
+            let cause = RollbackCause::StepFailed {
+                step,
+                error: error.clone(),
+            };
+            let reason = RollbackCause::StepFailed {
+                step: name,
+                error: error.clone(),
+            };
+            writes.push(Write::new(
+                at(failed),
+                Change::StepFailed(Box::new(StepFailed::new(step, error.clone()))),
+            ));
+            writes.push(Write::new(
+                at(SagaEventKind::CompensationStarted { reason }),
+                Change::RollbackStarted(Box::new(cause)),
+            ));
+        }
+    }
+    if let Some(handler) = &after.undone {
+        if let Some(step) = flow.step(handler).filter(|step| !undone(record, *step)) {
+            let compensated = SagaEventKind::StepCompensated {
+                step: Cow::Borrowed(flow.handlers[step].handler),
+                attempt: 1,
+            };
+            writes.push(Write::new(at(compensated), Change::Compensated { step }));
+        }
+    }
+    writes
 }
 
 /// Whether step `step`'s work was undone.

@@ -187,7 +187,7 @@ impl Engine {
                 target.service
             )));
         };
-        let saga_type = token_of(cx.saga_type());
+        let route = self.reply_route(cx.saga_type());
         let envelope = CommandEnvelope {
             saga_id: cx.saga_id(),
             saga_type: cx.saga_type().to_owned(),
@@ -196,7 +196,7 @@ impl Engine {
             attempt: cx.attempt(),
             key: cx.idempotency_key(),
             token: cx.fencing_token(),
-            reply_to: format!("reply.{saga_type}"),
+            reply_to: format!("reply.{route}"),
             command,
         };
         let attempt = Attempt {
@@ -215,7 +215,7 @@ impl Engine {
             remote,
             attempt: Some(attempt),
         };
-        self.consume_replies(&saga_type);
+        self.consume_replies(&route);
         let payload = serde_json::to_vec(&envelope)
             .map_err(|e| StepError::permanent(format!("the command cannot be sent: {e}")))?;
         let message = Outgoing::new(
@@ -243,32 +243,57 @@ impl Engine {
     /// has a bus).
     pub(crate) fn consume_replies_of(&self, name: &str) {
         if self.inner.remote.is_some() {
-            self.consume_replies(&token_of(name));
+            self.consume_replies(&self.reply_route(name));
         }
     }
 
-    /// Starts the reply consumer of saga type `saga_type` (a subject token) unless it runs.
-    fn consume_replies(&self, saga_type: &str) {
+    /// Where the replies to this engine's commands for sagas of type `name` go (a subject
+    /// token): the type's, shared by every engine on a store they share (any of them may resume
+    /// a saga whose reply it gets); this engine's own on a store it does not share, whose sagas
+    /// no other engine knows.
+    fn reply_route(&self, name: &str) -> String {
+        match self.inner.shared {
+            true => token_of(name),
+            false => format!("{}-{}", token_of(name), token_of(&self.inner.worker.id)),
+        }
+    }
+
+    /// Whether the reply to the attempt `cx` runs is in hand already (it woke the saga).
+    pub(crate) fn reply_in_hand<D>(&self, cx: &StepCx<D>) -> bool {
+        let Some(remote) = &self.inner.remote else {
+            return false;
+        };
+        let attempt = Attempt {
+            saga: cx.saga_id(),
+            step: cx.step().to_owned(),
+            phase: cx.phase(),
+            attempt: cx.attempt(),
+        };
+        lock(&remote.arrived).contains_key(&attempt)
+    }
+
+    /// Starts the reply consumer of route `route` (a subject token) unless it runs.
+    fn consume_replies(&self, route: &str) {
         let Some(remote) = &self.inner.remote else {
             return;
         };
         let mut consumers = lock(&remote.consumers);
-        if consumers.contains_key(saga_type) {
+        if consumers.contains_key(route) {
             return;
         }
         let engine = Arc::downgrade(&self.inner);
         let bus = Arc::clone(&remote.bus);
-        let saga_type = saga_type.to_owned();
-        let task = tokio::spawn(replies(engine, bus, saga_type.clone()));
-        consumers.insert(saga_type, task);
+        let route = route.to_owned();
+        let task = tokio::spawn(replies(engine, bus, route.clone()));
+        consumers.insert(route, task);
     }
 }
 
-/// Routes the replies of saga type `saga_type` to the attempts waiting for them, for as long as
-/// the engine lives.
-async fn replies(engine: Weak<EngineInner>, bus: Arc<dyn Bus>, saga_type: String) {
-    let consumer = format!("reply-{saga_type}");
-    let filter = format!("reply.{saga_type}");
+/// Routes the replies on route `path` to the attempts waiting for them, for as long as the
+/// engine lives.
+async fn replies(engine: Weak<EngineInner>, bus: Arc<dyn Bus>, path: String) {
+    let consumer = format!("reply-{path}");
+    let filter = format!("reply.{path}");
     // Subscribed again whenever the subscription ends (the bus restarted).
     loop {
         let mut deliveries = match crate::bus::subscribe(&*bus, &consumer, &filter).await {

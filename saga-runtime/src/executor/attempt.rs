@@ -28,9 +28,10 @@ use crate::{SagaError, SagaKind, SagaStatus, StepCx, StepError};
 use futures_util::future::Either;
 
 /// How long a saga let go to wait for a reply to a command without a timeout waits before it is
-/// looked at again (its command sent again under the same message id, a duplicate the bus drops
-/// within its window and the service sees as the same key).
-const RECHECK: Duration = Duration::from_secs(300);
+/// looked at again: its command is sent again under the same message id, a duplicate the bus
+/// drops (this is shorter than the buses' default duplicate window of 2 minutes; past the window,
+/// the service sees it again under the same key).
+const RECHECK: Duration = Duration::from_secs(60);
 
 /// What stands in for an attempt: nothing (zero-sized) without the test kit, so that every
 /// attempt's future stays as small as it was.
@@ -132,6 +133,8 @@ async fn remote_once<D>(
     within: Option<(Duration, Duration)>,
     patience: Option<Duration>,
 ) -> Result<Exchanged, StepError> {
+    // A reply in hand (it woke the saga) is taken whatever time is left.
+    let within = within.filter(|_| !engine.reply_in_hand(cx));
     if let Some((_, limit)) = within.filter(|(left, _)| left.is_zero()) {
         // Resumed past its timeout: it timed out, whatever its service did.
         return Err(StepError::timeout(limit));
@@ -260,12 +263,13 @@ impl<S: SagaKind> Run<S> {
                 |result| result.map(Exchanged::Reply),
             )),
             true => {
-                // A resumed attempt keeps to the timeout it started with.
-                let since = self
-                    .state
-                    .in_flight_since(task.step, task.phase)
-                    .unwrap_or(started);
-                let now = self.now();
+                // A remote action resumed keeps to the timeout its exchange started with; a
+                // compensation (local or remote) has its whole timeout on every run.
+                let since = match task.phase {
+                    Phase::Action => self.state.in_flight_since(task.step, task.phase),
+                    Phase::Compensation => None,
+                };
+                let (since, now) = (since.unwrap_or(started), self.now());
                 let within = timeout.map(|limit| {
                     let left = (since + limit).duration_since(now).unwrap_or_default();
                     (left, limit)
