@@ -75,6 +75,7 @@
 
 mod envelope;
 mod service;
+pub(crate) mod support;
 mod tracker;
 
 use std::future::Future;

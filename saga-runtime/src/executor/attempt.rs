@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 
+use super::exchange::{may_be_remote, remote_once, replied};
 use super::Run;
 use crate::engine::{Engine, Exchanged};
 use crate::event::SagaEventKind;
@@ -26,12 +27,6 @@ use crate::machine::{
 use crate::step::{Phase, StepDef, StepFn};
 use crate::{SagaError, SagaKind, SagaStatus, StepCx, StepError};
 use futures_util::future::Either;
-
-/// How long a saga let go to wait for a reply to a command without a timeout waits before it is
-/// looked at again: its command is sent again under the same message id, a duplicate the bus
-/// drops (this is shorter than the buses' default duplicate window of 2 minutes; past the window,
-/// the service sees it again under the same key).
-const RECHECK: Duration = Duration::from_secs(60);
 
 /// What stands in for an attempt: nothing (zero-sized) without the test kit, so that every
 /// attempt's future stays as small as it was.
@@ -106,7 +101,10 @@ where
 
 /// [`guarded`] with the time left of the attempt's timeout: `within` is (time left, timeout),
 /// the second being what a timeout error reports.
-async fn guarded_within<F, T>(call: F, within: Option<(Duration, Duration)>) -> Result<T, StepError>
+pub(super) async fn guarded_within<F, T>(
+    call: F,
+    within: Option<(Duration, Duration)>,
+) -> Result<T, StepError>
 where
     F: std::future::Future<Output = Result<T, StepError>>,
 {
@@ -119,63 +117,6 @@ where
         None => guarded.await,
     };
     result.unwrap_or_else(|payload| Err(StepError::panic(&*payload)))
-}
-
-/// Runs one attempt that may be carried out by a participant service: a `remote` step's action,
-/// or a compensation (which may return a command). `build` (the step's function, run as an
-/// attempt without a timeout of its own) makes the command, which goes to its service through
-/// `engine`'s bus; the reply is the result. `within` (time left, timeout) applies to the whole
-/// exchange; with a `patience`, the wait for the reply ends after it ([`Exchanged::Pending`]).
-async fn remote_once<D>(
-    engine: &Engine,
-    cx: &StepCx<D>,
-    build: impl std::future::Future<Output = Result<Option<crate::OutputValue>, StepError>>,
-    within: Option<(Duration, Duration)>,
-    patience: Option<Duration>,
-) -> Result<Exchanged, StepError> {
-    // A reply in hand (it woke the saga) is taken whatever time is left.
-    let within = within.filter(|_| !engine.reply_in_hand(cx));
-    if let Some((_, limit)) = within.filter(|(left, _)| left.is_zero()) {
-        // Resumed past its timeout: it timed out, whatever its service did.
-        return Err(StepError::timeout(limit));
-    }
-    let exchange = async {
-        let built = build.await?;
-        let Some(outbound) = built.as_ref().and_then(|value| value.as_outbound()) else {
-            return Ok(Exchanged::Reply(built));
-        };
-        let target = outbound.target;
-        match engine
-            .call_remote(cx, target, outbound.command.clone(), patience)
-            .await?
-        {
-            // A compensation records nothing: its service's reply only says it is done.
-            Exchanged::Reply(reply) => Ok(Exchanged::Reply(
-                reply.filter(|_| cx.phase() == Phase::Action),
-            )),
-            Exchanged::Pending => Ok(Exchanged::Pending),
-        }
-    };
-    guarded_within(exchange, within).await
-}
-
-/// An exchange's result as an attempt's (a member waits for its reply to the end).
-fn replied(
-    exchanged: Result<Exchanged, StepError>,
-) -> Result<Option<crate::OutputValue>, StepError> {
-    match exchanged? {
-        Exchanged::Reply(reply) => Ok(reply),
-        Exchanged::Pending => Err(StepError::transient("the reply was not waited for")),
-    }
-}
-
-/// Whether an attempt of `task` may be an exchange with a participant service: a `remote`
-/// step's action, or any compensation (one may return a command).
-fn may_be_remote<C, D>(task: Task, def: &StepDef<C, D>) -> bool {
-    match task.phase {
-        Phase::Action => def.description.remote.is_some(),
-        Phase::Compensation => true,
-    }
 }
 
 /// An attempt whose intent is recorded, for a member of a parallel group: what it runs, on
@@ -307,44 +248,6 @@ impl<S: SagaKind> Run<S> {
         };
         self.conclude(task, work, result, started, log)?;
         Ok(true)
-    }
-
-    /// How long an exchange with a service that has `left` of its timeout waits for the reply
-    /// in this task before the saga is let go to wait without one: the durable-timer threshold,
-    /// when the saga can be let go and the wait may be longer than twice that; otherwise the
-    /// whole wait is in the task.
-    fn patience(&self, left: Option<Duration>) -> Option<Duration> {
-        let engine = &self.engine;
-        let threshold = engine.inner.timer_threshold;
-        let lets_go = engine.inner.shared
-            && engine.claims()
-            && engine.registers(self.table.name)
-            && !self.cancel.was_requested()
-            && left.is_none_or(|left| left > threshold * 2);
-        lets_go.then_some(threshold)
-    }
-
-    /// Lets the saga go while its attempt, started at `since` with `timeout`, waits for its
-    /// participant's reply: the reply wakes it on whichever engine it comes to, or its timeout
-    /// does (without one, it is looked at again after [`RECHECK`], its command sent again under
-    /// the same message id).
-    async fn let_go_for_reply(
-        &mut self,
-        since: std::time::SystemTime,
-        timeout: Option<Duration>,
-    ) -> Result<(), SagaError> {
-        self.flush().await?;
-        let wake_at = match timeout {
-            Some(limit) => since + limit,
-            None => self.now() + RECHECK,
-        };
-        self.engine
-            .inner
-            .store
-            .release(self.id, self.fence, Some(wake_at))
-            .await?;
-        self.engine.set_timer(wake_at);
-        Ok(())
     }
 
     /// Records the result of a member's attempt that started at `started`.

@@ -4,6 +4,7 @@
 mod attempt;
 mod cancel;
 mod commit;
+mod exchange;
 mod finish;
 mod group;
 mod recovery;
