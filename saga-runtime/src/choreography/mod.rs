@@ -421,3 +421,6 @@ const fn same(a: &str, b: &str) -> bool {
     }
     true
 }
+
+#[cfg(test)]
+mod tests;

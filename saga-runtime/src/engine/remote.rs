@@ -258,20 +258,6 @@ impl Engine {
         }
     }
 
-    /// Whether the reply to the attempt `cx` runs is in hand already (it woke the saga).
-    pub(crate) fn reply_in_hand<D>(&self, cx: &StepCx<D>) -> bool {
-        let Some(remote) = &self.inner.remote else {
-            return false;
-        };
-        let attempt = Attempt {
-            saga: cx.saga_id(),
-            step: cx.step().to_owned(),
-            phase: cx.phase(),
-            attempt: cx.attempt(),
-        };
-        lock(&remote.arrived).contains_key(&attempt)
-    }
-
     /// Starts the reply consumer of route `route` (a subject token) unless it runs.
     fn consume_replies(&self, route: &str) {
         let Some(remote) = &self.inner.remote else {

@@ -31,8 +31,8 @@ pub(super) async fn remote_once<D>(
     within: Option<(Duration, Duration)>,
     patience: Option<Duration>,
 ) -> Result<Exchanged, StepError> {
-    // A reply in hand (it woke the saga) is taken whatever time is left.
-    let within = within.filter(|_| !engine.reply_in_hand(cx));
+    // Resumed past its timeout, even with a reply in hand (it came after the timeout: a late
+    // reply is never applied).
     if let Some((_, limit)) = within.filter(|(left, _)| left.is_zero()) {
         // Resumed past its timeout: it timed out, whatever its service did.
         return Err(StepError::timeout(limit));
