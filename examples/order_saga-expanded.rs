@@ -115,6 +115,8 @@ struct reserve_inventory {
     _private: (),
 }
 #[automatically_derived]
+impl ::saga_runtime::__private::Declared for reserve_inventory {}
+#[automatically_derived]
 impl<__P> ::saga_runtime::__private::InputsRunBefore<__P> for reserve_inventory {}
 #[automatically_derived]
 impl ::saga_runtime::__private::NamedStep for reserve_inventory {
@@ -222,6 +224,8 @@ struct charge_payment {
     _private: (),
 }
 #[automatically_derived]
+impl ::saga_runtime::__private::Declared for charge_payment {}
+#[automatically_derived]
 impl<__P> ::saga_runtime::__private::InputsRunBefore<__P> for charge_payment {}
 #[automatically_derived]
 impl ::saga_runtime::__private::NamedStep for charge_payment {
@@ -321,6 +325,8 @@ async fn send_confirmation_email(
 struct send_confirmation_email {
     _private: (),
 }
+#[automatically_derived]
+impl ::saga_runtime::__private::Declared for send_confirmation_email {}
 #[automatically_derived]
 impl<__P> ::saga_runtime::__private::InputsRunBefore<__P> for send_confirmation_email
 where
@@ -447,9 +453,17 @@ pub type OrderSagaOutcome = ::saga_runtime::__private::SagaOutcome<
 #[doc(hidden)]
 #[allow(non_camel_case_types, clippy::all)]
 const _: () = {
-    type __SagaStep0 = reserve_inventory;
-    type __SagaStep1 = charge_payment;
-    type __SagaStep2 = send_confirmation_email;
+    #[allow(unused_imports)]
+    use ::saga_runtime::__private::not_steps::*;
+    #[allow(unused_imports)]
+    use reserve_inventory as __SagaStep0;
+    ::saga_runtime::__private::assert_listed::<__SagaStep0, _>(&__SagaStep0);
+    #[allow(unused_imports)]
+    use charge_payment as __SagaStep1;
+    ::saga_runtime::__private::assert_listed::<__SagaStep1, _>(&__SagaStep1);
+    #[allow(unused_imports)]
+    use send_confirmation_email as __SagaStep2;
+    ::saga_runtime::__private::assert_listed::<__SagaStep2, _>(&__SagaStep2);
     #[automatically_derived]
     impl ::saga_runtime::__private::Saga for OrderSaga {
         type Context = OrderCtx;

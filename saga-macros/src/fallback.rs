@@ -23,7 +23,7 @@ pub(crate) fn step(item: &syn::ItemFn, errors: syn::Error) -> TokenStream {
         // A method: the function is inside an `impl`, where a struct and impls cannot go.
         return quote!(#errors #item);
     }
-    let marker = marker(item);
+    let marker = marker(&rt, item);
     quote! {
         #errors
         #item

@@ -12,6 +12,10 @@ use std::future::Future;
 
 use crate::StepError;
 
+#[path = "private/listed.rs"]
+mod listed;
+pub use listed::{assert_listed, not_steps, Declared, Listed, NotAStep, NothingThere, Unresolved};
+
 pub use crate::bus::{Bus, BusError};
 pub use crate::choreography::{
     emits_alone, is_emitted, is_taken, is_unique, is_whole, start as choreography_start,

@@ -21,8 +21,9 @@ use crate::ast::Saga;
 //     pub type OrderSagaStatus = SagaStatus<OrderSagaStep>;
 //     pub type OrderSagaOutcome = SagaOutcome<OrderCtx, OrderSagaStep>;
 //     const _: () = {
-//         type __SagaStep0 = reserve_inventory;  // the only place each step path is named, so a
-//         ...                                    // bad path gives one error, not one per use
+//         use not_steps::*;                      // stand-ins for paths that are not steps
+//         use reserve_inventory as __SagaStep0;  // the only place each step path is named, so a
+//         assert_listed::<__SagaStep0, _>(&__SagaStep0); // bad path gives one error, not one per use
 //         impl Saga for OrderSaga { ... }      // `type Context = OrderCtx` checks the context
 //         assert_declares_undo::<__SagaStep0>(); // every step but the last
 //     };
@@ -68,10 +69,16 @@ pub(crate) fn expand(saga: &Saga) -> TokenStream {
         .map(|(i, p)| Ident::new(&format!("__SagaStep{i}"), Saga::step_name(p).span()))
         .collect();
 
-    let alias_items = paths
-        .iter()
-        .zip(&aliases)
-        .map(|(path, alias)| quote_spanned!(path.span()=> type #alias = #path;));
+    // Each path is imported under its alias, next to a glob import of stand-ins with the same
+    // names: a plain function has no type of its own, so its alias is the stand-in, which the
+    // check reports as one error at the function's name (see `private::listed`).
+    let alias_items = paths.iter().zip(&aliases).map(|(path, alias)| {
+        quote_spanned! {path.span()=>
+            #[allow(unused_imports)]
+            use #path as #alias;
+            #rt::assert_listed::<#alias, _>(&#alias);
+        }
+    });
     let step_defs = paths.iter().zip(&aliases).map(|(path, alias)| {
         quote_spanned!(path.span()=> #rt::StepDef::<#ctx_ty, #deps_ty>::of::<#alias>())
     });
@@ -215,6 +222,8 @@ pub(crate) fn expand(saga: &Saga) -> TokenStream {
         #[doc(hidden)]
         #[allow(non_camel_case_types, clippy::all)]
         const _: () = {
+            #[allow(unused_imports)]
+            use #rt::not_steps::*;
             #(#alias_items)*
 
             #[automatically_derived]

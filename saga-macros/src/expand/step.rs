@@ -192,7 +192,7 @@ pub(crate) fn expand(step: &Step) -> TokenStream {
             impl #rt::NotPivot for #name {}
         }
     });
-    let marker = marker(item);
+    let marker = marker(&rt, item);
     let name_str = syn::ext::IdentExt::unraw(name).to_string();
     // Spanned at the return type, so that one that is not `Result<T, StepError>` is reported
     // there.
@@ -353,7 +353,7 @@ fn last_segment_span(path: &syn::Path) -> proc_macro2::Span {
 }
 
 /// The hidden type sharing the function's name (see the comment on [`expand`]).
-pub(crate) fn marker(item: &syn::ItemFn) -> TokenStream {
+pub(crate) fn marker(rt: &TokenStream, item: &syn::ItemFn) -> TokenStream {
     let vis = &item.vis;
     let name = &item.sig.ident;
     quote! {
@@ -362,6 +362,9 @@ pub(crate) fn marker(item: &syn::ItemFn) -> TokenStream {
         #vis struct #name {
             _private: (),
         }
+
+        #[automatically_derived]
+        impl #rt::Declared for #name {}
     }
 }
 
