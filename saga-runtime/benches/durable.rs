@@ -1,22 +1,25 @@
 //! What a durable saga costs against the same bookkeeping written by hand on SQLite.
 //!
 //! Both sides record a 3-step process whose steps do no work beyond writing one field of a small
-//! context, in a SQLite file in WAL mode with `synchronous = FULL` (every commit is fsynced):
+//! context, in a SQLite file in WAL mode, at `synchronous = FULL` (every commit is fsynced; the
+//! runtime's default) and at `synchronous = NORMAL` (`Durability::Normal`: the WAL is fsynced at
+//! checkpoints only):
 //!
-//! - `saga_sequential` runs `BenchSaga` on `Engine::builder().sqlite(..)` (full durability, the
-//!   default), one saga at a time. The runtime commits 4 times per saga (the saga with its start
-//!   event and the first step's intent; each completion together with the next intent; the last
+//! - `saga_sequential_{full,normal}` runs `BenchSaga` on `Engine::builder().sqlite_with(..)`,
+//!   one saga at a time. The runtime commits 4 times per saga (the saga with its start event and
+//!   the first step's intent; each completion together with the next intent; the last
 //!   completion with the end).
-//! - `raw_sequential` does the same 5 commits with rusqlite directly: insert the saga row, update
-//!   it after each step with the step's status and the context as JSON, then a final update; one
-//!   transaction each.
-//! - `saga_concurrent_1000` runs 1,000 sagas at once on a multi-thread runtime and waits for all:
-//!   the store's writer thread group-commits whatever is queued, so they share fsyncs.
-//! - `raw_grouped_100` is the best the hand-written side can do with batching: the same 5
+//! - `raw_sequential_{full,normal}` does the same 5 commits with rusqlite directly: insert the
+//!   saga row, update it after each step with the step's status and the context as JSON, then a
+//!   final update; one transaction each.
+//! - `saga_concurrent_1000_full_{multi,current}_thread` runs 1,000 sagas at once, on a
+//!   multi-thread and on a current-thread runtime, and waits for all: the store's writer thread
+//!   group-commits whatever is queued, so they share fsyncs.
+//! - `raw_grouped_100_full` is the best the hand-written side can do with batching: the same 5
 //!   statements per saga, 100 sagas per transaction (10 transactions per 1,000 sagas).
 //!
-//! Throughput is in sagas: one iteration of a `*_sequential` bench completes one saga, one
-//! iteration of the other two completes 1,000. Each bench gets a fresh database file (it grows
+//! Throughput is in sagas: one iteration of a `*_sequential_*` bench completes one saga, one
+//! iteration of the others completes 1,000. Each bench gets a fresh database file (it grows
 //! over the bench's iterations, as a real one would).
 
 use std::path::Path;
@@ -24,6 +27,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use criterion::{criterion_group, Criterion, SamplingMode, Throughput};
 use rusqlite::{params, Connection, TransactionBehavior};
+use saga_runtime::store::Durability;
 use saga_runtime::Engine;
 
 mod common;
@@ -33,10 +37,10 @@ use common::{run_saga, run_sagas, BenchCtx, GROUP, SAGAS};
 // ---------------------------------------------------------------------------------------------
 // The same by hand.
 
-fn open_raw(path: &Path) -> Connection {
+fn open_raw(path: &Path, synchronous: &str) -> Connection {
     let conn = Connection::open(path).expect("open the raw database");
     conn.pragma_update(None, "journal_mode", "WAL").unwrap();
-    conn.pragma_update(None, "synchronous", "FULL").unwrap();
+    conn.pragma_update(None, "synchronous", synchronous).unwrap();
     conn.execute_batch(
         "CREATE TABLE sagas (
              id         TEXT PRIMARY KEY,
@@ -165,8 +169,20 @@ fn completed_rows(conn: &Connection) -> i64 {
 
 // ---------------------------------------------------------------------------------------------
 
+/// An engine on a fresh SQLite file in `dir`.
+fn engine(dir: &Path, durability: Durability) -> Engine {
+    Engine::builder()
+        .sqlite_with(dir.join("saga.db"), durability)
+        .unwrap()
+        .build()
+}
+
 fn durable(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    let multi = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let current = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a tokio runtime");
@@ -180,72 +196,70 @@ fn durable(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     group.sample_size(30);
     group.measurement_time(Duration::from_secs(15));
-    {
-        let dir = tempfile::tempdir().unwrap();
-        let engine = Engine::builder()
-            .sqlite(dir.path().join("saga.db"))
-            .unwrap()
-            .build();
-        rt.block_on(run_saga(engine.clone(), 0));
-        group.bench_function("saga_sequential", |b| {
-            b.to_async(&rt).iter(|| run_saga(engine.clone(), 0))
-        });
-    }
-    {
-        let dir = tempfile::tempdir().unwrap();
-        let mut conn = open_raw(&dir.path().join("raw.db"));
-        raw_sequential(&mut conn, 0);
-        assert_eq!(completed_rows(&conn), 1);
-        group.bench_function("raw_sequential", |b| {
-            b.iter(|| raw_sequential(&mut conn, 0))
-        });
+    for (durability, synchronous) in [(Durability::Full, "FULL"), (Durability::Normal, "NORMAL")] {
+        let suffix = synchronous.to_lowercase();
+        {
+            let dir = tempfile::tempdir().unwrap();
+            let engine = engine(dir.path(), durability);
+            multi.block_on(run_saga(engine.clone(), 0));
+            group.bench_function(format!("saga_sequential_{suffix}"), |b| {
+                b.to_async(&multi).iter(|| run_saga(engine.clone(), 0))
+            });
+        }
+        {
+            let dir = tempfile::tempdir().unwrap();
+            let mut conn = open_raw(&dir.path().join("raw.db"), synchronous);
+            raw_sequential(&mut conn, 0);
+            assert_eq!(completed_rows(&conn), 1);
+            group.bench_function(format!("raw_sequential_{suffix}"), |b| {
+                b.iter(|| raw_sequential(&mut conn, 0))
+            });
+        }
     }
 
     group.throughput(Throughput::Elements(SAGAS as u64));
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(20));
-    {
+    for (rt, flavour) in [(&multi, "multi_thread"), (&current, "current_thread")] {
         let dir = tempfile::tempdir().unwrap();
-        let engine = Engine::builder()
-            .sqlite(dir.path().join("saga.db"))
-            .unwrap()
-            .build();
+        let engine = engine(dir.path(), Durability::Full);
         rt.block_on(run_sagas(&engine));
-        group.bench_function("saga_concurrent_1000", |b| {
-            b.to_async(&rt).iter(|| run_sagas(&engine))
+        group.bench_function(format!("saga_concurrent_1000_full_{flavour}"), |b| {
+            b.to_async(rt).iter(|| run_sagas(&engine))
         });
     }
     {
         let dir = tempfile::tempdir().unwrap();
-        let mut conn = open_raw(&dir.path().join("raw.db"));
+        let mut conn = open_raw(&dir.path().join("raw.db"), "FULL");
         raw_grouped(&mut conn);
         assert_eq!(completed_rows(&conn), SAGAS as i64);
-        group.bench_function("raw_grouped_100", |b| b.iter(|| raw_grouped(&mut conn)));
+        group.bench_function("raw_grouped_100_full", |b| b.iter(|| raw_grouped(&mut conn)));
     }
     group.finish();
 }
 
 /// `DURABLE_ROUNDS=N` runs N rounds of 1,000 sagas at once on a fresh file (with `Durability::Off`
-/// when `DURABLE_OFF` is set, to count the runtime's own work without fsyncs) and exits: for
-/// `valgrind --tool=callgrind`. Otherwise, the criterion benchmarks.
+/// when `DURABLE_OFF` is set, to count the runtime's own work without fsyncs; on a
+/// current-thread runtime when `DURABLE_CURRENT_THREAD` is set) and exits: for `valgrind
+/// --tool=callgrind`. Otherwise, the criterion benchmarks.
 fn main() {
     if let Some(rounds) = std::env::var("DURABLE_ROUNDS")
         .ok()
         .and_then(|n| n.parse::<u32>().ok())
     {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .expect("a tokio runtime");
+        let rt = match std::env::var_os("DURABLE_CURRENT_THREAD") {
+            Some(_) => tokio::runtime::Builder::new_current_thread(),
+            None => tokio::runtime::Builder::new_multi_thread(),
+        }
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
         let dir = tempfile::tempdir().unwrap();
         let durability = match std::env::var_os("DURABLE_OFF") {
-            Some(_) => saga_runtime::store::Durability::Off,
-            None => saga_runtime::store::Durability::Full,
+            Some(_) => Durability::Off,
+            None => Durability::Full,
         };
-        let engine = Engine::builder()
-            .sqlite_with(dir.path().join("saga.db"), durability)
-            .unwrap()
-            .build();
+        let engine = engine(dir.path(), durability);
         for _ in 0..rounds {
             rt.block_on(run_sagas(&engine));
         }
