@@ -40,7 +40,8 @@ use common::{run_saga, run_sagas, BenchCtx, GROUP, SAGAS};
 fn open_raw(path: &Path, synchronous: &str) -> Connection {
     let conn = Connection::open(path).expect("open the raw database");
     conn.pragma_update(None, "journal_mode", "WAL").unwrap();
-    conn.pragma_update(None, "synchronous", synchronous).unwrap();
+    conn.pragma_update(None, "synchronous", synchronous)
+        .unwrap();
     conn.execute_batch(
         "CREATE TABLE sagas (
              id         TEXT PRIMARY KEY,
@@ -233,7 +234,9 @@ fn durable(c: &mut Criterion) {
         let mut conn = open_raw(&dir.path().join("raw.db"), "FULL");
         raw_grouped(&mut conn);
         assert_eq!(completed_rows(&conn), SAGAS as i64);
-        group.bench_function("raw_grouped_100_full", |b| b.iter(|| raw_grouped(&mut conn)));
+        group.bench_function("raw_grouped_100_full", |b| {
+            b.iter(|| raw_grouped(&mut conn))
+        });
     }
     group.finish();
 }

@@ -268,13 +268,16 @@ impl<S: SagaKind> Prepared<S> {
         };
         let run = executor::start::<S>(self.table, self.claim, self.ctx, self.deps, unrecorded)
             .instrument(span);
-        tokio::spawn(async move {
-            match run.await {
+        // Mapped, not awaited in an `async` block: the block would keep the run's future twice
+        // (as what it captured and as what it awaits).
+        tokio::spawn(futures_util::FutureExt::map(
+            run,
+            move |result| match result {
                 // `start` returned the existing saga's id; nothing ran.
                 Ok(_) | Err(SagaError::AlreadyExists { .. }) => {}
                 Err(error) => tracing::error!(saga.id = %id, %error, "saga stopped"),
-            }
-        });
+            },
+        ));
     }
 }
 

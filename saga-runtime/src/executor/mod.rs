@@ -14,6 +14,7 @@ pub(crate) mod waiting;
 pub(crate) use typed::{incompatibility, load, retry};
 
 use std::borrow::Cow;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -165,36 +166,44 @@ pub(crate) fn table<S: Saga>() -> StepTable<S::Context, S::Deps> {
 /// Records a new saga and runs it to a terminal state; if it is let go on a durable timer, waits
 /// for its outcome (wherever it then runs). With an id or idempotency key already taken, nothing
 /// runs and the error is [`SagaError::AlreadyExists`].
-pub(crate) async fn run<S: SagaKind>(
+///
+/// The run is built before its future, not in it: an `async fn` keeps its parameters (the parts
+/// the run is built from) for as long as it lives, which cost every saga in flight half a
+/// kilobyte.
+pub(crate) fn run<S: SagaKind>(
     table: Table<S>,
     claim: Claim,
     ctx: Arc<S::Context>,
     deps: Arc<S::Deps>,
     unrecorded: Unrecorded,
-) -> Result<Outcome<S>, SagaError> {
-    // One future, not a run's future inside a waiting one: a run's future is a few kilobytes,
-    // and every future wrapped around it copies it when it moves.
+) -> impl Future<Output = Result<Outcome<S>, SagaError>> + Send + 'static {
     let mut run = Run::<S>::recording(table, claim, ctx, deps, unrecorded);
-    if let Some(outcome) = run.drive().await? {
-        return Ok(outcome);
+    // One future, not a run's future inside a waiting one: every future wrapped around a run's
+    // copies it when it moves.
+    async move {
+        if let Some(outcome) = run.drive().await? {
+            return Ok(outcome);
+        }
+        let (engine, id, table) = (run.engine.clone(), run.id, run.table);
+        // Not kept while the saga waits.
+        drop(run);
+        // Boxed: only a saga let go on a durable timer waits here, and its future would
+        // otherwise sit beside the run's in every saga's.
+        Box::pin(waiting::outcome::<S>(&engine, &table, id)).await
     }
-    let (engine, id) = (run.engine.clone(), run.id);
-    // Not kept while the saga waits.
-    drop(run);
-    waiting::outcome::<S>(&engine, &table, id).await
 }
 
 /// Records a new saga and runs it until it ends or is let go on a durable timer; nobody waits
-/// for its outcome.
-pub(crate) async fn start<S: SagaKind>(
+/// for its outcome. Built before its future, as [`run`].
+pub(crate) fn start<S: SagaKind>(
     table: Table<S>,
     claim: Claim,
     ctx: Arc<S::Context>,
     deps: Arc<S::Deps>,
     unrecorded: Unrecorded,
-) -> Result<(), SagaError> {
+) -> impl Future<Output = Result<(), SagaError>> + Send + 'static {
     let mut run = Run::<S>::recording(table, claim, ctx, deps, unrecorded);
-    run.drive().await.map(drop)
+    async move { run.drive().await.map(drop) }
 }
 
 impl<S: SagaKind> Run<S> {
