@@ -454,7 +454,7 @@ pub trait FallbackOf<S, C, D>: SagaStep<C, D> {}
 
 impl<F, S, C, D> FallbackOf<S, C, D> for F
 where
-    F: SagaStep<C, D, Output = <S as crate::NamedStep>::Output>,
+    F: Declared + SagaStep<C, D, Output = <S as crate::NamedStep>::Output>,
     S: crate::NamedStep,
 {
 }

@@ -153,18 +153,27 @@ pub(crate) fn expand(step: &Step) -> TokenStream {
     // the fallback.
     let undo = args.compensate.is_some() || args.pivot.is_some() || args.nothing_to_undo.is_some();
     // A step that only reads the context may run in a parallel group: so must its fallback.
-    let fallback = match (&args.fallback, undo, step.ctx_mut) {
-        (Some(path), false, true) => quote!(#rt::fallback::<#path, #name, #ctx_ty, #deps_ty>()),
-        (Some(path), true, true) => {
-            quote!(#rt::fallback_declaring_undo::<#path, #name, #ctx_ty, #deps_ty>())
+    let checked = match (undo, step.ctx_mut) {
+        (false, true) => quote!(fallback),
+        (true, true) => quote!(fallback_declaring_undo),
+        (false, false) => quote!(fallback_reading),
+        (true, false) => quote!(fallback_reading_declaring_undo),
+    };
+    // The fallback's path is imported next to stand-ins, as `saga!` imports its steps, so that
+    // a plain function named there is one error saying what it lacks (see `private::listed`).
+    let fallback = match &args.fallback {
+        Some(path) => {
+            let alias = Ident::new("__SagaStep0", path.span());
+            quote_spanned! {path.span()=> {
+                #[allow(unused_imports)]
+                use #rt::not_steps::*;
+                #[allow(unused_imports)]
+                use #path as #alias;
+                #rt::assert_listed::<#alias, _>(&#alias);
+                #rt::#checked::<#alias, #name, #ctx_ty, #deps_ty>()
+            }}
         }
-        (Some(path), false, false) => {
-            quote!(#rt::fallback_reading::<#path, #name, #ctx_ty, #deps_ty>())
-        }
-        (Some(path), true, false) => {
-            quote!(#rt::fallback_reading_declaring_undo::<#path, #name, #ctx_ty, #deps_ty>())
-        }
-        (None, ..) => quote!(#rt::None),
+        None => quote!(#rt::None),
     };
 
     let description = description(&rt, step, &output_ty);

@@ -1,4 +1,5 @@
-//! What `saga!` checks of each path it lists: that it names a `#[saga_step]`.
+//! What `saga!` checks of each path it lists, and `#[saga_step]` of the `fallback` it names:
+//! that it is a `#[saga_step]`.
 //!
 //! `saga!` names each listed path once, importing it (`use reserve as __SagaStep0;`) next to a
 //! glob import of [`not_steps`]. An import takes every namespace the path has, and shadows the
@@ -21,11 +22,11 @@ pub struct NotAStep<const I: usize>;
 /// The value that stands in for a listed path that names nothing: its import failed already.
 pub struct NothingThere;
 
-/// A path listed in `saga!`, whose value is a `V`: a `#[saga_step]`.
+/// A path listed in `saga!` or named as a `fallback`, whose value is a `V`: a `#[saga_step]`.
 #[diagnostic::on_unimplemented(
-    message = "this is not a saga step: a function listed in `saga!` is marked `#[saga_step(...)]`",
+    message = "this is not a saga step: a function listed in `saga!` or named as a `fallback` is marked `#[saga_step(...)]`",
     label = "not marked `#[saga_step]`",
-    note = "mark the function `#[saga_step(compensate = <fn>)]`, `#[saga_step(nothing_to_undo)]` or `#[saga_step(pivot)]` (the last step may say nothing)"
+    note = "mark the function `#[saga_step(compensate = <fn>)]`, `#[saga_step(nothing_to_undo)]` or `#[saga_step(pivot)]` (the last step of a saga may say nothing)"
 )]
 pub trait Listed<V> {}
 
@@ -72,6 +73,9 @@ impl<C, D, const I: usize> SagaStep<C, D> for NotAStep<I> {
     }
 }
 
+impl<const I: usize, S, C, D> super::FallbackOf<S, C, D> for NotAStep<I> {}
+impl<const I: usize> super::FallbackDeclaresUndo for NotAStep<I> {}
+impl<const I: usize> super::FallbackReadsContextOnly for NotAStep<I> {}
 impl<const I: usize> super::DeclaresUndo for NotAStep<I> {}
 impl<const I: usize> super::ReadsContextOnly for NotAStep<I> {}
 impl<const I: usize> super::NotPivot for NotAStep<I> {}
