@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 
-use super::exchange::{may_be_remote, remote_once, replied};
+use super::exchange::{compensation_once, may_be_remote, remote_once, replied};
 use super::Run;
 use crate::engine::{Engine, Exchanged};
 use crate::event::SagaEventKind;
@@ -197,19 +197,27 @@ impl<S: SagaKind> Run<S> {
             false => self.clock,
         };
         let timeout = def.policy().timeout;
-        // An exchange with a service is boxed: most actions are local.
-        let attempt = match may_be_remote(task, &def) {
-            false => Either::Left(futures_util::FutureExt::map(
+        let attempt = match (task.phase, def.description.remote.is_some()) {
+            (Phase::Action, false) => Either::Left(Either::Left(futures_util::FutureExt::map(
                 attempt_once(func, &mut work, &cx, timeout, injected),
                 |result| result.map(Exchanged::Reply),
-            )),
-            true => {
-                // A remote action resumed keeps to the timeout its exchange started with; a
-                // compensation (local or remote) has its whole timeout on every run.
-                let since = match task.phase {
-                    Phase::Action => self.state.in_flight_since(task.step, task.phase),
-                    Phase::Compensation => None,
-                };
+            ))),
+            // A compensation (local or remote) has its whole timeout on every run; it becomes an
+            // exchange only when it returns a command.
+            (Phase::Compensation, _) => {
+                let patience = self.patience(timeout);
+                Either::Left(Either::Right(compensation_once(
+                    &self.engine,
+                    &cx,
+                    attempt_once(func, &mut work, &cx, timeout, injected),
+                    timeout,
+                    patience,
+                )))
+            }
+            // An exchange with a service is boxed: most actions are local. A remote action
+            // resumed keeps to the timeout its exchange started with.
+            (Phase::Action, true) => {
+                let since = self.state.in_flight_since(task.step, task.phase);
                 let (since, now) = (since.unwrap_or(started), self.now());
                 let within = timeout.map(|limit| {
                     let left = (since + limit).duration_since(now).unwrap_or_default();

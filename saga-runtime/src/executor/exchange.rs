@@ -57,6 +57,34 @@ pub(super) async fn remote_once<D>(
     guarded_within(exchange, within).await
 }
 
+/// Runs one attempt of a compensation: `build` (the compensation, under its whole timeout) runs
+/// as a local attempt does, and only a compensation that returns a command becomes an exchange
+/// with the command's service, in what is left of `timeout`. Most compensations undo their step
+/// themselves: they pay for no exchange, whose future is boxed.
+pub(super) async fn compensation_once<D>(
+    engine: &Engine,
+    cx: &StepCx<D>,
+    build: impl std::future::Future<Output = Result<Option<crate::OutputValue>, StepError>>,
+    timeout: Option<Duration>,
+    patience: Option<Duration>,
+) -> Result<Exchanged, StepError> {
+    let begun = tokio::time::Instant::now();
+    let built = build.await?;
+    let Some(outbound) = built.as_ref().and_then(|value| value.as_outbound()) else {
+        return Ok(Exchanged::Reply(built));
+    };
+    let (target, command) = (outbound.target, outbound.command.clone());
+    let within = timeout.map(|limit| (limit.saturating_sub(begun.elapsed()), limit));
+    let exchange = async move {
+        match engine.call_remote(cx, target, command, patience).await? {
+            // A compensation records nothing: its service's reply only says it is done.
+            Exchanged::Reply(_) => Ok(Exchanged::Reply(None)),
+            Exchanged::Pending => Ok(Exchanged::Pending),
+        }
+    };
+    Box::pin(guarded_within(exchange, within)).await
+}
+
 /// An exchange's result as an attempt's (a member waits for its reply to the end).
 pub(super) fn replied(
     exchanged: Result<Exchanged, StepError>,
