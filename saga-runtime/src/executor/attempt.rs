@@ -203,16 +203,17 @@ impl<S: SagaKind> Run<S> {
                 |result| result.map(Exchanged::Reply),
             ))),
             // A compensation (local or remote) has its whole timeout on every run; it becomes an
-            // exchange only when it returns a command.
+            // exchange only when it returns a command. Boxed: it holds an attempt and what an
+            // exchange needs, and compensations are rarer than actions.
             (Phase::Compensation, _) => {
                 let patience = self.patience(timeout);
-                Either::Left(Either::Right(compensation_once(
+                Either::Left(Either::Right(Box::pin(compensation_once(
                     &self.engine,
                     &cx,
                     attempt_once(func, &mut work, &cx, timeout, injected),
                     timeout,
                     patience,
-                )))
+                ))))
             }
             // An exchange with a service is boxed: most actions are local. A remote action
             // resumed keeps to the timeout its exchange started with.

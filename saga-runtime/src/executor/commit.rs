@@ -37,6 +37,9 @@ impl<S: SagaKind> Run<S> {
     /// flush.
     pub(super) fn push(&mut self, write: Write) {
         self.state.apply(&write);
+        if self.pending.capacity() == 0 {
+            self.pending = super::spare::take();
+        }
         self.pending.push(write);
     }
 
@@ -94,6 +97,7 @@ impl<S: SagaKind> Run<S> {
             None => {
                 let store = &self.engine.inner.store;
                 let answer = store.write(self.id, self.fence, &mut self.pending);
+                super::spare::give_back(std::mem::take(&mut self.pending));
                 let waited = !answer.is_ready();
                 let written = answer.await;
                 match written {
@@ -159,6 +163,7 @@ impl<S: SagaKind> Run<S> {
             Ok(()) => {
                 let store = &self.engine.inner.store;
                 let answer = store.create(unrecorded.saga, &mut self.pending);
+                super::spare::give_back(std::mem::take(&mut self.pending));
                 let waited = !answer.is_ready();
                 (answer.await, waited)
             }

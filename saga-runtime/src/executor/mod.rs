@@ -8,6 +8,7 @@ mod exchange;
 mod finish;
 mod group;
 mod recovery;
+mod spare;
 mod typed;
 pub(crate) mod waiting;
 

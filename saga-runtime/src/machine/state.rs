@@ -554,6 +554,12 @@ impl SagaState {
                         .rev()
                         .find(|d| d.step == step)
                         .is_some_and(|d| d.via_fallback);
+                // Room for one when there is none: a saga outside a parallel group works on one
+                // step at a time, and a vector's first growth would make room for four (a few
+                // hundred bytes kept by every saga in flight).
+                if self.active.capacity() == 0 {
+                    self.active.reserve_exact(1);
+                }
                 self.active.push(Activity::new(step, phase, fallback));
                 self.active.last_mut().expect("just pushed")
             }
