@@ -128,9 +128,10 @@ impl Entry {
             created_at: now,
             updated_at: now,
         };
-        // A saga whose steps all succeed at their first attempt emits two events per step, plus
-        // "saga started" and its end.
-        let mut history = Vec::with_capacity(2 * steps.len() + 2);
+        // Room for its start, its first step's two events and one more, and no more before it
+        // needs them: an entry is over a hundred bytes, and a saga waiting in its first step
+        // would keep the room of its whole history (two events per step, its start and end).
+        let mut history = Vec::with_capacity((2 * steps.len() + 2).min(4));
         history.push(Recorded::new(started, Change::None));
         Entry {
             record,
