@@ -40,9 +40,10 @@ pub struct SagaState {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub active: Vec<Activity>,
     /// A step that failed for good and has not been dealt with yet (by its fallback, the pivot
-    /// rule or a rollback), or whose error a rollback reports.
+    /// rule or a rollback), or whose error a rollback reports. Boxed: most sagas never have
+    /// one, and every saga in flight keeps a state in its run and another in an in-memory store.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failure: Option<Failure>,
+    pub failure: Option<Box<Failure>>,
     /// Compensations that failed for good, in the order they failed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub compensation_failures: Vec<CompensationFailed>,
@@ -475,12 +476,12 @@ impl SagaState {
                     }
                     Some(_) if earlier => {}
                     failure => {
-                        *failure = Some(Failure {
+                        *failure = Some(Box::new(Failure {
                             step,
                             error: failed.error.clone(),
                             fallback_tried: fallback_failed,
                             stopped: failed.stopped.clone(),
-                        })
+                        }))
                     }
                 }
                 self.completed.extend(failed.compensate);
