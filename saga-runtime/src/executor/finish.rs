@@ -119,7 +119,7 @@ pub(crate) fn outcome<S: SagaKind>(
     outputs: Vec<crate::RecordedOutput>,
 ) -> Result<Outcome<S>, SagaError> {
     let cause = || -> RollbackCause<S::Step> {
-        match state.rollback.clone() {
+        match state.rollback.as_deref().cloned() {
             Some(RollbackCause::StepFailed { step, error }) => RollbackCause::StepFailed {
                 step: step_at::<S>(table, step),
                 error,

@@ -32,9 +32,9 @@ pub struct SagaState {
     /// order: rollback undoes them latest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub completed: Vec<CompletedStep>,
-    /// Why it rolls back, once it does.
+    /// Why it rolls back, once it does. Boxed, as `failure`: most sagas never roll back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rollback: Option<RollbackCause<usize>>,
+    pub rollback: Option<Box<RollbackCause<usize>>>,
     /// The steps being worked on: an attempt in flight (its intent recorded, its result not), or
     /// waiting for its next attempt.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -492,7 +492,7 @@ impl SagaState {
                 }
                 self.active.push(Activity::new(*step, Phase::Action, true));
             }
-            Change::RollbackStarted(cause) => self.rollback = Some((**cause).clone()),
+            Change::RollbackStarted(cause) => self.rollback = Some(cause.clone()),
             Change::RollbackResumed => self.compensation_failures.clear(),
             Change::Compensated { step } => {
                 self.finish_activity(*step, Phase::Compensation);

@@ -549,7 +549,7 @@ fn state_from_v2(
     }
     state.status = status;
     state.completed = completed;
-    state.rollback = rollback;
+    state.rollback = rollback.map(Box::new);
     state.recovery_attempts = u32::try_from(recovery_attempts).unwrap_or(0);
     state
 }
