@@ -108,26 +108,12 @@ pub(super) async fn guarded_within<F, T>(
 where
     F: std::future::Future<Output = Result<T, StepError>>,
 {
-    let mut guarded = std::pin::pin!(AssertUnwindSafe(call).catch_unwind());
+    let guarded = AssertUnwindSafe(call).catch_unwind();
     let result = match within {
-        Some((left, limit)) => {
-            // Polled once before a timer is set: an attempt done at once (a step with nothing
-            // to wait for) needs none. The deadline counts from before that first poll.
-            let start = tokio::time::Instant::now();
-            let first = std::future::poll_fn(|cx| {
-                std::task::Poll::Ready(std::future::Future::poll(guarded.as_mut(), cx))
-            })
-            .await;
-            match first {
-                std::task::Poll::Ready(result) => result,
-                std::task::Poll::Pending => {
-                    match tokio::time::timeout_at(start + left, guarded).await {
-                        Ok(result) => result,
-                        Err(_) => return Err(StepError::timeout(limit)),
-                    }
-                }
-            }
-        }
+        Some((left, limit)) => match tokio::time::timeout(left, guarded).await {
+            Ok(result) => result,
+            Err(_) => return Err(StepError::timeout(limit)),
+        },
         None => guarded.await,
     };
     result.unwrap_or_else(|payload| Err(StepError::panic(&*payload)))
