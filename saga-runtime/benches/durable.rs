@@ -12,6 +12,9 @@
 //! - `raw_sequential_{full,normal}` does the same 5 commits with rusqlite directly: insert the
 //!   saga row, update it after each step with the step's status and the context as JSON, then a
 //!   final update; one transaction each.
+//! - `raw_sequential_history_{full,normal}` does by hand what the store records: 4 commits as
+//!   the runtime's, a history row per transition (8) and an index of unfinished sagas: the
+//!   ceiling for a saga that keeps its history.
 //! - `saga_concurrent_1000_full_{multi,current}_thread` runs 1,000 sagas at once, on a
 //!   multi-thread and on a current-thread runtime, and waits for all: the store's writer thread
 //!   group-commits whatever is queued, so they share fsyncs.
@@ -52,6 +55,23 @@ fn open_raw(path: &Path, synchronous: &str) -> Connection {
              created_at INTEGER NOT NULL,
              updated_at INTEGER NOT NULL
          );",
+    )
+    .unwrap();
+    conn
+}
+
+/// [`open_raw`], with what the store keeps besides the row: a history entry per transition and
+/// an index of unfinished sagas (for `raw_sequential_history_*` only: the index costs every
+/// status change).
+fn open_raw_with_history(path: &Path, synchronous: &str) -> Connection {
+    let conn = open_raw(path, synchronous);
+    conn.execute_batch(
+        "CREATE TABLE history (
+             key   INTEGER PRIMARY KEY,
+             saga  TEXT NOT NULL,
+             event TEXT NOT NULL
+         );
+         CREATE INDEX unfinished ON sagas (id) WHERE status != 'completed';",
     )
     .unwrap();
     conn
@@ -143,6 +163,43 @@ fn raw_sequential(conn: &mut Connection, order: u64) {
     in_transaction(conn, |tx| saga.end(tx));
 }
 
+/// One saga with the bookkeeping the store does, by hand: 4 commits (the row with the start
+/// and the first step's start; each step's end with the next one's start; the last step's end
+/// with the saga's), each transition a history row, an index of unfinished sagas. What a
+/// durable saga records at best, as a ceiling for `saga_sequential_*`.
+fn raw_sequential_history(conn: &mut Connection, order: u64, key: &mut i64) {
+    let mut saga = RawSaga::new(order);
+    let id = saga.id.clone();
+    let mut event = |tx: &Connection, what: &str| {
+        *key += 1;
+        tx.prepare_cached("INSERT INTO history (key, saga, event) VALUES (?1, ?2, ?3)")
+            .unwrap()
+            .execute(params![
+                *key,
+                id,
+                format!(r#"{{"event":"{what}","at":{}}}"#, now())
+            ])
+            .unwrap();
+    };
+    in_transaction(conn, |tx| {
+        saga.start(tx);
+        event(tx, "saga_started");
+        event(tx, "step_started");
+    });
+    for step in 0..3 {
+        in_transaction(conn, |tx| {
+            saga.step(tx, step);
+            event(tx, "step_completed");
+            if step < 2 {
+                event(tx, "step_started");
+            } else {
+                saga.end(tx);
+                event(tx, "saga_completed");
+            }
+        });
+    }
+}
+
 /// `SAGAS` sagas, `GROUP` per transaction.
 fn raw_grouped(conn: &mut Connection) {
     for group in 0..SAGAS / GROUP {
@@ -214,6 +271,16 @@ fn durable(c: &mut Criterion) {
             assert_eq!(completed_rows(&conn), 1);
             group.bench_function(format!("raw_sequential_{suffix}"), |b| {
                 b.iter(|| raw_sequential(&mut conn, 0))
+            });
+        }
+        {
+            let dir = tempfile::tempdir().unwrap();
+            let mut conn = open_raw_with_history(&dir.path().join("raw.db"), synchronous);
+            let mut key = 0;
+            raw_sequential_history(&mut conn, 0, &mut key);
+            assert_eq!((completed_rows(&conn), key), (1, 8));
+            group.bench_function(format!("raw_sequential_history_{suffix}"), |b| {
+                b.iter(|| raw_sequential_history(&mut conn, 0, &mut key))
             });
         }
     }
