@@ -110,6 +110,21 @@ pub trait Bus: Send + Sync + 'static {
         consumer: &'a str,
         filter: &'a str,
     ) -> BoxFuture<'a, Result<Deliveries, BusError>>;
+
+    /// Like [`Bus::consume`], for a consumer only this process uses (the replies to one
+    /// process's own commands): the bus may forget the consumer, and where it stood, once
+    /// nobody has been attached to it for `idle`, so that a process that is gone leaves nothing
+    /// behind. Attaching again after that starts from the first message the bus still holds. By
+    /// default the consumer is kept, as [`Bus::consume`] keeps it.
+    fn consume_own<'a>(
+        &'a self,
+        consumer: &'a str,
+        filter: &'a str,
+        idle: Duration,
+    ) -> BoxFuture<'a, Result<Deliveries, BusError>> {
+        let _ = idle;
+        self.consume(consumer, filter)
+    }
 }
 
 /// One delivery of a stored message to a consumer: acknowledge it once handled, or refuse it to
@@ -237,14 +252,20 @@ impl fmt::Display for BusErrorKind {
 
 /// Attaches to consumer `name` (`filter`) on `bus`, trying again every second while the bus is
 /// unavailable (a NATS server restarting); fails only when the bus refuses the consumer as
-/// invalid. What the library's long-running consumers (services, reply routing, trackers) use.
+/// invalid. What the library's long-running consumers (services, reply routing, trackers) use;
+/// with an `idle` time, the consumer is this process's own ([`Bus::consume_own`]).
 pub(crate) async fn subscribe(
     bus: &dyn Bus,
     name: &str,
     filter: &str,
+    idle: Option<Duration>,
 ) -> Result<Deliveries, BusError> {
     loop {
-        match bus.consume(name, filter).await {
+        let attached = match idle {
+            None => bus.consume(name, filter).await,
+            Some(idle) => bus.consume_own(name, filter, idle).await,
+        };
+        match attached {
             Ok(deliveries) => return Ok(deliveries),
             Err(error) if error.kind() == BusErrorKind::Unavailable => {
                 tracing::warn!(consumer = name, %error, "cannot subscribe; trying again");

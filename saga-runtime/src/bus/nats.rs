@@ -175,58 +175,90 @@ impl Bus for NatsBus {
         name: &'a str,
         filter: &'a str,
     ) -> BoxFuture<'a, Result<Deliveries, BusError>> {
-        Box::pin(async move {
-            check_consumer(name)?;
-            check_filter(filter)?;
-            let full_filter = self.full(filter);
-            let mut consumer: consumer::PullConsumer = self
-                .stream
-                .get_or_create_consumer(
-                    name,
-                    consumer::pull::Config {
-                        durable_name: Some(name.to_owned()),
-                        filter_subject: full_filter.clone(),
-                        ack_policy: consumer::AckPolicy::Explicit,
-                        ack_wait: self.options.ack_wait,
-                        deliver_policy: consumer::DeliverPolicy::All,
-                        ..Default::default()
-                    },
-                )
-                .await
-                .map_err(|e| unavailable(format!("cannot create consumer `{name}`"), e))?;
-            let existing = consumer
-                .info()
-                .await
-                .map_err(|e| unavailable(format!("cannot read consumer `{name}`"), e))?
-                .config
-                .filter_subject
-                .clone();
-            if existing != full_filter {
-                let prefix = format!("{}.", self.options.namespace);
-                return Err(BusError::new(
-                    BusErrorKind::Invalid,
-                    format!(
-                        "consumer `{name}` exists with filter `{}`, not `{filter}`",
-                        existing.strip_prefix(&prefix).unwrap_or(&existing)
-                    ),
-                ));
-            }
-            let messages = consumer
-                .stream()
-                // Few at a time: the ack wait of a message the client holds runs already.
-                .max_messages_per_batch(8)
-                .messages()
-                .await
-                .map_err(|e| unavailable(format!("cannot subscribe to consumer `{name}`"), e))?;
-            let prefix = format!("{}.", self.options.namespace);
-            let deliveries: Deliveries = Box::pin(messages.map(move |message| {
-                let message = message.map_err(|e| unavailable("cannot receive", e))?;
-                delivery(&prefix, message)
-            }));
-            Ok(deliveries)
-        })
+        Box::pin(self.attach(name, filter, None))
+    }
+
+    /// A consumer the server deletes once no pull request has come for `idle` (its
+    /// `inactive_threshold`); the client's pull requests expire within `idle` (at most 30 s) so
+    /// that the server sees a process that is gone as such soon after.
+    fn consume_own<'a>(
+        &'a self,
+        name: &'a str,
+        filter: &'a str,
+        idle: Duration,
+    ) -> BoxFuture<'a, Result<Deliveries, BusError>> {
+        Box::pin(self.attach(name, filter, Some(idle)))
     }
 }
+
+impl NatsBus {
+    /// Attaches to consumer `name`, creating it (durable, or deleted after `idle` without
+    /// pulls) with `filter` the first time.
+    async fn attach(
+        &self,
+        name: &str,
+        filter: &str,
+        idle: Option<Duration>,
+    ) -> Result<Deliveries, BusError> {
+        check_consumer(name)?;
+        check_filter(filter)?;
+        let full_filter = self.full(filter);
+        let mut consumer: consumer::PullConsumer = self
+            .stream
+            .get_or_create_consumer(
+                name,
+                consumer::pull::Config {
+                    durable_name: Some(name.to_owned()),
+                    filter_subject: full_filter.clone(),
+                    ack_policy: consumer::AckPolicy::Explicit,
+                    ack_wait: self.options.ack_wait,
+                    deliver_policy: consumer::DeliverPolicy::All,
+                    inactive_threshold: idle.unwrap_or_default(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| unavailable(format!("cannot create consumer `{name}`"), e))?;
+        let existing = consumer
+            .info()
+            .await
+            .map_err(|e| unavailable(format!("cannot read consumer `{name}`"), e))?
+            .config
+            .filter_subject
+            .clone();
+        if existing != full_filter {
+            let prefix = format!("{}.", self.options.namespace);
+            return Err(BusError::new(
+                BusErrorKind::Invalid,
+                format!(
+                    "consumer `{name}` exists with filter `{}`, not `{filter}`",
+                    existing.strip_prefix(&prefix).unwrap_or(&existing)
+                ),
+            ));
+        }
+        let mut messages = consumer
+            .stream()
+            // Few at a time: the ack wait of a message the client holds runs already.
+            .max_messages_per_batch(8);
+        if let Some(idle) = idle {
+            messages = messages.expires(idle.clamp(MIN_PULL_EXPIRY, MAX_PULL_EXPIRY));
+        }
+        let messages = messages
+            .messages()
+            .await
+            .map_err(|e| unavailable(format!("cannot subscribe to consumer `{name}`"), e))?;
+        let prefix = format!("{}.", self.options.namespace);
+        let deliveries: Deliveries = Box::pin(messages.map(move |message| {
+            let message = message.map_err(|e| unavailable("cannot receive", e))?;
+            delivery(&prefix, message)
+        }));
+        Ok(deliveries)
+    }
+}
+
+/// The shortest and longest time a pull request of a consumer of one process's own waits.
+const MIN_PULL_EXPIRY: Duration = Duration::from_secs(1);
+const MAX_PULL_EXPIRY: Duration = Duration::from_secs(30);
 
 /// A JetStream message as a delivery: its subject without the namespace, its id, its count.
 fn delivery(prefix: &str, message: jetstream::Message) -> Result<Delivery, BusError> {

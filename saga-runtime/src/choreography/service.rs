@@ -146,7 +146,7 @@ impl<D: Send + Sync + 'static> FlowService<D> {
     ) -> Result<(), BusError> {
         let mut handling = tokio::task::JoinSet::new();
         loop {
-            let mut deliveries = crate::bus::subscribe(&*self.bus, &name, &filter).await?;
+            let mut deliveries = crate::bus::subscribe(&*self.bus, &name, &filter, None).await?;
             loop {
                 let permit = tokio::select! {
                     permit = Arc::clone(&room).acquire_owned() => permit.expect("never closed"),

@@ -123,7 +123,7 @@ async fn follow(
     filter: String,
 ) -> Result<(), BusError> {
     loop {
-        let mut deliveries = crate::bus::subscribe(&*bus, &name, &filter).await?;
+        let mut deliveries = crate::bus::subscribe(&*bus, &name, &filter, None).await?;
         while let Some(delivery) = deliveries.next().await {
             let delivery = match delivery {
                 Ok(delivery) => delivery,

@@ -270,19 +270,32 @@ impl Engine {
         let engine = Arc::downgrade(&self.inner);
         let bus = Arc::clone(&remote.bus);
         let route = route.to_owned();
-        let task = tokio::spawn(replies(engine, bus, route.clone()));
+        // A route of this engine's own (on a store it does not share) is nobody else's: the bus
+        // may forget its consumer once this process is gone.
+        let idle = (!self.inner.shared).then_some(OWN_REPLIES_IDLE);
+        let task = tokio::spawn(replies(engine, bus, route.clone(), idle));
         consumers.insert(route, task);
     }
 }
 
+/// How long the bus keeps the consumer of an engine's own reply route with nobody attached: a
+/// process gone that long is not coming back for its replies (its sagas were on a store it did
+/// not share), and one consumer per process would otherwise pile up on the server.
+const OWN_REPLIES_IDLE: Duration = Duration::from_secs(600);
+
 /// Routes the replies on route `path` to the attempts waiting for them, for as long as the
-/// engine lives.
-async fn replies(engine: Weak<EngineInner>, bus: Arc<dyn Bus>, path: String) {
+/// engine lives; `idle` for a route of the engine's own (see [`Bus::consume_own`]).
+async fn replies(
+    engine: Weak<EngineInner>,
+    bus: Arc<dyn Bus>,
+    path: String,
+    idle: Option<Duration>,
+) {
     let consumer = format!("reply-{path}");
     let filter = format!("reply.{path}");
     // Subscribed again whenever the subscription ends (the bus restarted).
     loop {
-        let mut deliveries = match crate::bus::subscribe(&*bus, &consumer, &filter).await {
+        let mut deliveries = match crate::bus::subscribe(&*bus, &consumer, &filter, idle).await {
             Ok(deliveries) => deliveries,
             Err(error) => {
                 // A saga type whose name makes no consumer name: nothing to wait for.

@@ -147,7 +147,8 @@ impl<D: Send + Sync + 'static> Participant<D> {
         // unacknowledged for another instance.
         let mut handling = tokio::task::JoinSet::new();
         loop {
-            let mut deliveries = crate::bus::subscribe(&*this.bus, &this.service, &filter).await?;
+            let mut deliveries =
+                crate::bus::subscribe(&*this.bus, &this.service, &filter, None).await?;
             loop {
                 let permit = tokio::select! {
                     permit = Arc::clone(&room).acquire_owned() => permit.expect("never closed"),
