@@ -3,23 +3,25 @@
 //! recording every effect in a separate ledger keyed by idempotency key, and is killed at random
 //! moments (or aborts at a named failpoint) by the test.
 //!
-//!     crash_worker STORE LEDGER soak SEED FROM TO
-//!         recovers, starts sagas FROM..TO of SEED (printing `ACK i` once each is recorded),
-//!         then waits until every saga in STORE is terminal
-//!     crash_worker STORE LEDGER keyed COUNT
-//!         recovers, starts 3-step sagas with idempotency keys `order-0`..`order-COUNT` (printing
-//!         `STARTED i ID`), then waits until every saga in STORE is terminal
-//!     crash_worker STORE LEDGER one ID fail-pivot|no-fail
-//!         recovers, starts the 4-step `Matrix` saga with this id, waits until it is terminal
-//!     crash_worker STORE LEDGER group|built ID no-fail|fail-member|fail-first
-//!         recovers, starts the group matrix saga with this id (`built`: the same saga assembled
-//!         at run time, its members instances of one step), waits until it is terminal
-//!     crash_worker STORE LEDGER fleet SEED LEASE_MS
-//!         one of several workers on STORE, each with a name of its own and a lease of LEASE_MS:
-//!         prints `OWNER <worker id>`, starts saga i of SEED for each line `i` on its standard
-//!         input (printing `ACK i`), prints `FENCED n` and `LOST n` whenever its counts of
-//!         refused stale writes and of leases found lost grow, and goes on running whatever it
-//!         holds or claims until the file `stop` exists beside LEDGER
+//! ```text
+//! crash_worker STORE LEDGER soak SEED FROM TO
+//!     recovers, starts sagas FROM..TO of SEED (printing `ACK i` once each is recorded),
+//!     then waits until every saga in STORE is terminal
+//! crash_worker STORE LEDGER keyed COUNT
+//!     recovers, starts 3-step sagas with idempotency keys `order-0`..`order-COUNT` (printing
+//!     `STARTED i ID`), then waits until every saga in STORE is terminal
+//! crash_worker STORE LEDGER one ID fail-pivot|no-fail
+//!     recovers, starts the 4-step `Matrix` saga with this id, waits until it is terminal
+//! crash_worker STORE LEDGER group|built ID no-fail|fail-member|fail-first
+//!     recovers, starts the group matrix saga with this id (`built`: the same saga assembled
+//!     at run time, its members instances of one step), waits until it is terminal
+//! crash_worker STORE LEDGER fleet SEED LEASE_MS
+//!     one of several workers on STORE, each with a name of its own and a lease of LEASE_MS:
+//!     prints `OWNER <worker id>`, starts saga i of SEED for each line `i` on its standard
+//!     input (printing `ACK i`), prints `FENCED n` and `LOST n` whenever its counts of
+//!     refused stale writes and of leases found lost grow, and goes on running whatever it
+//!     holds or claims until the file `stop` exists beside LEDGER
+//! ```
 //!
 //! The ledger is also the steps' downstream service, fenced as `StepCx::fencing_token` is meant
 //! to be used: each attempt first tells it its token, and an effect whose token is lower than

@@ -1,11 +1,13 @@
 //! The worker process of the operator tests (`operator.rs`): runs the sagas of `ops_sagas.rs`
 //! on a SQLite store until the file `STORE.stop` exists.
 //!
-//!     ops_worker STORE LEDGER NAME [parkable]
-//!         a worker named NAME (renewing every 100 ms, leases of 1 s, durable timers from 1 s),
-//!         with every saga type registered (`Parkable` only with `parkable`); prints `READY`
-//!         once recovered, then starts `TYPE ID SLEEP_MS` for each such line on its standard
-//!         input, printing `ACK ID` once it is recorded
+//! ```text
+//! ops_worker STORE LEDGER NAME [parkable]
+//!     a worker named NAME (renewing every 100 ms, leases of 1 s, durable timers from 1 s),
+//!     with every saga type registered (`Parkable` only with `parkable`); prints `READY`
+//!     once recovered, then starts `TYPE ID SLEEP_MS` for each such line on its standard
+//!     input, printing `ACK ID` once it is recorded
+//! ```
 
 use std::io::{BufRead, Write as _};
 use std::sync::Arc;

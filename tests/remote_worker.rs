@@ -8,12 +8,14 @@
 //! `i % 25 == 1` (its late reply is stale). The orchestrator writes how many stale replies it
 //! dropped to the ledger as it goes.
 //!
-//!     remote_worker orchestrator STORE LEDGER FROM TO
-//!         resumes what it finds, starts sagas FROM..TO (ids `Uuid::from_u128(i + 1)`,
-//!         printing `ACK i` once each is recorded), then waits until every saga in STORE ended
-//!     remote_worker payments LEDGER
-//!     remote_worker inventory LEDGER
-//!         the service, until killed
+//! ```text
+//! remote_worker orchestrator STORE LEDGER FROM TO
+//!     resumes what it finds, starts sagas FROM..TO (ids `Uuid::from_u128(i + 1)`,
+//!     printing `ACK i` once each is recorded), then waits until every saga in STORE ended
+//! remote_worker payments LEDGER
+//! remote_worker inventory LEDGER
+//!     the service, until killed
+//! ```
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -436,7 +436,7 @@ pub(crate) fn names_step(name: &str, step: &str) -> bool {
 }
 
 /// A step of some saga, known by its name and output type: what `#[saga_step]` implements
-/// besides [`SagaStep`](crate::SagaStep), for looking its output up.
+/// besides `SagaStep`, for looking its output up.
 pub trait NamedStep: 'static {
     /// The step's name.
     const NAME: &'static str;

@@ -2,8 +2,9 @@
 //! which idempotency keys, and the crash explorer, which proves that a saga recovers from a crash
 //! at every durability boundary.
 //!
-//! Faults and the log go through an engine built with [`EngineBuilder::test_kit`]
-//! (crate::EngineBuilder::test_kit); the steps themselves are not changed:
+//! Faults and the log go through an engine built with
+//! [`EngineBuilder::test_kit`](crate::EngineBuilder::test_kit); the steps themselves are not
+//! changed:
 //!
 //! ```
 //! use saga_runtime::testing::{Fault, TestKit};

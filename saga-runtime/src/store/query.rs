@@ -5,7 +5,7 @@ use std::time::SystemTime;
 
 use crate::SagaId;
 
-/// Which sagas [`SagaStore::list`] returns, and which page of them: sagas matching every filter
+/// Which sagas [`SagaStore::list`](crate::store::SagaStore::list) returns, and which page of them: sagas matching every filter
 /// given, in id order (time order, for ids the engine makes), after the cursor.
 ///
 /// ```
