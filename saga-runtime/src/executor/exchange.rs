@@ -39,20 +39,7 @@ pub(super) async fn remote_once<D>(
     }
     let exchange = async {
         let built = build.await?;
-        let Some(outbound) = built.as_ref().and_then(|value| value.as_outbound()) else {
-            return Ok(Exchanged::Reply(built));
-        };
-        let target = outbound.target;
-        match engine
-            .call_remote(cx, target, outbound.command.clone(), patience)
-            .await?
-        {
-            // A compensation records nothing: its service's reply only says it is done.
-            Exchanged::Reply(reply) => Ok(Exchanged::Reply(
-                reply.filter(|_| cx.phase() == Phase::Action),
-            )),
-            Exchanged::Pending => Ok(Exchanged::Pending),
-        }
+        send_built(engine, cx, built, patience).await
     };
     guarded_within(exchange, within).await
 }
@@ -60,7 +47,7 @@ pub(super) async fn remote_once<D>(
 /// Runs one attempt of a compensation: `build` (the compensation, under its whole timeout) runs
 /// as a local attempt does, and only a compensation that returns a command becomes an exchange
 /// with the command's service, in what is left of `timeout`. Most compensations undo their step
-/// themselves: they pay for no exchange, whose future is boxed.
+/// themselves: they pay for no exchange (the caller boxes this future, which holds one).
 pub(super) async fn compensation_once<D>(
     engine: &Engine,
     cx: &StepCx<D>,
@@ -70,19 +57,37 @@ pub(super) async fn compensation_once<D>(
 ) -> Result<Exchanged, StepError> {
     let begun = tokio::time::Instant::now();
     let built = build.await?;
+    if built
+        .as_ref()
+        .is_none_or(|value| value.as_outbound().is_none())
+    {
+        return Ok(Exchanged::Reply(built));
+    }
+    let within = timeout.map(|limit| (limit.saturating_sub(begun.elapsed()), limit));
+    guarded_within(send_built(engine, cx, built, patience), within).await
+}
+
+/// Sends the command an attempt built, if it built one, to its service and waits for the reply
+/// (or, with a `patience`, that long); what it built otherwise is the attempt's result.
+async fn send_built<D>(
+    engine: &Engine,
+    cx: &StepCx<D>,
+    built: Option<crate::OutputValue>,
+    patience: Option<Duration>,
+) -> Result<Exchanged, StepError> {
     let Some(outbound) = built.as_ref().and_then(|value| value.as_outbound()) else {
         return Ok(Exchanged::Reply(built));
     };
-    let (target, command) = (outbound.target, outbound.command.clone());
-    let within = timeout.map(|limit| (limit.saturating_sub(begun.elapsed()), limit));
-    let exchange = async move {
-        match engine.call_remote(cx, target, command, patience).await? {
-            // A compensation records nothing: its service's reply only says it is done.
-            Exchanged::Reply(_) => Ok(Exchanged::Reply(None)),
-            Exchanged::Pending => Ok(Exchanged::Pending),
-        }
-    };
-    Box::pin(guarded_within(exchange, within)).await
+    match engine
+        .call_remote(cx, outbound.target, outbound.command.clone(), patience)
+        .await?
+    {
+        // A compensation records nothing: its service's reply only says it is done.
+        Exchanged::Reply(reply) => Ok(Exchanged::Reply(
+            reply.filter(|_| cx.phase() == Phase::Action),
+        )),
+        Exchanged::Pending => Ok(Exchanged::Pending),
+    }
 }
 
 /// An exchange's result as an attempt's (a member waits for its reply to the end).
