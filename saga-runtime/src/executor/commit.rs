@@ -95,8 +95,10 @@ impl<S: SagaKind> Run<S> {
         let waited = match self.unrecorded.take() {
             Some(unrecorded) => self.create(unrecorded).await?,
             None => {
-                let store = &self.engine.inner.store;
-                let answer = store.write(self.id, self.fence, &mut self.pending);
+                let answer = match &self.slot {
+                    Some(slot) => slot.write(self.fence, &mut self.pending),
+                    None => (self.engine.inner.store).write(self.id, self.fence, &mut self.pending),
+                };
                 super::spare::give_back(std::mem::take(&mut self.pending));
                 let waited = !answer.is_ready();
                 let written = answer.await;
@@ -179,6 +181,7 @@ impl<S: SagaKind> Run<S> {
                     token: lease.map_or(0, |l| l.token),
                     version,
                 };
+                self.slot = self.engine.inner.store.slot(self.id);
                 (Ok(self.id), Ok(waited))
             }
             Ok(Created::Existing(record)) => (

@@ -29,7 +29,7 @@ use crate::engine::Engine;
 use crate::event::{SagaEvent, SagaEventKind, StepName};
 use crate::machine::{decide, Change, Decision, SagaState, StepFailed, StepTable, Write};
 use crate::outcome::RollbackCause;
-use crate::store::{Fence, NewSaga};
+use crate::store::{Fence, NewSaga, SagaSlot};
 use crate::{Saga, SagaError, SagaId, SagaKind, SagaOutcome, StepEnum};
 
 /// The tracing span of one saga of type `name`.
@@ -54,6 +54,9 @@ pub(crate) struct Run<S: SagaKind> {
     state: SagaState,
     /// The lease token this run writes under and the version it last wrote.
     fence: Fence,
+    /// Where its writes go when the store has a line to the saga (see `SagaStore::slot`);
+    /// otherwise they go through the store.
+    slot: Option<Arc<dyn SagaSlot>>,
     cancel: Arc<CancelState>,
     /// When the run started, on tokio's clock, and by the wall clock: the run's clock is the
     /// second advanced by the first (see [`Run::now`]).
@@ -244,6 +247,7 @@ impl<S: SagaKind> Run<S> {
             committed: ctx,
             state,
             fence,
+            slot: None,
             cancel: claim.cancel.clone(),
             started: Instant::now(),
             started_wall: wall,

@@ -422,6 +422,52 @@ impl Held {
     }
 }
 
+/// One saga's line to its store, for its run's writes (see [`SagaStore::slot`]).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use std::borrow::Cow;
+/// use std::time::{Duration, SystemTime};
+///
+/// use saga_runtime::store::{
+///     Change, Created, Fence, LeaseRequest, MemoryStore, NewSaga, SagaStore, StoredContext,
+///     Write,
+/// };
+/// use saga_runtime::{SagaEvent, SagaEventKind, SagaId, SagaStatus};
+///
+/// let store = MemoryStore::new();
+/// let id = SagaId::new();
+/// let event = |kind| SagaEvent {
+///     saga_id: id,
+///     saga_type: Cow::Borrowed("Order"),
+///     at: SystemTime::now(),
+///     kind,
+/// };
+/// let started = event(SagaEventKind::SagaStarted { steps: Vec::new() });
+/// let context = StoredContext::json(&b"{}"[..]);
+/// let mut saga = NewSaga::new(id, "Order", vec!["reserve"], context, started);
+/// saga.lease = Some(LeaseRequest::new("worker#1", Duration::from_secs(60)));
+/// let Created::New { version, lease } = store.create(saga, &mut Vec::new()).await.unwrap() else {
+///     unreachable!("a new id")
+/// };
+///
+/// let slot = store.slot(id).expect("the in-memory store hands out slots");
+/// let ended = event(SagaEventKind::SagaCompleted { duration: Duration::ZERO });
+/// let write = Write::new(ended, Change::None).with_status(Some(SagaStatus::Completed));
+/// let fence = Fence { token: lease.unwrap().token, version };
+/// assert_eq!(slot.write(fence, &mut vec![write]).await.unwrap(), 2);
+/// let record = store.load(id).await.unwrap().unwrap();
+/// assert_eq!(record.state.status, SagaStatus::Completed);
+/// # }
+/// ```
+pub trait SagaSlot: Send + Sync {
+    /// Records the transitions in `writes` for this saga exactly as [`SagaStore::write`] would:
+    /// in order and atomically, if `fence` holds, taking them out of the vector; returns the
+    /// saga's new version.
+    fn write(&self, fence: Fence, writes: &mut Vec<Write>) -> StoreFuture<'_, u64>;
+}
+
 /// Where sagas are recorded: the store contract (see the module docs).
 ///
 /// Implementations apply each request atomically; a request that is refused changes nothing.
@@ -445,6 +491,26 @@ pub trait SagaStore: Send + Sync + 'static {
         fence: Fence,
         writes: &mut Vec<Write>,
     ) -> StoreFuture<'a, u64>;
+
+    /// A line to saga `id` for its run's writes, when this store reaches one saga more cheaply
+    /// through a handle than by finding it among the others at each write: the in-memory store
+    /// hands out the saga's own record, locked on its own, so that a transition takes neither
+    /// the store's lock nor a lookup. The executor asks once, after the saga is created, and then
+    /// writes through the slot instead of [`SagaStore::write`] (with the same fence and the same
+    /// rules). The default, `None`, keeps every write on [`SagaStore::write`]; a store that wraps
+    /// another (to count or fail its writes, say) keeps the default, or its writes would bypass it.
+    ///
+    /// ```
+    /// use saga_runtime::store::{MemoryStore, SagaStore};
+    /// use saga_runtime::SagaId;
+    ///
+    /// // Nothing to write to for a saga the store does not have.
+    /// assert!(MemoryStore::new().slot(SagaId::new()).is_none());
+    /// ```
+    fn slot(&self, id: SagaId) -> Option<Arc<dyn SagaSlot>> {
+        let _ = id;
+        None
+    }
 
     /// Leases up to `request.limit` sagas that are not terminal, that no live lease holds and
     /// that are due (no wake time, or one that has passed: see [`SagaStore::release`]; with

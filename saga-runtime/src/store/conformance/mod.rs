@@ -48,6 +48,9 @@ pub const CASES: &[(&str, Case)] = &[
     ("writes_fold_into_the_state_and_history", |s| {
         Box::pin(writes_fold_into_the_state_and_history(s))
     }),
+    ("a_slot_writes_as_the_store_does", |s| {
+        Box::pin(a_slot_writes_as_the_store_does(s))
+    }),
     ("a_stale_token_is_fenced_and_changes_nothing", |s| {
         Box::pin(a_stale_token_is_fenced_and_changes_nothing(s))
     }),
@@ -299,6 +302,65 @@ async fn a_stale_token_is_fenced_and_changes_nothing(store: Box<dyn SagaStore>) 
         .write(id, fence, &mut vec![intent(id, 0)])
         .await
         .unwrap();
+}
+
+/// A store that hands out slots (see [`SagaStore::slot`]): writes through one are the store's
+/// writes, fenced the same. (A store without slots has nothing to check here.)
+async fn a_slot_writes_as_the_store_does(store: Box<dyn SagaStore>) {
+    assert!(
+        store.slot(SagaId::new()).is_none(),
+        "no slot for an unknown saga"
+    );
+    let (id, fence) = create(&*store, "w#1", Duration::from_millis(1)).await;
+    let Some(slot) = store.slot(id) else {
+        return;
+    };
+    let mut writes = vec![intent(id, 0), intent(id, 0)];
+    let version = slot.write(fence, &mut writes).await.unwrap();
+    assert!(writes.is_empty(), "taken out of the vector");
+    assert_eq!(version, 3);
+    let record = store.load(id).await.unwrap().unwrap();
+    assert_eq!(record.version, 3);
+    assert_eq!(record.state.status, SagaStatus::Running { step: 0 });
+    assert_eq!(store.history(id, 0, 100).await.unwrap().unwrap().len(), 3);
+    // A version it is not at is a conflict, through the slot as through the store.
+    let error = slot
+        .write(fence, &mut vec![intent(id, 0)])
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), StoreErrorKind::Conflict, "{error}");
+    // Taken over: the slot's old token is fenced, the new owner's writes land.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let taken = acquired(&*store, Acquire::new(LeaseRequest::new("w2#1", LONG), 10)).await;
+    assert_eq!(taken, [id]);
+    let stale = Fence { version, ..fence };
+    let error = slot
+        .write(stale, &mut vec![intent(id, 0)])
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), StoreErrorKind::Fenced, "{error}");
+    let record = store.load(id).await.unwrap().unwrap();
+    assert_eq!(record.version, 3, "nothing applied");
+    let fence = record.fence().unwrap();
+    let version = slot.write(fence, &mut vec![finished(id)]).await.unwrap();
+    let record = store.load(id).await.unwrap().unwrap();
+    assert_eq!(
+        (record.version, record.state.status),
+        (version, SagaStatus::Completed)
+    );
+    assert!(
+        record.lease.is_none(),
+        "a write that ends the saga ends its lease"
+    );
+    let error = slot
+        .write(Fence { version, ..fence }, &mut vec![intent(id, 0)])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.kind(),
+        StoreErrorKind::Conflict,
+        "a terminal saga never changes"
+    );
 }
 
 async fn a_wrong_version_is_a_conflict(store: Box<dyn SagaStore>) {
