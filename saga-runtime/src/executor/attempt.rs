@@ -178,17 +178,23 @@ impl<S: SagaKind> Run<S> {
     /// the saga go to wait for its participant's reply without a task (the run ends; the reply,
     /// or the attempt's timeout, wakes the saga).
     pub(super) async fn attempt(&mut self, task: Task) -> Result<bool, SagaError> {
-        // Built here rather than through `prepare`: a struct of them would be moved twice more
-        // on every attempt of every saga.
-        let def = self.table.def(task.step, task.fallback);
-        self.intend(task, def.name())?;
+        let name = self.table.def(task.step, task.fallback).name();
+        self.intend(task, name)?;
         let waited = self.flush().await?;
-        self.intended(task, def.name())?;
-        let func = self
-            .table
-            .func(task.step, task.fallback, task.phase == Phase::Compensation);
-        let cx = self.handle(task, &def);
-        let (injected, log) = self.injection(task, &def, &cx);
+        self.intended(task, name)?;
+        // Built here rather than through `prepare` (a struct of them would be moved twice more
+        // on every attempt of every saga), in a block: the step's definition (200 bytes) is not
+        // kept in the run's future while the attempt runs.
+        let (func, cx, injected, log, timeout, remote) = {
+            let def = self.table.def(task.step, task.fallback);
+            let func = self
+                .table
+                .func(task.step, task.fallback, task.phase == Phase::Compensation);
+            let cx = self.handle(task, &def);
+            let (injected, log) = self.injection(task, &def, &cx);
+            let remote = def.description.remote.is_some();
+            (func, cx, injected, log, def.policy().timeout, remote)
+        };
         let mut work = (*self.committed).clone();
         // The attempt starts once its intent is recorded: a store that made the run wait (a
         // durable store's commit) took time that is not the step's.
@@ -196,8 +202,7 @@ impl<S: SagaKind> Run<S> {
             true => self.tick(),
             false => self.clock,
         };
-        let timeout = def.policy().timeout;
-        let attempt = match (task.phase, def.description.remote.is_some()) {
+        let attempt = match (task.phase, remote) {
             (Phase::Action, false) => Either::Left(Either::Left(futures_util::FutureExt::map(
                 attempt_once(func, &mut work, &cx, timeout, injected),
                 |result| result.map(Exchanged::Reply),
