@@ -17,7 +17,9 @@ mod definition;
 mod state;
 
 pub use admit::{Admission, Requested};
-pub(crate) use decide::{decide, past_pivot, pending_compensations, retries_after, Decision, Task};
+pub(crate) use decide::{
+    decide, past_pivot, pending_compensations, retries_after, Decision, Stop, Task,
+};
 pub(crate) use definition::{stage_of, Definition, Metrics, StepTable};
 pub use state::{
     Activity, Change, CompensationFailed, CompletedStep, Failure, RetryScheduled, SagaState,

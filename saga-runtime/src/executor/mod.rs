@@ -27,7 +27,7 @@ pub(crate) use recovery::{decode, park, resumable, resume, stalled};
 
 use crate::engine::Engine;
 use crate::event::{SagaEvent, SagaEventKind, StepName};
-use crate::machine::{decide, Change, Decision, SagaState, StepFailed, StepTable, Write};
+use crate::machine::{decide, Change, Decision, SagaState, StepFailed, StepTable, Stop, Write};
 use crate::outcome::RollbackCause;
 use crate::store::{Fence, NewSaga, SagaSlot};
 use crate::{Saga, SagaError, SagaId, SagaKind, SagaOutcome, StepEnum};
@@ -304,12 +304,13 @@ impl<S: SagaKind> Run<S> {
                         return Ok(None);
                     }
                 }
-                Decision::Stop {
-                    step,
-                    attempt,
-                    error,
-                    cause,
-                } => {
+                Decision::Stop(stop) => {
+                    let Stop {
+                        step,
+                        attempt,
+                        error,
+                        cause,
+                    } = *stop;
                     let name = self.table.def(step, self.fallback_active(step)).name();
                     self.record(
                         SagaEventKind::StepFailed {
@@ -340,7 +341,7 @@ impl<S: SagaKind> Run<S> {
                     let reason = reason(&self.table, &cause);
                     self.record(
                         SagaEventKind::CompensationStarted { reason },
-                        Change::RollbackStarted(Box::new(cause)),
+                        Change::RollbackStarted(cause),
                         None,
                     );
                     self.set_status(finish::pending_status(&self.table, &self.state));
@@ -354,7 +355,7 @@ impl<S: SagaKind> Run<S> {
                     None,
                 ),
                 Decision::Complete => return self.complete().await.map(Some),
-                Decision::Fail { step, error } => return self.fail(step, error).await.map(Some),
+                Decision::Fail { step, error } => return self.fail(step, *error).await.map(Some),
                 Decision::Compensated => return self.compensated().await.map(Some),
                 Decision::CompensationFailed => return self.compensation_failed().await.map(Some),
                 Decision::Done => return self.outcome_of_terminal().map(Some),
