@@ -20,6 +20,11 @@
 //!   group-commits whatever is queued, so they share fsyncs.
 //! - `raw_grouped_100_full` is the best the hand-written side can do with batching: the same 5
 //!   statements per saga, 100 sagas per transaction (10 transactions per 1,000 sagas).
+//! - `raw_grouped_100_history_full` and `raw_grouped_100_history_in_row_full` add by hand what
+//!   the store keeps (an index of unfinished sagas, a history entry per transition): a history
+//!   row per entry, or the entries appended to the saga's own row by the 5 statements that write
+//!   it anyway. Ceilings for `saga_concurrent_1000_*` with today's layout and with the history
+//!   kept in the row.
 //!
 //! Throughput is in sagas: one iteration of a `*_sequential_*` bench completes one saga, one
 //! iteration of the others completes 1,000. Each bench gets a fresh database file (it grows
@@ -216,6 +221,90 @@ fn raw_grouped(conn: &mut Connection) {
     }
 }
 
+/// [`raw_grouped`] with the bookkeeping `raw_sequential_history` does: the history a row per
+/// transition (`in_row = false`), or appended to the saga's own row by the statement that
+/// writes the row anyway (`in_row = true`: still 5 statements a saga).
+fn raw_grouped_history(conn: &mut Connection, in_row: bool, key: &mut i64) {
+    let events = |names: &[&str]| -> String {
+        let at = now();
+        names
+            .iter()
+            .map(|what| format!(r#"{{"event":"{what}","at":{at}}}"#))
+            .collect()
+    };
+    for group in 0..SAGAS / GROUP {
+        in_transaction(conn, |tx| {
+            for i in 0..GROUP {
+                let mut saga = RawSaga::new((group * GROUP + i) as u64);
+                let id = saga.id.clone();
+                let mut rows = |history: String| {
+                    for event in history.split_inclusive('}') {
+                        *key += 1;
+                        tx.prepare_cached(
+                            "INSERT INTO history (key, saga, event) VALUES (?1, ?2, ?3)",
+                        )
+                        .unwrap()
+                        .execute(params![*key, id, event])
+                        .unwrap();
+                    }
+                };
+                let started = events(&["saga_started", "step_started"]);
+                if in_row {
+                    let context = serde_json::to_string(&saga.ctx).unwrap();
+                    tx.prepare_cached(
+                        "INSERT INTO sagas (id, saga_type, status, step, context, created_at,
+                                            updated_at, history)
+                         VALUES (?1, 'BenchSaga', 'running', 0, ?2, ?3, ?3, ?4)",
+                    )
+                    .unwrap()
+                    .execute(params![id, context, now(), started])
+                    .unwrap();
+                } else {
+                    saga.start(tx);
+                    rows(started);
+                }
+                for step in 0..3 {
+                    let names = ["step_completed", "step_started"];
+                    let history = events(&names[..2 - step as usize / 2]);
+                    if in_row {
+                        match step {
+                            0 => saga.ctx.a = 1,
+                            1 => saga.ctx.b = 2,
+                            _ => saga.ctx.c = 3,
+                        }
+                        let context = serde_json::to_string(&saga.ctx).unwrap();
+                        tx.prepare_cached(
+                            "UPDATE sagas SET status = 'running', step = ?2, context = ?3,
+                                 updated_at = ?4, history = history || ?5
+                             WHERE id = ?1",
+                        )
+                        .unwrap()
+                        .execute(params![id, step + 1, context, now(), history])
+                        .unwrap();
+                    } else {
+                        saga.step(tx, step);
+                        rows(history);
+                    }
+                }
+                let ended = events(&["saga_completed"]);
+                if in_row {
+                    tx.prepare_cached(
+                        "UPDATE sagas SET status = 'completed', updated_at = ?2,
+                             history = history || ?3
+                         WHERE id = ?1",
+                    )
+                    .unwrap()
+                    .execute(params![id, now(), ended])
+                    .unwrap();
+                } else {
+                    saga.end(tx);
+                    rows(ended);
+                }
+            }
+        });
+    }
+}
+
 fn completed_rows(conn: &Connection) -> i64 {
     conn.query_row(
         "SELECT count(*) FROM sagas WHERE status = 'completed' AND step = 3",
@@ -303,6 +392,21 @@ fn durable(c: &mut Criterion) {
         assert_eq!(completed_rows(&conn), SAGAS as i64);
         group.bench_function("raw_grouped_100_full", |b| {
             b.iter(|| raw_grouped(&mut conn))
+        });
+    }
+    for in_row in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open_raw_with_history(&dir.path().join("raw.db"), "FULL");
+        conn.execute_batch("ALTER TABLE sagas ADD COLUMN history TEXT NOT NULL DEFAULT ''")
+            .unwrap();
+        let mut key = 0;
+        raw_grouped_history(&mut conn, in_row, &mut key);
+        let name = match in_row {
+            false => "raw_grouped_100_history_full",
+            true => "raw_grouped_100_history_in_row_full",
+        };
+        group.bench_function(name, |b| {
+            b.iter(|| raw_grouped_history(&mut conn, in_row, &mut key))
         });
     }
     group.finish();
