@@ -45,6 +45,9 @@ struct Shared {
 
 #[derive(Debug, Default)]
 struct Inner {
+    /// Each saga behind a pointer: the table stays small (a few hundred KB for the default
+    /// retention rather than megabytes, most of it empty buckets), so lookups and the table's
+    /// periodic rehashes touch little memory.
     sagas: IdMap<Arc<Cell>>,
     by_key: HashMap<String, SagaId>,
     finished: VecDeque<SagaId>,
