@@ -216,8 +216,16 @@ pub fn run_fleet(files: Files, fleet: Fleet) {
     let mut taken_while_paused = 0;
     let mut pauses = 0;
     let mut blocked_pauses = 0;
-    // No worker held a saga when a pause was due: the reserve is released.
-    let mut starved = false;
+    // A fifth of the sagas is held back until a pause has bitten: a pause needs sagas in flight,
+    // and the run must not finish them all before it. When a pause is due and no worker holds a
+    // saga, a few of them go out and the pause is tried again once they have reached a worker.
+    let mut reserve_left = sagas as usize / 5;
+    let starved_release = (reserve_left / 16).max(4);
+    let mut next_pause_try = started;
+    let mut starved_tries = 0;
+    // Every saga released and finished with no pause biting: pausing gave up (and the check at
+    // the end says so).
+    let mut gave_up_pausing = false;
     let mut restarts = 0;
     let mut restarted_in_flight = Vec::new();
     // Restarts and pauses, for the report of a slow takeover.
@@ -231,12 +239,11 @@ pub fn run_fleet(files: Files, fleet: Fleet) {
             Instant::now() < deadline,
             "the fleet did not finish starting"
         );
-        // A fifth of the sagas is held back until a pause has bitten (or pausing is over): a
-        // pause needs sagas in flight, and the run must not finish them all before it.
         let paused_enough = pauses >= pauses_wanted && taken_while_paused > 0;
-        let reserve = match paused_enough || pauses >= 8 || starved {
+        let pausing_over = paused_enough || pauses >= 8 || blocked_pauses >= 200 || gave_up_pausing;
+        let reserve = match pausing_over {
             true => 0,
-            false => sagas as usize / 5,
+            false => reserve_left,
         };
         let released = (sagas as u128 * started.elapsed().as_millis() / pace.as_millis().max(1))
             .min((sagas as usize - reserve) as u128) as usize;
@@ -269,10 +276,7 @@ pub fn run_fleet(files: Files, fleet: Fleet) {
         // The pauses spread over the kills, until enough were made and one has bitten; no kill
         // near a pause: a worker paused while it holds SQLite's write lock stops every worker,
         // and nothing could be taken over until it ends.
-        let pausing = !paused_enough
-            && kills_done >= kills * (pauses + 1) / (pauses_wanted + 1)
-            && pauses < 8
-            && blocked_pauses < 200;
+        let pausing = !pausing_over && kills_done >= kills * (pauses + 1) / (pauses_wanted + 1);
         // The restarts spread over the kills likewise, away from kills and pauses.
         // With sagas in flight, unless none has been for a few seconds.
         let restart_due = restarts < restarts_wanted
@@ -346,7 +350,11 @@ pub fn run_fleet(files: Files, fleet: Fleet) {
         // take its sagas over, and it must not go on with them when it wakes. A worker
         // paused while it holds SQLite's write lock stops every worker instead, and nothing
         // is taken over: then it is tried again, a few times at most.
-        if pausing && paused.is_none() && last_kill.elapsed() > quiet {
+        if pausing
+            && paused.is_none()
+            && last_kill.elapsed() > quiet
+            && Instant::now() >= next_pause_try
+        {
             let held: Vec<Vec<String>> = workers
                 .iter()
                 .map(|w| {
@@ -359,8 +367,15 @@ pub fn run_fleet(files: Files, fleet: Fleet) {
                 .enumerate()
                 .max_by_key(|(_, h)| h.len())
                 .unwrap();
-            if most.is_empty() {
-                starved = true;
+            let idle = queue.is_empty() && workers.iter().all(|w| w.asked.is_empty());
+            if most.is_empty() && reserve_left == 0 && idle && acked.len() as u64 == sagas {
+                gave_up_pausing = true;
+            } else if most.is_empty() {
+                // Tried again once the released sagas have reached a worker (they run for tens
+                // of milliseconds at least), before they could all have finished.
+                reserve_left = reserve_left.saturating_sub(starved_release);
+                starved_tries += 1;
+                next_pause_try = Instant::now() + Duration::from_millis(30);
             } else {
                 signal(workers[i].pid(), "-STOP");
                 // Stopped while holding a write lock (the store's or the ledger's), it would stall
@@ -406,6 +421,7 @@ pub fn run_fleet(files: Files, fleet: Fleet) {
             && kill_log.len() as u64 >= kills
             && restarts >= restarts_wanted
             && paused.is_none()
+            && pausing_over
         {
             break;
         }
@@ -463,7 +479,8 @@ pub fn run_fleet(files: Files, fleet: Fleet) {
          (sagas in flight: {restarted_in_flight:?}), \
          {pauses} pauses past the lease \
          ({taken_while_paused} sagas of the paused worker taken over meanwhile; {blocked_pauses} \
-         pauses undone at once, the worker holding a write lock); final statuses {by_status:?}; {reapplied} effects \
+         pauses undone at once, the worker holding a write lock; {starved_tries} found no worker \
+         holding a saga); final statuses {by_status:?}; {reapplied} effects \
          re-applied (deduplicated by key); {owners} sagas ran under more than one owner; stale \
          writes refused by the store: {stale}; runs stopped on a lost lease: {lost}; stale \
          effects refused by the ledger's fence: {refused}",
@@ -479,7 +496,8 @@ pub fn run_fleet(files: Files, fleet: Fleet) {
     }
     assert!(
         taken_while_paused > 0,
-        "in {pauses} pauses no other worker took over a saga of the paused one"
+        "in {pauses} pauses no other worker took over a saga of the paused one (pausing gave \
+         up, every saga finished: {gave_up_pausing})"
     );
     // Each saga taken over from the paused worker: its run there ended on a refused write or a
     // lease found lost, never by going on.
