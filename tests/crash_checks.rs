@@ -178,12 +178,12 @@ impl Reader {
                 }
                 let query = query
                     .replace("{sagas}", "sagas")
-                    .replace("{history}", "saga_history")
+                    .replace("{history}", SQLITE_HISTORY)
                     .replace(
                         "{history_saga}",
                         "(SELECT id FROM sagas WHERE seq = h.saga)",
                     )
-                    .replace("{order}", "h.key")
+                    .replace("{order}", "h.saga, h.n")
                     .replace("{not_terminal}", "terminal = 0");
                 let mut statement = conn.prepare(&query).unwrap();
                 let columns = statement.column_count();
@@ -314,8 +314,8 @@ impl Reader {
     pub fn history(&self, id: &str) -> Vec<Value> {
         let rows = match self {
             Reader::Sqlite(_) => self.rows(
-                "SELECT h.event FROM saga_history h JOIN sagas s ON s.seq = h.saga
-                 WHERE s.id = $1 ORDER BY h.key",
+                "SELECT h.event FROM {history} h JOIN sagas s ON s.seq = h.saga
+                 WHERE s.id = $1 ORDER BY h.n",
                 &[Param::Text(id.to_owned())],
             ),
             Reader::Postgres { .. } => self.rows(
@@ -328,6 +328,20 @@ impl Reader {
             .collect()
     }
 }
+
+/// SQLite's history entries as rows `(saga, n, event)`, read here without the store's code:
+/// `saga_history`'s rows, and the newest entries each saga's row keeps (schema version 7:
+/// `history` holds entries `history_from..`, each followed by a newline), split in SQL.
+const SQLITE_HISTORY: &str = "(WITH RECURSIVE kept(saga, n, rest, event) AS (
+        SELECT seq, history_from - 1, history, NULL FROM sagas
+        UNION ALL
+        SELECT saga, n + 1, substr(rest, instr(rest, char(10)) + 1),
+               substr(rest, 1, instr(rest, char(10)) - 1)
+        FROM kept WHERE rest <> ''
+    )
+    SELECT saga, n, event FROM kept WHERE event IS NOT NULL
+    UNION ALL
+    SELECT saga, n, event FROM saga_history)";
 
 /// A parameter of [`Reader::rows`].
 pub enum Param {

@@ -447,14 +447,34 @@ async fn a_version_4_database_is_read_as_it_is_then_migrated_and_records_types()
         assert_eq!(types[0].step_names(), ["a", "b", "c"]);
         assert_eq!(types[0].steps[0].compensation.as_deref(), Some("undo_a"));
     }
-    // What version 4 wrote: no types table, no index of ended sagas.
+    let (id, history) = {
+        let store = SqliteStore::options(&path).read_only(true).open().unwrap();
+        let id = store.list(SagaQuery::new()).await.unwrap()[0].id;
+        (id, store.history(id, 0, 100).await.unwrap().unwrap())
+    };
+    assert_eq!(history.len(), 8, "{history:?}");
+    // What version 4 wrote: no types table, no index of ended sagas, every history entry a row
+    // of `saga_history` (none in the saga's row).
     rusqlite::Connection::open(&path)
         .unwrap()
-        .execute_batch("DROP TABLE saga_types; DROP INDEX sagas_ended; PRAGMA user_version = 4;")
+        .execute_batch(
+            "INSERT INTO saga_history (key, saga, n, event)
+                 WITH RECURSIVE kept(saga, n, rest, event) AS (
+                     SELECT seq, history_from - 1, history, NULL FROM sagas
+                     UNION ALL
+                     SELECT saga, n + 1, substr(rest, instr(rest, char(10)) + 1),
+                            substr(rest, 1, instr(rest, char(10)) - 1)
+                     FROM kept WHERE rest <> '')
+                 SELECT (saga << 24) | n, saga, n, event FROM kept WHERE event IS NOT NULL;
+             ALTER TABLE sagas DROP COLUMN history;
+             ALTER TABLE sagas DROP COLUMN history_from;
+             DROP TABLE saga_types; DROP INDEX sagas_ended; PRAGMA user_version = 4;",
+        )
         .unwrap();
     let old = SqliteStore::options(&path).read_only(true).open().unwrap();
     assert_eq!(old.list(SagaQuery::new()).await.unwrap().len(), 1);
     assert_eq!(old.saga_types().await.unwrap(), [], "none recorded yet");
+    assert_eq!(old.history(id, 0, 100).await.unwrap().unwrap(), history);
 
     let engine = engine(&path, &script);
     let outcome = Durable::on(&engine).run(Trail::default()).await.unwrap();
@@ -477,6 +497,11 @@ async fn a_version_4_database_is_read_as_it_is_then_migrated_and_records_types()
     );
     let store = SqliteStore::options(&path).read_only(true).open().unwrap();
     assert_eq!(store.saga_types().await.unwrap().len(), 1);
+    assert_eq!(
+        store.history(id, 0, 100).await.unwrap().unwrap(),
+        history,
+        "migrated through version 7, which keeps the newest entries in the saga's row"
+    );
     assert_eq!(
         store
             .list(SagaQuery::new().status("completed"))

@@ -13,6 +13,7 @@
 //! - `reads`: records and history.
 
 mod codec;
+mod history;
 mod options;
 mod reads;
 mod rows;
@@ -431,7 +432,7 @@ mod tests {
     use crate::store::StoredContext;
     use crate::SagaStatus;
 
-    fn event(id: SagaId, kind: SagaEventKind) -> SagaEvent {
+    pub(super) fn event(id: SagaId, kind: SagaEventKind) -> SagaEvent {
         SagaEvent {
             saga_id: id,
             saga_type: Cow::Borrowed("OrderSaga"),
@@ -467,7 +468,7 @@ mod tests {
         saga
     }
 
-    async fn create(store: &SqliteStore, id: SagaId) -> Fence {
+    pub(super) async fn create(store: &SqliteStore, id: SagaId) -> Fence {
         match store.create(new_saga(id), &mut Vec::new()).await.unwrap() {
             Created::New { version, lease } => Fence {
                 token: lease.unwrap().token,

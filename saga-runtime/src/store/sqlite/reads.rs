@@ -51,44 +51,62 @@ pub(super) fn next_wake(
 }
 
 /// Up to `limit` history entries of saga `id` from entry `from`; `None` for an unknown saga.
+/// The older entries are rows of `saga_history`, the newest in the saga's row (since version
+/// 7; a read-only store reads older versions, whose entries are all rows).
 pub(super) fn history(
     conn: &Connection,
     id: SagaId,
     from: u64,
     limit: usize,
 ) -> Result<Option<Vec<SagaEvent>>, StoreError> {
-    let saga: Option<(i64, String)> = conn
-        .prepare_cached("SELECT seq, saga_type FROM sagas WHERE id = ?1")
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(store_error)?;
+    let sql = match version >= 7 {
+        true => "SELECT seq, saga_type, history_from, history FROM sagas WHERE id = ?1",
+        false => "SELECT seq, saga_type, events, '' FROM sagas WHERE id = ?1",
+    };
+    let saga: Option<(i64, String, i64, String)> = conn
+        .prepare_cached(sql)
         .and_then(|mut statement| {
             statement
-                .query_row([id.to_string()], |row| Ok((row.get(0)?, row.get(1)?)))
+                .query_row([id.to_string()], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                })
                 .optional()
         })
         .map_err(store_error)?;
-    let Some((seq, saga_type)) = saga else {
+    let Some((seq, saga_type, in_row_from, in_row)) = saga else {
         return Ok(None);
     };
+    let from = i64::try_from(from).unwrap_or(i64::MAX);
     let mut statement = conn
         .prepare_cached(
             "SELECT event FROM saga_history WHERE key BETWEEN ?1 AND ?2 ORDER BY key LIMIT ?3",
         )
         .map_err(store_error)?;
-    let from = i64::try_from(from).unwrap_or(i64::MAX);
+    // The rows before the row's own entries: read after the row, they are all there (entries
+    // only ever move from the row to `saga_history`, never back).
     let (first, last) = (
         history_key(seq, 0).saturating_add(from),
-        history_key(seq + 1, 0) - 1,
+        history_key(seq, 0).saturating_add(in_row_from) - 1,
     );
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let rows = statement
-        .query_map(rusqlite::params![first, last, limit], |row| {
-            row.get::<_, String>(0)
-        })
+        .query_map(
+            rusqlite::params![first, last, i64::try_from(limit).unwrap_or(i64::MAX)],
+            |row| row.get::<_, String>(0),
+        )
+        .map_err(store_error)?
+        .collect::<Result<Vec<String>, _>>()
         .map_err(store_error)?;
+    let skipped = usize::try_from(from.saturating_sub(in_row_from).max(0)).unwrap_or(usize::MAX);
+    let newest = super::history::entries(&in_row)
+        .skip(skipped)
+        .take(limit.saturating_sub(rows.len()));
     let mut events = Vec::new();
-    for row in rows {
-        let json = row.map_err(store_error)?;
+    for json in rows.iter().map(String::as_str).chain(newest) {
         events.push(
-            decode_event(&json, id, &saga_type)
+            decode_event(json, id, &saga_type)
                 .map_err(|e| unreadable(format!("saga {id}: unreadable history entry: {e}")))?,
         );
     }

@@ -1,6 +1,7 @@
 //! A saga's row and history as a create or a write leaves them: one insert or one update of the
-//! row (its state folded by the caller when it can, here otherwise), one insert per history
-//! entry, the fence checked first (in the update itself when the row's `seq` is known).
+//! row (its state folded by the caller when it can, here otherwise) that appends the new history
+//! entries to the row's (see [`super::history`]), the fence checked first (in the update itself
+//! when the row's `seq` is known).
 
 use std::time::SystemTime;
 
@@ -8,7 +9,7 @@ use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::codec::{fold, millis, store_error, unreadable, EncodedWrite, Folded};
-use super::schema::{history_key, HISTORY_POSITION_BITS};
+use super::history;
 use super::writer::{execute_cached, expiry};
 use crate::id::IdMap;
 use crate::store::{
@@ -17,8 +18,8 @@ use crate::store::{
 };
 use crate::{OperatorRequest, Refusal, SagaId, SagaStatus};
 
-/// Records a new saga, in one insert of its row as its first writes leave it (`folded`) and one
-/// insert per history entry; or finds the saga with its id or idempotency key.
+/// Records a new saga, in one insert of its row as its first writes leave it (`folded`), its
+/// history with it; or finds the saga with its id or idempotency key.
 pub(super) fn create(
     conn: &Connection,
     seqs: &mut Seqs,
@@ -64,12 +65,14 @@ pub(super) fn create(
         None => (None, 0, None),
     };
     let events = 1 + writes.len() as i64;
+    history::room(&id, (0, events))?;
+    let entries = history::in_row(std::iter::once(started).chain(writes.iter().map(|w| &*w.event)));
     execute_cached(
         conn,
         "INSERT INTO sagas (id, saga_type, steps, status, terminal, state, context,
                             idempotency_key, events, token, owner, lease_until, wake_at,
-                            created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                            created_at, updated_at, history)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
         params![
             id,
             saga.saga_type,
@@ -86,16 +89,14 @@ pub(super) fn create(
             folded.wake,
             now,
             updated,
+            entries,
         ],
     )?;
     let seq = conn.last_insert_rowid();
     if !folded.terminal {
         seqs.insert(saga.id, seq);
     }
-    let history = std::iter::once(started).chain(writes.iter().map(|w| &*w.event));
-    (0..)
-        .zip(history)
-        .try_for_each(|(n, event)| insert_event(conn, (&id, seq), n, event))?;
+    history::bound(conn, (&id, seq), entries.len() as i64)?;
     let version = events as u64;
     let lease = saga
         .lease
@@ -107,27 +108,6 @@ pub(super) fn create(
             expires_at: super::codec::time(lease_until.unwrap_or(now)),
         });
     Ok(Created::New { version, lease })
-}
-
-/// Writes entry `n` of the history of saga `id`, whose `seq` is `saga`.
-pub(super) fn insert_event(
-    conn: &Connection,
-    (id, saga): (&str, i64),
-    n: i64,
-    event: &str,
-) -> Result<(), StoreError> {
-    if n >> HISTORY_POSITION_BITS != 0 {
-        return Err(StoreError::new(
-            StoreErrorKind::Invalid,
-            format!("saga {id} has {n} history entries, the most one saga can keep"),
-        ));
-    }
-    execute_cached(
-        conn,
-        "INSERT INTO saga_history (key, saga, n, event) VALUES (?1, ?2, ?3, ?4)",
-        params![history_key(saga, n), saga, n, event],
-    )
-    .map(drop)
 }
 
 /// What a write needs of a saga's row.
@@ -273,7 +253,8 @@ pub(super) fn write(
     let last = writes.last().expect("not empty").at;
     let events = row.events + writes.len() as i64;
     let sets_terminal = terminal != row.terminal;
-    let changed = execute_cached(
+    history::room(&text_id, (row.events, events))?;
+    let kept = update_returning(
         conn,
         if sets_terminal {
             // Setting `terminal` rewrites the saga's entry in the index of unfinished sagas
@@ -282,12 +263,16 @@ pub(super) fn write(
             "UPDATE sagas SET updated_at = ?2, status = ?3, state = coalesce(?4, state),
                  context = coalesce(?5, context), events = ?6, wake_at = ?7, terminal = ?8,
                  owner = CASE WHEN ?8 THEN NULL ELSE owner END,
-                 lease_until = CASE WHEN ?8 THEN NULL ELSE lease_until END
-             WHERE seq = ?1"
+                 lease_until = CASE WHEN ?8 THEN NULL ELSE lease_until END,
+                 history = history || ?9
+             WHERE seq = ?1
+             RETURNING octet_length(history)"
         } else {
             "UPDATE sagas SET updated_at = ?2, status = ?3, state = coalesce(?4, state),
-                 context = coalesce(?5, context), events = ?6, wake_at = ?7
-             WHERE seq = ?1 AND terminal = ?8"
+                 context = coalesce(?5, context), events = ?6, wake_at = ?7,
+                 history = history || ?9
+             WHERE seq = ?1 AND terminal = ?8
+             RETURNING octet_length(history)"
         },
         params![
             row.seq,
@@ -297,15 +282,14 @@ pub(super) fn write(
             context,
             events,
             wake,
-            terminal
+            terminal,
+            history::in_row(writes.iter().map(|w| &*w.event)),
         ],
     )?;
-    if changed == 0 {
+    let Some(kept) = kept else {
         return Err(StoreError::not_found(id));
-    }
-    (row.events..)
-        .zip(writes)
-        .try_for_each(|(n, w)| insert_event(conn, (&text_id, row.seq), n, &w.event))?;
+    };
+    history::bound(conn, (&text_id, row.seq), kept)?;
     Ok(events as u64)
 }
 
@@ -356,22 +340,26 @@ fn write_fenced(
     let version = i64::try_from(fence.version).unwrap_or(i64::MAX);
     let token = i64::try_from(fence.token).unwrap_or(i64::MAX);
     let events = version + writes.len() as i64;
+    history::room(text_id, (version, events))?;
     let context = writes.iter().rev().find_map(|w| w.context.as_ref());
-    let changed = execute_cached(
+    let kept = update_returning(
         conn,
         if folded.terminal {
             // As in `write`: only a write that ends the saga touches `terminal` (and the index
             // of unfinished sagas), and it ends the lease.
             "UPDATE sagas SET updated_at = ?3, status = ?4, state = ?5,
                  context = coalesce(?6, context), events = ?7, wake_at = ?8, terminal = 1,
-                 owner = NULL, lease_until = NULL
+                 owner = NULL, lease_until = NULL, history = history || ?11
              WHERE seq = ?1 AND id = ?2 AND terminal = 0 AND owner IS NOT NULL
-                 AND token = ?9 AND events = ?10"
+                 AND token = ?9 AND events = ?10
+             RETURNING octet_length(history)"
         } else {
             "UPDATE sagas SET updated_at = ?3, status = ?4, state = ?5,
-                 context = coalesce(?6, context), events = ?7, wake_at = ?8
+                 context = coalesce(?6, context), events = ?7, wake_at = ?8,
+                 history = history || ?11
              WHERE seq = ?1 AND id = ?2 AND terminal = 0 AND owner IS NOT NULL
-                 AND token = ?9 AND events = ?10"
+                 AND token = ?9 AND events = ?10
+             RETURNING octet_length(history)"
         },
         params![
             seq,
@@ -383,16 +371,27 @@ fn write_fenced(
             events,
             folded.wake,
             token,
-            version
+            version,
+            history::in_row(writes.iter().map(|w| &*w.event)),
         ],
     )?;
-    if changed == 0 {
+    let Some(kept) = kept else {
         return Ok(None);
-    }
-    (version..)
-        .zip(writes)
-        .try_for_each(|(n, w)| insert_event(conn, (text_id, seq), n, &w.event))?;
+    };
+    history::bound(conn, (text_id, seq), kept)?;
     Ok(Some(events as u64))
+}
+
+/// Runs an `UPDATE .. RETURNING` of one row, prepared once per connection: what it returned
+/// (the bytes of history the row keeps), or `None` when it changed no row.
+fn update_returning(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Option<i64>, StoreError> {
+    conn.prepare_cached(sql)
+        .and_then(|mut statement| statement.query_row(params, |row| row.get(0)).optional())
+        .map_err(store_error)
 }
 
 /// Ends the lease on a saga, if `fence` holds; it is not acquired before `wake_at`.

@@ -13,7 +13,7 @@ use crate::store::{CompletedStep, StoreError, StoreErrorKind};
 use crate::SagaStatus;
 
 /// The schema version this library writes.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// The oldest schema version a read-only store reads (what it lacks reads as empty).
 pub(super) const READABLE_FROM: i64 = 4;
@@ -160,6 +160,41 @@ const TABLES: &[(i64, &[Table])] = &[
     (5, TABLES_V5),
     // Version 6 added an index, not a table.
     (6, TABLES_V5),
+    (
+        7,
+        &[
+            ("sagas", SAGAS_V7),
+            ("saga_history", &["key", "saga", "n", "event"]),
+            (
+                "saga_types",
+                &["name", "fingerprint", "shape", "recorded_at"],
+            ),
+        ],
+    ),
+];
+
+/// The columns of the `sagas` table since version 7: version 4's and the newest history
+/// entries.
+const SAGAS_V7: &[&str] = &[
+    "seq",
+    "id",
+    "saga_type",
+    "steps",
+    "status",
+    "terminal",
+    "state",
+    "context",
+    "idempotency_key",
+    "events",
+    "token",
+    "owner",
+    "lease_until",
+    "wake_at",
+    "cancel_requested",
+    "created_at",
+    "updated_at",
+    "history",
+    "history_from",
 ];
 
 /// The tables since version 5.
@@ -291,11 +326,16 @@ macro_rules! indexes_and_history {
 ///
 /// A saga's row holds its state (the fold of its writes, as JSON), its context, its lease
 /// (`owner`, `token`, `lease_until`) and, for queries, its status and whether it is terminal.
-/// `events` is the number of its history entries: its version. Its history lives in one b-tree
-/// keyed by `saga * 2^24 + n` (see [`history_key`]): the saga's `seq`, which grows with each new
-/// saga, then the entry's position in its history. The entries of one saga are together and
-/// those of a new saga go at the end, so a commit touches one history page where a table plus an
-/// index on `(saga, n)` would touch two. Idempotency keys are indexed only where there is one.
+/// `events` is the number of its history entries: its version.
+///
+/// Its newest history entries are in the row too (since version 7): `history` holds entries
+/// `history_from..events`, each followed by a newline (an encoded entry has none), appended by
+/// the one `UPDATE` each write makes anyway, so that a write changes one page where a row per
+/// entry changed two, and a commit of many sagas' writes does not scatter over the history's
+/// pages. Past [`ROW_HISTORY_BYTES`] they move to `saga_history`, one b-tree keyed by
+/// `saga * 2^24 + n` (see [`history_key`]): the saga's `seq`, then the entry's position, so
+/// that one saga's older entries are together. Idempotency keys are indexed only where there is
+/// one.
 pub(super) const SCHEMA: &str = concat!(
     "CREATE TABLE sagas (
         seq               INTEGER PRIMARY KEY,
@@ -314,7 +354,9 @@ pub(super) const SCHEMA: &str = concat!(
         wake_at           INTEGER,
         cancel_requested  INTEGER NOT NULL DEFAULT 0,
         created_at        INTEGER NOT NULL,
-        updated_at        INTEGER NOT NULL
+        updated_at        INTEGER NOT NULL,
+        history           TEXT NOT NULL DEFAULT '',
+        history_from      INTEGER NOT NULL DEFAULT 0
     );",
     indexes_and_history!(),
     waking_index!(),
@@ -326,6 +368,17 @@ pub(super) const SCHEMA: &str = concat!(
 /// wake time (durable timers).
 const MIGRATE_3_TO_4: &str =
     "ALTER TABLE sagas ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;";
+
+/// Version 6 to 7: the newest history entries in the saga's row; every entry written so far is in
+/// `saga_history`.
+const MIGRATE_6_TO_7: &str = "ALTER TABLE sagas ADD COLUMN history TEXT NOT NULL DEFAULT '';
+    ALTER TABLE sagas ADD COLUMN history_from INTEGER NOT NULL DEFAULT 0;
+    UPDATE sagas SET history_from = events;";
+
+/// The most bytes of history a saga's row keeps: a write that leaves more moves them to
+/// `saga_history`. Rows stay within a page (SQLite keeps up to about 4 KB of a row in its b-tree
+/// page before spilling to overflow pages), and the append, which rewrites the row, stays cheap.
+pub(super) const ROW_HISTORY_BYTES: i64 = 2048;
 
 /// Bits of a history key that hold the entry's position in its saga's history.
 pub(super) const HISTORY_POSITION_BITS: u32 = 24;
@@ -402,12 +455,13 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         0 => tx.execute_batch(SCHEMA).map_err(store_error)?,
         // Each version's migration, from the database's up to this one.
         1..SCHEMA_VERSION => {
-            let steps: [Migration; 5] = [
+            let steps: [Migration; 6] = [
                 migrate_1_to_2,
                 migrate_2_to_3,
                 migrate_3_to_4,
                 migrate_4_to_5,
                 migrate_5_to_6,
+                migrate_6_to_7,
             ];
             for step in &steps[(version - 1) as usize..] {
                 step(&tx)?;
@@ -436,6 +490,11 @@ type Migration = fn(&Connection) -> Result<(), StoreError>;
 /// Version 5 to 6: ended sagas indexed by status and type.
 fn migrate_5_to_6(tx: &Connection) -> Result<(), StoreError> {
     tx.execute_batch(ended_index!()).map_err(store_error)
+}
+
+/// Version 6 to 7: the newest history entries kept in the saga's row.
+fn migrate_6_to_7(tx: &Connection) -> Result<(), StoreError> {
+    tx.execute_batch(MIGRATE_6_TO_7).map_err(store_error)
 }
 
 fn migrate_1_to_2(tx: &Connection) -> Result<(), StoreError> {

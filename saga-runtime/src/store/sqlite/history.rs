@@ -1,0 +1,186 @@
+//! A saga's history as SQLite keeps it (since schema version 7): the newest entries in the
+//! saga's row, appended by the write that changes the row anyway; older ones, once the row holds
+//! more than [`ROW_HISTORY_BYTES`], a row each in `saga_history`.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::codec::{store_error, unreadable};
+use super::schema::{history_key, HISTORY_POSITION_BITS, ROW_HISTORY_BYTES};
+use super::writer::execute_cached;
+use crate::store::{StoreError, StoreErrorKind};
+
+/// Entries as a row keeps them: each followed by a newline (an encoded entry has none: JSON
+/// escapes it within strings and writes none between tokens).
+pub(super) fn in_row<'a>(entries: impl Iterator<Item = &'a str> + Clone) -> String {
+    let mut text = String::with_capacity(entries.clone().map(|e| e.len() + 1).sum());
+    for entry in entries {
+        text.push_str(entry);
+        text.push('\n');
+    }
+    text
+}
+
+/// The entries of a row's history text (as [`in_row`] wrote them).
+pub(super) fn entries(text: &str) -> impl Iterator<Item = &str> {
+    text.split_terminator('\n')
+}
+
+/// Refuses a write that would give saga `id` entries `from..to`, past the most one saga can keep
+/// (positions are [`HISTORY_POSITION_BITS`] bits of a history key).
+pub(super) fn room(id: &str, (from, to): (i64, i64)) -> Result<(), StoreError> {
+    let most = 1 << HISTORY_POSITION_BITS;
+    match to > most {
+        true => Err(StoreError::new(
+            StoreErrorKind::Invalid,
+            format!(
+                "saga {id} has {} history entries, the most one saga can keep",
+                from.max(most)
+            ),
+        )),
+        false => Ok(()),
+    }
+}
+
+/// After a write left `kept` bytes of history in the row of saga `id` (whose `seq` is `seq`):
+/// past [`ROW_HISTORY_BYTES`], the row's entries move to `saga_history`, in the same
+/// transaction. A row whose entries do not add up to its count of entries is refused (the
+/// write with it), never moved half.
+pub(super) fn bound(
+    conn: &Connection,
+    (id, seq): (&str, i64),
+    kept: i64,
+) -> Result<(), StoreError> {
+    if kept <= ROW_HISTORY_BYTES {
+        return Ok(());
+    }
+    let row: Option<(String, i64, i64)> = conn
+        .prepare_cached("SELECT history, history_from, events FROM sagas WHERE seq = ?1")
+        .and_then(|mut statement| {
+            statement
+                .query_row([seq], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+                .optional()
+        })
+        .map_err(store_error)?;
+    let Some((text, from, events)) = row else {
+        return Ok(());
+    };
+    let count = entries(&text).count() as i64;
+    if from + count != events {
+        return Err(unreadable(format!(
+            "saga {id}: its row holds {count} history entries from entry {from}, but the saga \
+             has {events}"
+        )));
+    }
+    (from..)
+        .zip(entries(&text))
+        .try_for_each(|(n, entry)| insert(conn, (id, seq), n, entry))?;
+    execute_cached(
+        conn,
+        "UPDATE sagas SET history = '', history_from = ?2 WHERE seq = ?1",
+        params![seq, events],
+    )
+    .map(drop)
+}
+
+/// Writes entry `n` of the history of saga `id`, whose `seq` is `saga`, to `saga_history`.
+fn insert(
+    conn: &Connection,
+    (id, saga): (&str, i64),
+    n: i64,
+    event: &str,
+) -> Result<(), StoreError> {
+    if n >> HISTORY_POSITION_BITS != 0 {
+        return Err(StoreError::new(
+            StoreErrorKind::Invalid,
+            format!("saga {id} has {n} history entries, the most one saga can keep"),
+        ));
+    }
+    execute_cached(
+        conn,
+        "INSERT INTO saga_history (key, saga, n, event) VALUES (?1, ?2, ?3, ?4)",
+        params![history_key(saga, n), saga, n, event],
+    )
+    .map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{create, event};
+    use super::super::SqliteStore;
+    use super::*;
+    use crate::event::SagaEventKind;
+    use crate::machine::Change;
+    use crate::step::Phase;
+    use crate::store::{SagaStore, Write};
+    use crate::{SagaId, SagaStatus};
+
+    /// The start of attempt `attempt` of the first step.
+    fn attempt(id: SagaId, attempt: u32) -> Write {
+        let kind = SagaEventKind::StepStarted {
+            step: "reserve".into(),
+            phase: Phase::Action,
+            attempt,
+        };
+        let change = Change::AttemptStarted {
+            step: 0,
+            phase: Phase::Action,
+            attempt,
+        };
+        Write::new(event(id, kind), change).with_status(Some(SagaStatus::Running { step: 0 }))
+    }
+
+    #[tokio::test]
+    async fn a_long_history_moves_out_of_the_row_and_reads_back_whole_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let store = SqliteStore::open(&path).unwrap();
+        let id = SagaId::new();
+        let mut fence = create(&store, id).await;
+        for n in 1..=60 {
+            fence.version = store
+                .write(id, fence, &mut vec![attempt(id, n)])
+                .await
+                .unwrap();
+        }
+        let (in_row, from, rows): (String, i64, i64) = Connection::open(&path)
+            .unwrap()
+            .query_row(
+                "SELECT history, history_from, (SELECT count(*) FROM saga_history) FROM sagas",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )
+            .unwrap();
+        assert!(in_row.len() as i64 <= ROW_HISTORY_BYTES, "{}", in_row.len());
+        assert_eq!(rows, from, "the older entries are rows");
+        assert!(from > 20 && entries(&in_row).count() > 0, "{from}");
+        let attempts = |events: Vec<crate::SagaEvent>| -> Vec<u32> {
+            events
+                .into_iter()
+                .map(|e| match e.kind {
+                    SagaEventKind::SagaStarted { .. } => 0,
+                    SagaEventKind::StepStarted { attempt, .. } => attempt,
+                    other => panic!("{other:?}"),
+                })
+                .collect()
+        };
+        let whole = attempts(store.history(id, 0, 1000).await.unwrap().unwrap());
+        assert_eq!(whole, (0..=60).collect::<Vec<_>>());
+        // Pages across the boundary between rows and the row's own entries.
+        for start in [0, 5, from as u64 - 3, from as u64, 58, 61, 70] {
+            let page = attempts(store.history(id, start, 7).await.unwrap().unwrap());
+            let expected: Vec<u32> = (start as u32..=60).take(7).collect();
+            assert_eq!(page, expected, "from {start}");
+        }
+    }
+
+    #[test]
+    fn entries_read_back_as_written() {
+        let text = in_row(["{\"a\":1}", "{\"b\":\"x\\ny\"}"].into_iter());
+        assert_eq!(text, "{\"a\":1}\n{\"b\":\"x\\ny\"}\n");
+        assert_eq!(
+            entries(&text).collect::<Vec<_>>(),
+            ["{\"a\":1}", "{\"b\":\"x\\ny\"}"]
+        );
+        assert_eq!(entries("").count(), 0);
+    }
+}
