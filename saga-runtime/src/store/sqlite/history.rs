@@ -1,11 +1,11 @@
 //! A saga's history as SQLite keeps it (since schema version 7): the newest entries in the
-//! saga's row, appended by the write that changes the row anyway; older ones, once the row holds
-//! more than [`ROW_HISTORY_BYTES`], a row each in `saga_history`.
+//! saga's row, appended by the write that changes the row anyway; older ones, every
+//! [`ROW_HISTORY_ENTRIES`], a row each in `saga_history`.
 
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::codec::{store_error, unreadable};
-use super::schema::{history_key, HISTORY_POSITION_BITS, ROW_HISTORY_BYTES};
+use super::schema::{history_key, HISTORY_POSITION_BITS, ROW_HISTORY_ENTRIES};
 use super::writer::execute_cached;
 use crate::store::{StoreError, StoreErrorKind};
 
@@ -41,16 +41,16 @@ pub(super) fn room(id: &str, (from, to): (i64, i64)) -> Result<(), StoreError> {
     }
 }
 
-/// After a write left `kept` bytes of history in the row of saga `id` (whose `seq` is `seq`):
-/// past [`ROW_HISTORY_BYTES`], the row's entries move to `saga_history`, in the same
-/// transaction. A row whose entries do not add up to its count of entries is refused (the
-/// write with it), never moved half.
+/// After a write took saga `id` (whose `seq` is `seq`) from `from` entries to `to`: when that
+/// passed a multiple of [`ROW_HISTORY_ENTRIES`], the row's entries move to `saga_history`, in
+/// the same transaction. A row whose entries do not add up to its count of entries is refused
+/// (the write with it), never moved half.
 pub(super) fn bound(
     conn: &Connection,
     (id, seq): (&str, i64),
-    kept: i64,
+    (from, to): (i64, i64),
 ) -> Result<(), StoreError> {
-    if kept <= ROW_HISTORY_BYTES {
+    if to / ROW_HISTORY_ENTRIES == from / ROW_HISTORY_ENTRIES {
         return Ok(());
     }
     let row: Option<(String, i64, i64)> = conn
@@ -150,9 +150,9 @@ mod tests {
                 |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
             )
             .unwrap();
-        assert!(in_row.len() as i64 <= ROW_HISTORY_BYTES, "{}", in_row.len());
+        assert_eq!(from, 48, "moved out at 16, 32 and 48 entries");
         assert_eq!(rows, from, "the older entries are rows");
-        assert!(from > 20 && entries(&in_row).count() > 0, "{from}");
+        assert_eq!(entries(&in_row).count(), 13, "61 entries in all");
         let attempts = |events: Vec<crate::SagaEvent>| -> Vec<u32> {
             events
                 .into_iter()

@@ -96,7 +96,7 @@ pub(super) fn create(
     if !folded.terminal {
         seqs.insert(saga.id, seq);
     }
-    history::bound(conn, (&id, seq), entries.len() as i64)?;
+    history::bound(conn, (&id, seq), (0, events))?;
     let version = events as u64;
     let lease = saga
         .lease
@@ -254,7 +254,7 @@ pub(super) fn write(
     let events = row.events + writes.len() as i64;
     let sets_terminal = terminal != row.terminal;
     history::room(&text_id, (row.events, events))?;
-    let kept = update_returning(
+    let changed = execute_cached(
         conn,
         if sets_terminal {
             // Setting `terminal` rewrites the saga's entry in the index of unfinished sagas
@@ -265,14 +265,12 @@ pub(super) fn write(
                  owner = CASE WHEN ?8 THEN NULL ELSE owner END,
                  lease_until = CASE WHEN ?8 THEN NULL ELSE lease_until END,
                  history = history || ?9
-             WHERE seq = ?1
-             RETURNING octet_length(history)"
+             WHERE seq = ?1"
         } else {
             "UPDATE sagas SET updated_at = ?2, status = ?3, state = coalesce(?4, state),
                  context = coalesce(?5, context), events = ?6, wake_at = ?7,
                  history = history || ?9
-             WHERE seq = ?1 AND terminal = ?8
-             RETURNING octet_length(history)"
+             WHERE seq = ?1 AND terminal = ?8"
         },
         params![
             row.seq,
@@ -286,10 +284,10 @@ pub(super) fn write(
             history::in_row(writes.iter().map(|w| &*w.event)),
         ],
     )?;
-    let Some(kept) = kept else {
+    if changed == 0 {
         return Err(StoreError::not_found(id));
-    };
-    history::bound(conn, (&text_id, row.seq), kept)?;
+    }
+    history::bound(conn, (&text_id, row.seq), (row.events, events))?;
     Ok(events as u64)
 }
 
@@ -342,7 +340,7 @@ fn write_fenced(
     let events = version + writes.len() as i64;
     history::room(text_id, (version, events))?;
     let context = writes.iter().rev().find_map(|w| w.context.as_ref());
-    let kept = update_returning(
+    let changed = execute_cached(
         conn,
         if folded.terminal {
             // As in `write`: only a write that ends the saga touches `terminal` (and the index
@@ -351,15 +349,13 @@ fn write_fenced(
                  context = coalesce(?6, context), events = ?7, wake_at = ?8, terminal = 1,
                  owner = NULL, lease_until = NULL, history = history || ?11
              WHERE seq = ?1 AND id = ?2 AND terminal = 0 AND owner IS NOT NULL
-                 AND token = ?9 AND events = ?10
-             RETURNING octet_length(history)"
+                 AND token = ?9 AND events = ?10"
         } else {
             "UPDATE sagas SET updated_at = ?3, status = ?4, state = ?5,
                  context = coalesce(?6, context), events = ?7, wake_at = ?8,
                  history = history || ?11
              WHERE seq = ?1 AND id = ?2 AND terminal = 0 AND owner IS NOT NULL
-                 AND token = ?9 AND events = ?10
-             RETURNING octet_length(history)"
+                 AND token = ?9 AND events = ?10"
         },
         params![
             seq,
@@ -375,23 +371,11 @@ fn write_fenced(
             history::in_row(writes.iter().map(|w| &*w.event)),
         ],
     )?;
-    let Some(kept) = kept else {
+    if changed == 0 {
         return Ok(None);
-    };
-    history::bound(conn, (text_id, seq), kept)?;
+    }
+    history::bound(conn, (text_id, seq), (version, events))?;
     Ok(Some(events as u64))
-}
-
-/// Runs an `UPDATE .. RETURNING` of one row, prepared once per connection: what it returned
-/// (the bytes of history the row keeps), or `None` when it changed no row.
-fn update_returning(
-    conn: &Connection,
-    sql: &str,
-    params: impl rusqlite::Params,
-) -> Result<Option<i64>, StoreError> {
-    conn.prepare_cached(sql)
-        .and_then(|mut statement| statement.query_row(params, |row| row.get(0)).optional())
-        .map_err(store_error)
 }
 
 /// Ends the lease on a saga, if `fence` holds; it is not acquired before `wake_at`.

@@ -332,7 +332,7 @@ macro_rules! indexes_and_history {
 /// `history_from..events`, each followed by a newline (an encoded entry has none), appended by
 /// the one `UPDATE` each write makes anyway, so that a write changes one page where a row per
 /// entry changed two, and a commit of many sagas' writes does not scatter over the history's
-/// pages. Past [`ROW_HISTORY_BYTES`] they move to `saga_history`, one b-tree keyed by
+/// pages. Every [`ROW_HISTORY_ENTRIES`] they move to `saga_history`, one b-tree keyed by
 /// `saga * 2^24 + n` (see [`history_key`]): the saga's `seq`, then the entry's position, so
 /// that one saga's older entries are together. Idempotency keys are indexed only where there is
 /// one.
@@ -375,10 +375,14 @@ const MIGRATE_6_TO_7: &str = "ALTER TABLE sagas ADD COLUMN history TEXT NOT NULL
     ALTER TABLE sagas ADD COLUMN history_from INTEGER NOT NULL DEFAULT 0;
     UPDATE sagas SET history_from = events;";
 
-/// The most bytes of history a saga's row keeps: a write that leaves more moves them to
-/// `saga_history`. Rows stay within a page (SQLite keeps up to about 4 KB of a row in its b-tree
-/// page before spilling to overflow pages), and the append, which rewrites the row, stays cheap.
-pub(super) const ROW_HISTORY_BYTES: i64 = 2048;
+/// How many history entries a saga's row gathers before they move to `saga_history`: a write
+/// that takes the saga's count of entries past a multiple of this moves the row's entries out
+/// (so a row holds fewer than this plus one write's). Known from the versions alone, the
+/// writer needs no read to tell; a straight saga of up to 7 steps (2 entries a step, 2 more)
+/// keeps its whole history in its row. Rows stay about a page (SQLite keeps about 4 KB of a
+/// row in its b-tree page before it spills to overflow pages), and the append, which rewrites
+/// the row, stays cheap.
+pub(super) const ROW_HISTORY_ENTRIES: i64 = 16;
 
 /// Bits of a history key that hold the entry's position in its saga's history.
 pub(super) const HISTORY_POSITION_BITS: u32 = 24;
