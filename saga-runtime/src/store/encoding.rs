@@ -26,21 +26,52 @@ pub(crate) fn time(ms: i64) -> SystemTime {
 /// with them, before, read the same.
 #[derive(Serialize)]
 struct StoredEvent<'a> {
-    at: &'a SystemTime,
+    at: StoredTime,
     kind: &'a SagaEventKind,
+}
+
+/// When an entry happened, as it is stored.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum StoredTime {
+    /// Nanoseconds since the Unix epoch: a quarter of a short entry less than `Time`.
+    Nanos(u64),
+    /// Serde's form of a `SystemTime` (`{"secs_since_epoch":..,"nanos_since_epoch":..}`).
+    Time(SystemTime),
+}
+
+/// How a store writes the time of a history entry. Both read back the same; a store writes
+/// `Nanos` only where every library version that reads its data reads them (SQLite since
+/// schema version 7; PostgreSQL keeps `Time`, which its older versions read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TimeForm {
+    Nanos,
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    Time,
 }
 
 /// A history entry read back (other fields, as older entries have, are ignored).
 #[derive(Deserialize)]
 struct ReadEvent {
-    at: SystemTime,
+    at: StoredTime,
     kind: SagaEventKind,
 }
 
-/// Encodes an event as its history entry.
-pub(crate) fn encode_event(event: &SagaEvent) -> Result<String, StoreError> {
+/// Encodes an event as its history entry, its time in `form`.
+pub(crate) fn encode_event(event: &SagaEvent, form: TimeForm) -> Result<String, StoreError> {
+    // Times a u64 of nanoseconds cannot hold (after 2554) keep the long form (serde refuses
+    // those before 1970 in both).
+    let nanos = event
+        .at
+        .duration_since(UNIX_EPOCH)
+        .ok()
+        .and_then(|d| u64::try_from(d.as_nanos()).ok());
+    let at = match (form, nanos) {
+        (TimeForm::Nanos, Some(nanos)) => StoredTime::Nanos(nanos),
+        _ => StoredTime::Time(event.at),
+    };
     let stored = StoredEvent {
-        at: &event.at,
+        at,
         kind: &event.kind,
     };
     serde_json::to_string(&stored).map_err(|e| {
@@ -58,10 +89,55 @@ pub(crate) fn decode_event(
     saga_type: &str,
 ) -> serde_json::Result<SagaEvent> {
     let ReadEvent { at, kind } = serde_json::from_str(json)?;
+    let at = match at {
+        StoredTime::Nanos(nanos) => UNIX_EPOCH + Duration::from_nanos(nanos),
+        StoredTime::Time(at) => at,
+    };
     Ok(SagaEvent {
         saga_id: id,
         saga_type: saga_type.to_owned().into(),
         at,
         kind,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SagaId;
+
+    fn event(at: SystemTime) -> SagaEvent {
+        SagaEvent {
+            saga_id: SagaId::new(),
+            saga_type: "OrderSaga".into(),
+            at,
+            kind: SagaEventKind::SagaCompleted {
+                duration: Duration::from_millis(3),
+            },
+        }
+    }
+
+    #[test]
+    fn an_entry_reads_back_its_time_in_either_form() {
+        let at = UNIX_EPOCH + Duration::new(1_796_470_480, 538_466_363);
+        let short = encode_event(&event(at), TimeForm::Nanos).unwrap();
+        assert_eq!(
+            short,
+            r#"{"at":1796470480538466363,"kind":{"event":"saga_completed","duration":{"secs":0,"nanos":3000000}}}"#
+        );
+        let long = encode_event(&event(at), TimeForm::Time).unwrap();
+        assert!(
+            long.starts_with(r#"{"at":{"secs_since_epoch":1796470480,"#),
+            "{long}"
+        );
+        for json in [short, long] {
+            let id = SagaId::new();
+            let read = decode_event(&json, id, "OrderSaga").unwrap();
+            assert_eq!((read.at, read.saga_id), (at, id), "{json}");
+        }
+        // Before 1970: neither form holds it, and the entry is refused, as it always was.
+        let early = UNIX_EPOCH - Duration::from_secs(1);
+        let error = encode_event(&event(early), TimeForm::Nanos).unwrap_err();
+        assert_eq!(error.kind(), StoreErrorKind::Invalid);
+    }
 }

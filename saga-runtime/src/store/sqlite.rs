@@ -259,7 +259,7 @@ impl SagaStore for SqliteStore {
     fn create<'a>(&'a self, saga: NewSaga, writes: &mut Vec<Write>) -> StoreFuture<'a, Created> {
         // Encoded first: the writes leave the vector whatever happens next.
         let writes = encode(writes);
-        let encoded = codec::encode_event(&saga.started).and_then(|started| Ok((started, writes?)));
+        let encoded = codec::encode_entry(&saga.started).and_then(|started| Ok((started, writes?)));
         let (started, writes) = match encoded {
             Ok(encoded) => encoded,
             Err(error) => return failed(error),

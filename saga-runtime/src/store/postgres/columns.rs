@@ -9,7 +9,7 @@ use deadpool_postgres::GenericClient;
 use super::rows::{expiry, pg_error, prepared, Sql};
 use crate::event::SagaEvent;
 use crate::machine::{SagaState, Write};
-use crate::store::encoding::{encode_event, millis, time};
+use crate::store::encoding::{encode_event, millis, time, TimeForm};
 use crate::store::{Created, Lease, NewSaga, StoreError, StoreErrorKind};
 
 pub(super) fn json_error(what: &str, error: serde_json::Error) -> StoreError {
@@ -61,7 +61,7 @@ struct History {
 impl History {
     /// Encodes `events`, before anything is added.
     fn encode<'e>(events: impl Iterator<Item = &'e SagaEvent>) -> Result<Vec<String>, StoreError> {
-        events.map(encode_event).collect()
+        events.map(|e| encode_event(e, TimeForm::Time)).collect()
     }
 
     /// Adds entries [`History::encode`] encoded (infallible, so that a row and its history are

@@ -5,7 +5,9 @@ use std::time::SystemTime;
 use rusqlite::types::ValueRef;
 use rusqlite::ErrorCode;
 
-pub(super) use crate::store::encoding::{decode_event, encode_event, millis, time};
+use crate::event::SagaEvent;
+pub(super) use crate::store::encoding::{decode_event, millis, time};
+use crate::store::encoding::{encode_event, TimeForm};
 
 use crate::machine::{Change, SagaState, Write};
 use crate::store::{
@@ -90,13 +92,19 @@ pub(super) fn fold(state: &mut SagaState, writes: &[EncodedWrite]) -> Result<Fol
     })
 }
 
+/// Encodes an event as SQLite keeps its history entry: its time in nanoseconds, which every
+/// library that opens a schema version 7 file reads.
+pub(super) fn encode_entry(event: &SagaEvent) -> Result<String, StoreError> {
+    encode_event(event, TimeForm::Nanos)
+}
+
 /// Encodes `writes` for the writer thread, taking them out of the vector.
 pub(super) fn encode(writes: &mut Vec<Write>) -> Result<Vec<EncodedWrite>, StoreError> {
     writes
         .drain(..)
         .map(|w| {
             Ok(EncodedWrite {
-                event: encode_event(&w.event)?,
+                event: encode_entry(&w.event)?,
                 at: w.event.at,
                 context: w
                     .context
