@@ -28,24 +28,6 @@ pub(super) fn create(
     folded: &Folded,
 ) -> Result<Created, StoreError> {
     let id = saga.id.to_string();
-    let existing: Option<String> = conn
-        .prepare_cached(
-            "SELECT id FROM sagas WHERE id = ?1 OR (?2 IS NOT NULL AND idempotency_key = ?2)",
-        )
-        .and_then(|mut statement| {
-            statement
-                .query_row(params![id, saga.idempotency_key], |row| row.get(0))
-                .optional()
-        })
-        .map_err(store_error)?;
-    if let Some(existing) = existing {
-        let record = super::reads::load_record(conn, &existing)?
-            .ok_or_else(|| {
-                StoreError::new(StoreErrorKind::Conflict, "saga vanished during create")
-            })?
-            .map_err(|corrupt| unreadable(corrupt.message))?;
-        return Ok(Created::Existing(Box::new(record)));
-    }
     // The context the last write committed, or the initial one.
     let initial;
     let context: &[u8] = match writes.iter().rev().find_map(|w| w.context.as_deref()) {
@@ -67,12 +49,15 @@ pub(super) fn create(
     let events = 1 + writes.len() as i64;
     history::room(&id, (0, events))?;
     let entries = history::in_row(std::iter::once(started).chain(writes.iter().map(|w| &*w.event)));
-    execute_cached(
+    // A saga with this id or idempotency key already: the insert does nothing (the unique
+    // indexes tell, so a new saga, the common case, costs no lookup of its own).
+    let inserted = execute_cached(
         conn,
         "INSERT INTO sagas (id, saga_type, steps, status, terminal, state, context,
                             idempotency_key, events, token, owner, lease_until, wake_at,
                             created_at, updated_at, history)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+         ON CONFLICT DO NOTHING",
         params![
             id,
             saga.saga_type,
@@ -92,6 +77,9 @@ pub(super) fn create(
             entries,
         ],
     )?;
+    if inserted == 0 {
+        return existing(conn, &id, saga.idempotency_key.as_deref());
+    }
     let seq = conn.last_insert_rowid();
     if !folded.terminal {
         seqs.insert(saga.id, seq);
@@ -108,6 +96,25 @@ pub(super) fn create(
             expires_at: super::codec::time(lease_until.unwrap_or(now)),
         });
     Ok(Created::New { version, lease })
+}
+
+/// The saga a create found with its id or its idempotency key.
+fn existing(conn: &Connection, id: &str, key: Option<&str>) -> Result<Created, StoreError> {
+    let existing: Option<String> = conn
+        .prepare_cached(
+            "SELECT id FROM sagas WHERE id = ?1 OR (?2 IS NOT NULL AND idempotency_key = ?2)",
+        )
+        .and_then(|mut statement| {
+            statement
+                .query_row(params![id, key], |row| row.get(0))
+                .optional()
+        })
+        .map_err(store_error)?;
+    let vanished = || StoreError::new(StoreErrorKind::Conflict, "saga vanished during create");
+    let record = super::reads::load_record(conn, &existing.ok_or_else(vanished)?)?
+        .ok_or_else(vanished)?
+        .map_err(|corrupt| unreadable(corrupt.message))?;
+    Ok(Created::Existing(Box::new(record)))
 }
 
 /// What a write needs of a saga's row.
