@@ -162,11 +162,17 @@ fn resumed_between(store: &Reader, id: &str, from_ms: i64, to_ms: i64) -> bool {
     })
 }
 
-/// An event's time, in ms since the epoch.
+/// An event's time, in ms since the epoch: stored as nanoseconds (SQLite since schema version
+/// 7) or as serde's `SystemTime` (PostgreSQL).
 fn event_ms(event: &Value) -> i64 {
     let at = &event["at"];
-    at["secs_since_epoch"].as_i64().unwrap() * 1000
-        + at["nanos_since_epoch"].as_i64().unwrap() / 1_000_000
+    match at.as_u64() {
+        Some(nanos) => (nanos / 1_000_000) as i64,
+        None => {
+            at["secs_since_epoch"].as_i64().unwrap() * 1000
+                + at["nanos_since_epoch"].as_i64().unwrap() / 1_000_000
+        }
+    }
 }
 
 /// A kill: when, and the sagas the killed worker held.

@@ -12,9 +12,10 @@
 //! - `raw_sequential_{full,normal}` does the same 5 commits with rusqlite directly: insert the
 //!   saga row, update it after each step with the step's status and the context as JSON, then a
 //!   final update; one transaction each.
-//! - `raw_sequential_history_{full,normal}` does by hand what the store records: 4 commits as
-//!   the runtime's, a history row per transition (8) and an index of unfinished sagas: the
-//!   ceiling for a saga that keeps its history.
+//! - `raw_sequential_history_{full,normal}` does by hand what the store recorded until its
+//!   schema version 7: 4 commits as the runtime's, a history row per transition (8) and an
+//!   index of unfinished sagas. (Since version 7 the store appends a saga's newest entries to
+//!   its row, as `raw_grouped_100_history_in_row_full` does.)
 //! - `saga_concurrent_1000_full_{multi,current}_thread` runs 1,000 sagas at once, on a
 //!   multi-thread and on a current-thread runtime, and waits for all: the store's writer thread
 //!   group-commits whatever is queued, so they share fsyncs.
@@ -23,8 +24,8 @@
 //! - `raw_grouped_100_history_full` and `raw_grouped_100_history_in_row_full` add by hand what
 //!   the store keeps (an index of unfinished sagas, a history entry per transition): a history
 //!   row per entry, or the entries appended to the saga's own row by the 5 statements that write
-//!   it anyway. Ceilings for `saga_concurrent_1000_*` with today's layout and with the history
-//!   kept in the row.
+//!   it anyway. Ceilings for `saga_concurrent_1000_*` with the store's layout before schema
+//!   version 7 and with the history kept in the row (since).
 //!
 //! Throughput is in sagas: one iteration of a `*_sequential_*` bench completes one saga, one
 //! iteration of the others completes 1,000. Each bench gets a fresh database file (it grows
