@@ -45,6 +45,7 @@ enum StoredTime {
 /// schema version 7; PostgreSQL keeps `Time`, which its older versions read).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum TimeForm {
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     Nanos,
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     Time,

@@ -442,15 +442,20 @@ mod tests {
     }
 
     fn intent(id: SagaId) -> Write {
+        attempt(id, 1)
+    }
+
+    /// The start of attempt `attempt` of the first step.
+    pub(super) fn attempt(id: SagaId, attempt: u32) -> Write {
         let kind = SagaEventKind::StepStarted {
             step: "reserve".into(),
             phase: crate::step::Phase::Action,
-            attempt: 1,
+            attempt,
         };
         let change = Change::AttemptStarted {
             step: 0,
             phase: crate::step::Phase::Action,
-            attempt: 1,
+            attempt,
         };
         Write::new(event(id, kind), change).with_status(Some(SagaStatus::Running { step: 0 }))
     }

@@ -105,29 +105,12 @@ fn insert(
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{create, event};
+    use super::super::tests::{attempt, create};
     use super::super::SqliteStore;
     use super::*;
     use crate::event::SagaEventKind;
-    use crate::machine::Change;
-    use crate::step::Phase;
-    use crate::store::{SagaStore, Write};
-    use crate::{SagaId, SagaStatus};
-
-    /// The start of attempt `attempt` of the first step.
-    fn attempt(id: SagaId, attempt: u32) -> Write {
-        let kind = SagaEventKind::StepStarted {
-            step: "reserve".into(),
-            phase: Phase::Action,
-            attempt,
-        };
-        let change = Change::AttemptStarted {
-            step: 0,
-            phase: Phase::Action,
-            attempt,
-        };
-        Write::new(event(id, kind), change).with_status(Some(SagaStatus::Running { step: 0 }))
-    }
+    use crate::store::SagaStore;
+    use crate::SagaId;
 
     #[tokio::test]
     async fn a_long_history_moves_out_of_the_row_and_reads_back_whole_in_order() {

@@ -163,7 +163,9 @@ const TABLES: &[(i64, &[Table])] = &[
     (
         7,
         &[
-            ("sagas", SAGAS_V7),
+            ("sagas", SAGAS_V4),
+            // And the newest history entries, since version 7.
+            ("sagas", &["history", "history_from"]),
             ("saga_history", &["key", "saga", "n", "event"]),
             (
                 "saga_types",
@@ -171,30 +173,6 @@ const TABLES: &[(i64, &[Table])] = &[
             ),
         ],
     ),
-];
-
-/// The columns of the `sagas` table since version 7: version 4's and the newest history
-/// entries.
-const SAGAS_V7: &[&str] = &[
-    "seq",
-    "id",
-    "saga_type",
-    "steps",
-    "status",
-    "terminal",
-    "state",
-    "context",
-    "idempotency_key",
-    "events",
-    "token",
-    "owner",
-    "lease_until",
-    "wake_at",
-    "cancel_requested",
-    "created_at",
-    "updated_at",
-    "history",
-    "history_from",
 ];
 
 /// The tables since version 5.
