@@ -61,19 +61,19 @@ pub(super) fn bound(
                 .optional()
         })
         .map_err(store_error)?;
-    let Some((text, from, events)) = row else {
+    let Some((text, first, events)) = row else {
         return Ok(());
     };
     let count = entries(&text).count() as i64;
-    if from + count != events {
+    if first + count != events {
         return Err(unreadable(format!(
-            "saga {id}: its row holds {count} history entries from entry {from}, but the saga \
+            "saga {id}: its row holds {count} history entries from entry {first}, but the saga \
              has {events}"
         )));
     }
-    (from..)
+    (first..)
         .zip(entries(&text))
-        .try_for_each(|(n, entry)| insert(conn, (id, seq), n, entry))?;
+        .try_for_each(|(n, entry)| insert(conn, seq, n, entry))?;
     execute_cached(
         conn,
         "UPDATE sagas SET history = '', history_from = ?2 WHERE seq = ?1",
@@ -82,19 +82,9 @@ pub(super) fn bound(
     .map(drop)
 }
 
-/// Writes entry `n` of the history of saga `id`, whose `seq` is `saga`, to `saga_history`.
-fn insert(
-    conn: &Connection,
-    (id, saga): (&str, i64),
-    n: i64,
-    event: &str,
-) -> Result<(), StoreError> {
-    if n >> HISTORY_POSITION_BITS != 0 {
-        return Err(StoreError::new(
-            StoreErrorKind::Invalid,
-            format!("saga {id} has {n} history entries, the most one saga can keep"),
-        ));
-    }
+/// Writes entry `n` of the history of the saga whose `seq` is `saga` to `saga_history` (within
+/// the positions a key holds: [`room`] refused any write past them).
+fn insert(conn: &Connection, saga: i64, n: i64, event: &str) -> Result<(), StoreError> {
     execute_cached(
         conn,
         "INSERT INTO saga_history (key, saga, n, event) VALUES (?1, ?2, ?3, ?4)",

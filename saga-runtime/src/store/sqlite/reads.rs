@@ -52,8 +52,24 @@ pub(super) fn next_wake(
 
 /// Up to `limit` history entries of saga `id` from entry `from`; `None` for an unknown saga.
 /// The older entries are rows of `saga_history`, the newest in the saga's row (since version
-/// 7; a read-only store reads older versions, whose entries are all rows).
+/// 7; a read-only store reads older versions, whose entries are all rows). One snapshot for the
+/// version, the row and the rows: the writer may move entries out of the row meanwhile, or
+/// another process migrate the file.
 pub(super) fn history(
+    conn: &Connection,
+    id: SagaId,
+    from: u64,
+    limit: usize,
+) -> Result<Option<Vec<SagaEvent>>, StoreError> {
+    conn.execute_batch("BEGIN").map_err(store_error)?;
+    let read = history_snapshot(conn, id, from, limit);
+    let ended = conn.execute_batch("COMMIT").map_err(store_error);
+    let read = read?;
+    ended?;
+    Ok(read)
+}
+
+fn history_snapshot(
     conn: &Connection,
     id: SagaId,
     from: u64,
@@ -85,8 +101,7 @@ pub(super) fn history(
             "SELECT event FROM saga_history WHERE key BETWEEN ?1 AND ?2 ORDER BY key LIMIT ?3",
         )
         .map_err(store_error)?;
-    // The rows before the row's own entries: read after the row, they are all there (entries
-    // only ever move from the row to `saga_history`, never back).
+    // The entries before the row's own.
     let (first, last) = (
         history_key(seq, 0).saturating_add(from),
         history_key(seq, 0).saturating_add(in_row_from) - 1,
