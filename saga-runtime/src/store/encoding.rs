@@ -59,7 +59,24 @@ struct ReadEvent {
 }
 
 /// Encodes an event as its history entry, its time in `form`.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub(crate) fn encode_event(event: &SagaEvent, form: TimeForm) -> Result<String, StoreError> {
+    let mut json = Vec::new();
+    encode_event_into(&mut json, event, form)?;
+    String::from_utf8(json).map_err(|e| {
+        StoreError::new(
+            StoreErrorKind::Invalid,
+            format!("the event does not encode as text: {e}"),
+        )
+    })
+}
+
+/// [`encode_event`], appended to `out`.
+pub(crate) fn encode_event_into(
+    out: &mut Vec<u8>,
+    event: &SagaEvent,
+    form: TimeForm,
+) -> Result<(), StoreError> {
     // Times a u64 of nanoseconds cannot hold (after 2554) keep the long form (serde refuses
     // those before 1970 in both).
     let nanos = event
@@ -75,7 +92,7 @@ pub(crate) fn encode_event(event: &SagaEvent, form: TimeForm) -> Result<String, 
         at,
         kind: &event.kind,
     };
-    serde_json::to_string(&stored).map_err(|e| {
+    serde_json::to_writer(out, &stored).map_err(|e| {
         StoreError::new(
             StoreErrorKind::Invalid,
             format!("the event does not serialize: {e}"),

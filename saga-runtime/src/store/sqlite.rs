@@ -258,20 +258,18 @@ fn failed<'a, T: Send + 'a>(error: StoreError) -> StoreFuture<'a, T> {
 impl SagaStore for SqliteStore {
     fn create<'a>(&'a self, saga: NewSaga, writes: &mut Vec<Write>) -> StoreFuture<'a, Created> {
         // Encoded first: the writes leave the vector whatever happens next.
-        let writes = encode(writes);
-        let encoded = codec::encode_entry(&saga.started).and_then(|started| Ok((started, writes?)));
-        let (started, writes) = match encoded {
+        let encoded = match encode(Some(&saga.started), writes) {
             Ok(encoded) => encoded,
             Err(error) => return failed(error),
         };
         let (id, mut state) = (saga.id, saga.initial_state());
-        let folded = match codec::fold(&mut state, &writes) {
+        let folded = match codec::fold(&mut state, &encoded.writes) {
             Ok(folded) => Box::new(folded),
             Err(error) => return failed(error),
         };
         let (reply, receiver) = channel();
         let created = self.send(
-            Request::Create(Box::new(saga), started, writes, folded, reply),
+            Request::Create(Box::new(saga), encoded, folded, reply),
             receiver,
         );
         StoreFuture::new(async move {
@@ -291,7 +289,7 @@ impl SagaStore for SqliteStore {
         fence: Fence,
         writes: &mut Vec<Write>,
     ) -> StoreFuture<'a, u64> {
-        let encoded = match encode(writes) {
+        let encoded = match encode(None, writes) {
             Ok(encoded) => encoded,
             Err(error) => return failed(error),
         };
@@ -301,7 +299,7 @@ impl SagaStore for SqliteStore {
             .remove(&id)
             .filter(|(v, _)| *v == fence.version);
         let (folded, state) = match known {
-            Some((_, mut state)) => match codec::fold(&mut state, &encoded) {
+            Some((_, mut state)) => match codec::fold(&mut state, &encoded.writes) {
                 Ok(folded) => (Some(Box::new(folded)), Some(state)),
                 Err(error) => return failed(error),
             },

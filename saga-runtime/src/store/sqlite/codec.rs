@@ -7,7 +7,6 @@ use rusqlite::ErrorCode;
 
 use crate::event::SagaEvent;
 pub(super) use crate::store::encoding::{decode_event, millis, time};
-use crate::store::encoding::{encode_event, TimeForm};
 
 use crate::machine::{Change, SagaState, Write};
 use crate::store::{
@@ -54,9 +53,15 @@ pub(super) fn unreadable(message: impl Into<String>) -> StoreError {
     StoreError::new(StoreErrorKind::Corrupt, message)
 }
 
-/// A write with its JSON already encoded, on the caller's thread rather than the writer's.
+/// Writes with their JSON already encoded, on the caller's thread rather than the writer's: what
+/// each changes, and their history entries as the saga's row keeps them.
+pub(super) struct Encoded {
+    pub(super) writes: Vec<EncodedWrite>,
+    pub(super) entries: String,
+}
+
+/// A write with its JSON already encoded (its history entry in [`Encoded::entries`]).
 pub(super) struct EncodedWrite {
-    pub(super) event: String,
     pub(super) at: SystemTime,
     pub(super) status: Option<SagaStatus<usize>>,
     pub(super) change: Change,
@@ -92,19 +97,21 @@ pub(super) fn fold(state: &mut SagaState, writes: &[EncodedWrite]) -> Result<Fol
     })
 }
 
-/// Encodes an event as SQLite keeps its history entry: its time in nanoseconds, which every
-/// library that opens a schema version 7 file reads.
-pub(super) fn encode_entry(event: &SagaEvent) -> Result<String, StoreError> {
-    encode_event(event, TimeForm::Nanos)
-}
-
-/// Encodes `writes` for the writer thread, taking them out of the vector.
-pub(super) fn encode(writes: &mut Vec<Write>) -> Result<Vec<EncodedWrite>, StoreError> {
-    writes
+/// Encodes `writes` for the writer thread, taking them out of the vector; a new saga's history
+/// starts with its `started` event.
+pub(super) fn encode(
+    started: Option<&SagaEvent>,
+    writes: &mut Vec<Write>,
+) -> Result<Encoded, StoreError> {
+    let mut entries = Vec::new();
+    if let Some(started) = started {
+        super::history::push(&mut entries, started)?;
+    }
+    let writes = writes
         .drain(..)
         .map(|w| {
+            super::history::push(&mut entries, &w.event)?;
             Ok(EncodedWrite {
-                event: encode_entry(&w.event)?,
                 at: w.event.at,
                 context: w
                     .context
@@ -121,7 +128,10 @@ pub(super) fn encode(writes: &mut Vec<Write>) -> Result<Vec<EncodedWrite>, Store
                 change: w.change,
             })
         })
-        .collect()
+        .collect::<Result<_, StoreError>>()?;
+    // JSON is UTF-8, and so is a newline.
+    let entries = String::from_utf8(entries).map_err(|e| unreadable(e.to_string()))?;
+    Ok(Encoded { writes, entries })
 }
 
 /// The columns [`row_to_record`] reads, in its order.

@@ -7,20 +7,20 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::codec::{store_error, unreadable};
 use super::schema::{history_key, HISTORY_POSITION_BITS, ROW_HISTORY_ENTRIES};
 use super::writer::execute_cached;
+use crate::event::SagaEvent;
+use crate::store::encoding::{encode_event_into, TimeForm};
 use crate::store::{StoreError, StoreErrorKind};
 
-/// Entries as a row keeps them: each followed by a newline (an encoded entry has none: JSON
-/// escapes it within strings and writes none between tokens).
-pub(super) fn in_row<'a>(entries: impl Iterator<Item = &'a str> + Clone) -> String {
-    let mut text = String::with_capacity(entries.clone().map(|e| e.len() + 1).sum());
-    for entry in entries {
-        text.push_str(entry);
-        text.push('\n');
-    }
-    text
+/// Appends `event` to `text` as a row keeps its entries: encoded, its time in nanoseconds (which
+/// every library that opens a schema version 7 file reads), then a newline (an encoded entry
+/// has none: JSON escapes it within strings and writes none between tokens).
+pub(super) fn push(text: &mut Vec<u8>, event: &SagaEvent) -> Result<(), StoreError> {
+    encode_event_into(text, event, TimeForm::Nanos)?;
+    text.push(b'\n');
+    Ok(())
 }
 
-/// The entries of a row's history text (as [`in_row`] wrote them).
+/// The entries of a row's history text (as [`push`] wrote them).
 pub(super) fn entries(text: &str) -> impl Iterator<Item = &str> {
     text.split_terminator('\n')
 }
@@ -148,12 +148,28 @@ mod tests {
 
     #[test]
     fn entries_read_back_as_written() {
-        let text = in_row(["{\"a\":1}", "{\"b\":\"x\\ny\"}"].into_iter());
-        assert_eq!(text, "{\"a\":1}\n{\"b\":\"x\\ny\"}\n");
-        assert_eq!(
-            entries(&text).collect::<Vec<_>>(),
-            ["{\"a\":1}", "{\"b\":\"x\\ny\"}"]
-        );
+        let id = SagaId::new();
+        let failed = |error: &'static str| {
+            super::super::tests::event(
+                id,
+                SagaEventKind::StepFailed {
+                    step: "charge".into(),
+                    attempt: 1,
+                    error: crate::StepError::permanent(error),
+                },
+            )
+        };
+        let written = [failed("one"), failed("two\nlines")];
+        let mut text = Vec::new();
+        for event in &written {
+            push(&mut text, event).unwrap();
+        }
+        let text = String::from_utf8(text).unwrap();
+        assert_eq!(text.matches('\n').count(), 2, "{text}");
+        let read: Vec<_> = entries(&text)
+            .map(|json| crate::store::encoding::decode_event(json, id, "OrderSaga").unwrap())
+            .collect();
+        assert_eq!(read, written);
         assert_eq!(entries("").count(), 0);
     }
 }

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::codec::{fold, millis, store_error, unreadable, EncodedWrite, Folded};
+use super::codec::{fold, millis, store_error, unreadable, Encoded, EncodedWrite, Folded};
 use super::history;
 use super::writer::{execute_cached, expiry};
 use crate::id::IdMap;
@@ -24,9 +24,10 @@ pub(super) fn create(
     conn: &Connection,
     seqs: &mut Seqs,
     saga: &NewSaga,
-    (started, writes): (&str, &[EncodedWrite]),
+    encoded: &Encoded,
     folded: &Folded,
 ) -> Result<Created, StoreError> {
+    let (writes, entries) = (&encoded.writes, &encoded.entries);
     let id = saga.id.to_string();
     // The context the last write committed, or the initial one.
     let initial;
@@ -48,7 +49,6 @@ pub(super) fn create(
     };
     let events = 1 + writes.len() as i64;
     history::room(&id, (0, events))?;
-    let entries = history::in_row(std::iter::once(started).chain(writes.iter().map(|w| &*w.event)));
     // A saga with this id or idempotency key already: the insert does nothing (the unique
     // indexes tell, so a new saga, the common case, costs no lookup of its own).
     let inserted = execute_cached(
@@ -216,12 +216,13 @@ pub(super) fn write(
     seqs: &mut Seqs,
     id: SagaId,
     fence: Option<Fence>,
-    writes: &[EncodedWrite],
+    encoded: &Encoded,
     folded: Option<&Folded>,
 ) -> Result<u64, StoreError> {
+    let (writes, entries) = (&*encoded.writes, &encoded.entries);
     let text_id = id.to_string();
     if let (Some(fence), Some(folded), Some(&seq)) = (fence, folded, seqs.get(&id)) {
-        if let Some(version) = write_fenced(conn, (&text_id, seq), fence, writes, folded)? {
+        if let Some(version) = write_fenced(conn, (&text_id, seq), fence, encoded, folded)? {
             if folded.terminal {
                 seqs.remove(&id);
             }
@@ -288,7 +289,7 @@ pub(super) fn write(
             events,
             wake,
             terminal,
-            history::in_row(writes.iter().map(|w| &*w.event)),
+            entries,
         ],
     )?;
     if changed == 0 {
@@ -336,9 +337,10 @@ fn write_fenced(
     conn: &Connection,
     (text_id, seq): (&str, i64),
     fence: Fence,
-    writes: &[EncodedWrite],
+    encoded: &Encoded,
     folded: &Folded,
 ) -> Result<Option<u64>, StoreError> {
+    let (writes, entries) = (&encoded.writes, &encoded.entries);
     let Some(last) = writes.last() else {
         return Ok(None);
     };
@@ -375,7 +377,7 @@ fn write_fenced(
             folded.wake,
             token,
             version,
-            history::in_row(writes.iter().map(|w| &*w.event)),
+            entries,
         ],
     )?;
     if changed == 0 {
@@ -446,7 +448,7 @@ pub(super) fn operator(
         Admission::Reopen(write) => {
             // The operator's write reopens it (its status is not terminal), unfenced: an ended
             // saga has no holder. Then the caller's lease, if it asked for one.
-            let encoded = super::codec::encode(&mut vec![*write])?;
+            let encoded = super::codec::encode(None, &mut vec![*write])?;
             self::write(conn, &mut Seqs::default(), id, None, &encoded, None)?;
             execute_cached(
                 conn,

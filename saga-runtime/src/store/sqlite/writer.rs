@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 use rusqlite::{params, Connection};
 use tokio::sync::oneshot;
 
-use super::codec::{millis, store_error, EncodedWrite, Folded};
+use super::codec::{millis, store_error, Encoded, Folded};
 use super::rows::{self, Seqs};
 use crate::store::handoff;
 use crate::store::{
@@ -27,12 +27,11 @@ const MAX_BATCH: usize = 4096;
 
 /// One request to the writer, with where its answer goes.
 pub(super) enum Request {
-    /// The saga, its "saga started" event and its first writes, encoded, and what they leave
-    /// its row with (folded by the caller).
+    /// The saga, its first writes (after its "saga started" event), encoded, and what they
+    /// leave its row with (folded by the caller).
     Create(
         Box<NewSaga>,
-        String,
-        Vec<EncodedWrite>,
+        Encoded,
         Box<Folded>,
         oneshot::Sender<Result<Created, StoreError>>,
     ),
@@ -40,7 +39,7 @@ pub(super) enum Request {
     Write(
         SagaId,
         Fence,
-        Vec<EncodedWrite>,
+        Encoded,
         Option<Box<Folded>>,
         oneshot::Sender<Result<u64, StoreError>>,
     ),
@@ -200,12 +199,12 @@ fn savepoint<T>(
 
 fn apply(conn: &Connection, seqs: &mut Seqs, request: &Request) -> Result<Outcome, StoreError> {
     match request {
-        Request::Create(saga, started, writes, folded, _) => {
-            rows::create(conn, seqs, saga, (started, writes), folded).map(Outcome::Create)
+        Request::Create(saga, encoded, folded, _) => {
+            rows::create(conn, seqs, saga, encoded, folded).map(Outcome::Create)
         }
-        Request::Write(id, fence, writes, folded, _) => {
+        Request::Write(id, fence, encoded, folded, _) => {
             let folded = folded.as_deref();
-            rows::write(conn, seqs, *id, Some(*fence), writes, folded).map(Outcome::Write)
+            rows::write(conn, seqs, *id, Some(*fence), encoded, folded).map(Outcome::Write)
         }
         Request::Acquire(request, _) => acquire(conn, request).map(Outcome::Acquire),
         Request::Renew(owner, ids, duration, _) => {
@@ -248,7 +247,7 @@ fn reply(request: Request, outcome: Result<Outcome, StoreError>, commit: Result<
         let _ = tx.send(answer);
     }
     match request {
-        Request::Create(_, _, _, _, tx) => answer(tx, outcome, |o| match o {
+        Request::Create(_, _, _, tx) => answer(tx, outcome, |o| match o {
             Outcome::Create(created) => Some(created),
             _ => None,
         }),
