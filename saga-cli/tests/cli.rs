@@ -367,10 +367,7 @@ async fn the_same_on_postgres() {
         "{chart}"
     );
     assert!(missing.contains("holds no saga store"), "{missing}");
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let client = support::postgres_client(&url).await;
     let created: bool = client
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'no_such_schema_here')",

@@ -361,6 +361,13 @@ async fn the_dashboard_on_postgres() {
     let ctx = compensated_by_cancel(&engine, chair).await;
     assert!(!ctx.reserved, "reserve was compensated");
     drop(web);
+    drop(engine);
+    // The schema goes with the test (a test database lives long).
+    support::postgres_client(&url)
+        .await
+        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await
+        .unwrap();
 }
 
 /// Checks that a page's HTML holds `part`, showing the page if not.

@@ -209,6 +209,15 @@ pub async fn compensated_by_cancel(engine: &Engine, id: SagaId) -> Order {
     outcome.ctx().clone()
 }
 
+/// A client of the PostgreSQL database at `url`, for a test's own checks and its clean-up.
+pub async fn postgres_client(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+}
+
 /// An engine running `Orders` on a new schema of the PostgreSQL database at `url`, named
 /// `{prefix}_<uuid>`; and that schema's name.
 pub async fn postgres_engine(url: &str, prefix: &str) -> (Engine, String) {
