@@ -42,9 +42,9 @@ pub(super) fn room(id: &str, (from, to): (i64, i64)) -> Result<(), StoreError> {
 }
 
 /// After a write took saga `id` (whose `seq` is `seq`) from `from` entries to `to`: when that
-/// passed a multiple of [`ROW_HISTORY_ENTRIES`], the row's entries move to `saga_history`, in
-/// the same transaction. A row whose entries do not add up to its count of entries is refused
-/// (the write with it), never moved half.
+/// reached or passed a multiple of [`ROW_HISTORY_ENTRIES`], the row's entries move to
+/// `saga_history`, in the same transaction. A row whose entries do not add up to its count of
+/// entries is refused (the write with it), never moved half.
 pub(super) fn bound(
     conn: &Connection,
     (id, seq): (&str, i64),

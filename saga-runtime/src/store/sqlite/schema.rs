@@ -354,9 +354,9 @@ const MIGRATE_6_TO_7: &str = "ALTER TABLE sagas ADD COLUMN history TEXT NOT NULL
     UPDATE sagas SET history_from = events;";
 
 /// How many history entries a saga's row gathers before they move to `saga_history`: a write
-/// that takes the saga's count of entries past a multiple of this moves the row's entries out
-/// (so a row holds fewer than this plus one write's). Known from the versions alone, the
-/// writer needs no read to tell; a straight saga of up to 7 steps (2 entries a step, 2 more)
+/// that takes the saga's count of entries to or past a multiple of this moves the row's entries
+/// out (so a row holds fewer than this plus one write's). Known from the versions alone, the
+/// writer needs no read to tell; a straight saga of up to 6 steps (2 entries a step, 2 more: 14)
 /// keeps its whole history in its row. Rows stay about a page (SQLite keeps about 4 KB of a
 /// row in its b-tree page before it spills to overflow pages), and the append, which rewrites
 /// the row, stays cheap.
