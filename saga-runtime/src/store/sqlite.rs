@@ -21,15 +21,15 @@ mod schema;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use self::codec::{encode, store_error};
-use self::writer::Request;
-use super::handoff::Waiting;
+use self::writer::{Answer, Request};
+use super::handoff::{Queue, Waiting};
 use super::{
     Acquire, CorruptRecord, Created, Fence, Held, LeaseRequest, NewSaga, SagaQuery, SagaRecord,
     SagaStore, SagaSummary, StatusCount, StoreError, StoreErrorKind, StoreFuture, Write,
@@ -42,9 +42,6 @@ use crate::{OperatorRequest, Refusal, SagaId, SagaShape};
 use self::options::connect;
 pub use self::options::SqliteOptions;
 pub use self::schema::SCHEMA_VERSION;
-
-/// The writer's page cache, in KiB (negative: SQLite reads `cache_size` below zero as KiB).
-const WRITER_CACHE_KIB: i64 = -64 * 1024;
 
 /// Log pages after which a commit checkpoints the log into the database.
 const CHECKPOINT_PAGES: i64 = 10_000;
@@ -76,7 +73,7 @@ impl Durability {
 /// A durable store in one SQLite file.
 pub struct SqliteStore {
     path: PathBuf,
-    requests: Mutex<mpsc::Sender<Request>>,
+    requests: Arc<Queue<Request>>,
     waiting: Waiting,
     reader: Arc<Mutex<Connection>>,
     read_only: bool,
@@ -91,8 +88,8 @@ pub struct SqliteStore {
 
 impl Drop for SqliteStore {
     fn drop(&mut self) {
-        // Closing the channel ends the writer's loop once it has answered what it holds.
-        *self.requests.lock().unwrap_or_else(|e| e.into_inner()) = mpsc::channel().0;
+        // Closing the queue ends the writer's loop once it has answered what it holds.
+        self.requests.close();
         if let Some(writer) = self.writer.take() {
             let _ = writer.join();
         }
@@ -139,11 +136,10 @@ impl SqliteStore {
                 ));
             }
             let reader = connect(&options)?;
-            // No writer thread: every write request finds the channel closed.
-            let (sender, _) = mpsc::channel();
+            // No writer thread: every write request finds the queue closed.
             return Ok(SqliteStore {
                 path,
-                requests: Mutex::new(sender),
+                requests: Arc::new(Queue::closed()),
                 waiting: Waiting::default(),
                 reader: Arc::new(Mutex::new(reader)),
                 read_only: true,
@@ -155,26 +151,25 @@ impl SqliteStore {
         schema::migrate(&mut writer).map_err(|error| {
             StoreError::new(error.kind(), format!("{}: {error}", path.display()))
         })?;
-        // A group commit touches many pages (the row of every saga in the batch, and the id
-        // index at a random place for ids callers chose): a page cache that holds the indexes
-        // spares re-reading them, and checkpointing every 40 MB of log instead of every 4 MB
-        // copies each page rewritten by successive commits once instead of many times. Both
-        // only change speed.
-        writer
-            .pragma_update(None, "cache_size", WRITER_CACHE_KIB)
-            .map_err(store_error)?;
+        // Checkpointing every 40 MB of log instead of every 4 MB copies each page rewritten by
+        // successive commits once instead of many times. The page cache stays SQLite's default
+        // (2 MB): a commit whose inserts rebalanced a b-tree (most, with many sagas at once)
+        // scans the whole cache's hash table at its end (SQLite's balance moves a page through
+        // a temporary number past the file's end, and the cache then drops every page past
+        // the end by a full scan), which with 64 MB cost more than re-reading pages saves.
         writer
             .pragma_update(None, "wal_autocheckpoint", CHECKPOINT_PAGES)
             .map_err(store_error)?;
         let reader = connect(&options)?;
-        let (sender, receiver) = mpsc::channel();
+        let requests = Arc::new(Queue::new());
+        let queue = Arc::clone(&requests);
         let writer = std::thread::Builder::new()
             .name("saga-sqlite-writer".into())
-            .spawn(move || writer::write_loop(writer, receiver))
+            .spawn(move || writer::write_loop(writer, queue))
             .map_err(|e| StoreError::new(StoreErrorKind::Unavailable, e.to_string()))?;
         Ok(SqliteStore {
             path,
-            requests: Mutex::new(sender),
+            requests,
             waiting: Waiting::default(),
             reader: Arc::new(Mutex::new(reader)),
             read_only: false,
@@ -191,15 +186,12 @@ impl SqliteStore {
     fn send<T: Send + 'static>(
         &self,
         request: Request,
-        reply: oneshot::Receiver<Result<T, StoreError>>,
+        reply: oneshot::Receiver<Answer<T>>,
     ) -> StoreFuture<'_, T> {
         // Counted from before the request is sent until the future is done or dropped.
         let waiter = self.waiting.enter();
-        let sent = self
-            .requests
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .send(request);
+        // A request the queue refuses is dropped here.
+        let sent = self.requests.push(request).map_err(drop);
         let read_only = self.read_only;
         let stopped = move || match read_only {
             true => StoreError::new(StoreErrorKind::Unavailable, "the store is open read-only"),
@@ -209,8 +201,11 @@ impl SqliteStore {
             ),
         };
         StoreFuture::new(async move {
-            sent.map_err(|_| stopped())?;
-            waiter.answer(reply).await.ok_or_else(stopped)?
+            sent.map_err(|()| stopped())?;
+            let Answer { result, spent } = waiter.answer(reply).await.ok_or_else(stopped)?;
+            // Freed here, by the thread that allocated it (see `Answer`).
+            drop(spent);
+            result
         })
     }
 
