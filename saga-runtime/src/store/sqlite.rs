@@ -12,6 +12,7 @@
 //! - `codec`: rows to records and back, SQLite errors to store errors;
 //! - `reads`: records and history.
 
+mod checkpoint;
 mod codec;
 mod history;
 mod options;
@@ -27,7 +28,7 @@ use std::time::{Duration, SystemTime};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
-use self::codec::{encode, store_error};
+use self::codec::{encode, Creating};
 use self::writer::{Answer, Request};
 use super::handoff::{Queue, Waiting};
 use super::{
@@ -42,9 +43,6 @@ use crate::{OperatorRequest, Refusal, SagaId, SagaShape};
 use self::options::connect;
 pub use self::options::SqliteOptions;
 pub use self::schema::SCHEMA_VERSION;
-
-/// Log pages after which a commit checkpoints the log into the database.
-const CHECKPOINT_PAGES: i64 = 10_000;
 
 /// How much a commit survives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -84,6 +82,8 @@ pub struct SqliteStore {
     states: Mutex<IdMap<(u64, SagaState)>>,
     /// The writer thread, joined when the store is dropped so that the file is closed then.
     writer: Option<std::thread::JoinHandle<()>>,
+    /// Stopped once the writer is (fields drop after `drop`).
+    _checkpointer: Option<checkpoint::Checkpointer>,
 }
 
 impl Drop for SqliteStore {
@@ -145,21 +145,19 @@ impl SqliteStore {
                 read_only: true,
                 states: Mutex::default(),
                 writer: None,
+                _checkpointer: None,
             });
         }
         let mut writer = connect(&options)?;
         schema::migrate(&mut writer).map_err(|error| {
             StoreError::new(error.kind(), format!("{}: {error}", path.display()))
         })?;
-        // Checkpointing every 40 MB of log instead of every 4 MB copies each page rewritten by
-        // successive commits once instead of many times. The page cache stays SQLite's default
-        // (2 MB): a commit whose inserts rebalanced a b-tree (most, with many sagas at once)
-        // scans the whole cache's hash table at its end (SQLite's balance moves a page through
-        // a temporary number past the file's end, and the cache then drops every page past
-        // the end by a full scan), which with 64 MB cost more than re-reading pages saves.
-        writer
-            .pragma_update(None, "wal_autocheckpoint", CHECKPOINT_PAGES)
-            .map_err(store_error)?;
+        // The page cache stays SQLite's default (2 MB): a commit whose inserts rebalanced a
+        // b-tree (most, with many sagas at once) scans the whole cache's hash table at its end
+        // (SQLite's balance moves a page through a temporary number past the file's end, and
+        // the cache then drops every page past the end by a full scan), which with 64 MB cost
+        // more than re-reading pages saves.
+        let checkpointer = checkpoint::install(&mut writer, connect(&options)?)?;
         let reader = connect(&options)?;
         let requests = Arc::new(Queue::new());
         let queue = Arc::clone(&requests);
@@ -175,6 +173,7 @@ impl SqliteStore {
             read_only: false,
             states: Mutex::default(),
             writer: Some(writer),
+            _checkpointer: Some(checkpointer),
         })
     }
 
@@ -253,20 +252,13 @@ fn failed<'a, T: Send + 'a>(error: StoreError) -> StoreFuture<'a, T> {
 impl SagaStore for SqliteStore {
     fn create<'a>(&'a self, saga: NewSaga, writes: &mut Vec<Write>) -> StoreFuture<'a, Created> {
         // Encoded first: the writes leave the vector whatever happens next.
-        let encoded = match encode(Some(&saga.started), writes) {
-            Ok(encoded) => encoded,
-            Err(error) => return failed(error),
-        };
         let (id, mut state) = (saga.id, saga.initial_state());
-        let folded = match codec::fold(&mut state, &encoded.writes) {
-            Ok(folded) => Box::new(folded),
+        let creating = match Creating::new(saga, writes, &mut state) {
+            Ok(creating) => Box::new(creating),
             Err(error) => return failed(error),
         };
         let (reply, receiver) = channel();
-        let created = self.send(
-            Request::Create(Box::new(saga), encoded, folded, reply),
-            receiver,
-        );
+        let created = self.send(Request::Create(creating, reply), receiver);
         StoreFuture::new(async move {
             let created = created.await?;
             if let Created::New { version, .. } = &created {

@@ -1,5 +1,6 @@
 //! How a saga is encoded in its row, and decoded back; SQLite errors as store errors.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use rusqlite::types::ValueRef;
@@ -10,7 +11,7 @@ pub(super) use crate::store::encoding::{decode_event, millis, time};
 
 use crate::machine::{Change, SagaState, Write};
 use crate::store::{
-    CorruptRecord, Fence, Lease, SagaRecord, StoreError, StoreErrorKind, StoredContext,
+    CorruptRecord, Fence, Lease, NewSaga, SagaRecord, StoreError, StoreErrorKind, StoredContext,
 };
 use crate::SagaStatus;
 
@@ -65,7 +66,7 @@ pub(super) struct EncodedWrite {
     pub(super) at: SystemTime,
     pub(super) status: Option<SagaStatus<usize>>,
     pub(super) change: Change,
-    pub(super) context: Option<Vec<u8>>,
+    pub(super) context: Option<Arc<[u8]>>,
 }
 
 impl EncodedWrite {
@@ -84,14 +85,59 @@ pub(super) struct Folded {
     pub(super) wake: Option<i64>,
 }
 
+/// A new saga as the writer inserts it, encoded on the caller's thread.
+pub(super) struct Creating {
+    pub(super) saga: NewSaga,
+    pub(super) encoded: Encoded,
+    pub(super) folded: Folded,
+    /// Its context as JSON, unless one of its first writes commits one.
+    pub(super) context: Option<Arc<[u8]>>,
+    /// Its step names as JSON.
+    pub(super) steps: String,
+}
+
+impl Creating {
+    /// Encodes `saga` and its first writes, taking them out of the vector, and folds them into
+    /// `state` (the saga's initial state).
+    pub(super) fn new(
+        saga: NewSaga,
+        writes: &mut Vec<Write>,
+        state: &mut SagaState,
+    ) -> Result<Self, StoreError> {
+        let encoded = encode(Some(&saga.started), writes)?;
+        let folded = fold(state, &encoded.writes)?;
+        let context = match encoded.writes.iter().any(|w| w.context.is_some()) {
+            true => None,
+            false => Some(saga.context.to_json().map_err(store_error)?),
+        };
+        let steps = serde_json::to_string(&saga.steps).map_err(store_error)?;
+        Ok(Creating {
+            saga,
+            encoded,
+            folded,
+            context,
+            steps,
+        })
+    }
+}
+
+/// `value` as JSON, written into a buffer of `room` bytes to start with (serde_json's own starts
+/// smaller than a state, and grows it by copies).
+fn json(value: &impl serde::Serialize, room: usize) -> Result<String, StoreError> {
+    let mut bytes = Vec::with_capacity(room);
+    serde_json::to_writer(&mut bytes, value).map_err(store_error)?;
+    // JSON is UTF-8.
+    String::from_utf8(bytes).map_err(|e| unreadable(e.to_string()))
+}
+
 /// Applies `writes` to `state` (with [`SagaState::apply`]'s fold) and encodes what the row keeps.
 pub(super) fn fold(state: &mut SagaState, writes: &[EncodedWrite]) -> Result<Folded, StoreError> {
     for write in writes {
         write.apply_to(state);
     }
     Ok(Folded {
-        state: serde_json::to_string(&*state).map_err(store_error)?,
-        status: serde_json::to_string(&state.status).map_err(store_error)?,
+        state: json(&*state, 512)?,
+        status: json(&state.status, 64)?,
         terminal: state.status.is_terminal(),
         wake: state.wake_at().map(millis),
     })
@@ -103,7 +149,8 @@ pub(super) fn encode(
     started: Option<&SagaEvent>,
     writes: &mut Vec<Write>,
 ) -> Result<Encoded, StoreError> {
-    let mut entries = Vec::new();
+    // Room for a few hundred bytes an entry: most are shorter, so the buffer grows seldom.
+    let mut entries = Vec::with_capacity(256 * (writes.len() + usize::from(started.is_some())));
     if let Some(started) = started {
         super::history::push(&mut entries, started)?;
     }
@@ -116,7 +163,7 @@ pub(super) fn encode(
                 context: w
                     .context
                     .as_ref()
-                    .map(|c| c.to_json().map(|j| j.to_vec()))
+                    .map(StoredContext::to_json)
                     .transpose()
                     .map_err(|e| {
                         StoreError::new(

@@ -8,13 +8,15 @@ use std::time::SystemTime;
 use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::codec::{fold, millis, store_error, unreadable, Encoded, EncodedWrite, Folded};
+use super::codec::{
+    fold, millis, store_error, unreadable, Creating, Encoded, EncodedWrite, Folded,
+};
 use super::history;
 use super::writer::{execute_cached, expiry};
 use crate::id::IdMap;
 use crate::store::{
-    check_fence, Admission, Created, Fence, Lease, LeaseRequest, NewSaga, Requested, SagaRecord,
-    SagaState, StoreError, StoreErrorKind,
+    check_fence, Admission, Created, Fence, Lease, LeaseRequest, Requested, SagaRecord, SagaState,
+    StoreError, StoreErrorKind,
 };
 use crate::{OperatorRequest, Refusal, SagaId, SagaStatus};
 
@@ -23,22 +25,23 @@ use crate::{OperatorRequest, Refusal, SagaId, SagaStatus};
 pub(super) fn create(
     conn: &Connection,
     seqs: &mut Seqs,
-    saga: &NewSaga,
-    encoded: &Encoded,
-    folded: &Folded,
+    creating: &Creating,
 ) -> Result<Created, StoreError> {
+    let Creating {
+        saga,
+        encoded,
+        folded,
+        context: initial,
+        steps,
+    } = creating;
     let (writes, entries) = (&encoded.writes, &encoded.entries);
     let id = saga.id.to_string();
     // The context the last write committed, or the initial one.
-    let initial;
-    let context: &[u8] = match writes.iter().rev().find_map(|w| w.context.as_deref()) {
-        Some(context) => context,
-        None => {
-            initial = saga.context.to_json().map_err(store_error)?;
-            &initial
-        }
-    };
-    let steps = serde_json::to_string(&saga.steps).map_err(store_error)?;
+    let context = writes
+        .iter()
+        .rev()
+        .find_map(|w| w.context.as_deref())
+        .or(initial.as_deref());
     let now = millis(SystemTime::now());
     let updated = writes.last().map_or(now, |w| millis(w.at));
     let (owner, token, lease_until) = match &saga.lease {
@@ -257,7 +260,7 @@ pub(super) fn write(
             )
         }
     };
-    let context = writes.iter().rev().find_map(|w| w.context.as_ref());
+    let context = writes.iter().rev().find_map(|w| w.context.as_deref());
     let last = writes.last().expect("not empty").at;
     let events = row.events + writes.len() as i64;
     let sets_terminal = terminal != row.terminal;
@@ -348,7 +351,7 @@ fn write_fenced(
     let token = i64::try_from(fence.token).unwrap_or(i64::MAX);
     let events = version + writes.len() as i64;
     history::room(text_id, (version, events))?;
-    let context = writes.iter().rev().find_map(|w| w.context.as_ref());
+    let context = writes.iter().rev().find_map(|w| w.context.as_deref());
     let changed = execute_cached(
         conn,
         if folded.terminal {

@@ -13,11 +13,11 @@ use std::time::{Duration, SystemTime};
 use rusqlite::{params, Connection};
 use tokio::sync::oneshot;
 
-use super::codec::{millis, store_error, Encoded, Folded};
+use super::codec::{millis, store_error, Creating, Encoded, Folded};
 use super::rows::{self, Seqs};
 use crate::store::handoff::Queue;
 use crate::store::{
-    Acquire, CorruptRecord, Created, Fence, Held, LeaseRequest, NewSaga, SagaRecord, StoreError,
+    Acquire, CorruptRecord, Created, Fence, Held, LeaseRequest, SagaRecord, StoreError,
     StoreErrorKind,
 };
 use crate::{OperatorRequest, Refusal, SagaId};
@@ -27,9 +27,9 @@ const MAX_BATCH: usize = 4096;
 
 /// One request to the writer, with where its answer goes.
 pub(super) enum Request {
-    /// The saga, its first writes (after its "saga started" event), encoded, and what they
-    /// leave its row with (folded by the caller).
-    Create(Box<NewSaga>, Encoded, Box<Folded>, Reply<Created>),
+    /// The saga, with its first writes (after its "saga started" event) and its row, encoded
+    /// and folded by the caller.
+    Create(Box<Creating>, Reply<Created>),
     /// The writes, and what they leave the row with when the caller folded them already.
     Write(SagaId, Fence, Encoded, Option<Box<Folded>>, Reply<u64>),
     Acquire(Box<Acquire>, Reply<Vec<Result<SagaRecord, CorruptRecord>>>),
@@ -61,7 +61,7 @@ pub(super) struct Answer<T> {
 #[allow(dead_code)]
 pub(super) enum Spent {
     Nothing,
-    Create(Box<NewSaga>, Encoded, Box<Folded>),
+    Create(Box<Creating>),
     Write(Encoded, Option<Box<Folded>>),
 }
 
@@ -185,9 +185,7 @@ fn savepoint<T>(
 
 fn apply(conn: &Connection, seqs: &mut Seqs, request: &Request) -> Result<Outcome, StoreError> {
     match request {
-        Request::Create(saga, encoded, folded, _) => {
-            rows::create(conn, seqs, saga, encoded, folded).map(Outcome::Create)
-        }
+        Request::Create(creating, _) => rows::create(conn, seqs, creating).map(Outcome::Create),
         Request::Write(id, fence, encoded, folded, _) => {
             let folded = folded.as_deref();
             rows::write(conn, seqs, *id, Some(*fence), encoded, folded).map(Outcome::Write)
@@ -234,9 +232,8 @@ fn reply(request: Request, outcome: Result<Outcome, StoreError>, commit: Result<
         let _ = tx.send(Answer { result, spent });
     }
     match request {
-        Request::Create(saga, encoded, folded, tx) => {
-            let spent = Spent::Create(saga, encoded, folded);
-            answer(tx, outcome, spent, |o| match o {
+        Request::Create(creating, tx) => {
+            answer(tx, outcome, Spent::Create(creating), |o| match o {
                 Outcome::Create(created) => Some(created),
                 _ => None,
             })
