@@ -12,7 +12,7 @@ use super::codec::{
     fold, millis, store_error, unreadable, Creating, Encoded, EncodedWrite, Folded,
 };
 use super::history;
-use super::writer::{execute_cached, expiry};
+use super::writer::{execute_cached, expiry, Prepared};
 use crate::id::IdMap;
 use crate::store::{
     check_fence, Admission, Created, Fence, Lease, LeaseRequest, Requested, SagaRecord, SagaState,
@@ -20,13 +20,35 @@ use crate::store::{
 };
 use crate::{OperatorRequest, Refusal, SagaId, SagaStatus};
 
+/// Inserts a new saga's row (see [`create`]); nothing when its id or key is taken.
+pub(super) const INSERT: &str = "INSERT INTO sagas (id, saga_type, steps, status, terminal, state,
+        context, idempotency_key, events, token, owner, lease_until, wake_at, created_at,
+        updated_at, history)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+    ON CONFLICT DO NOTHING";
+
+/// Updates a saga's row by its `seq` if the fence holds (see `write_fenced`).
+pub(super) const UPDATE: &str = "UPDATE sagas SET updated_at = ?3, status = ?4, state = ?5,
+        context = coalesce(?6, context), events = ?7, wake_at = ?8, history = history || ?11
+    WHERE seq = ?1 AND id = ?2 AND terminal = 0 AND owner IS NOT NULL
+        AND token = ?9 AND events = ?10";
+
+/// [`UPDATE`] for a write that ends the saga: as in `write`, only such a write touches
+/// `terminal` (and the index of unfinished sagas), and it ends the lease.
+pub(super) const UPDATE_ENDING: &str = "UPDATE sagas SET updated_at = ?3, status = ?4, state = ?5,
+        context = coalesce(?6, context), events = ?7, wake_at = ?8, terminal = 1, owner = NULL,
+        lease_until = NULL, history = history || ?11
+    WHERE seq = ?1 AND id = ?2 AND terminal = 0 AND owner IS NOT NULL
+        AND token = ?9 AND events = ?10";
+
 /// Records a new saga, in one insert of its row as its first writes leave it (`folded`), its
 /// history with it; or finds the saga with its id or idempotency key.
 pub(super) fn create(
-    conn: &Connection,
+    db: &Prepared<'_>,
     seqs: &mut Seqs,
     creating: &Creating,
 ) -> Result<Created, StoreError> {
+    let conn = db.conn;
     let Creating {
         saga,
         encoded,
@@ -54,13 +76,8 @@ pub(super) fn create(
     history::room(&id, (0, events))?;
     // A saga with this id or idempotency key already: the insert does nothing (the unique
     // indexes tell, so a new saga, the common case, costs no lookup of its own).
-    let inserted = execute_cached(
-        conn,
-        "INSERT INTO sagas (id, saga_type, steps, status, terminal, state, context,
-                            idempotency_key, events, token, owner, lease_until, wake_at,
-                            created_at, updated_at, history)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
-         ON CONFLICT DO NOTHING",
+    let inserted = Prepared::run(
+        &db.insert,
         params![
             id,
             saga.saga_type,
@@ -215,17 +232,18 @@ fn fold_stored(id: SagaId, row: &Row, writes: &[EncodedWrite]) -> Result<Folded,
 /// the fence names), one history insert per write. The row is read first unless the write is
 /// fenced, folded and its row's `seq` known (see [`write_fenced`]). Returns the new version.
 pub(super) fn write(
-    conn: &Connection,
+    db: &Prepared<'_>,
     seqs: &mut Seqs,
     id: SagaId,
     fence: Option<Fence>,
     encoded: &Encoded,
     folded: Option<&Folded>,
 ) -> Result<u64, StoreError> {
+    let conn = db.conn;
     let (writes, entries) = (&*encoded.writes, &encoded.entries);
     let text_id = id.to_string();
     if let (Some(fence), Some(folded), Some(&seq)) = (fence, folded, seqs.get(&id)) {
-        if let Some(version) = write_fenced(conn, (&text_id, seq), fence, encoded, folded)? {
+        if let Some(version) = write_fenced(db, (&text_id, seq), fence, encoded, folded)? {
             if folded.terminal {
                 seqs.remove(&id);
             }
@@ -337,7 +355,7 @@ impl Seqs {
 /// then the history inserts. `None` when it changed nothing: the caller reads the row to say
 /// why (or to write after all, with a `seq` that was stale).
 fn write_fenced(
-    conn: &Connection,
+    db: &Prepared<'_>,
     (text_id, seq): (&str, i64),
     fence: Fence,
     encoded: &Encoded,
@@ -352,22 +370,10 @@ fn write_fenced(
     let events = version + writes.len() as i64;
     history::room(text_id, (version, events))?;
     let context = writes.iter().rev().find_map(|w| w.context.as_deref());
-    let changed = execute_cached(
-        conn,
-        if folded.terminal {
-            // As in `write`: only a write that ends the saga touches `terminal` (and the index
-            // of unfinished sagas), and it ends the lease.
-            "UPDATE sagas SET updated_at = ?3, status = ?4, state = ?5,
-                 context = coalesce(?6, context), events = ?7, wake_at = ?8, terminal = 1,
-                 owner = NULL, lease_until = NULL, history = history || ?11
-             WHERE seq = ?1 AND id = ?2 AND terminal = 0 AND owner IS NOT NULL
-                 AND token = ?9 AND events = ?10"
-        } else {
-            "UPDATE sagas SET updated_at = ?3, status = ?4, state = ?5,
-                 context = coalesce(?6, context), events = ?7, wake_at = ?8,
-                 history = history || ?11
-             WHERE seq = ?1 AND id = ?2 AND terminal = 0 AND owner IS NOT NULL
-                 AND token = ?9 AND events = ?10"
+    let changed = Prepared::run(
+        match folded.terminal {
+            true => &db.update_ending,
+            false => &db.update,
         },
         params![
             seq,
@@ -386,7 +392,7 @@ fn write_fenced(
     if changed == 0 {
         return Ok(None);
     }
-    history::bound(conn, (text_id, seq), (version, events))?;
+    history::bound(db.conn, (text_id, seq), (version, events))?;
     Ok(Some(events as u64))
 }
 
@@ -410,11 +416,12 @@ pub(super) fn release(
 
 /// An operator's request (see [`crate::store::SagaStore::request`]).
 pub(super) fn operator(
-    conn: &Connection,
+    db: &Prepared<'_>,
     id: SagaId,
     request: OperatorRequest,
     lease: Option<&LeaseRequest>,
 ) -> Result<Result<SagaRecord, Refusal>, StoreError> {
+    let conn = db.conn;
     let text_id = id.to_string();
     let load = || -> Result<SagaRecord, StoreError> {
         super::reads::load_record(conn, &text_id)?
@@ -452,7 +459,7 @@ pub(super) fn operator(
             // The operator's write reopens it (its status is not terminal), unfenced: an ended
             // saga has no holder. Then the caller's lease, if it asked for one.
             let encoded = super::codec::encode(None, &mut vec![*write])?;
-            self::write(conn, &mut Seqs::default(), id, None, &encoded, None)?;
+            self::write(db, &mut Seqs::default(), id, None, &encoded, None)?;
             execute_cached(
                 conn,
                 "UPDATE sagas SET wake_at = NULL WHERE seq = ?1",
