@@ -445,7 +445,7 @@ mod tests {
         Write::new(event(id, kind), change).with_status(Some(SagaStatus::Running { step: 0 }))
     }
 
-    fn new_saga(id: SagaId) -> NewSaga {
+    pub(super) fn new_saga(id: SagaId) -> NewSaga {
         let started = event(id, SagaEventKind::SagaStarted { steps: Vec::new() });
         let mut saga = NewSaga::new(
             id,

@@ -108,7 +108,7 @@ impl Creating {
         let folded = fold(state, &encoded.writes)?;
         let context = match encoded.writes.iter().any(|w| w.context.is_some()) {
             true => None,
-            false => Some(saga.context.to_json().map_err(store_error)?),
+            false => Some(context_json(&saga.context)?),
         };
         let steps = serde_json::to_string(&saga.steps).map_err(store_error)?;
         Ok(Creating {
@@ -119,6 +119,16 @@ impl Creating {
             steps,
         })
     }
+}
+
+/// A context as the row keeps it.
+fn context_json(context: &StoredContext) -> Result<Arc<[u8]>, StoreError> {
+    context.to_json().map_err(|e| {
+        StoreError::new(
+            StoreErrorKind::Invalid,
+            format!("the context does not serialize: {e}"),
+        )
+    })
 }
 
 /// `value` as JSON, written into a buffer of `room` bytes to start with (serde_json's own starts
@@ -160,17 +170,7 @@ pub(super) fn encode(
             super::history::push(&mut entries, &w.event)?;
             Ok(EncodedWrite {
                 at: w.event.at,
-                context: w
-                    .context
-                    .as_ref()
-                    .map(StoredContext::to_json)
-                    .transpose()
-                    .map_err(|e| {
-                        StoreError::new(
-                            StoreErrorKind::Invalid,
-                            format!("the context does not serialize: {e}"),
-                        )
-                    })?,
+                context: w.context.as_ref().map(context_json).transpose()?,
                 status: w.status,
                 change: w.change,
             })
@@ -261,4 +261,33 @@ pub(super) fn row_to_record(
             _ => None,
         },
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::super::tests::new_saga;
+    use super::super::SqliteStore;
+    use super::*;
+    use crate::store::SagaStore;
+    use crate::SagaId;
+
+    /// A context JSON cannot hold (a map keyed by pairs) is the caller's invalid request, named
+    /// as such, and nothing is recorded.
+    #[tokio::test]
+    async fn a_context_that_does_not_serialize_is_an_invalid_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("s.db")).unwrap();
+        let id = SagaId::new();
+        let mut saga = new_saga(id);
+        saga.context = StoredContext::live(Arc::new(HashMap::from([((1u8, 2u8), 3u8)])));
+        let error = store.create(saga, &mut Vec::new()).await.unwrap_err();
+        assert_eq!(error.kind(), StoreErrorKind::Invalid);
+        assert!(
+            error.to_string().contains("the context does not serialize"),
+            "{error}"
+        );
+        assert!(store.load(id).await.unwrap().is_none());
+    }
 }
