@@ -7,8 +7,10 @@
 //! Other processes on the same file take SQLite's write lock in turn; every write is fenced by
 //! the writer's lease (see the store module), so they never overwrite each other's sagas.
 //!
-//! - `schema`: the schema, its version and migrations;
-//! - `writer`: the writer thread and every request that writes;
+//! - `schema`: the schema, its version and migrations; `options`: how a file is opened;
+//! - `writer`: the writer thread and every request that writes; `rows` and `history`: what a
+//!   write does to a saga's row and history;
+//! - `checkpoint`: the thread that copies the log into the database file;
 //! - `codec`: rows to records and back, SQLite errors to store errors;
 //! - `reads`: records and history.
 
