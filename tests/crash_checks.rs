@@ -305,7 +305,7 @@ impl Reader {
             histories
                 .entry(row[0].clone().unwrap())
                 .or_default()
-                .push(serde_json::from_str(row[1].as_deref().unwrap()).unwrap());
+                .push(entry(row[1].as_deref().unwrap()));
         }
         histories
     }
@@ -324,13 +324,37 @@ impl Reader {
             ),
         };
         rows.into_iter()
-            .map(|row| serde_json::from_str(row[0].as_deref().unwrap()).unwrap())
+            .map(|row| entry(row[0].as_deref().unwrap()))
             .collect()
     }
 }
 
+/// A stored history entry as a JSON object `{"at":..,"kind":{"event":..,..}}`: as it is stored,
+/// or, from SQLite's short form (schema version 8: `[at, code, fields..]` for the commonest
+/// kinds), rebuilt with its time, its kind's name and its step.
+fn entry(text: &str) -> Value {
+    let value: Value = serde_json::from_str(text).unwrap();
+    let Some(items) = value.as_array() else {
+        return value;
+    };
+    let names = [
+        "saga_started",
+        "step_started",
+        "step_completed",
+        "step_compensated",
+        "saga_completed",
+        "saga_compensated",
+    ];
+    let code = items[1].as_u64().unwrap() as usize;
+    let mut kind = serde_json::json!({ "event": names[code] });
+    if (1..=3).contains(&code) {
+        kind["step"] = items[2].clone();
+    }
+    serde_json::json!({ "at": items[0], "kind": kind })
+}
+
 /// SQLite's history entries as rows `(saga, n, event)`, read here without the store's code:
-/// `saga_history`'s rows, and the newest entries each saga's row keeps (schema version 7:
+/// `saga_history`'s rows, and the newest entries each saga's row keeps (since schema version 7:
 /// `history` holds entries `history_from..`, each followed by a newline), split in SQL.
 const SQLITE_HISTORY: &str = "(WITH RECURSIVE kept(saga, n, rest, event) AS (
         SELECT seq, history_from - 1, history, NULL FROM sagas

@@ -511,3 +511,85 @@ async fn a_version_4_database_is_read_as_it_is_then_migrated_and_records_types()
         2
     );
 }
+
+/// Schema version 8 writes most history entries in a short form that version 7 cannot read: a
+/// version 7 file (its entries objects) is read as it is, migrated when an engine opens it, and
+/// then holds both forms, each read back whole.
+#[tokio::test]
+async fn a_version_7_database_keeps_its_entries_and_new_ones_take_the_short_form() {
+    use saga_runtime::store::{SagaQuery, SagaStore, SqliteStore};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sagas.db");
+    let script = Arc::new(Script::new());
+    let in_row = |id: SagaId| -> String {
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .query_row(
+                "SELECT history FROM sagas WHERE id = ?1",
+                [id.to_string()],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    let first = Durable::on(&engine(&path, &script))
+        .run(Trail::default())
+        .await
+        .unwrap()
+        .id();
+    async fn history(store: &SqliteStore, id: SagaId) -> Vec<saga_runtime::SagaEvent> {
+        store.history(id, 0, 100).await.unwrap().unwrap()
+    }
+    let read_only = || SqliteStore::options(&path).read_only(true).open().unwrap();
+    let written = history(&read_only(), first).await;
+    assert_eq!(written.len(), 8, "{written:?}");
+    let short = in_row(first);
+    assert!(short.lines().all(|l| l.starts_with('[')), "{short}");
+
+    // As version 7 wrote the same entries: objects, their times in nanoseconds.
+    let objects: String = written
+        .iter()
+        .map(|e| {
+            let at = e.at.duration_since(std::time::UNIX_EPOCH).unwrap();
+            let kind = serde_json::to_string(&e.kind).unwrap();
+            format!("{{\"at\":{},\"kind\":{kind}}}\n", at.as_nanos())
+        })
+        .collect();
+    assert!(objects.len() > 2 * short.len(), "{objects} against {short}");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute(
+        "UPDATE sagas SET history = ?1 WHERE id = ?2",
+        [&objects, &first.to_string()],
+    )
+    .unwrap();
+    conn.pragma_update(None, "user_version", 7).unwrap();
+    drop(conn);
+    assert_eq!(history(&read_only(), first).await, written);
+
+    let second = Durable::on(&engine(&path, &script))
+        .run(Trail::default())
+        .await
+        .unwrap()
+        .id();
+    let version: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, saga_runtime::store::SCHEMA_VERSION);
+    assert_eq!(
+        in_row(first),
+        objects,
+        "the old entries are left as they were"
+    );
+    assert!(in_row(second).lines().all(|l| l.starts_with('[')));
+    let store = read_only();
+    assert_eq!(history(&store, first).await, written);
+    let again = history(&store, second).await;
+    let kinds = |h: &[saga_runtime::SagaEvent]| -> Vec<String> {
+        h.iter()
+            .map(|e| serde_json::to_string(&e.kind).unwrap())
+            .map(|k| k.split(',').next().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(kinds(&again), kinds(&written));
+    assert_eq!(store.list(SagaQuery::new()).await.unwrap().len(), 2);
+}

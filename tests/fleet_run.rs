@@ -163,7 +163,7 @@ fn resumed_between(store: &Reader, id: &str, from_ms: i64, to_ms: i64) -> bool {
 }
 
 /// An event's time, in ms since the epoch: stored as nanoseconds (SQLite since schema version
-/// 7) or as serde's `SystemTime` (PostgreSQL).
+/// 7, and in its short form since 8) or as serde's `SystemTime` (PostgreSQL).
 fn event_ms(event: &Value) -> i64 {
     let at = &event["at"];
     match at.as_u64() {

@@ -17,7 +17,7 @@ use super::listen;
 use super::rows::{self, lock, pg_error, Sql};
 use super::Connections;
 use crate::machine::Write;
-use crate::store::encoding::{encode_event, TimeForm};
+use crate::store::encoding::{encode_event, EntryForm};
 use crate::store::{Created, Fence, NewSaga, StoreError, StoreErrorKind};
 use crate::SagaId;
 
@@ -266,6 +266,6 @@ async fn already_written(
         return Ok(None);
     };
     let done = u64::try_from(row.get::<_, i64>(0)).ok() == Some(after)
-        && row.get::<_, String>(1) == encode_event(&last.event, TimeForm::Time)?;
+        && row.get::<_, String>(1) == encode_event(&last.event, EntryForm::Time)?;
     Ok(done.then_some(after))
 }

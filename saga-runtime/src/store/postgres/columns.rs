@@ -9,7 +9,7 @@ use deadpool_postgres::GenericClient;
 use super::rows::{expiry, pg_error, prepared, Sql};
 use crate::event::SagaEvent;
 use crate::machine::{SagaState, Write};
-use crate::store::encoding::{encode_event, millis, time, TimeForm};
+use crate::store::encoding::{encode_event, json, millis, time, EntryForm};
 use crate::store::{Created, Lease, NewSaga, StoreError, StoreErrorKind};
 
 pub(super) fn json_error(what: &str, error: serde_json::Error) -> StoreError {
@@ -41,8 +41,8 @@ fn fold(state: &mut SagaState, writes: &[Write]) -> Result<Folded, StoreError> {
         .transpose()
         .map_err(|e| json_error("the context does not serialize", e))?;
     Ok(Folded {
-        state: serde_json::to_string(&*state).map_err(|e| json_error("state", e))?,
-        status: serde_json::to_string(&state.status).map_err(|e| json_error("status", e))?,
+        state: json::state_string(state).map_err(|e| json_error("state", e))?,
+        status: json::status_string(&state.status).map_err(|e| json_error("status", e))?,
         status_name: state.status.name(),
         terminal: state.status.is_terminal(),
         wake: state.wake_at().map(millis),
@@ -61,7 +61,7 @@ struct History {
 impl History {
     /// Encodes `events`, before anything is added.
     fn encode<'e>(events: impl Iterator<Item = &'e SagaEvent>) -> Result<Vec<String>, StoreError> {
-        events.map(|e| encode_event(e, TimeForm::Time)).collect()
+        events.map(|e| encode_event(e, EntryForm::Time)).collect()
     }
 
     /// Adds entries [`History::encode`] encoded (infallible, so that a row and its history are
@@ -150,7 +150,7 @@ impl NewRows {
         };
         let history =
             History::encode(std::iter::once(&saga.started).chain(writes.iter().map(|w| &w.event)))?;
-        let steps = serde_json::to_string(&saga.steps).map_err(|e| json_error("steps", e))?;
+        let steps = json::steps_string(&saga.steps).map_err(|e| json_error("steps", e))?;
         // Nothing fails past this point: every column gets its value.
         self.history.push(&id, 0, history);
         self.steps.push(steps);

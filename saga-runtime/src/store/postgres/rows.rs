@@ -9,7 +9,7 @@ use super::listen;
 use super::reads::{load_decoded, record, RECORD_COLUMNS, RECORD_COLUMN_COUNT};
 
 use crate::machine::{Admission, Requested, SagaState, Write};
-use crate::store::encoding::millis;
+use crate::store::encoding::{json, millis};
 use crate::store::{
     check_fence, Acquire, CorruptRecord, Created, Fence, Held, LeaseRequest, NewSaga, SagaRecord,
     StoreError, StoreErrorKind,
@@ -288,7 +288,7 @@ pub(super) async fn acquire(
             // Taken from a worker that held it: one more recovery without progress.
             record.state.recovery_attempts += 1;
             recovered.push(record.id.to_string());
-            states.push(serde_json::to_string(&record.state).map_err(|e| json_error("state", e))?);
+            states.push(json::state_string(&record.state).map_err(|e| json_error("state", e))?);
         }
         records.push(taken);
     }

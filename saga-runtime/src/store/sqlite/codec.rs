@@ -7,7 +7,7 @@ use rusqlite::types::ValueRef;
 use rusqlite::ErrorCode;
 
 use crate::event::SagaEvent;
-pub(super) use crate::store::encoding::{decode_event, millis, time};
+pub(super) use crate::store::encoding::{decode_event, json, millis, time};
 
 use crate::machine::{Change, SagaState, Write};
 use crate::store::{
@@ -110,7 +110,7 @@ impl Creating {
             true => None,
             false => Some(context_json(&saga.context)?),
         };
-        let steps = serde_json::to_string(&saga.steps).map_err(store_error)?;
+        let steps = json::steps_string(&saga.steps).map_err(store_error)?;
         Ok(Creating {
             saga,
             encoded,
@@ -131,23 +131,14 @@ fn context_json(context: &StoredContext) -> Result<Arc<[u8]>, StoreError> {
     })
 }
 
-/// `value` as JSON, written into a buffer of `room` bytes to start with (serde_json's own starts
-/// smaller than a state, and grows it by copies).
-fn json(value: &impl serde::Serialize, room: usize) -> Result<String, StoreError> {
-    let mut bytes = Vec::with_capacity(room);
-    serde_json::to_writer(&mut bytes, value).map_err(store_error)?;
-    // JSON is UTF-8.
-    String::from_utf8(bytes).map_err(|e| unreadable(e.to_string()))
-}
-
 /// Applies `writes` to `state` (with [`SagaState::apply`]'s fold) and encodes what the row keeps.
 pub(super) fn fold(state: &mut SagaState, writes: &[EncodedWrite]) -> Result<Folded, StoreError> {
     for write in writes {
         write.apply_to(state);
     }
     Ok(Folded {
-        state: json(&*state, 512)?,
-        status: json(&state.status, 64)?,
+        state: json::state_string(state).map_err(store_error)?,
+        status: json::status_string(&state.status).map_err(store_error)?,
         terminal: state.status.is_terminal(),
         wake: state.wake_at().map(millis),
     })

@@ -8,14 +8,14 @@ use super::codec::{store_error, unreadable};
 use super::schema::{history_key, HISTORY_POSITION_BITS, ROW_HISTORY_ENTRIES};
 use super::writer::execute_cached;
 use crate::event::SagaEvent;
-use crate::store::encoding::{encode_event_into, TimeForm};
+use crate::store::encoding::{encode_event_into, EntryForm};
 use crate::store::{StoreError, StoreErrorKind};
 
-/// Appends `event` to `text` as a row keeps its entries: encoded, its time in nanoseconds (which
-/// every library that opens a schema version 7 file reads), then a newline (an encoded entry
-/// has none: JSON escapes it within strings and writes none between tokens).
+/// Appends `event` to `text` as a row keeps its entries: encoded, in the short form where its
+/// kind has one (which every library that opens a schema version 8 file reads), then a newline
+/// (an encoded entry has none: JSON escapes it within strings and writes none between tokens).
 pub(super) fn push(text: &mut Vec<u8>, event: &SagaEvent) -> Result<(), StoreError> {
-    encode_event_into(text, event, TimeForm::Nanos)?;
+    encode_event_into(text, event, EntryForm::Short)?;
     text.push(b'\n');
     Ok(())
 }

@@ -9,7 +9,7 @@ use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::codec::{
-    fold, millis, store_error, unreadable, Creating, Encoded, EncodedWrite, Folded,
+    fold, json, millis, store_error, unreadable, Creating, Encoded, EncodedWrite, Folded,
 };
 use super::history;
 use super::writer::{execute_cached, expiry, Prepared};
@@ -218,7 +218,7 @@ fn fold_stored(id: SagaId, row: &Row, writes: &[EncodedWrite]) -> Result<Folded,
             };
             Ok(Folded {
                 state: String::new(),
-                status: serde_json::to_string(status).map_err(store_error)?,
+                status: json::status_string(status).map_err(store_error)?,
                 terminal: status.is_terminal(),
                 wake: None,
             })

@@ -13,7 +13,7 @@ use crate::store::{CompletedStep, StoreError, StoreErrorKind};
 use crate::SagaStatus;
 
 /// The schema version this library writes.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 /// The oldest schema version a read-only store reads (what it lacks reads as empty).
 pub(super) const READABLE_FROM: i64 = 4;
@@ -160,18 +160,20 @@ const TABLES: &[(i64, &[Table])] = &[
     (5, TABLES_V5),
     // Version 6 added an index, not a table.
     (6, TABLES_V5),
+    (7, TABLES_V7),
+    // Version 8 added the short form of history entries, not a table.
+    (8, TABLES_V7),
+];
+
+/// The tables since version 7.
+const TABLES_V7: &[Table] = &[
+    ("sagas", SAGAS_V4),
+    // And the newest history entries, since version 7.
+    ("sagas", &["history", "history_from"]),
+    ("saga_history", &["key", "saga", "n", "event"]),
     (
-        7,
-        &[
-            ("sagas", SAGAS_V4),
-            // And the newest history entries, since version 7.
-            ("sagas", &["history", "history_from"]),
-            ("saga_history", &["key", "saga", "n", "event"]),
-            (
-                "saga_types",
-                &["name", "fingerprint", "shape", "recorded_at"],
-            ),
-        ],
+        "saga_types",
+        &["name", "fingerprint", "shape", "recorded_at"],
     ),
 ];
 
@@ -437,13 +439,14 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         0 => tx.execute_batch(SCHEMA).map_err(store_error)?,
         // Each version's migration, from the database's up to this one.
         1..SCHEMA_VERSION => {
-            let steps: [Migration; 6] = [
+            let steps: [Migration; 7] = [
                 migrate_1_to_2,
                 migrate_2_to_3,
                 migrate_3_to_4,
                 migrate_4_to_5,
                 migrate_5_to_6,
                 migrate_6_to_7,
+                migrate_7_to_8,
             ];
             for step in &steps[(version - 1) as usize..] {
                 step(&tx)?;
@@ -477,6 +480,13 @@ fn migrate_5_to_6(tx: &Connection) -> Result<(), StoreError> {
 /// Version 6 to 7: the newest history entries kept in the saga's row.
 fn migrate_6_to_7(tx: &Connection) -> Result<(), StoreError> {
     tx.execute_batch(MIGRATE_6_TO_7).map_err(store_error)
+}
+
+/// Version 7 to 8: new history entries may take the short form (see `encoding::short`), which
+/// a library that wrote version 7 cannot read, so the version changes; the entries already
+/// written keep theirs, which reads as before.
+fn migrate_7_to_8(_: &Connection) -> Result<(), StoreError> {
+    Ok(())
 }
 
 fn migrate_1_to_2(tx: &Connection) -> Result<(), StoreError> {
