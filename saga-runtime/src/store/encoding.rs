@@ -86,21 +86,24 @@ pub(crate) fn encode_event_into(
     };
     // Times a u64 of nanoseconds cannot hold (after 2554) keep serde's form; serde refuses
     // those before 1970 in both.
-    #[cfg(feature = "sqlite")]
-    if form == EntryForm::Short {
-        let nanos = event
-            .at
-            .duration_since(UNIX_EPOCH)
-            .ok()
-            .and_then(|d| u64::try_from(d.as_nanos()).ok());
-        if let Some(nanos) = nanos {
-            if short::encode(out, nanos, &event.kind).map_err(|e| refused(&e))? {
-                return Ok(());
+    match form {
+        #[cfg(feature = "sqlite")]
+        EntryForm::Short => {
+            let nanos = event
+                .at
+                .duration_since(UNIX_EPOCH)
+                .ok()
+                .and_then(|d| u64::try_from(d.as_nanos()).ok());
+            if let Some(nanos) = nanos {
+                if short::encode(out, nanos, &event.kind).map_err(|e| refused(&e))? {
+                    return Ok(());
+                }
+                out.extend_from_slice(b"{\"at\":");
+                out.extend_from_slice(itoa::Buffer::new().format(nanos).as_bytes());
+                return object_kind(out, &event.kind).map_err(|e| refused(&e));
             }
-            out.extend_from_slice(b"{\"at\":");
-            out.extend_from_slice(itoa::Buffer::new().format(nanos).as_bytes());
-            return object_kind(out, &event.kind).map_err(|e| refused(&e));
         }
+        EntryForm::Time => {}
     }
     out.extend_from_slice(b"{\"at\":");
     json::system_time(out, event.at)
@@ -178,6 +181,7 @@ mod tests {
         );
         // As SQLite wrote entries in schema version 7.
         let nanos = r#"{"at":1796470480538466363,"kind":{"event":"saga_completed","duration":{"secs":0,"nanos":3000000}}}"#;
+        #[cfg_attr(not(feature = "sqlite"), allow(unused_mut))]
         let mut texts = vec![long, nanos.to_owned()];
         #[cfg(feature = "sqlite")]
         {
