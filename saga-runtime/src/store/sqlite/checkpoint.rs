@@ -213,10 +213,13 @@ mod tests {
     }
 
     /// Sagas written one after another, with no pause for a checkpoint to catch up: the log
-    /// still starts over (it stays under twice the threshold where, never checkpointed, it would
-    /// reach three times it), and nothing written is lost. Whether the thread or the writer
-    /// finished a checkpoint depends on timing (in a debug build the thread often catches up on
-    /// its own); the writer's rule is tested above.
+    /// still starts over, and nothing written is lost. Every commit adds at least a page to the
+    /// log, so a log that never started over would pass the bound below. Where the log stays
+    /// between the threshold and the bound depends on timing: in a release build the thread
+    /// keeps it under twice the threshold, but beside other tests on two cores it can fall
+    /// behind until the writer checkpoints itself (one CI run reached 27,322 pages against a
+    /// bound of twice the threshold that this test checked before). The writer's rule is
+    /// tested above.
     #[tokio::test]
     async fn the_log_starts_over_under_a_steady_stream_of_commits() {
         let dir = tempfile::tempdir().unwrap();
@@ -224,9 +227,11 @@ mod tests {
         let store = SqliteStore::open_with(&path, Durability::Normal).unwrap();
         let wal = dir.path().join("s.db-wal");
         let frames = || (std::fs::metadata(&wal).unwrap().len().saturating_sub(32)) / (4096 + 24);
+        // The most the log holds: the writer checkpoints itself after the commit that passes
+        // `WRITER_CHECKPOINT_PAGES`, and a commit here writes a few pages.
+        let bound = (WRITER_CHECKPOINT_PAGES + 100) as u64;
         let (mut commits, mut most) = (0, 0);
-        // Enough commits for three times the threshold's pages, had the log never started over.
-        while commits < 3 * CHECKPOINT_PAGES {
+        while commits < bound + bound / 4 {
             let id = SagaId::new();
             let mut fence = create(&store, id).await;
             for n in 1..=3 {
@@ -239,7 +244,7 @@ mod tests {
             most = most.max(frames());
         }
         assert!(
-            most < 2 * CHECKPOINT_PAGES as u64,
+            most <= bound,
             "the log reached {most} pages after {commits} commits"
         );
         drop(store);
@@ -249,6 +254,6 @@ mod tests {
                 row.get(0)
             })
             .unwrap();
-        assert_eq!(sagas, i64::from(commits / 4));
+        assert_eq!(sagas as u64, commits / 4);
     }
 }
