@@ -80,7 +80,9 @@ impl SagaSlot for Cell {
         let (id, forgettable) = (entry.record.id, entry.forgettable());
         drop(entry);
         if let (Ok(_), true, Some(store)) = (&written, forgettable, self.store.upgrade()) {
-            store.lock().finished(id, store.retention);
+            let forgotten = store.lock().finished(id, store.retention);
+            // Dropped once the store's lock is free (see `Inner::finished`).
+            drop(forgotten);
         }
         StoreFuture::ready(written)
     }
@@ -149,14 +151,20 @@ impl Inner {
         let forgettable = entry.forgettable();
         drop(entry);
         if forgettable {
-            self.finished(id, retention);
+            // Dropped under the store's lock: writes by id (not through a slot) are rare.
+            drop(self.finished(id, retention));
         }
         Ok(version)
     }
 
-    /// Saga `id` ended: it is forgotten once `retention` sagas ended after it.
-    fn finished(&mut self, id: SagaId, retention: usize) {
+    /// Saga `id` ended: it is forgotten once `retention` sagas ended after it. Returns the
+    /// sagas forgotten now (one, once the store is full), for the caller to drop once it let go
+    /// of the store's lock: freeing a saga's record and history is most of the work here, and
+    /// with thousands of sagas ending at once every other saga's start waited for it.
+    #[must_use = "drop it after the store's lock"]
+    fn finished(&mut self, id: SagaId, retention: usize) -> Vec<Arc<Cell>> {
         self.finished.push_back(id);
+        let mut forgotten = Vec::new();
         while self.finished.len() > retention {
             let Some(old) = self.finished.pop_front() else {
                 break;
@@ -165,36 +173,26 @@ impl Inner {
             if let hash_map::Entry::Occupied(cell) = self.sagas.entry(old) {
                 let ended = cell.get().lock().record.state.status.is_terminal();
                 if ended {
-                    if let Some(key) = cell.remove().lock().record.idempotency_key.take() {
+                    let cell = cell.remove();
+                    if let Some(key) = cell.lock().record.idempotency_key.take() {
                         self.by_key.remove(&key);
                     }
+                    forgotten.push(cell);
                 }
             }
         }
+        forgotten
     }
 }
 
 impl SagaStore for MemoryStore {
     fn create<'a>(&'a self, saga: NewSaga, writes: &mut Vec<Write>) -> StoreFuture<'a, Created> {
-        let mut inner = self.lock();
-        let existing = match inner.sagas.contains_key(&saga.id) {
-            true => Some(saga.id),
-            false => saga
-                .idempotency_key
-                .as_ref()
-                .and_then(|k| inner.by_key.get(k).copied()),
-        };
-        if let Some(mut entry) = existing.and_then(|id| inner.entry(&id)) {
-            let record = Box::new(entry.record());
-            writes.clear();
-            return StoreFuture::ready(Ok(Created::Existing(record)));
-        }
-        if let Some(key) = &saga.idempotency_key {
-            inner.by_key.insert(key.clone(), saga.id);
-        }
-        let id = saga.id;
-        inner.seq += 1;
-        let mut entry = Entry::new(saga, inner.seq);
+        // The new saga's entry is built before the store's lock is taken, so that the lock is
+        // held only to look for an existing saga and to insert: every start and every end of
+        // every saga waits for it. (Built for nothing when the saga exists: a rare start.)
+        let (id, key) = (saga.id, saga.idempotency_key.clone());
+        // Its place in creation order is set under the lock.
+        let mut entry = Entry::new(saga, 0);
         let result = match writes.is_empty() {
             true => Ok(1),
             false => entry.apply(None, writes),
@@ -202,14 +200,32 @@ impl SagaStore for MemoryStore {
         // Read after the first writes: writes that end the saga end its lease too.
         let lease = entry.record.lease.clone();
         let forgettable = entry.forgettable();
-        let cell = Cell {
+        let cell = Arc::new(Cell {
             entry: Mutex::new(entry),
             store: Arc::downgrade(&self.shared),
+        });
+        let mut inner = self.lock();
+        let existing = match inner.sagas.contains_key(&id) {
+            true => Some(id),
+            false => key.as_ref().and_then(|k| inner.by_key.get(k).copied()),
         };
-        inner.sagas.insert(id, Arc::new(cell));
-        if forgettable {
-            inner.finished(id, self.shared.retention);
+        if let Some(mut existing) = existing.and_then(|id| inner.entry(&id)) {
+            let record = Box::new(existing.record());
+            writes.clear();
+            return StoreFuture::ready(Ok(Created::Existing(record)));
         }
+        if let Some(key) = key {
+            inner.by_key.insert(key, id);
+        }
+        inner.seq += 1;
+        cell.lock().seq = inner.seq;
+        inner.sagas.insert(id, cell);
+        let forgotten = match forgettable {
+            true => inner.finished(id, self.shared.retention),
+            false => Vec::new(),
+        };
+        drop(inner);
+        drop(forgotten);
         StoreFuture::ready(result.map(|version| Created::New { version, lease }))
     }
 
