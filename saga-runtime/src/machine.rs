@@ -21,6 +21,8 @@ pub(crate) use decide::{
     decide, past_pivot, pending_compensations, retries_after, Decision, Stop, Task,
 };
 pub(crate) use definition::{stage_of, Definition, Metrics, StepTable};
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) use state::to_millis;
 pub use state::{
     Activity, Change, CompensationFailed, CompletedStep, Failure, RetryScheduled, SagaState,
     StepFailed, Write,

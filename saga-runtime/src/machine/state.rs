@@ -621,12 +621,14 @@ mod millis {
         let ms = Option::<u64>::deserialize(deserializer)?;
         Ok(ms.map(|ms| UNIX_EPOCH + Duration::from_millis(ms)))
     }
+}
 
-    pub(super) fn to_millis(time: SystemTime) -> u64 {
-        time.duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0)
-    }
+/// A time of the state as its stored form keeps it: milliseconds since the Unix epoch (0
+/// before it).
+pub(crate) fn to_millis(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

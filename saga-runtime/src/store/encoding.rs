@@ -99,7 +99,7 @@ pub(crate) fn encode_event_into(
                     return Ok(());
                 }
                 out.extend_from_slice(b"{\"at\":");
-                out.extend_from_slice(itoa::Buffer::new().format(nanos).as_bytes());
+                json::number(out, nanos);
                 return object_kind(out, &event.kind).map_err(|e| refused(&e));
             }
         }

@@ -42,7 +42,8 @@ pub(crate) fn string(out: &mut Vec<u8>, s: &str) -> Result {
     Ok(())
 }
 
-fn number(out: &mut Vec<u8>, n: impl itoa::Integer) {
+/// An integer, as serde_json writes it.
+pub(crate) fn number(out: &mut Vec<u8>, n: impl itoa::Integer) {
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
@@ -284,12 +285,7 @@ pub(crate) fn status(out: &mut Vec<u8>, status: &SagaStatus<usize>) -> Result {
 
 /// Milliseconds since 1970, as the state's times are kept.
 fn millis(out: &mut Vec<u8>, at: SystemTime) {
-    number(
-        out,
-        at.duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0),
-    );
+    number(out, crate::machine::to_millis(at));
 }
 
 /// A saga's state, as `SagaState`'s derive writes it.

@@ -23,7 +23,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::de::Error as _;
 use serde_json::Value;
 
-use super::json;
+use super::json::{self, number};
 use crate::event::{SagaEventKind, StepName};
 use crate::step::Phase;
 
@@ -103,10 +103,6 @@ pub(crate) fn encode(
     }
     out.push(b']');
     Ok(true)
-}
-
-fn number(out: &mut Vec<u8>, n: impl itoa::Integer) {
-    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 /// `,"name"`.
