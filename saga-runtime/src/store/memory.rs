@@ -21,6 +21,7 @@ use crate::id::IdMap;
 use crate::{OperatorRequest, Refusal, SagaId, SagaShape};
 
 mod entry;
+mod history;
 
 use entry::{expiry, lease_for, Entry};
 
