@@ -62,6 +62,14 @@ pub struct StepCx<D = ()> {
     phase: Phase,
     token: u64,
     deps: Arc<D>,
+    /// What few attempts have, boxed: the handle is kept in the future of every attempt in
+    /// flight, and most have none of it.
+    extras: Option<Box<Extras>>,
+}
+
+/// The parts of a step's handle that most attempts do not have.
+#[derive(Default)]
+struct Extras {
     /// For a compensation: the output its step recorded.
     recorded: Option<crate::OutputValue>,
     /// For an action that takes earlier steps' outputs: those outputs, by step name.
@@ -88,27 +96,36 @@ impl<D> StepCx<D> {
             phase,
             token,
             deps,
-            recorded: None,
-            inputs: None,
-            instance: None,
+            extras: None,
         }
+    }
+
+    /// Its extras, made when one is first set.
+    fn extras(&mut self) -> &mut Extras {
+        self.extras.get_or_insert_with(Box::default)
     }
 
     /// The same handle, for instance `instance` of its step.
     pub(crate) fn with_instance(mut self, instance: Option<usize>) -> Self {
-        self.instance = instance;
+        if instance.is_some() {
+            self.extras().instance = instance;
+        }
         self
     }
 
     /// The same handle, carrying the outputs of the earlier steps the step takes.
     pub(crate) fn with_inputs(mut self, inputs: Box<[NamedOutput]>) -> Self {
-        self.inputs = (!inputs.is_empty()).then_some(inputs);
+        if !inputs.is_empty() {
+            self.extras().inputs = Some(inputs);
+        }
         self
     }
 
     /// The output of the earlier step named `step`, if the attempt was given it.
     pub(crate) fn input(&self, step: &str) -> Option<&crate::OutputValue> {
-        self.inputs
+        self.extras
+            .as_ref()?
+            .inputs
             .as_deref()?
             .iter()
             .find(|(name, _)| *name == step)
@@ -117,14 +134,16 @@ impl<D> StepCx<D> {
 
     /// The same handle, carrying the output the step recorded (for its compensation).
     pub(crate) fn with_recorded(mut self, recorded: Option<&crate::OutputValue>) -> Self {
-        self.recorded = recorded.cloned();
+        if let Some(recorded) = recorded {
+            self.extras().recorded = Some(recorded.clone());
+        }
         self
     }
 
     /// For a compensation, the output its step recorded (`None` when it recorded none).
     #[doc(hidden)]
     pub fn recorded_output(&self) -> Option<&crate::OutputValue> {
-        self.recorded.as_ref()
+        self.extras.as_ref()?.recorded.as_ref()
     }
 
     /// The fencing token of this worker's lease on the saga: it grows with every worker that
@@ -212,7 +231,7 @@ impl<D> StepCx<D> {
     /// }
     /// ```
     pub fn instance(&self) -> Option<usize> {
-        self.instance
+        self.extras.as_ref()?.instance
     }
 
     /// The saga's shared dependencies.

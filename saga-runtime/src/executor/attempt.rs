@@ -26,7 +26,7 @@ use crate::machine::{
 };
 use crate::step::{Phase, StepDef, StepFn};
 use crate::{SagaError, SagaKind, SagaStatus, StepCx, StepError};
-use futures_util::future::Either;
+use futures_util::future::{Either, OptionFuture};
 
 /// What stands in for an attempt: nothing (zero-sized) without the test kit, so that every
 /// attempt's future stays as small as it was.
@@ -65,13 +65,17 @@ type KitLog = Option<(String, bool)>;
 type KitLog = ();
 
 /// Runs one attempt: the timeout applies to it alone, and a panic becomes a permanent error.
-async fn attempt_once<C, D>(
+///
+/// Plain functions returning their futures, not `async fn`s, here and below: each `async fn`
+/// layer keeps its parameters beside the future it awaits, and the three layers this was cost
+/// every attempt in flight 160 bytes.
+fn attempt_once<'a, C, D>(
     func: StepFn<C, D>,
-    work: &mut C,
-    cx: &StepCx<D>,
+    work: &'a mut C,
+    cx: &'a StepCx<D>,
     timeout: Option<Duration>,
     injected: Injection,
-) -> Result<Option<crate::OutputValue>, StepError> {
+) -> impl std::future::Future<Output = Result<Option<crate::OutputValue>, StepError>> + 'a {
     // The step's own future as it is without the test kit: no second future around it.
     #[cfg(not(feature = "testing"))]
     let call = {
@@ -88,35 +92,31 @@ async fn attempt_once<C, D>(
             }
         }),
     };
-    guarded(call, timeout).await
+    guarded_within(call, timeout.map(|limit| (limit, limit)))
 }
 
-/// Runs an attempt's future under its timeout, a panic becoming a permanent error.
-async fn guarded<F, T>(call: F, timeout: Option<Duration>) -> Result<T, StepError>
-where
-    F: std::future::Future<Output = Result<T, StepError>>,
-{
-    guarded_within(call, timeout.map(|limit| (limit, limit))).await
-}
-
-/// [`guarded`] with the time left of the attempt's timeout: `within` is (time left, timeout),
-/// the second being what a timeout error reports.
-pub(super) async fn guarded_within<F, T>(
+/// Runs an attempt's future under its timeout, a panic becoming a permanent error: `within` is
+/// (time left, timeout), the second being what a timeout error reports.
+pub(super) fn guarded_within<F, T>(
     call: F,
     within: Option<(Duration, Duration)>,
-) -> Result<T, StepError>
+) -> impl std::future::Future<Output = Result<T, StepError>>
 where
     F: std::future::Future<Output = Result<T, StepError>>,
 {
     let guarded = AssertUnwindSafe(call).catch_unwind();
-    let result = match within {
-        Some((left, limit)) => match tokio::time::timeout(left, guarded).await {
-            Ok(result) => result,
-            Err(_) => return Err(StepError::timeout(limit)),
-        },
-        None => guarded.await,
+    let caught = |result: std::thread::Result<Result<T, StepError>>| {
+        result.unwrap_or_else(|payload| Err(StepError::panic(&*payload)))
     };
-    result.unwrap_or_else(|payload| Err(StepError::panic(&*payload)))
+    match within {
+        Some((left, limit)) => Either::Left(tokio::time::timeout(left, guarded).map(
+            move |result| match result {
+                Ok(result) => caught(result),
+                Err(_) => Err(StepError::timeout(limit)),
+            },
+        )),
+        None => Either::Right(guarded.map(caught)),
+    }
 }
 
 /// An attempt whose intent is recorded, for a member of a parallel group: what it runs, on
@@ -239,14 +239,19 @@ impl<S: SagaKind> Run<S> {
                 )))
             }
         };
-        let result = match self.engine.inner.shared {
-            true => tokio::select! {
-                result = attempt => result,
-                // Another worker holds the saga now: this attempt's result could not be recorded.
-                () = self.cancel.lost() => return self.cancel.check_lease(self.id).map(|()| true),
-            },
-            // Nobody else can take a saga from a store this process does not share.
-            false => attempt.await,
+        // Only a store shared with other processes can lose the saga to another worker while
+        // the attempt runs; boxed, so that it takes no room in every attempt's future (where a
+        // commit costs far more than the allocation).
+        let shared = self.engine.inner.shared;
+        let lost = OptionFuture::from(shared.then(|| Box::pin(self.cancel.lost())));
+        // One await whatever the store: a future awaited in two places is kept apart from the
+        // others of this function, in every state of it.
+        let result = tokio::select! {
+            biased;
+            result = attempt => result,
+            // Another worker holds the saga now: this attempt's result could not be recorded.
+            // (Without a shared store, `lost` is `None` at once, and the branch is disabled.)
+            Some(()) = lost => return self.cancel.check_lease(self.id).map(|()| true),
         };
         let result = match result {
             Ok(Exchanged::Reply(output)) => Ok(output),
@@ -255,7 +260,8 @@ impl<S: SagaKind> Run<S> {
                     .state
                     .in_flight_since(task.step, task.phase)
                     .unwrap_or(started);
-                self.let_go_for_reply(since, timeout).await?;
+                // Boxed: only a remote step lets its saga go to wait for a reply.
+                Box::pin(self.let_go_for_reply(since, timeout)).await?;
                 return Ok(false);
             }
             Err(error) => Err(error),

@@ -95,13 +95,14 @@ impl<S: SagaKind> Run<S> {
         let waited = match self.unrecorded.take() {
             Some(unrecorded) => self.create(unrecorded).await?,
             None => {
-                let answer = match &self.slot {
+                let mut answer = match &self.slot {
                     Some(slot) => slot.write(self.fence, &mut self.pending),
                     None => (self.engine.inner.store).write(self.id, self.fence, &mut self.pending),
                 };
                 super::spare::give_back(std::mem::take(&mut self.pending));
                 let waited = !answer.is_ready();
-                let written = answer.await;
+                // Awaited in place: moved into the await, the answer would be kept twice.
+                let written = (&mut answer).await;
                 match written {
                     Ok(version) => self.fence.version = version,
                     Err(error) => {
@@ -157,20 +158,34 @@ impl<S: SagaKind> Run<S> {
     pub(super) async fn create(&mut self, unrecorded: Box<Unrecorded>) -> Result<bool, SagaError> {
         // Recorded once per type and engine, on a shared store: boxed, so that the run's
         // future (which every poll moves around) does not carry that rare one's state.
-        let recorded = match self.engine.records_type(&self.table) {
-            true => Box::pin(self.engine.record_type(&self.table)).await,
-            false => Ok(()),
-        };
-        let (created, waited) = match recorded {
-            Ok(()) => {
-                let store = &self.engine.inner.store;
-                let answer = store.create(unrecorded.saga, &mut self.pending);
-                super::spare::give_back(std::mem::take(&mut self.pending));
-                let waited = !answer.is_ready();
-                (answer.await, waited)
+        if self.engine.records_type(&self.table) {
+            if let Err(error) = Box::pin(self.engine.record_type(&self.table)).await {
+                return self.created(unrecorded.recorded, Err(error), true);
             }
-            Err(error) => (Err(error), true),
+        }
+        // Taken apart only now: the new saga is not kept in the future while the type is
+        // recorded.
+        let Unrecorded { saga, recorded } = *unrecorded;
+        let (created, waited) = {
+            let store = &self.engine.inner.store;
+            let mut answer = store.create(saga, &mut self.pending);
+            super::spare::give_back(std::mem::take(&mut self.pending));
+            let waited = !answer.is_ready();
+            // Awaited in place: moved into the await, the answer would be kept twice.
+            ((&mut answer).await, waited)
         };
+        self.created(recorded, created, waited)
+    }
+
+    /// What a creation that waited (`waited`) for the store's answer `created` leaves: the
+    /// fence and slot of a new saga, the answer to whoever waits for it (`recorded`), and the
+    /// run's result.
+    fn created(
+        &mut self,
+        recorded: Option<tokio::sync::oneshot::Sender<Result<crate::SagaId, SagaError>>>,
+        created: Result<Created, crate::store::StoreError>,
+        waited: bool,
+    ) -> Result<bool, SagaError> {
         let (told, result) = match created {
             Ok(Created::New { version, lease }) => {
                 self.table.metrics().started();
@@ -193,7 +208,7 @@ impl<S: SagaKind> Run<S> {
                 Err(SagaError::Store(error)),
             ),
         };
-        if let Some(recorded) = unrecorded.recorded {
+        if let Some(recorded) = recorded {
             // A caller that went away no longer needs the answer.
             let _ = recorded.send(told);
         }

@@ -295,9 +295,11 @@ impl<S: SagaKind> Run<S> {
                         return Ok(None);
                     }
                 }
-                Decision::Busy => self.join(None).await?,
+                // Boxed: only a parallel group's members are joined, and the join's future
+                // would otherwise take room in every saga's.
+                Decision::Busy => Box::pin(self.join(None)).await?,
                 Decision::Wait(until) if !self.at_work().is_empty() => {
-                    self.join(Some(until)).await?
+                    Box::pin(self.join(Some(until))).await?
                 }
                 Decision::Wait(until) => {
                     if !self.wait(until).await? {
