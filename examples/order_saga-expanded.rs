@@ -500,6 +500,12 @@ const _: () = {
             > = ::saga_runtime::__private::OnceLock::new();
             METRICS.get_or_init(::saga_runtime::__private::SagaMetrics::new::<Self>)
         }
+        fn table() -> &'static ::saga_runtime::__private::StepTable<OrderCtx, Services> {
+            static TABLE: ::saga_runtime::__private::OnceLock<
+                ::saga_runtime::__private::StepTable<OrderCtx, Services>,
+            > = ::saga_runtime::__private::OnceLock::new();
+            TABLE.get_or_init(::saga_runtime::__private::StepTable::generated::<Self>)
+        }
         fn default_deps() -> ::saga_runtime::__private::Option<
             ::std::sync::Arc<Services>,
         > {

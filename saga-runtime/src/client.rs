@@ -101,7 +101,7 @@ impl<S: SagaKind> SagaRequest<S> {
         };
         this.engine.ensure_background();
         let mut saga = new_saga(
-            &this.table,
+            this.table,
             id,
             now,
             StoredContext::live(Arc::clone(&ctx)),
@@ -183,11 +183,11 @@ impl<S: SagaKind> SagaRequest<S> {
     /// # Ok(()) }
     /// ```
     pub async fn enqueue(self) -> Result<SagaId, SagaError> {
-        self.engine.record_type(&self.table).await?;
+        self.engine.record_type(self.table).await?;
         let now = SystemTime::now();
         let id = self.id.unwrap_or_else(|| SagaId::at(now));
         let saga = new_saga(
-            &self.table,
+            self.table,
             id,
             now,
             StoredContext::live(Arc::new(self.ctx)),
@@ -400,7 +400,7 @@ impl<S: SagaKind> SagaClient<S> {
 
     /// The saga's current status.
     pub async fn status(&self, id: SagaId) -> Result<SagaStatus<S::Step>, SagaError> {
-        let record = executor::load(&self.engine, &self.table, id).await?;
+        let record = executor::load(&self.engine, self.table, id).await?;
         // Same step list as this definition, so every stored position names one of its steps.
         Ok(record
             .state

@@ -20,7 +20,8 @@ pub use admit::{Admission, Requested};
 pub(crate) use decide::{
     decide, past_pivot, pending_compensations, retries_after, Decision, Stop, Task,
 };
-pub(crate) use definition::{stage_of, Definition, Metrics, StepTable};
+pub use definition::StepTable;
+pub(crate) use definition::{stage_of, Definition, Metrics};
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) use state::to_millis;
 pub use state::{

@@ -23,6 +23,7 @@ pub use crate::choreography::{
     HandlerCx, HandlerFuture, HandlerInfo, HandlerPolicy,
 };
 pub use crate::client::SagaClient;
+pub use crate::machine::StepTable;
 pub use crate::metrics::SagaMetrics;
 pub use crate::output::NamedStep;
 pub use crate::remote::Command;

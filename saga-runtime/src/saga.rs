@@ -105,6 +105,10 @@ pub trait Saga: Send + Sync + 'static {
     #[doc(hidden)]
     fn metrics() -> &'static crate::metrics::SagaMetrics;
 
+    /// The definition the executor runs, made once and kept in a static of this type.
+    #[doc(hidden)]
+    fn table() -> &'static crate::machine::StepTable<Self::Context, Self::Deps>;
+
     /// The dependencies a run gets when none are given: `Deps::default()` when the dependencies
     /// type is `Default` (`saga!` says so), `None` otherwise.
     fn default_deps() -> Option<std::sync::Arc<Self::Deps>> {

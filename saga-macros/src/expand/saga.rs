@@ -251,6 +251,12 @@ pub(crate) fn expand(saga: &Saga) -> TokenStream {
                     METRICS.get_or_init(#rt::SagaMetrics::new::<Self>)
                 }
 
+                fn table() -> &'static #rt::StepTable<#ctx_ty, #deps_ty> {
+                    static TABLE: #rt::OnceLock<#rt::StepTable<#ctx_ty, #deps_ty>> =
+                        #rt::OnceLock::new();
+                    TABLE.get_or_init(#rt::StepTable::generated::<Self>)
+                }
+
                 fn default_deps() -> #rt::Option<::std::sync::Arc<#deps_ty>> {
                     #[allow(unused_imports)]
                     use #rt::{DepsDefault as _, DepsNoDefault as _};

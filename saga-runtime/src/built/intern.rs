@@ -68,7 +68,7 @@ pub(crate) fn table<C: Send + Sync + 'static, D: Send + Sync + 'static>(
     options: SagaOptions,
     steps: Vec<StepDef<C, D>>,
     groups: Vec<Range<usize>>,
-) -> StepTable<C, D> {
+) -> &'static StepTable<C, D> {
     static TABLES: OnceLock<Mutex<HashMap<Key, &'static (dyn Any + Send + Sync)>>> =
         OnceLock::new();
     let key = Key {
@@ -84,7 +84,7 @@ pub(crate) fn table<C: Send + Sync + 'static, D: Send + Sync + 'static>(
         .unwrap_or_else(|e| e.into_inner());
     if let Some(table) = tables.get(&key) {
         if let Some(table) = table.downcast_ref::<StepTable<C, D>>() {
-            return *table;
+            return table;
         }
     }
     let steps: &'static [StepDef<C, D>] = Box::leak(steps.into_boxed_slice());
@@ -100,5 +100,5 @@ pub(crate) fn table<C: Send + Sync + 'static, D: Send + Sync + 'static>(
         names,
     }));
     tables.insert(key, table);
-    *table
+    table
 }

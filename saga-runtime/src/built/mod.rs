@@ -85,7 +85,7 @@ use crate::{Engine, SagaClient, SagaContext, SagaDescription, SagaKind, SagaOpti
 /// # Ok(()) }
 /// ```
 pub struct SagaDefinition<C: 'static, D: 'static> {
-    table: StepTable<C, D>,
+    table: &'static StepTable<C, D>,
 }
 
 impl<C, D> Clone for SagaDefinition<C, D> {
@@ -141,7 +141,7 @@ impl<C: SagaContext, D: Send + Sync + 'static> SagaDefinition<C, D> {
         SagaClient::with_table(engine, self.table)
     }
 
-    pub(crate) fn table(&self) -> StepTable<C, D> {
+    pub(crate) fn table(&self) -> &'static StepTable<C, D> {
         self.table
     }
 }

@@ -183,7 +183,7 @@ impl EngineBuilder {
     pub fn register<S: Saga>(self, deps: impl Into<Arc<S::Deps>>) -> Self {
         let table = executor::table::<S>();
         self.register_kind::<S>(S::NAME, deps.into(), move |engine, record| {
-            let ctx = executor::resumable(engine, &table, record)?;
+            let ctx = executor::resumable(engine, table, record)?;
             Ok((table, ctx))
         })
     }
@@ -249,7 +249,7 @@ impl EngineBuilder {
                     table.name
                 ));
             }
-            if let Some(reason) = executor::incompatibility(record, &table) {
+            if let Some(reason) = executor::incompatibility(record, table) {
                 return Err(reason);
             }
             Ok((table, ctx))

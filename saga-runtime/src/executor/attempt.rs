@@ -453,7 +453,7 @@ impl<S: SagaKind> Run<S> {
             }
             Err(error) => error,
         };
-        if retries_after(&self.table, &task, &error) {
+        if retries_after(self.table, &task, &error) {
             let delay = self
                 .engine
                 .inner
@@ -481,7 +481,7 @@ impl<S: SagaKind> Run<S> {
                 let compensate = (error.is_timeout()
                     && policy.compensate_on_timeout
                     && def.compensate.is_some()
-                    && !past_pivot(&self.table, &self.state))
+                    && !past_pivot(self.table, &self.state))
                 .then(|| CompletedStep::timed_out(task.step, task.fallback));
                 let kind = SagaEventKind::StepFailed {
                     step: name.into(),
@@ -572,7 +572,7 @@ impl<S: SagaKind> Run<S> {
                     attempt: task.attempt,
                 };
                 self.record(kind, Change::Compensated { step: task.step }, None);
-                let status = super::finish::pending_status(&self.table, &self.state);
+                let status = super::finish::pending_status(self.table, &self.state);
                 self.set_status(status);
             }
         }

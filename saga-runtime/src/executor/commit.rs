@@ -158,8 +158,8 @@ impl<S: SagaKind> Run<S> {
     pub(super) async fn create(&mut self, unrecorded: Box<Unrecorded>) -> Result<bool, SagaError> {
         // Recorded once per type and engine, on a shared store: boxed, so that the run's
         // future (which every poll moves around) does not carry that rare one's state.
-        if self.engine.records_type(&self.table) {
-            if let Err(error) = Box::pin(self.engine.record_type(&self.table)).await {
+        if self.engine.records_type(self.table) {
+            if let Err(error) = Box::pin(self.engine.record_type(self.table)).await {
                 return self.created(unrecorded.recorded, Err(error), true);
             }
         }

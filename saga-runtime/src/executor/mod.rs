@@ -40,7 +40,7 @@ pub(crate) fn span(id: SagaId, name: &'static str) -> tracing::Span {
 type Outcome<S> = SagaOutcome<<S as SagaKind>::Context, <S as SagaKind>::Step>;
 
 /// The definition a saga of kind `S` runs.
-pub(crate) type Table<S> = StepTable<<S as SagaKind>::Context, <S as SagaKind>::Deps>;
+pub(crate) type Table<S> = &'static StepTable<<S as SagaKind>::Context, <S as SagaKind>::Deps>;
 
 /// One saga being executed.
 pub(crate) struct Run<S: SagaKind> {
@@ -163,8 +163,8 @@ pub(crate) fn event(
 }
 
 /// The definition `saga!` generated for `S`.
-pub(crate) fn table<S: Saga>() -> StepTable<S::Context, S::Deps> {
-    StepTable::generated::<S>()
+pub(crate) fn table<S: Saga>() -> &'static StepTable<S::Context, S::Deps> {
+    S::table()
 }
 
 /// Records a new saga and runs it to a terminal state; if it is let go on a durable timer, waits
@@ -271,7 +271,7 @@ impl<S: SagaKind> Run<S> {
             // it as ignored rather than acting on it.
             let cancelled = self.cancel.was_requested();
             let decision = decide(
-                &self.table,
+                self.table,
                 &self.state,
                 self.clock,
                 cancelled,
@@ -340,13 +340,13 @@ impl<S: SagaKind> Run<S> {
                     );
                 }
                 Decision::StartRollback(cause) => {
-                    let reason = reason(&self.table, &cause);
+                    let reason = reason(self.table, &cause);
                     self.record(
                         SagaEventKind::CompensationStarted { reason },
                         Change::RollbackStarted(cause),
                         None,
                     );
-                    self.set_status(finish::pending_status(&self.table, &self.state));
+                    self.set_status(finish::pending_status(self.table, &self.state));
                 }
                 Decision::IgnoreStop { cancelled, reason } => self.record(
                     SagaEventKind::StopIgnored {
@@ -430,7 +430,7 @@ impl<S: SagaKind> Run<S> {
     /// decision sees why.
     fn wake_at(&self, until: SystemTime) -> (SystemTime, bool) {
         let stoppable =
-            self.state.rollback.is_none() && !crate::machine::past_pivot(&self.table, &self.state);
+            self.state.rollback.is_none() && !crate::machine::past_pivot(self.table, &self.state);
         let wake_at = match (stoppable, self.state.deadline) {
             (true, Some(deadline)) => deadline.min(until),
             _ => until,
@@ -455,7 +455,7 @@ impl<S: SagaKind> Run<S> {
     /// Tells the cancellation state once the saga has passed its pivot: from then on it cannot
     /// be cancelled.
     fn note_pivot(&self) {
-        if crate::machine::past_pivot(&self.table, &self.state) {
+        if crate::machine::past_pivot(self.table, &self.state) {
             self.cancel.pass_pivot();
         }
     }

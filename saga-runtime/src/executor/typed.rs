@@ -81,7 +81,7 @@ pub(crate) async fn retry<S: SagaKind>(
     deps: Arc<S::Deps>,
 ) -> Result<Outcome<S>, SagaError> {
     // Checked before anything changes: a saga of another type or definition is not reopened.
-    let record = load(&engine, &table, id).await?;
+    let record = load(&engine, table, id).await?;
     let ctx = record
         .context
         .decode::<S::Context>()

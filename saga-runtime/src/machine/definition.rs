@@ -45,9 +45,13 @@ pub(crate) trait Definition {
 }
 
 /// A saga's definition as the executor runs it: its name, steps, groups and options, and its
-/// metric handles. `saga!` makes one from its generated statics; a built definition
-/// ([`crate::SagaDefinition`]) is one made at run time.
-pub(crate) struct StepTable<C: 'static, D: 'static> {
+/// metric handles. `saga!` makes one, once, in a static of the saga type (see [`Saga::table`]);
+/// a built definition ([`crate::SagaDefinition`]) is one made at run time, and leaked. Runs and
+/// clients refer to it: it is 100 bytes that every saga in flight would otherwise carry twice.
+///
+/// [`Saga::table`]: crate::Saga::table
+#[doc(hidden)]
+pub struct StepTable<C: 'static, D: 'static> {
     /// The saga's type name, as recorded.
     pub(crate) name: &'static str,
     pub(crate) steps: &'static [StepDef<C, D>],
@@ -94,8 +98,9 @@ impl<C, D> StepTable<C, D> {
         self.steps.get(step).map_or("?", |def| def.name())
     }
 
-    /// A fresh copy of the table `saga!` generated for `S`.
-    pub(crate) fn generated<S>() -> Self
+    /// The table of the steps `saga!` generated for `S`, which keeps it in a static.
+    #[doc(hidden)]
+    pub fn generated<S>() -> Self
     where
         S: crate::Saga<Context = C, Deps = D>,
     {
