@@ -72,15 +72,23 @@ pub(crate) struct Run<S: SagaKind> {
     unrecorded: Option<Box<Unrecorded>>,
     /// The members of a parallel group at work (boxed: most sagas have no group).
     group: Option<Box<group::Group<S::Context>>>,
-    /// Held for the run's whole life; dropping it takes the saga out of the running set.
-    _claim: Claim,
+}
+
+/// The run holds its saga's claim for its whole life (its engine, id and cancellation state are
+/// the claim's, taken over rather than kept twice): dropping it takes the saga out of the running
+/// set.
+impl<S: SagaKind> Drop for Run<S> {
+    fn drop(&mut self) {
+        release(&self.engine, self.id);
+    }
 }
 
 /// A saga claimed by this engine: in its running set from before it is recorded (or resumed)
 /// until its run ends, so that this engine never runs a saga twice, and so that lease renewal
 /// knows what it holds.
 pub(crate) struct Claim {
-    engine: Engine,
+    /// `None` once a run took the claim over.
+    engine: Option<Engine>,
     id: SagaId,
     cancel: Arc<CancelState>,
 }
@@ -99,28 +107,41 @@ impl Claim {
         }
         running.insert(id, cancel.clone());
         Some(Claim {
-            engine: engine.clone(),
+            engine: Some(engine.clone()),
             id,
             cancel,
         })
+    }
+
+    /// Its parts, for a run that takes the claim over (and releases it when dropped).
+    fn into_parts(mut self) -> (Engine, SagaId, Arc<CancelState>) {
+        let engine = self.engine.take().expect("a claim is taken over once");
+        (engine, self.id, self.cancel.clone())
     }
 }
 
 impl Drop for Claim {
     fn drop(&mut self) {
-        // Replies its run recorded but did not commit come again to whoever resumes the saga.
-        if let Some(remote) = &self.engine.inner.remote {
-            remote.forget(self.id);
+        if let Some(engine) = &self.engine {
+            release(engine, self.id);
         }
-        self.engine
-            .inner
-            .running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.id);
-        // The run ended, or let the saga go: whoever waits for it looks again.
-        self.engine.inner.waiters.wake(self.id);
     }
+}
+
+/// Takes saga `id` out of `engine`'s running set: its claim (or the run that took it over) ends.
+fn release(engine: &Engine, id: SagaId) {
+    // Replies its run recorded but did not commit come again to whoever resumes the saga.
+    if let Some(remote) = &engine.inner.remote {
+        remote.forget(id);
+    }
+    engine
+        .inner
+        .running
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&id);
+    // The run ended, or let the saga go: whoever waits for it looks again.
+    engine.inner.waiters.wake(id);
 }
 
 /// A new saga, recorded by its run's first flush together with the transitions before it (the
@@ -233,29 +254,29 @@ impl<S: SagaKind> Run<S> {
         state: SagaState,
         fence: Fence,
     ) -> Self {
-        if fence.token != 0 && claim.engine.inner.shared {
+        let (engine, id, cancel) = claim.into_parts();
+        if fence.token != 0 && engine.inner.shared {
             // Resumed or reopened: the store committed the lease before this run was made (only
             // leases on a shared store are renewed, and can be lost).
-            claim.cancel.leased();
+            cancel.leased();
         }
         let wall = SystemTime::now();
         Run {
-            engine: claim.engine.clone(),
-            id: claim.id,
+            engine,
+            id,
             deps,
             table,
             committed: ctx,
             state,
             fence,
             slot: None,
-            cancel: claim.cancel.clone(),
+            cancel,
             started: Instant::now(),
             started_wall: wall,
             clock: wall,
             pending: Vec::new(),
             unrecorded: None,
             group: None,
-            _claim: claim,
         }
     }
 
