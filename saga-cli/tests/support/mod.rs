@@ -116,6 +116,9 @@ pub async fn filled(dir: &Path) -> (PathBuf, SagaId, SagaId) {
         .run()
         .await
         .unwrap();
+    // Ids are ordered by the millisecond they were made in, and in any order within one: a saga
+    // can complete within a millisecond, and the tests list these two in this order.
+    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     let undone = Orders::on(&engine)
         .run(Order {
             item: "lamp".into(),
