@@ -168,7 +168,8 @@ pub(crate) fn decide<D: Definition + ?Sized>(
                     attempt: activity.attempt,
                     error: activity
                         .last_error
-                        .clone()
+                        .as_deref()
+                        .cloned()
                         .unwrap_or_else(|| StepError::transient("stopped")),
                     cause,
                 }));

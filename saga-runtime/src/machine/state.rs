@@ -151,9 +151,10 @@ pub struct Activity {
     /// When the next attempt is due, after a retryable failure.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "millis")]
     pub retry_at: Option<SystemTime>,
-    /// The last attempt's error.
+    /// The last attempt's error (boxed: most activities have none, and every saga in flight
+    /// keeps one activity).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<StepError>,
+    pub last_error: Option<Box<StepError>>,
 }
 
 impl Activity {
@@ -447,7 +448,7 @@ impl SagaState {
                 let activity = self.activity(retry.step, retry.phase);
                 activity.in_flight = false;
                 activity.retry_at = Some(at.checked_add(retry.delay).unwrap_or(at));
-                activity.last_error = Some(retry.error.clone());
+                activity.last_error = Some(Box::new(retry.error.clone()));
             }
             Change::Completed(done) => self.completed(*done),
             Change::CompletedWithOutput(done) => {

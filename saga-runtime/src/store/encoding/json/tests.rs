@@ -181,7 +181,7 @@ fn a_state_is_written_as_serde_writes_it_with_each_field_set_or_not() {
     busy.in_flight = true;
     busy.started = Some(at);
     busy.retry_at = Some(at + Duration::from_secs(1));
-    busy.last_error = Some(StepError::transient("timeout"));
+    busy.last_error = Some(Box::new(StepError::transient("timeout")));
     full.active = vec![busy, Activity::new(3, Phase::Compensation, false)];
     full.failure = Some(Box::new(Failure {
         step: 1,
