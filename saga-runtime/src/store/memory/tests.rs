@@ -105,3 +105,17 @@ fn the_oldest_ended_sagas_without_a_key_are_forgotten_and_keyed_ones_kept() {
     let again = create(&store, new_saga("keyed"));
     assert!(matches!(&again, Created::Existing(record) if record.id == keyed_id));
 }
+
+#[test]
+fn sagas_of_one_type_share_their_step_names() {
+    let first = super::entry::shared_names(vec!["reserve", "charge"]);
+    let second = super::entry::shared_names(vec!["reserve", "charge"]);
+    assert!(Arc::ptr_eq(&first, &second));
+    let other = super::entry::shared_names(vec!["reserve", "ship"]);
+    assert_eq!(&*other, ["reserve", "ship"]);
+    assert_eq!(&*first, ["reserve", "charge"]);
+    // The names of the type kept last are the ones shared.
+    let again = super::entry::shared_names(vec!["reserve", "charge"]);
+    assert!(!Arc::ptr_eq(&first, &again));
+    assert_eq!(&*again, ["reserve", "charge"]);
+}
