@@ -172,7 +172,7 @@ impl Inner {
             };
             // A retried saga is listed twice; only forget it once it is terminal.
             if let hash_map::Entry::Occupied(cell) = self.sagas.entry(old) {
-                let ended = cell.get().lock().record.state.status.is_terminal();
+                let ended = cell.get().lock().record.status.is_terminal();
                 if ended {
                     let cell = cell.remove();
                     if let Some(key) = cell.lock().record.idempotency_key.take() {
@@ -254,7 +254,7 @@ impl SagaStore for MemoryStore {
             .filter(|(id, _)| request.only.is_none_or(|only| only == **id))
             .filter_map(|(id, cell)| {
                 let e = cell.lock();
-                let wanted = !e.record.state.status.is_terminal()
+                let wanted = !e.record.status.is_terminal()
                     && request
                         .types
                         .as_ref()
@@ -273,9 +273,8 @@ impl SagaStore for MemoryStore {
                 let taken_over = entry.record.lease.is_some();
                 entry.record.lease = Some(lease_for(request.lease.clone(), entry.token, now));
                 entry.wake_at = None;
-                entry.fold();
                 if taken_over {
-                    entry.record.state.recovery_attempts += 1;
+                    entry.state().recovery_attempts += 1;
                 }
                 Ok(entry.record())
             })
@@ -315,7 +314,7 @@ impl SagaStore for MemoryStore {
                 id,
                 fence,
                 entry.lease_token(),
-                &entry.record.state.status,
+                &entry.record.status,
                 entry.record.version,
             )
             .map(|()| {
@@ -334,7 +333,7 @@ impl SagaStore for MemoryStore {
             .values()
             .filter_map(|cell| {
                 let e = cell.lock();
-                let due = !e.record.state.status.is_terminal()
+                let due = !e.record.status.is_terminal()
                     && e.record.lease.as_ref().is_none_or(|l| l.expires_at <= now)
                     && types
                         .as_ref()
@@ -355,7 +354,6 @@ impl SagaStore for MemoryStore {
         let Some(mut entry) = inner.entry(&id) else {
             return StoreFuture::ready(Err(StoreError::not_found(id)));
         };
-        entry.fold();
         let now = SystemTime::now();
         let saga = Requested {
             id,
@@ -363,7 +361,7 @@ impl SagaStore for MemoryStore {
             steps: entry.steps.len(),
             at: now,
         };
-        let admission = match entry.record.state.admit(request, saga) {
+        let admission = match entry.state().admit(request, saga) {
             Ok(admission) => admission,
             Err(refusal) => return StoreFuture::ready(Ok(Err(refusal))),
         };
@@ -371,7 +369,6 @@ impl SagaStore for MemoryStore {
             Admission::Cancel => entry.record.cancel_requested = true,
             Admission::Reopen(write) => {
                 entry.push(*write);
-                entry.fold();
                 if let Some(lease) = lease {
                     entry.token += 1;
                     entry.record.lease = Some(lease_for(lease, entry.token, now));
@@ -444,7 +441,7 @@ impl SagaStore for MemoryStore {
         for cell in inner.sagas.values() {
             let entry = cell.lock();
             *counts
-                .entry((entry.saga_type, entry.record.state.status.name()))
+                .entry((entry.saga_type, entry.record.status.name()))
                 .or_default() += 1;
         }
         let counts = counts

@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 use std::cell::RefCell;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -12,26 +13,26 @@ use crate::store::{
     check_fence, Acquire, Change, Fence, Lease, LeaseRequest, NewSaga, SagaRecord, SagaState,
     SagaSummary, StoreError, StoredContext, Write,
 };
-use crate::SagaId;
+use crate::{SagaId, SagaStatus};
 
 #[derive(Debug)]
 pub(super) struct Entry {
     /// The record, but for its type name and step names: they are the definition's
     /// `&'static str`s below, turned into strings only when the record is read.
-    ///
-    /// Its state's status is always current; the rest of its state is as of the changes folded
-    /// so far (see `folded`).
     pub(super) record: Kept,
+    /// What its state starts from, until the state is built.
+    start: Start,
     pub(super) saga_type: &'static str,
     /// Shared by the sagas of its type kept one after another (see [`shared_names`]).
     pub(super) steps: Arc<[&'static str]>,
     /// Its writes in order: each one's event (but for the saga's id and type, the same in all)
     /// and what it changed.
     pub(super) history: Vec<Recorded>,
-    /// How many of them are folded into the state. The rest are folded in (by
-    /// [`SagaState::apply_parts`], as every store does) when the state is read: the run that
-    /// wrote them folded them already into its own copy of the state, and most sagas' states are
-    /// never read back from this store, so folding on read spares every transition a second fold.
+    /// How many of them are folded into the state (the first, the saga's start, is what the
+    /// state starts from). The rest are folded in (by [`SagaState::apply_parts`], as every store
+    /// does) when the state is read: the run that wrote them folded them already into its own
+    /// copy of the state, and most sagas' states are never read back from this store, so folding
+    /// on read spares every transition a second fold.
     folded: usize,
     /// The last token handed out, kept when the lease ends.
     pub(super) token: u64,
@@ -41,11 +42,17 @@ pub(super) struct Entry {
 }
 
 /// A [`SagaRecord`] as an entry keeps it: every field but the type name and the step names
-/// (whose empty strings would still take 48 bytes of every saga kept).
-#[derive(Debug, Clone)]
+/// (whose empty strings would still take 48 bytes of every saga kept), and its state as its
+/// status and, once the state is first read, the rest of it.
+#[derive(Debug)]
 pub(super) struct Kept {
     pub(super) id: SagaId,
-    pub(super) state: SagaState,
+    /// Always current.
+    pub(super) status: SagaStatus<usize>,
+    /// Built when first read (see [`Entry::state`]), then kept: most sagas' states are never read
+    /// back from this store (their run has its own), and 200 bytes of every saga in flight would
+    /// go to a copy nobody reads. Its status is the one above as of its last read.
+    state: Option<Box<SagaState>>,
     pub(super) context: StoredContext,
     pub(super) idempotency_key: Option<String>,
     pub(super) version: u64,
@@ -53,6 +60,14 @@ pub(super) struct Kept {
     pub(super) cancel_requested: bool,
     pub(super) created_at: SystemTime,
     pub(super) updated_at: SystemTime,
+}
+
+/// What a saga's state starts from: [`SagaState::new`] with these.
+#[derive(Debug)]
+struct Start {
+    deadline: Option<SystemTime>,
+    pivot: Option<usize>,
+    groups: Box<[Range<usize>]>,
 }
 
 impl Entry {
@@ -83,9 +98,8 @@ impl Entry {
         let token = u64::from(lease.is_some());
         let record = Kept {
             id,
-            state: SagaState::new(deadline)
-                .with_pivot(pivot)
-                .with_groups(groups),
+            status: SagaState::new(deadline).status,
+            state: None,
             context,
             idempotency_key,
             version: 1,
@@ -109,6 +123,11 @@ impl Entry {
         ));
         Entry {
             record,
+            start: Start {
+                deadline,
+                pivot,
+                groups: groups.into_boxed_slice(),
+            },
             saga_type,
             folded: 1,
             steps: shared_names(steps),
@@ -144,7 +163,7 @@ impl Entry {
         } = write;
         let record = &mut self.record;
         if let Some(status) = status {
-            record.state.status = status;
+            record.status = status;
         }
         if let Some(context) = context {
             record.context = context;
@@ -169,7 +188,7 @@ impl Entry {
                 record.id,
                 fence,
                 self.lease_token(),
-                &record.state.status,
+                &record.status,
                 record.version,
             );
             if let Err(error) = checked {
@@ -180,7 +199,7 @@ impl Entry {
         for write in writes.drain(..) {
             self.push(write);
         }
-        if self.record.state.status.is_terminal() {
+        if self.record.status.is_terminal() {
             self.record.lease = None;
         }
         Ok(self.record.version)
@@ -189,58 +208,63 @@ impl Entry {
     /// Whether it ended and is forgotten past the retention limit: a key is a promise that the
     /// saga runs once, so a keyed saga is kept.
     pub(super) fn forgettable(&self) -> bool {
-        self.record.state.status.is_terminal() && self.record.idempotency_key.is_none()
+        self.record.status.is_terminal() && self.record.idempotency_key.is_none()
     }
 
-    /// Folds the changes written since the state was last read into it.
-    pub(super) fn fold(&mut self) {
+    /// Its state as of every write: built the first time it is read, then the writes since its
+    /// last read folded in.
+    pub(super) fn state(&mut self) -> &mut SagaState {
+        let Start {
+            deadline,
+            pivot,
+            groups,
+        } = &self.start;
+        let state = self.record.state.get_or_insert_with(|| {
+            let state = SagaState::new(*deadline)
+                .with_pivot(*pivot)
+                .with_groups(groups.to_vec());
+            Box::new(state)
+        });
+        // The status is the one written last (before the changes since are folded, as when
+        // the state was kept whole and its status set by every write).
+        state.status.clone_from(&self.record.status);
         for recorded in &self.history[self.folded..] {
-            // The status was applied when it was written.
-            let state = &mut self.record.state;
             state.apply_parts(None, &recorded.change(), recorded.at);
         }
         self.folded = self.history.len();
+        state
     }
 
     /// The full record, as the writes since it was created made it.
     pub(super) fn record(&mut self) -> SagaRecord {
-        self.fold();
-        let Kept {
-            id,
-            state,
-            context,
-            idempotency_key,
-            version,
-            lease,
-            cancel_requested,
-            created_at,
-            updated_at,
-        } = self.record.clone();
+        let state = self.state().clone();
+        let record = &self.record;
         SagaRecord {
-            id,
+            id: record.id,
             saga_type: self.saga_type.to_owned(),
             steps: self.steps.iter().map(|s| (*s).to_owned()).collect(),
             state,
-            context,
-            idempotency_key,
-            version,
-            lease,
-            cancel_requested,
-            created_at,
-            updated_at,
+            context: record.context.clone(),
+            idempotency_key: record.idempotency_key.clone(),
+            version: record.version,
+            lease: record.lease.clone(),
+            cancel_requested: record.cancel_requested,
+            created_at: record.created_at,
+            updated_at: record.updated_at,
         }
     }
 
     /// What a listing shows of it.
-    pub(super) fn summary(&self) -> SagaSummary {
+    pub(super) fn summary(&mut self) -> SagaSummary {
+        let wake_at = self.wake_at.or_else(|| self.state().wake_at());
         let record = &self.record;
         SagaSummary {
             id: record.id,
             saga_type: self.saga_type.to_owned(),
-            status: record.state.status.clone(),
+            status: record.status.clone(),
             idempotency_key: record.idempotency_key.clone(),
             owner: record.lease.as_ref().map(|l| l.owner.to_string()),
-            wake_at: self.wake_at.or_else(|| record.state.wake_at()),
+            wake_at,
             created_at: record.created_at,
             updated_at: record.updated_at,
         }
