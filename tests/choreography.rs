@@ -214,6 +214,43 @@ async fn a_failure_is_undone_in_reverse_order_by_the_services_that_did_work() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_that_panics_fails_for_good_and_what_ran_before_it_is_undone() {
+    for (name, bus) in buses("the choreography tests on NATS", Duration::from_secs(30)).await {
+        let (ledger, engine) = (Arc::new(Ledger::default()), Engine::in_memory());
+        let _running = run(&bus, &ledger, &engine);
+        let id = ShopFlow::start(&*bus, placed("o-9", "panic"))
+            .await
+            .unwrap();
+        assert_eq!(
+            ended(&engine, id, name).await,
+            SagaStatus::Compensated,
+            "{name}"
+        );
+        // A panic is not retried (the handler has `retries = 2`): one attempt, then the undo.
+        assert_eq!(
+            ledger.entries(),
+            [
+                "inventory: reserve o-9".to_string(),
+                format!("payments: charge o-9 attempt 1 as {id}:charge_card"),
+                "inventory: release r-o-9".to_string(),
+            ],
+            "{name}"
+        );
+        let failed: Vec<String> = history(&engine, id)
+            .await
+            .into_iter()
+            .filter(|line| line.starts_with("failed"))
+            .collect();
+        assert_eq!(failed.len(), 1, "{name}: {failed:?}");
+        assert!(
+            failed[0].starts_with("failed charge_card")
+                && failed[0].contains("the handler panicked: gateway answered nonsense"),
+            "{name}: {failed:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transient_failure_is_retried_under_the_same_key() {
     for (name, bus) in buses("the choreography tests on NATS", Duration::from_secs(30)).await {
         let (ledger, engine) = (Arc::new(Ledger::default()), Engine::in_memory());

@@ -90,8 +90,8 @@ impl StepError {
         Self::with_kind(ErrorKind::Timeout, format!("timed out after {limit:?}"))
     }
 
-    pub(crate) fn panic(payload: &(dyn std::any::Any + Send)) -> Self {
-        Self::with_kind(ErrorKind::Panic, format!("step {}", panicked(payload)))
+    pub(crate) fn panic(what: &str, payload: &(dyn std::any::Any + Send)) -> Self {
+        Self::with_kind(ErrorKind::Panic, format!("{what} {}", panicked(payload)))
     }
 
     /// Turns this error permanent, keeping message and source.

@@ -25,7 +25,8 @@ impl Ledger {
 }
 
 /// An order was placed; `trouble` says what goes wrong: "" (nothing), "decline" (the payment,
-/// for good), "busy-once" (the payment, once, transiently), "no-courier" (shipping, for good).
+/// for good), "busy-once" (the payment, once, transiently), "panic" (the payment's handler
+/// panics), "no-courier" (shipping, for good).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OrderPlaced {
     /// The order.
@@ -121,6 +122,7 @@ pub async fn charge_card(
     ));
     match event.trouble.as_str() {
         "decline" => return Err(StepError::permanent("card declined")),
+        "panic" => panic!("gateway answered nonsense"),
         "busy-once" if cx.attempt() == 1 => return Err(StepError::transient("gateway busy")),
         _ => {}
     }

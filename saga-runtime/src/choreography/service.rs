@@ -2,18 +2,17 @@
 //! the compensations asked of it.
 
 use std::collections::HashSet;
-use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use futures_util::{FutureExt, StreamExt};
+use futures_util::StreamExt;
 
 use super::envelope::{event_subject, After, Done, FlowEnvelope, FlowMessage};
 use super::{publish, Choreography, Event, Handler, HandlerCx, HandlerInfo, HandlerPolicy};
 use crate::bus::subject::{check_consumer, check_filter, token_of};
 use crate::bus::{Bus, BusError, BusErrorKind, Delivery};
-use crate::{ErrorKind, StepError};
+use crate::StepError;
 
 /// How long a delivery that could not be finished for now (its next message not published)
 /// waits before it comes again.
@@ -365,25 +364,13 @@ fn rollback(envelope: &FlowEnvelope, trail: Vec<Done>, after: After) -> FlowEnve
     envelope.next(message, trail)
 }
 
-/// Runs a handler's future within its timeout, a panic becoming a permanent error.
-async fn guarded<T>(
+/// Runs a handler's future within its timeout, a panic becoming a permanent error (as a step's
+/// attempt is).
+fn guarded<T>(
     run: BoxFuture<'static, Result<T, StepError>>,
     timeout: Option<Duration>,
-) -> Result<T, StepError> {
-    let caught = AssertUnwindSafe(run).catch_unwind();
-    let result = match timeout {
-        Some(limit) => match tokio::time::timeout(limit, caught).await {
-            Ok(result) => result,
-            Err(_) => return Err(StepError::timeout(limit)),
-        },
-        None => caught.await,
-    };
-    result.unwrap_or_else(|payload| {
-        Err(StepError::with_kind(
-            ErrorKind::Panic,
-            format!("the handler {}", crate::error::panicked(&*payload)),
-        ))
-    })
+) -> impl std::future::Future<Output = Result<T, StepError>> {
+    crate::executor::guarded_within(run, timeout.map(|limit| (limit, limit)), "the handler")
 }
 
 /// Handler `H` on an event as JSON.

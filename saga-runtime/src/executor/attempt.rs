@@ -92,21 +92,23 @@ fn attempt_once<'a, C, D>(
             }
         }),
     };
-    guarded_within(call, timeout.map(|limit| (limit, limit)))
+    guarded_within(call, timeout.map(|limit| (limit, limit)), "step")
 }
 
-/// Runs an attempt's future under its timeout, a panic becoming a permanent error: `within` is
-/// (time left, timeout), the second being what a timeout error reports.
-pub(super) fn guarded_within<F, T>(
+/// Runs an attempt's future (a step's, a choreography handler's) under its timeout, a panic
+/// becoming a permanent error that names `what` panicked: `within` is (time left, timeout), the
+/// second being what a timeout error reports.
+pub(crate) fn guarded_within<F, T>(
     call: F,
     within: Option<(Duration, Duration)>,
+    what: &'static str,
 ) -> impl std::future::Future<Output = Result<T, StepError>>
 where
     F: std::future::Future<Output = Result<T, StepError>>,
 {
     let guarded = AssertUnwindSafe(call).catch_unwind();
     let caught = |result: std::thread::Result<Result<T, StepError>>| {
-        result.unwrap_or_else(|payload| Err(StepError::panic(&*payload)))
+        result.unwrap_or_else(|payload| Err(StepError::panic(what, &*payload)))
     };
     match within {
         Some((left, limit)) => Either::Left(tokio::time::timeout(left, guarded).map(

@@ -41,7 +41,7 @@ pub(super) async fn remote_once<D>(
         let built = build.await?;
         send_built(engine, cx, built, patience).await
     };
-    guarded_within(exchange, within).await
+    guarded_within(exchange, within, "step").await
 }
 
 /// Runs one attempt of a compensation: `build` (the compensation, under its whole timeout) runs
@@ -64,7 +64,7 @@ pub(super) async fn compensation_once<D>(
         return Ok(Exchanged::Reply(built));
     }
     let within = timeout.map(|limit| (limit.saturating_sub(begun.elapsed()), limit));
-    guarded_within(send_built(engine, cx, built, patience), within).await
+    guarded_within(send_built(engine, cx, built, patience), within, "step").await
 }
 
 /// Sends the command an attempt built, if it built one, to its service and waits for the reply

@@ -12,6 +12,7 @@ mod spare;
 mod typed;
 pub(crate) mod waiting;
 
+pub(crate) use attempt::guarded_within;
 pub(crate) use typed::{incompatibility, load, retry};
 
 use std::borrow::Cow;
