@@ -68,6 +68,18 @@ async fn ended(engine: &Engine, id: SagaId, what: &str) -> SagaStatus<&'static s
     }
 }
 
+/// Starts a saga of `order` on `bus` and waits until the tracker recorded it as ended: its id
+/// and status.
+async fn ran(
+    bus: &Arc<dyn Bus>,
+    engine: &Engine,
+    name: &str,
+    order: OrderPlaced,
+) -> (SagaId, SagaStatus<&'static str>) {
+    let id = ShopFlow::start(&**bus, order).await.unwrap();
+    (id, ended(engine, id, name).await)
+}
+
 /// The history of saga `id` as one line per entry: `kind step`.
 async fn history(engine: &Engine, id: SagaId) -> Vec<String> {
     engine
@@ -101,12 +113,8 @@ async fn a_choreographed_saga_completes_through_three_services() {
     for (name, bus) in buses("the choreography tests on NATS", Duration::from_secs(30)).await {
         let (ledger, engine) = (Arc::new(Ledger::default()), Engine::in_memory());
         let _running = run(&bus, &ledger, &engine);
-        let id = ShopFlow::start(&*bus, placed("o-1", "")).await.unwrap();
-        assert_eq!(
-            ended(&engine, id, name).await,
-            SagaStatus::Completed,
-            "{name}"
-        );
+        let (id, status) = ran(&bus, &engine, name, placed("o-1", "")).await;
+        assert_eq!(status, SagaStatus::Completed, "{name}");
         assert_eq!(
             ledger.entries(),
             [
@@ -154,14 +162,8 @@ async fn a_failure_is_undone_in_reverse_order_by_the_services_that_did_work() {
         let (ledger, engine) = (Arc::new(Ledger::default()), Engine::in_memory());
         let _running = run(&bus, &ledger, &engine);
         // Shipping fails for good: payments refund, then inventory releases.
-        let id = ShopFlow::start(&*bus, placed("o-2", "no-courier"))
-            .await
-            .unwrap();
-        assert_eq!(
-            ended(&engine, id, name).await,
-            SagaStatus::Compensated,
-            "{name}"
-        );
+        let (id, status) = ran(&bus, &engine, name, placed("o-2", "no-courier")).await;
+        assert_eq!(status, SagaStatus::Compensated, "{name}");
         assert_eq!(
             ledger.entries(),
             [
@@ -188,14 +190,8 @@ async fn a_failure_is_undone_in_reverse_order_by_the_services_that_did_work() {
             "{name}"
         );
         // The payment is declined for good: only inventory had done work.
-        let id = ShopFlow::start(&*bus, placed("o-3", "decline"))
-            .await
-            .unwrap();
-        assert_eq!(
-            ended(&engine, id, name).await,
-            SagaStatus::Compensated,
-            "{name}"
-        );
+        let (id, status) = ran(&bus, &engine, name, placed("o-3", "decline")).await;
+        assert_eq!(status, SagaStatus::Compensated, "{name}");
         let entries = ledger.entries();
         assert_eq!(
             entries
@@ -218,14 +214,8 @@ async fn a_handler_that_panics_fails_for_good_and_what_ran_before_it_is_undone()
     for (name, bus) in buses("the choreography tests on NATS", Duration::from_secs(30)).await {
         let (ledger, engine) = (Arc::new(Ledger::default()), Engine::in_memory());
         let _running = run(&bus, &ledger, &engine);
-        let id = ShopFlow::start(&*bus, placed("o-9", "panic"))
-            .await
-            .unwrap();
-        assert_eq!(
-            ended(&engine, id, name).await,
-            SagaStatus::Compensated,
-            "{name}"
-        );
+        let (id, status) = ran(&bus, &engine, name, placed("o-9", "panic")).await;
+        assert_eq!(status, SagaStatus::Compensated, "{name}");
         // A panic is not retried (the handler has `retries = 2`): one attempt, then the undo.
         assert_eq!(
             ledger.entries(),
@@ -255,14 +245,8 @@ async fn a_transient_failure_is_retried_under_the_same_key() {
     for (name, bus) in buses("the choreography tests on NATS", Duration::from_secs(30)).await {
         let (ledger, engine) = (Arc::new(Ledger::default()), Engine::in_memory());
         let _running = run(&bus, &ledger, &engine);
-        let id = ShopFlow::start(&*bus, placed("o-4", "busy-once"))
-            .await
-            .unwrap();
-        assert_eq!(
-            ended(&engine, id, name).await,
-            SagaStatus::Completed,
-            "{name}"
-        );
+        let (id, status) = ran(&bus, &engine, name, placed("o-4", "busy-once")).await;
+        assert_eq!(status, SagaStatus::Completed, "{name}");
         assert_eq!(
             ledger.entries()[1..3],
             [
