@@ -70,6 +70,24 @@ struct Start {
     groups: Box<[Range<usize>]>,
 }
 
+impl Start {
+    /// The state a saga starts in: what its first write (its start) leaves.
+    fn state(&self) -> SagaState {
+        SagaState::new(self.deadline)
+            .with_pivot(self.pivot)
+            .with_groups(self.groups.to_vec())
+    }
+}
+
+/// Folds `writes` into `state`, whose status is first set to `status`, the one written last (as
+/// when the state was kept whole and every write set its status).
+fn fold(state: &mut SagaState, status: &SagaStatus<usize>, writes: &[Recorded]) {
+    state.status.clone_from(status);
+    for recorded in writes {
+        state.apply_parts(None, &recorded.change(), recorded.at);
+    }
+}
+
 impl Entry {
     /// The event of a write of this saga.
     pub(super) fn event(&self, recorded: &Recorded) -> SagaEvent {
@@ -214,25 +232,25 @@ impl Entry {
     /// Its state as of every write: built the first time it is read, then the writes since its
     /// last read folded in.
     pub(super) fn state(&mut self) -> &mut SagaState {
-        let Start {
-            deadline,
-            pivot,
-            groups,
-        } = &self.start;
-        let state = self.record.state.get_or_insert_with(|| {
-            let state = SagaState::new(*deadline)
-                .with_pivot(*pivot)
-                .with_groups(groups.to_vec());
-            Box::new(state)
-        });
-        // The status is the one written last (before the changes since are folded, as when
-        // the state was kept whole and its status set by every write).
-        state.status.clone_from(&self.record.status);
-        for recorded in &self.history[self.folded..] {
-            state.apply_parts(None, &recorded.change(), recorded.at);
-        }
+        let start = &self.start;
+        let state = self
+            .record
+            .state
+            .get_or_insert_with(|| Box::new(start.state()));
+        fold(state, &self.record.status, &self.history[self.folded..]);
         self.folded = self.history.len();
         state
+    }
+
+    /// When it is due next by its state, without keeping a state built for the question (a
+    /// listing asks it of every saga kept, and most sagas' states are never otherwise read).
+    fn due_by_state(&self) -> Option<SystemTime> {
+        let (mut state, folded) = match &self.record.state {
+            Some(state) => (state.as_ref().clone(), self.folded),
+            None => (self.start.state(), 1),
+        };
+        fold(&mut state, &self.record.status, &self.history[folded..]);
+        state.wake_at()
     }
 
     /// The full record, as the writes since it was created made it.
@@ -255,8 +273,8 @@ impl Entry {
     }
 
     /// What a listing shows of it.
-    pub(super) fn summary(&mut self) -> SagaSummary {
-        let wake_at = self.wake_at.or_else(|| self.state().wake_at());
+    pub(super) fn summary(&self) -> SagaSummary {
+        let wake_at = self.wake_at.or_else(|| self.due_by_state());
         let record = &self.record;
         SagaSummary {
             id: record.id,
@@ -268,6 +286,12 @@ impl Entry {
             created_at: record.created_at,
             updated_at: record.updated_at,
         }
+    }
+
+    /// Whether its state was built (see [`Entry::state`]).
+    #[cfg(test)]
+    pub(super) fn state_built(&self) -> bool {
+        self.record.state.is_some()
     }
 
     /// The token of the lease on it, if there is one.

@@ -119,3 +119,78 @@ fn sagas_of_one_type_share_their_step_names() {
     assert!(!Arc::ptr_eq(&first, &again));
     assert_eq!(&*again, ["reserve", "charge"]);
 }
+
+#[test]
+fn a_listing_reads_a_retry_time_without_keeping_a_state_and_a_load_keeps_one() {
+    let store = MemoryStore::new();
+    let saga = new_saga("retrying");
+    let id = saga.id;
+    create(&store, saga);
+    let at = SystemTime::now();
+    let event = |kind| SagaEvent {
+        saga_id: id,
+        saga_type: Cow::Borrowed("OrderSaga"),
+        at,
+        kind,
+    };
+    let started = Write::new(
+        event(SagaEventKind::StepStarted {
+            step: Cow::Borrowed("a"),
+            phase: crate::Phase::Action,
+            attempt: 1,
+        }),
+        Change::AttemptStarted {
+            step: 0,
+            phase: crate::Phase::Action,
+            attempt: 1,
+        },
+    )
+    .with_status(Some(SagaStatus::Running { step: 0 }));
+    let delay = Duration::from_secs(5);
+    let error = crate::StepError::transient("busy");
+    let retry = Write::new(
+        event(SagaEventKind::RetryScheduled {
+            step: Cow::Borrowed("a"),
+            phase: crate::Phase::Action,
+            attempt: 1,
+            delay,
+            error: error.clone(),
+        }),
+        Change::RetryScheduled(Box::new(crate::machine::RetryScheduled::new(
+            0,
+            crate::Phase::Action,
+            delay,
+            error,
+        ))),
+    );
+    let fence = Fence {
+        token: 1,
+        version: 1,
+    };
+    store
+        .write(id, fence, &mut vec![started, retry])
+        .now_or_never()
+        .unwrap()
+        .unwrap();
+
+    let listed = store
+        .list(SagaQuery::new())
+        .now_or_never()
+        .unwrap()
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].wake_at, Some(at + delay));
+    assert!(!store.lock().entry(&id).unwrap().state_built());
+
+    let record = store.load(id).now_or_never().unwrap().unwrap().unwrap();
+    assert_eq!(record.state.wake_at(), Some(at + delay));
+    assert_eq!(record.state.status, SagaStatus::Running { step: 0 });
+    assert!(store.lock().entry(&id).unwrap().state_built());
+    // Listed again, from the state kept.
+    let listed = store
+        .list(SagaQuery::new())
+        .now_or_never()
+        .unwrap()
+        .unwrap();
+    assert_eq!(listed[0].wake_at, Some(at + delay));
+}
